@@ -1,0 +1,157 @@
+"""Stage 2: a snapshot becomes labelled, time-split training data, guarded by the data contract."""
+
+
+from collections.abc import Iterator
+
+import dagster as dg
+import pandas as pd
+
+from mlops_pipeline.assets.dataset import SnapshotRef
+from mlops_pipeline.contract import ContractError, load_contract, null_rate_violations, validate
+from mlops_pipeline.preparation import SPLIT_COLUMN, prepare
+from mlops_pipeline.resources import DatasetResource, StorageResource
+
+MAX_FAILURE_ROWS = 50
+
+
+@dg.asset(
+    group_name="data",
+    kinds={"pandas", "pandera"},
+    description="Labelled rows of the snapshot, split by time: the most recent period is the holdout.",
+)
+def training_features(
+    context: dg.AssetExecutionContext,
+    dataset_snapshot: SnapshotRef,
+    dataset: DatasetResource,
+    storage: StorageResource,
+) -> dg.Output[pd.DataFrame]:
+    spec = dataset.spec()
+    prepared = prepare(storage.read_snapshot(dataset_snapshot.id), spec)
+    df = prepared.frame
+    counts = df[SPLIT_COLUMN].value_counts()
+    metadata = {
+        "snapshot_id": dataset_snapshot.id,
+        "dagster/row_count": len(df),
+        "train_rows": int(counts.get("train", 0)),
+        "holdout_rows": int(counts.get("holdout", 0)),
+        "holdout_starts_at": prepared.cutoff,
+        "dropped_unlabelled_rows": prepared.dropped_unlabelled,
+        "features": ", ".join(spec.features.columns),
+        "target": spec.target.name,
+    }
+    if spec.task == "classification":
+        metadata["positive_rate"] = float(df[spec.target.name].mean())
+    return dg.Output(df, metadata=metadata)
+
+
+def _failure_table(cases: pd.DataFrame) -> dg.TableMetadataValue:
+    rows = cases.head(MAX_FAILURE_ROWS)
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord(
+                {
+                    "column": str(r["column"]),
+                    "check": str(r["check"]),
+                    "failure_case": str(r["failure_case"]),
+                    "index": str(r["index"]),
+                }
+            )
+            for _, r in rows.iterrows()
+        ],
+        schema=dg.TableSchema(
+            columns=[dg.TableColumn(c, "string") for c in ("column", "check", "failure_case", "index")]
+        ),
+    )
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            "contract_schema",
+            asset="training_features",
+            blocking=True,
+            description="Does every column have the contract's dtype and nullability?",
+        ),
+        dg.AssetCheckSpec(
+            "null_rates",
+            asset="training_features",
+            blocking=True,
+            description="Is each column's share of nulls under its limit?",
+        ),
+        dg.AssetCheckSpec(
+            "min_rows",
+            asset="training_features",
+            blocking=True,
+            description="Are there enough labelled rows, with both train and holdout non-empty?",
+        ),
+        dg.AssetCheckSpec(
+            "unique_keys",
+            asset="training_features",
+            blocking=True,
+            description="Does every row have a distinct key (no duplicated records)?",
+        ),
+    ],
+    ins={"training_features": dg.AssetIn("training_features")},
+)
+def training_features_checks(
+    training_features: pd.DataFrame, dataset: DatasetResource
+) -> Iterator[dg.AssetCheckResult]:
+    spec = dataset.spec()
+    contract = load_contract(spec)
+    df = training_features
+    error = dg.AssetCheckSeverity.ERROR
+
+    try:
+        validate(df, contract.schema)
+        yield dg.AssetCheckResult(
+            check_name="contract_schema", passed=True, severity=error,
+            description=f"{len(contract.columns)} columns match the contract",
+        )
+    except ContractError as exc:
+        yield dg.AssetCheckResult(
+            check_name="contract_schema", passed=False, severity=error,
+            description=str(exc),
+            metadata={
+                "failure_cases": _failure_table(exc.failure_cases),
+                "failing_columns": ", ".join(sorted({str(c) for c in exc.failure_cases["column"]})),
+            },
+        )
+
+    violations = null_rate_violations(df, contract, contract.columns)
+    yield dg.AssetCheckResult(
+        check_name="null_rates", passed=not violations, severity=error,
+        description=(
+            "every column is under its null-rate limit"
+            if not violations
+            else "null rate above limit: "
+            + "; ".join(f"column '{c}' {r:.1%} > {lim:.1%}" for c, (r, lim) in violations.items())
+        ),
+        metadata={
+            "violations": dg.MetadataValue.json(
+                {c: {"rate": r, "limit": lim} for c, (r, lim) in violations.items()}
+            ),
+            "worst_null_rate": float(df[[c for c in contract.columns if c in df]].isna().mean().max()),
+        },
+    )
+
+    counts = df[SPLIT_COLUMN].value_counts()
+    train, holdout = int(counts.get("train", 0)), int(counts.get("holdout", 0))
+    enough = len(df) >= spec.checks.min_rows and train > 0 and holdout > 0
+    yield dg.AssetCheckResult(
+        check_name="min_rows", passed=enough, severity=error,
+        description=f"{len(df)} labelled rows (train {train}, holdout {holdout}); "
+        f"minimum {spec.checks.min_rows}",
+        metadata={"rows": len(df), "train_rows": train, "holdout_rows": holdout},
+    )
+
+    keys = [c for c in spec.key_columns if c in df.columns]
+    missing_keys = sorted(set(spec.key_columns) - set(keys))
+    duplicates = int(df.duplicated(subset=keys).sum()) if keys else 0
+    yield dg.AssetCheckResult(
+        check_name="unique_keys", passed=duplicates == 0 and not missing_keys, severity=error,
+        description=(
+            f"key columns missing: {missing_keys}" if missing_keys
+            else f"{duplicates} rows duplicate the key ({', '.join(keys)})"
+        ),
+        metadata={"duplicate_rows": duplicates},
+    )

@@ -1,0 +1,127 @@
+"""Stage 3: train the model pipeline on the train split; one MLflow run with a run manifest."""
+
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from mlops_pipeline.assets.dataset import SnapshotRef
+from mlops_pipeline.resources import DatasetResource, MLflowResource
+
+
+class TrainingConfig(dg.Config):
+    """Run-time knobs; everything else comes from the dataset spec."""
+
+    seed: int | None = None
+    # Trains on permuted labels: a deliberately bad model, to watch the gate block it.
+    shuffle_labels: bool = False
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    run_id: str
+    model_uri: str
+    snapshot_id: str
+    metrics: dict[str, float]
+    seed: int
+    manifest: dict = field(default_factory=dict)
+
+
+def _log_model(model, X: pd.DataFrame, scores) -> str:
+    """Log with skops (MLflow's safe default), trusting exactly the types this pipeline contains."""
+    import mlflow
+    import skops.io
+    from mlflow.models import infer_signature
+
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    info = mlflow.sklearn.log_model(
+        model,
+        name="model",
+        signature=infer_signature(X.head(100), scores[:100]),
+        input_example=X.head(5),
+        skops_trusted_types=trusted,
+    )
+    return info.model_uri
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"sklearn", "mlflow"},
+    description="A seeded scikit-learn Pipeline (transforms + HistGradientBoosting), logged to MLflow "
+    "with holdout metrics and a run manifest.",
+    tags={"mlops/training": "true"},
+)
+def trained_model(
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    training_features: pd.DataFrame,
+    dataset_snapshot: SnapshotRef,
+    dataset: DatasetResource,
+    mlflow: MLflowResource,
+) -> dg.Output[TrainedModel]:
+    import mlflow as mlflow_lib
+    import numpy as np
+    import yaml
+
+    from mlops_pipeline.contract import load_contract, validate
+    from mlops_pipeline.manifest import build_manifest, manifest_tags
+    from mlops_pipeline.model import build_pipeline, compute_metrics, predict_scores
+    from mlops_pipeline.preparation import xy
+
+    spec = dataset.spec()
+    seed = spec.model.seed if config.seed is None else config.seed
+    features = load_contract(spec).for_columns(spec.features.columns)
+    df = training_features
+    X_train, y_train = xy(df, spec, "train")
+    X_hold, y_hold = xy(df, spec, "holdout")
+    X_train, X_hold = validate(X_train, features), validate(X_hold, features)
+    if config.shuffle_labels:
+        y_train = pd.Series(np.random.default_rng(seed).permutation(y_train.to_numpy()))
+        context.log.warning("training on SHUFFLED labels (shuffle_labels=true): expect the gate to block")
+
+    model = build_pipeline(spec, seed=seed).fit(X_train, y_train)
+    scores = predict_scores(model, X_hold, spec.task)
+    metrics = compute_metrics(spec.task, y_hold, scores)
+    snapshot_id = dataset_snapshot.id
+
+    manifest = build_manifest(
+        snapshot_id=snapshot_id,
+        seeds={"model": seed, "split": 0},
+        config={
+            "dataset": spec.model_dump(mode="json"),
+            "fingerprint": spec.fingerprint(),
+            "training": config.model_dump(),
+        },
+        dagster_run_id=context.run_id,
+        extra={"holdout": {"rows": len(X_hold), "metrics": metrics}},
+    )
+    tags = {**manifest_tags(manifest), "dagster.run_id": context.run_id, "dataset": spec.name}
+    with mlflow.start_run(run_name=f"train-{spec.name}", tags=tags) as run:
+        mlflow_lib.log_params({
+            "task": spec.task, "seed": seed, "shuffle_labels": config.shuffle_labels,
+            "train_rows": len(X_train), "holdout_rows": len(X_hold),
+            **{f"model.{k}": v for k, v in spec.model.params.items()},
+        })
+        mlflow_lib.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "manifest.yaml"
+            path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+            mlflow_lib.log_artifact(str(path))
+        model_uri = _log_model(model, X_train, predict_scores(model, X_train.head(100), spec.task))
+
+    trained = TrainedModel(run.info.run_id, model_uri, snapshot_id, metrics, seed, manifest)
+    url = mlflow.run_url(run.info.run_id)
+    return dg.Output(
+        trained,
+        metadata={
+            "mlflow_run_id": run.info.run_id,
+            **({"mlflow_run": dg.MetadataValue.url(url)} if url else {}),
+            "model_uri": model_uri,
+            "snapshot_id": snapshot_id,
+            "seed": seed,
+            **{f"holdout_{k}": float(v) for k, v in metrics.items()},
+        },
+    )

@@ -1,0 +1,147 @@
+"""The loop's own commands: up, land, materialize, contract."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlops_pipeline.cli.common import ensure_dagster_home, print_checks, run_loop, set_dataset
+from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG, PROJECT_ROOT, data_dir
+
+
+def cmd_land(args: argparse.Namespace) -> int:
+    from mlops_pipeline.landing import land_months
+
+    landing = data_dir() / "landing" / "flights"
+    written = land_months(landing, months=args.months, sample_fraction=args.sample)
+    for path in written:
+        print(f"landed {path}")
+    if not written:
+        print(f"months {args.months} already landed in {landing}")
+    return 0
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    set_dataset(args.config)
+    run_config = None
+    if args.shuffle_labels:
+        run_config = {"ops": {"trained_model": {"config": {"shuffle_labels": True}}}}
+    result = run_loop(run_config)
+    checks_ok = print_checks(result)
+    print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+    return 0 if result.success and checks_ok else 1
+
+
+def cmd_contract(args: argparse.Namespace) -> int:
+    from mlops_pipeline.contract import infer_contract, write_contract
+    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.snapshots import read_landing
+
+    spec = load_spec(args.config)
+    out = Path(args.out) if args.out else spec.contract_path()
+    if out.exists() and not args.force:
+        print(f"{out} exists; pass --force to overwrite it", file=sys.stderr)
+        return 2
+    df = read_landing(spec.landing_glob(), spec.source.format)
+    write_contract(infer_contract(df, spec), out)
+    print(f"wrote a draft contract to {out}: review it (domain checks, null limits) and commit it")
+    return 0
+
+
+def _free_port(preferred: int) -> int:
+    import socket
+
+    for port in [preferred, 0]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return s.getsockname()[1]
+            except OSError:
+                continue
+    raise RuntimeError("no free port")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    set_dataset(args.config)
+    home = ensure_dagster_home()
+    mlflow_port = _free_port(args.mlflow_port)
+    if not args.no_ui:
+        os.environ.setdefault("MLOPS_MLFLOW_UI_URL", f"http://127.0.0.1:{mlflow_port}")
+    landing = data_dir() / "landing" / "flights"
+    if not any(landing.glob("*.parquet")):
+        cmd_land(argparse.Namespace(months=[1, 2, 3], sample=1.0))
+    print("materializing the loop once (snapshot -> features -> model -> registry -> drift)...")
+    result = run_loop()
+    checks_ok = print_checks(result)
+    print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+    if args.no_ui:
+        return 0 if result.success and checks_ok else 1
+
+    from mlops_pipeline.resources import MLflowResource
+
+    mlflow_res = MLflowResource()
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    procs = [
+        subprocess.Popen(
+            [str(bin_dir / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
+             "--backend-store-uri", mlflow_res.resolved_tracking_uri, "--workers", "1"],
+            env=env, start_new_session=True,
+        ),
+        subprocess.Popen(
+            [str(bin_dir / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(args.port),
+             "-w", str(PROJECT_ROOT / "workspace.yaml")],
+            env=env, cwd=PROJECT_ROOT, start_new_session=True,
+        ),
+    ]
+    print(f"\nDagster UI: http://127.0.0.1:{args.port}   (DAGSTER_HOME={home})")
+    print(f"MLflow UI:  http://127.0.0.1:{mlflow_port}\nCtrl-C stops both.")
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser("up", help="land data, materialize the loop once, start the UIs")
+    up.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
+    up.add_argument("--port", type=int, default=3000, help="Dagster UI port (127.0.0.1)")
+    up.add_argument("--mlflow-port", type=int, default=5000, help="MLflow UI port (127.0.0.1)")
+    up.add_argument("--no-ui", action="store_true", help="materialize only; start no server")
+    up.set_defaults(func=cmd_up)
+
+    land = sub.add_parser("land", help="land monthly batches of NYC flights 2013")
+    land.add_argument("--months", type=int, nargs="+", default=[1, 2, 3])
+    land.add_argument("--sample", type=float, default=1.0, help="fraction of each month to land")
+    land.set_defaults(func=cmd_land)
+
+    mat = sub.add_parser("materialize", help="run the whole loop headless through Dagster")
+    mat.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
+    mat.add_argument("--shuffle-labels", action="store_true",
+                     help="train on shuffled labels: watch the gate block a bad model")
+    mat.set_defaults(func=cmd_materialize)
+
+    contract = sub.add_parser("contract", help="data contract tools")
+    csub = contract.add_subparsers(dest="action", required=True)
+    infer = csub.add_parser("infer", help="draft a contract from the landed data")
+    infer.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
+    infer.add_argument("--out", help="where to write it (default: the config's `contract` path)")
+    infer.add_argument("--force", action="store_true")
+    infer.set_defaults(func=cmd_contract)

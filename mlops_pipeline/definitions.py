@@ -1,0 +1,60 @@
+"""The code location: every asset, check, job and resource of the loop.
+
+Loading this module imports only dagster, pandas and the project's light modules; MLflow,
+scikit-learn and Evidently are imported inside the asset bodies that use them, so the UI (and every
+run step, which re-imports this module) starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from mlops_pipeline.assets import dataset, features, monitoring, registry, training
+from mlops_pipeline.resources import DatasetResource, MLflowResource, StorageResource
+from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG
+
+TRAINING_TAG = {"mlops/training": "true"}
+
+
+def _env(name: str, default: str = "") -> str | dg.EnvVar:
+    """An `EnvVar` (resolved when a run starts, shown as such in the UI) when set, else the default."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def build_resources() -> dict[str, dg.ConfigurableResource]:
+    return {
+        "dataset": DatasetResource(
+            config_path=_env("MLOPS_DATASET_CONFIG", DEFAULT_DATASET_CONFIG)
+        ),
+        "storage": StorageResource(root=_env("MLOPS_DATA_DIR")),
+        "mlflow": MLflowResource(
+            tracking_uri=_env("MLFLOW_TRACKING_URI"),
+            ui_url=_env("MLOPS_MLFLOW_UI_URL"),
+        ),
+    }
+
+
+def build_definitions() -> dg.Definitions:
+    modules = [dataset, features, training, registry, monitoring]
+    assets = dg.load_assets_from_modules(modules)
+    checks = dg.load_asset_checks_from_modules(modules)
+    loop_job = dg.define_asset_job(
+        "mlops_loop",
+        selection=dg.AssetSelection.all(),
+        description="The whole loop: snapshot -> features -> train -> register -> gate -> "
+        "champion -> drift report. Tagged so that only one runs at a time (dagster.yaml).",
+        tags=TRAINING_TAG,
+    )
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=checks,
+        jobs=[loop_job],
+        resources=build_resources(),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

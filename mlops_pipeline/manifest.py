@@ -1,0 +1,92 @@
+"""The run manifest: everything needed to rebuild a model version, attached to it.
+
+Logged as `manifest.yaml` on the MLflow run and flattened into tags on the run and the model
+version, so "can I rebuild this model?" has an answer in the registry itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from mlops_pipeline.settings import PROJECT_ROOT
+
+KEY_PACKAGES = [
+    "mlops-pipeline", "dagster", "mlflow", "scikit-learn", "pandas", "numpy", "pandera",
+    "evidently", "pyarrow",
+]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_state() -> dict[str, Any]:
+    sha = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"sha": sha or "unknown", "dirty": bool(status) if status is not None else None}
+
+
+def file_sha256(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def package_versions(names: list[str] = KEY_PACKAGES) -> dict[str, str]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def build_manifest(
+    *,
+    snapshot_id: str,
+    seeds: dict[str, int],
+    config: dict[str, Any],
+    dagster_run_id: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "git": git_state(),
+        "dataset_snapshot_id": snapshot_id,
+        "uv_lock_sha256": file_sha256(PROJECT_ROOT / "uv.lock"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "seeds": seeds,
+        "dagster_run_id": dagster_run_id,
+        "config": config,
+        **(extra or {}),
+    }
+
+
+def manifest_tags(manifest: dict[str, Any]) -> dict[str, str]:
+    """The manifest's key fields as flat string tags (searchable in the MLflow UI)."""
+    tags = {
+        "manifest.git_sha": str(manifest["git"]["sha"]),
+        "manifest.git_dirty": str(manifest["git"]["dirty"]).lower(),
+        "manifest.dataset_snapshot_id": manifest["dataset_snapshot_id"],
+        "manifest.uv_lock_sha256": str(manifest["uv_lock_sha256"]),
+        "manifest.python": manifest["python"],
+        "manifest.dagster_run_id": manifest["dagster_run_id"],
+        "manifest.config_fingerprint": str(manifest["config"].get("fingerprint", "")),
+    }
+    tags.update({f"manifest.seed.{k}": str(v) for k, v in manifest["seeds"].items()})
+    tags.update({f"manifest.pkg.{k}": v for k, v in manifest["packages"].items()})
+    return tags

@@ -1,0 +1,87 @@
+"""Content addressing: the id of a snapshot is a hash of what is in it, not of how it was stored.
+
+The same rows give the same id whatever the file order, the split into batches, the row order or
+the Parquet writer settings, so "which data trained this model?" has one exact answer. Each row is
+hashed from its values (pandas' `hash_pandas_object` over sorted columns, index excluded), the row
+hashes are sorted, and the sorted hashes, the row count and the schema (names and dtypes) are fed to
+SHA-256. Sorting rather than summing keeps the id as strong as SHA-256 over the multiset of rows.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class LandingError(RuntimeError):
+    """The landing area cannot be read into one table (missing, empty, or inconsistent batches)."""
+
+
+def landed_files(pattern: str) -> list[Path]:
+    return sorted(Path(p) for p in glob.glob(pattern))
+
+
+def read_landing(pattern: str, fmt: str) -> pd.DataFrame:
+    """Concatenate every landed batch; the error names the file that does not fit."""
+    files = landed_files(pattern)
+    if not files:
+        raise LandingError(f"no landed batches match {pattern!r} (run `mlops-pipeline land`)")
+    frames = []
+    for f in files:
+        try:
+            frames.append(pd.read_parquet(f) if fmt == "parquet" else pd.read_csv(f))
+        except Exception as exc:  # noqa: BLE001 - re-raised with the file name
+            raise LandingError(f"cannot read landed batch {f}: {exc}") from exc
+    first = list(frames[0].columns)
+    for f, frame in zip(files, frames, strict=True):
+        if sorted(frame.columns) != sorted(first):
+            missing = sorted(set(first) - set(frame.columns))
+            extra = sorted(set(frame.columns) - set(first))
+            raise LandingError(
+                f"landed batch {f} has different columns from {files[0]}: "
+                f"missing {missing}, unexpected {extra}"
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def canonicalize(df: pd.DataFrame) -> pd.DataFrame:
+    """Sorted columns, a fresh index and one dtype per kind, so equal data hashes equally."""
+    out = df[sorted(df.columns)].reset_index(drop=True)
+    for col in out.columns:
+        s = out[col]
+        if pd.api.types.is_bool_dtype(s):
+            out[col] = s.astype("bool")
+        elif pd.api.types.is_integer_dtype(s) and not s.hasnans:
+            out[col] = s.astype("int64")
+        elif pd.api.types.is_numeric_dtype(s):
+            out[col] = s.astype("float64")
+        elif pd.api.types.is_datetime64_any_dtype(s):
+            out[col] = s.astype("datetime64[ns]") if s.dt.tz is None else s.dt.tz_convert("UTC")
+        else:
+            values = s.astype("object").where(s.notna(), None)
+            if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+                # A batch that sent numbers as text leaves a mixed column: store it as text, and
+                # let the contract check say which column broke.
+                values = values.map(lambda v: v if v is None else str(v))
+            out[col] = values
+    return out
+
+
+def content_id(df: pd.DataFrame) -> str:
+    """SHA-256 of the canonical multiset of rows plus the schema (see the module docstring)."""
+    canon = canonicalize(df)
+    row_hashes = np.sort(pd.util.hash_pandas_object(canon, index=False).to_numpy(np.uint64))
+    h = hashlib.sha256()
+    schema = ";".join(f"{c}:{canon[c].dtype}" for c in canon.columns)
+    h.update(f"rows={len(canon)};{schema}".encode())
+    h.update(row_hashes.tobytes())
+    return h.hexdigest()
+
+
+def time_range(df: pd.DataFrame, time_column: str) -> tuple[str, str]:
+    t = pd.to_datetime(df[time_column])
+    return str(t.min()), str(t.max())

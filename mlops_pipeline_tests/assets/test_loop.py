@@ -1,0 +1,223 @@
+"""The whole loop as a user runs it: snapshot -> features -> model -> registry -> drift report.
+
+Each test materializes the real Dagster job in-process against a temporary data dir with a SQLite
+MLflow, on a seeded ~12% sample of the real flights data.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+
+from mlops_pipeline.resources import MLflowResource
+from mlops_pipeline.resources.mlflow import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+from mlops_pipeline.settings import PROJECT_ROOT
+from mlops_pipeline_tests.conftest import check_results, materialized
+
+pytestmark = pytest.mark.slow
+
+LOOP = {
+    "dataset_snapshot", "training_features", "trained_model", "model_version", "champion_model",
+    "drift_report",
+}
+SHUFFLED = {"ops": {"trained_model": {"config": {"shuffle_labels": True}}}}
+
+
+def _registry() -> tuple[MLflowResource, mlflow.MlflowClient]:
+    res = MLflowResource()
+    return res, res.client()
+
+
+def _snapshot_files(data_dir: Path) -> dict[str, tuple[float, bytes]]:
+    return {p.name: (p.stat().st_mtime, p.read_bytes()) for p in (data_dir / "snapshots").glob("*")}
+
+
+def test_whole_loop_registers_a_gated_champion_with_a_full_manifest(data_dir, land, run_loop):
+    land()
+    result = run_loop()
+
+    assert result.success
+    assert materialized(result) == LOOP
+    checks = check_results(result)
+    blocking = {"snapshot_matches_content_id", "contract_schema", "null_rates", "min_rows",
+                "unique_keys", "eval_floor", "no_regression"}
+    assert blocking <= set(checks)
+    assert all(checks[name].passed for name in blocking), {
+        n: c.description for n, c in checks.items() if not c.passed
+    }
+    assert {"input_drift", "prediction_drift"} <= set(checks)
+
+    res, client = _registry()
+    champion = res.version_by_alias("flights_delay", CHAMPION)
+    assert champion is not None and champion.version == 1
+    assert res.version_by_alias("flights_delay", CHALLENGER) is None  # promoted, no longer challenger
+
+    snapshot_id = result.output_for_node("dataset_snapshot").id
+    tags = champion.tags
+    assert tags["snapshot_id"] == snapshot_id == tags["manifest.dataset_snapshot_id"]
+    assert tags["gate.status"] == "passed"
+    for key in ["manifest.git_sha", "manifest.git_dirty", "manifest.uv_lock_sha256", "manifest.python",
+                "manifest.dagster_run_id", "manifest.seed.model", "manifest.config_fingerprint",
+                "manifest.pkg.scikit-learn", "manifest.pkg.mlflow", "run_id", "holdout_roc_auc"]:
+        assert tags.get(key), f"model version lacks tag {key}"
+    assert tags["manifest.dagster_run_id"] == result.run_id
+
+    run = client.get_run(champion.run_id)
+    assert run.data.metrics["holdout_roc_auc"] > 0.6
+    assert {"holdout_log_loss", "holdout_brier", "holdout_f1"} <= set(run.data.metrics)
+    manifest_path = mlflow.artifacts.download_artifacts(
+        run_id=champion.run_id, artifact_path="manifest.yaml", tracking_uri=res.resolved_tracking_uri
+    )
+    manifest = yaml.safe_load(Path(manifest_path).read_text())
+    assert manifest["dataset_snapshot_id"] == snapshot_id
+    assert manifest["seeds"]["model"] == 42
+    assert manifest["config"]["dataset"]["name"] == "flights_delay"
+    assert manifest["dagster_run_id"] == result.run_id
+    assert len(manifest["uv_lock_sha256"]) == 64
+    assert manifest["packages"]["dagster"]
+
+    # The registered model is self-contained: it loads by alias and scores raw contract columns.
+    model = mlflow.sklearn.load_model("models:/flights_delay@champion")
+    features = result.output_for_node("training_features")
+    proba = model.predict_proba(features.head(20)[list(model.feature_names_in_)])[:, 1]
+    assert ((proba > 0) & (proba < 1)).all()
+
+    # The drift report exists on disk and in MLflow, and its numbers are in the asset metadata.
+    drift = result.asset_materializations_for_node("drift_report")[0].metadata
+    report = Path(drift["report_path"].value)
+    assert report.exists() and report.stat().st_size > 100_000
+    assert 0.0 <= drift["drift_share"].value <= 1.0
+    assert drift["mlflow_run_id"].value in {
+        r.info.run_id for r in mlflow.search_runs(search_all_experiments=True, output_format="list")
+    }
+
+
+def test_worse_model_is_blocked_and_champion_does_not_move(data_dir, land, run_loop):
+    land()
+    assert run_loop().success
+    res, client = _registry()
+    snapshots_before = _snapshot_files(data_dir)
+
+    result = run_loop(run_config=SHUFFLED)
+
+    assert not result.success
+    checks = check_results(result)
+    assert not checks["eval_floor"].passed and "roc_auc" in checks["eval_floor"].description
+    assert not checks["no_regression"].passed
+    assert "champion v1" in checks["no_regression"].description
+    assert "champion_model" not in materialized(result)
+    assert "drift_report" not in materialized(result)
+    # The rejected candidate is kept for inspection, marked as failed; the champion did not move.
+    assert res.version_by_alias("flights_delay", CHAMPION).version == 1
+    rejected = res.version_by_alias("flights_delay", CHALLENGER)
+    assert rejected.version == 2 and rejected.tags["gate.status"] == "failed"
+    assert "roc_auc" in rejected.tags["gate.reasons"]
+    assert res.version_by_alias("flights_delay", PREVIOUS_CHAMPION) is None
+    # Nothing else is lost: same snapshot bytes, the champion still loads.
+    assert _snapshot_files(data_dir) == snapshots_before
+    assert mlflow.sklearn.load_model("models:/flights_delay@champion") is not None
+    assert len(client.search_model_versions("name='flights_delay'")) == 2
+
+
+def test_retrain_on_new_data_promotes_and_keeps_previous_champion(data_dir, land, run_loop):
+    land(months=(1, 2))
+    assert run_loop().success
+    land(months=(3,))
+    result = run_loop()
+    assert result.success, {n: c.description for n, c in check_results(result).items()}
+    res, _ = _registry()
+    assert check_results(result)["no_regression"].passed
+    assert "champion v1" in check_results(result)["no_regression"].description
+    assert res.version_by_alias("flights_delay", CHAMPION).version == 2
+    assert res.version_by_alias("flights_delay", PREVIOUS_CHAMPION).version == 1
+    assert len(list((data_dir / "snapshots").glob("*.parquet"))) == 2
+
+
+def _corrupt(data_dir: Path, change) -> None:
+    batch = data_dir / "landing" / "flights" / "flights_2013_03.parquet"
+    df = pd.read_parquet(batch)
+    change(df).to_parquet(batch, index=False)
+
+
+def _wrong_dtype(df: pd.DataFrame) -> pd.DataFrame:
+    df["distance"] = df["distance"].astype(str) + " miles"
+    return df
+
+
+def _missing_column(df: pd.DataFrame) -> pd.DataFrame:
+    return df.drop(columns=["dest"])
+
+
+def _null_spike(df: pd.DataFrame) -> pd.DataFrame:
+    df.loc[df.sample(frac=0.9, random_state=0).index, "temp"] = None
+    return df
+
+
+@pytest.mark.parametrize(
+    ("change", "check", "column"),
+    [
+        (_wrong_dtype, "contract_schema", "distance"),
+        (_missing_column, "contract_schema", "dest"),
+        (_null_spike, "null_rates", "temp"),
+    ],
+    ids=["wrong-dtype", "missing-column", "null-spike"],
+)
+def test_corrupted_data_is_stopped_before_training(data_dir, land, run_loop, change, check, column):
+    land()
+    _corrupt(data_dir, change)
+    if change is _missing_column:  # every batch must agree on columns, or landing itself refuses
+        for f in (data_dir / "landing" / "flights").glob("*.parquet"):
+            pd.read_parquet(f).drop(columns=["dest"], errors="ignore").to_parquet(f, index=False)
+
+    result = run_loop()
+
+    assert not result.success
+    failed = check_results(result)[check]
+    assert not failed.passed
+    assert column in failed.description
+    if check == "contract_schema":
+        cases = failed.metadata["failure_cases"].records
+        assert any(r.data["column"] == column for r in cases)
+    assert materialized(result) == {"dataset_snapshot", "training_features"}
+    res, client = _registry()
+    assert client.search_registered_models() == []
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
+
+
+def test_late_year_month_drifts_more_than_a_training_month(data_dir, land, run_loop):
+    land()
+    march = run_loop()
+    assert march.success
+    in_period = march.asset_materializations_for_node("drift_report")[0].metadata
+    assert in_period["current_batch"].value == "flights_2013_03.parquet"
+
+    land(months=(12,))
+    december = run_loop(assets=["drift_report"])
+    assert december.success
+    late = december.asset_materializations_for_node("drift_report")[0].metadata
+    assert late["current_batch"].value == "flights_2013_12.parquet"
+    assert late["drift_share"].value > in_period["drift_share"].value
+    assert Path(late["report_path"].value).exists()
+    assert Path(late["report_path"].value) != Path(in_period["report_path"].value)
+
+
+def test_regression_config_runs_end_to_end(data_dir, land, run_loop, monkeypatch):
+    monkeypatch.setenv("MLOPS_DATASET_CONFIG", str(PROJECT_ROOT / "data/configs/flights_regression.yaml"))
+    land()
+    result = run_loop()
+    assert result.success, {n: c.description for n, c in check_results(result).items()}
+    assert materialized(result) == LOOP
+    res, client = _registry()
+    champion = res.version_by_alias("flights_arr_delay", CHAMPION)
+    assert champion is not None
+    metrics = client.get_run(champion.run_id).data.metrics
+    assert {"holdout_mae", "holdout_rmse", "holdout_r2"} <= set(metrics)
+    assert metrics["holdout_r2"] > 0.02
+    model = mlflow.sklearn.load_model("models:/flights_arr_delay@champion")
+    assert model.steps[-1][1].__class__.__name__ == "HistGradientBoostingRegressor"
+    assert os.environ["MLOPS_DATASET_CONFIG"].endswith("flights_regression.yaml")
