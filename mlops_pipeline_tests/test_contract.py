@@ -1,0 +1,95 @@
+"""One contract guards training data and inference requests alike."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mlops_pipeline.contract import (
+    ContractError,
+    infer_contract,
+    load_contract,
+    null_rate_violations,
+    validate,
+    write_contract,
+)
+from mlops_pipeline.settings import load_spec
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_spec("data/configs/flights.yaml")
+
+
+@pytest.fixture(scope="module")
+def contract(spec):
+    return load_contract(spec)
+
+
+@pytest.fixture
+def rows(flights, spec) -> pd.DataFrame:
+    return flights[flights["month"] == 2].dropna(subset=["arr_delay"]).head(500)[spec.source_columns].copy()
+
+
+def test_the_committed_contract_accepts_every_month_of_real_data(flights, spec, contract):
+    validated = validate(flights.dropna(subset=["arr_delay"])[spec.source_columns], contract.schema)
+    assert len(validated) > 300_000
+    assert not null_rate_violations(flights[flights["month"] == 12], contract, contract.columns)
+
+
+def test_wrong_type_is_named_with_column_check_and_value(rows, contract):
+    rows["distance"] = rows["distance"].astype(str)
+    rows.loc[rows.index[3], "distance"] = "far"
+    with pytest.raises(ContractError) as err:
+        validate(rows, contract.schema)
+    assert "column 'distance'" in str(err.value)
+    cases = err.value.failure_cases
+    assert {"column", "check", "failure_case", "index"} <= set(cases.columns)
+    assert "far" in set(cases.loc[cases["column"] == "distance", "failure_case"].astype(str))
+
+
+def test_missing_column_and_domain_violations_are_reported_together(rows, contract):
+    rows = rows.drop(columns=["dest"])
+    rows.loc[rows.index[0], "hour"] = 31
+    with pytest.raises(ContractError) as err:
+        validate(rows, contract.schema)
+    message = str(err.value)
+    assert "column 'dest'" in message and "column_in_dataframe" in message
+    assert "column 'hour'" in message and "in_range" in message
+
+
+def test_inference_validates_features_only_with_the_same_definitions(rows, spec, contract):
+    features = contract.for_columns(spec.features.columns)
+    assert set(features.columns) == set(spec.features.columns)
+    assert features.columns["distance"] is not None
+    request = rows[spec.features.columns].head(3).copy()
+    request["distance"] = request["distance"].astype(float)  # JSON numbers arrive as floats
+    assert validate(request, features)["distance"].dtype == "int64"
+    request["time_hour"] = request["time_hour"].astype(str)  # JSON timestamps arrive as text
+    assert str(validate(request, features)["time_hour"].dtype) == "datetime64[ns]"
+
+
+def test_null_spike_is_a_violation_naming_the_column(rows, contract):
+    assert null_rate_violations(rows, contract, contract.columns) == {}
+    rows.loc[rows.index[:100], "temp"] = None
+    violations = null_rate_violations(rows, contract, contract.columns)
+    assert list(violations) == ["temp"]
+    rate, limit = violations["temp"]
+    assert rate == pytest.approx(0.2) and limit == pytest.approx(0.05)
+
+
+def test_inferred_draft_drops_observed_ranges_and_round_trips(flights, spec, tmp_path):
+    doc = infer_contract(flights[flights["month"] == 1], spec)
+    path = tmp_path / "contract.yaml"
+    write_contract(doc, path)
+    loaded = load_contract(spec, path)
+    assert set(loaded.columns) == set(spec.source_columns)
+    assert all(not col.checks for col in loaded.schema.columns.values())  # no hard-coded min/max
+    assert loaded.null_limit("wind_gust") > 0.5  # mostly-null column gets a limit it can live with
+    july = flights[flights["month"] == 7].dropna(subset=["arr_delay"])
+    validate(july[spec.source_columns], loaded.schema)  # a later month still passes the draft
+
+
+def test_a_missing_contract_says_how_to_make_one(spec, tmp_path):
+    with pytest.raises(FileNotFoundError, match="mlops-pipeline contract infer"):
+        load_contract(spec, tmp_path / "nope.yaml")

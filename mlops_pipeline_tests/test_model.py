@@ -1,0 +1,65 @@
+"""The model pipeline carries its own feature transforms; serving sends raw contract columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_pipeline.model import DatetimeParts, build_pipeline, compute_metrics, predict_scores
+from mlops_pipeline.preparation import SPLIT_COLUMN, prepare, xy
+from mlops_pipeline.settings import load_spec
+
+
+@pytest.fixture(scope="module")
+def prepared(flights):
+    spec = load_spec("data/configs/flights.yaml")
+    sample = flights[flights["month"] <= 2].sample(8000, random_state=0)
+    return spec, prepare(sample, spec)
+
+
+def test_cancelled_flights_are_dropped_and_the_split_is_by_time(prepared):
+    spec, p = prepared
+    assert p.dropped_unlabelled > 0
+    df = p.frame
+    assert df[spec.target.name].isin([0, 1]).all()
+    train_end = df.loc[df[SPLIT_COLUMN] == "train", "time_hour"].max()
+    holdout_start = df.loc[df[SPLIT_COLUMN] == "holdout", "time_hour"].min()
+    assert train_end < holdout_start == pd.Timestamp(p.cutoff)
+    assert 0.18 < (df[SPLIT_COLUMN] == "holdout").mean() < 0.22
+
+
+def test_training_is_seeded_and_deterministic(prepared):
+    spec, p = prepared
+    X, y = xy(p.frame, spec, "train")
+    Xh, _ = xy(p.frame, spec, "holdout")
+    a = predict_scores(build_pipeline(spec).fit(X, y), Xh, spec.task)
+    b = predict_scores(build_pipeline(spec).fit(X, y), Xh, spec.task)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_unseen_categories_and_missing_weather_still_score(prepared):
+    spec, p = prepared
+    X, y = xy(p.frame, spec, "train")
+    model = build_pipeline(spec).fit(X, y)
+    odd = X.head(2).copy()
+    odd["carrier"] = ["ZZ", None]
+    odd["dest"] = "XXX"
+    odd["temp"] = np.nan
+    scores = predict_scores(model, odd, spec.task)
+    assert scores.shape == (2,) and ((scores > 0) & (scores < 1)).all()
+
+
+def test_weekday_is_derived_inside_the_pipeline():
+    parts = DatetimeParts(parts=["dayofweek", "hour"]).fit(pd.DataFrame({"t": []}))
+    out = parts.transform(pd.DataFrame({"t": ["2013-01-07 05:00", "2013-01-12 23:00"]}))
+    np.testing.assert_array_equal(out, [[0, 5], [5, 23]])  # a Monday and a Saturday
+    assert list(parts.get_feature_names_out()) == ["t_dayofweek", "t_hour"]
+
+
+def test_metrics_for_both_tasks():
+    y = np.array([0, 1, 1, 0])
+    cls = compute_metrics("classification", y, np.array([0.1, 0.9, 0.8, 0.3]))
+    assert cls["roc_auc"] == 1.0 and cls["f1"] == 1.0 and cls["brier"] < 0.05
+    reg = compute_metrics("regression", np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]))
+    assert reg["mae"] == pytest.approx(2 / 3) and reg["rmse"] == pytest.approx(np.sqrt(4 / 3))
