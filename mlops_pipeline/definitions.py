@@ -11,8 +11,9 @@ import os
 
 import dagster as dg
 
+from mlops_pipeline import automation
 from mlops_pipeline.assets import dataset, features, monitoring, registry, training
-from mlops_pipeline.resources import DatasetResource, MLflowResource, StorageResource
+from mlops_pipeline.resources import AlertResource, DatasetResource, MLflowResource, StorageResource
 from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG
 
 TRAINING_TAG = {"mlops/training": "true"}
@@ -33,6 +34,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             tracking_uri=_env("MLFLOW_TRACKING_URI"),
             ui_url=_env("MLOPS_MLFLOW_UI_URL"),
         ),
+        "alerts": AlertResource(webhook_url=_env("MLOPS_ALERT_WEBHOOK_URL")),
     }
 
 
@@ -51,6 +53,13 @@ def build_definitions() -> dg.Definitions:
         assets=assets,
         asset_checks=checks,
         jobs=[loop_job],
+        schedules=[automation.build_schedule()],
+        sensors=[
+            automation.new_data_sensor,
+            automation.drift_sensor,
+            automation.alert_on_run_failure,
+            automation.alert_on_check_failure,
+        ],
         resources=build_resources(),
     )
 

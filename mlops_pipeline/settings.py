@@ -101,6 +101,9 @@ class DriftSpec(_Strict):
     max_drift_share: float = Field(
         default=0.3, description="Input-drift check fails (WARN) above this share of drifted columns."
     )
+    retrain_cooldown_hours: float = Field(
+        default=24.0, description="After drift triggers a retraining, persisting drift waits this long."
+    )
     sample_rows: int | None = Field(
         default=None, description="Optional cap on rows per side; seeded, so reports are stable."
     )

@@ -1,0 +1,175 @@
+"""One retraining job, three triggers, one gate — plus alerts when something fails.
+
+The schedule, the new-data sensor and the drift sensor all launch the same `mlops_loop` job, so
+every retraining goes through the same blocking contract checks and the same eval gate; a model
+becomes champion only through that gate. Each run is tagged `mlops/trigger` with what started it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import dagster as dg
+
+from mlops_pipeline.resources import AlertResource, DatasetResource, StorageResource
+
+LOOP_JOB = "mlops_loop"
+TRIGGER_TAG = "mlops/trigger"
+DEFAULT_CRON = "0 6 * * 1"  # Mondays 06:00 UTC
+# Checks whose failure means "the world moved": the drift sensor retrains on them.
+DRIFT_CHECKS = [dg.AssetCheckKey(dg.AssetKey("drift_report"), "input_drift")]
+
+
+def landing_fingerprint(files) -> str:
+    """Cheap change detector (names, sizes, mtimes); the content id is computed only on change."""
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()
+
+
+def _latest_snapshot_id(instance: dg.DagsterInstance) -> str | None:
+    event = instance.get_latest_materialization_event(dg.AssetKey("dataset_snapshot"))
+    if event is None or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get("snapshot_id")
+    return None if value is None else str(value.value)
+
+
+def build_schedule() -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="weekly_retrain",
+        job_name=LOOP_JOB,
+        cron_schedule=os.environ.get("MLOPS_RETRAIN_CRON", DEFAULT_CRON),
+        execution_timezone="UTC",
+        tags={TRIGGER_TAG: "schedule"},
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Retrains on whatever has landed, on a calendar (MLOPS_RETRAIN_CRON).",
+    )
+
+
+@dg.sensor(
+    job_name=LOOP_JOB,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="New batches in the landing area -> retraining. The run key is the content id, so "
+    "the same data never retrains twice.",
+)
+def new_data_sensor(
+    context: dg.SensorEvaluationContext, dataset: DatasetResource, storage: StorageResource
+):
+    from mlops_pipeline.snapshots import content_id, landed_files, read_landing
+
+    spec = dataset.spec()
+    pattern = spec.landing_glob(storage.base)
+    files = landed_files(pattern)
+    if not files:
+        return dg.SkipReason(f"nothing landed at {pattern}")
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    fingerprint = landing_fingerprint(files)
+    if cursor.get("fingerprint") == fingerprint:
+        return dg.SkipReason("landing area unchanged")
+    cid = content_id(read_landing(pattern, spec.source.format))
+    context.update_cursor(json.dumps({"fingerprint": fingerprint, "content_id": cid}))
+    if cid == cursor.get("content_id"):
+        return dg.SkipReason(f"files changed but the content ({cid[:12]}) did not")
+    if cid == _latest_snapshot_id(context.instance):
+        return dg.SkipReason(f"content {cid[:12]} is already the latest snapshot")
+    return dg.RunRequest(
+        run_key=cid,
+        tags={TRIGGER_TAG: "new_data", "mlops/content_id": cid, "mlops/batches": str(len(files))},
+    )
+
+
+@dg.sensor(
+    job_name=LOOP_JOB,
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="A failed drift check -> retraining, at most once per cooldown while drift persists.",
+)
+def drift_sensor(context: dg.SensorEvaluationContext, dataset: DatasetResource):
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    cursor = json.loads(context.cursor) if context.cursor else {"seen": 0, "triggered_at": 0.0}
+    failures = []
+    newest = cursor["seen"]
+    for key in DRIFT_CHECKS:
+        record = context.instance.get_latest_asset_check_evaluation_record(key)
+        if record is None or record.id <= cursor["seen"]:
+            continue
+        newest = max(newest, record.id)
+        if record.status == AssetCheckExecutionRecordStatus.FAILED:
+            failures.append((key, record))
+    cooldown = dataset.spec().drift.retrain_cooldown_hours * 3600
+    now = time.time()
+    if not failures:
+        context.update_cursor(json.dumps({**cursor, "seen": newest}))
+        return dg.SkipReason("no new drift check failure")
+    if now - cursor["triggered_at"] < cooldown:
+        context.update_cursor(json.dumps({**cursor, "seen": newest}))
+        wait = (cursor["triggered_at"] + cooldown - now) / 3600
+        return dg.SkipReason(f"drift persists; retraining is in cooldown for {wait:.1f} more hours")
+    context.update_cursor(json.dumps({"seen": newest, "triggered_at": now}))
+    key, record = failures[0]
+    return dg.RunRequest(
+        run_key=f"drift-{record.id}",
+        tags={
+            TRIGGER_TAG: "drift",
+            "mlops/drift_check": key.to_user_string(),
+            "mlops/drift_run": record.run_id,
+        },
+    )
+
+
+@dg.run_failure_sensor(
+    name="alert_on_run_failure",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts (log, optional webhook) when any run fails, e.g. a blocking check stopped it.",
+)
+def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: AlertResource):
+    run = context.dagster_run
+    trigger = run.tags.get(TRIGGER_TAG, "manual")
+    alerts.send(
+        f"run {run.run_id} of {run.job_name} (trigger: {trigger}) failed: "
+        f"{context.failure_event.message}",
+        log=context.log,
+        run_id=run.run_id,
+        kind="run_failure",
+    )
+
+
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts (log, optional webhook) on every newly failed asset check, warnings included "
+    "(a failed WARN check does not fail its run, so the run-failure alert would miss it).",
+)
+def alert_on_check_failure(context: dg.SensorEvaluationContext, alerts: AlertResource):
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    seen = int(context.cursor or 0)
+    newest = seen
+    sent = 0
+    for key in context.repository_def.asset_graph.asset_check_keys:
+        record = context.instance.get_latest_asset_check_evaluation_record(key)
+        if record is None or record.id <= seen:
+            continue
+        newest = max(newest, record.id)
+        if record.status == AssetCheckExecutionRecordStatus.FAILED:
+            evaluation = record.event.dagster_event.event_specific_data if record.event else None
+            severity = evaluation.severity.value if evaluation else "ERROR"
+            detail = evaluation.description if evaluation else ""
+            alerts.send(
+                f"check {key.to_user_string()} failed ({severity}) in run {record.run_id}: {detail}",
+                log=context.log,
+                check=key.to_user_string(),
+                severity=severity,
+                kind="check_failure",
+            )
+            sent += 1
+    context.update_cursor(str(newest))
+    return dg.SkipReason(f"{sent} check failure alert(s) sent" if sent else "no new failed checks")
