@@ -17,18 +17,22 @@ import dagster as dg
 from mlops_pipeline.resources import AlertResource, DatasetResource, StorageResource
 
 LOOP_JOB = "mlops_loop"
+PRODUCTION_JOB = "production_monitoring"
 TRIGGER_TAG = "mlops/trigger"
 DEFAULT_CRON = "0 6 * * 1"  # Mondays 06:00 UTC
 # Checks whose failure means "the world moved": the drift sensor retrains on them.
-DRIFT_CHECKS = [dg.AssetCheckKey(dg.AssetKey("drift_report"), "input_drift")]
+DRIFT_CHECKS = [
+    dg.AssetCheckKey(dg.AssetKey("drift_report"), "input_drift"),
+    dg.AssetCheckKey(dg.AssetKey("production_drift"), "production_input_drift"),
+]
 
 
 def landing_fingerprint(files) -> str:
-    """Cheap change detector (names, sizes, mtimes); the content id is computed only on change."""
+    """Cheap change detector (names, sizes, mtimes or ETags from `StorageResource.listing`); the
+    content id is computed only on change."""
     h = hashlib.sha256()
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    for location, size, version in files:
+        h.update(f"{location.rsplit('/', 1)[-1]}:{size}:{version};".encode())
     return h.hexdigest()
 
 
@@ -52,6 +56,26 @@ def build_schedule() -> dg.ScheduleDefinition:
     )
 
 
+def production_job(selection: dg.AssetSelection) -> dg.UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        PRODUCTION_JOB,
+        selection=selection,
+        description="One day of production traffic: prediction log + inference checks, drift, "
+        "quality from feedback, and labelled rows landed back for training.",
+    )
+
+
+def build_production_schedule(job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+    """Yesterday's partition, shortly after midnight UTC, when the day is complete."""
+    return dg.build_schedule_from_partitioned_job(
+        job,
+        name="daily_production_monitoring",
+        hour_of_day=0,
+        minute_of_hour=30,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+
+
 @dg.sensor(
     job_name=LOOP_JOB,
     minimum_interval_seconds=60,
@@ -62,18 +86,18 @@ def build_schedule() -> dg.ScheduleDefinition:
 def new_data_sensor(
     context: dg.SensorEvaluationContext, dataset: DatasetResource, storage: StorageResource
 ):
-    from mlops_pipeline.snapshots import content_id, landed_files, read_landing
+    from mlops_pipeline.snapshots import content_id, read_landing
 
     spec = dataset.spec()
-    pattern = spec.landing_glob(storage.base)
-    files = landed_files(pattern)
+    pattern = storage.landing_glob(spec)
+    files = storage.listing(pattern)
     if not files:
         return dg.SkipReason(f"nothing landed at {pattern}")
     cursor = json.loads(context.cursor) if context.cursor else {}
     fingerprint = landing_fingerprint(files)
     if cursor.get("fingerprint") == fingerprint:
         return dg.SkipReason("landing area unchanged")
-    cid = content_id(read_landing(pattern, spec.source.format))
+    cid = content_id(read_landing(pattern, spec.source.format, storage=storage))
     context.update_cursor(json.dumps({"fingerprint": fingerprint, "content_id": cid}))
     if cid == cursor.get("content_id"):
         return dg.SkipReason(f"files changed but the content ({cid[:12]}) did not")

@@ -12,8 +12,10 @@ import os
 import dagster as dg
 
 from mlops_pipeline import automation
-from mlops_pipeline.assets import dataset, features, monitoring, registry, training
+from mlops_pipeline.assets import dataset, features, monitoring, production, registry, training
+from mlops_pipeline.profile import check_profile, io_manager
 from mlops_pipeline.resources import AlertResource, DatasetResource, MLflowResource, StorageResource
+from mlops_pipeline.resources.predictions import PredictionStoreResource
 from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG
 
 TRAINING_TAG = {"mlops/training": "true"}
@@ -25,35 +27,46 @@ def _env(name: str, default: str = "") -> str | dg.EnvVar:
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
+    """Configuration by environment only: `MLOPS_PROFILE=production` plus the variables listed in
+    `mlops_pipeline.profile` (and docs/production.md) move every resource off the local defaults."""
+    check_profile()
+    io = io_manager()
     return {
+        **({"io_manager": io} if io is not None else {}),
         "dataset": DatasetResource(
             config_path=_env("MLOPS_DATASET_CONFIG", DEFAULT_DATASET_CONFIG)
         ),
-        "storage": StorageResource(root=_env("MLOPS_DATA_DIR")),
+        "storage": StorageResource(
+            root=_env("MLOPS_STORAGE_ROOT") or _env("MLOPS_DATA_DIR"),
+            endpoint_url=_env("MLOPS_S3_ENDPOINT_URL"),
+        ),
         "mlflow": MLflowResource(
             tracking_uri=_env("MLFLOW_TRACKING_URI"),
             ui_url=_env("MLOPS_MLFLOW_UI_URL"),
         ),
         "alerts": AlertResource(webhook_url=_env("MLOPS_ALERT_WEBHOOK_URL")),
+        "predictions": PredictionStoreResource(url=_env("MLOPS_PREDICTIONS_URL")),
     }
 
 
 def build_definitions() -> dg.Definitions:
-    modules = [dataset, features, training, registry, monitoring]
+    modules = [dataset, features, training, registry, monitoring, production]
     assets = dg.load_assets_from_modules(modules)
     checks = dg.load_asset_checks_from_modules(modules)
+    production_assets = dg.AssetSelection.assets(*dg.load_assets_from_modules([production]))
     loop_job = dg.define_asset_job(
         "mlops_loop",
-        selection=dg.AssetSelection.all(),
+        selection=dg.AssetSelection.all() - production_assets,
         description="The whole loop: snapshot -> features -> train -> register -> gate -> "
         "champion -> drift report. Tagged so that only one runs at a time (dagster.yaml).",
         tags=TRAINING_TAG,
     )
+    production_job = automation.production_job(production_assets)
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=[loop_job],
-        schedules=[automation.build_schedule()],
+        jobs=[loop_job, production_job],
+        schedules=[automation.build_schedule(), automation.build_production_schedule(production_job)],
         sensors=[
             automation.new_data_sensor,
             automation.drift_sensor,

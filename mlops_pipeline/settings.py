@@ -138,6 +138,16 @@ class DatasetSpec(_Strict):
         cols = [*self.features.columns, self.time_column, *self.key_columns, *label]
         return list(dict.fromkeys(cols))
 
+    @property
+    def label_source(self) -> str:
+        """The observed value feedback carries (e.g. `arr_delay` minutes, from which `delayed` is
+        derived with the same expression as in training)."""
+        if self.target.expression:
+            if len(self.target.drop_missing) != 1:
+                raise ValueError("a derived target needs exactly one `drop_missing` column as its source")
+            return self.target.drop_missing[0]
+        return self.target.name
+
     def landing_glob(self, root: Path | None = None) -> str:
         return str(resolve_path(self.source.path, root or data_dir()))
 

@@ -12,9 +12,13 @@ from __future__ import annotations
 import glob
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from mlops_pipeline.resources.storage import StorageResource
 
 
 class LandingError(RuntimeError):
@@ -25,27 +29,53 @@ def landed_files(pattern: str) -> list[Path]:
     return sorted(Path(p) for p in glob.glob(pattern))
 
 
-def read_landing(pattern: str, fmt: str) -> pd.DataFrame:
-    """Concatenate every landed batch; the error names the file that does not fit."""
-    files = landed_files(pattern)
+def _files(pattern: str, storage: StorageResource | None) -> list[str]:
+    """Landed batches as paths or `s3://` URIs: through the storage resource when one is given."""
+    return storage.list_uris(pattern) if storage is not None else [str(p) for p in landed_files(pattern)]
+
+
+def read_landing(pattern: str, fmt: str, storage: StorageResource | None = None) -> pd.DataFrame:
+    """Concatenate every landed batch; an unreadable file is named in the error.
+
+    Batches may differ in columns (a feedback batch has no post-departure columns, say): a column a
+    batch lacks is null for its rows, and the data contract decides whether that is acceptable —
+    a missing feature fails the contract's checks by name, downstream, with nothing trained.
+    `pattern` may be an `s3://` glob when `storage` (which holds the S3 client) is given.
+    """
+    from mlops_pipeline.resources.storage import StorageError
+
+    files = _files(pattern, storage)
     if not files:
         raise LandingError(f"no landed batches match {pattern!r} (run `mlops-pipeline land`)")
     frames = []
     for f in files:
         try:
-            frames.append(pd.read_parquet(f) if fmt == "parquet" else pd.read_csv(f))
+            if storage is not None:
+                frames.append(storage.read_table(f, fmt))
+            else:
+                frames.append(pd.read_parquet(f) if fmt == "parquet" else pd.read_csv(f))
+        except StorageError:
+            raise  # the store is down: say so, not "this file is bad"
         except Exception as exc:  # noqa: BLE001 - re-raised with the file name
             raise LandingError(f"cannot read landed batch {f}: {exc}") from exc
-    first = list(frames[0].columns)
-    for f, frame in zip(files, frames, strict=True):
-        if sorted(frame.columns) != sorted(first):
-            missing = sorted(set(first) - set(frame.columns))
-            extra = sorted(set(frame.columns) - set(first))
-            raise LandingError(
-                f"landed batch {f} has different columns from {files[0]}: "
-                f"missing {missing}, unexpected {extra}"
-            )
     return pd.concat(frames, ignore_index=True)
+
+
+def missing_columns_by_batch(
+    pattern: str, fmt: str, storage: StorageResource | None = None
+) -> dict[str, list[str]]:
+    """Which batch lacks which column that another batch has (for the snapshot's metadata)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    def names(f: str) -> list[str]:
+        src = io.BytesIO(storage.read_bytes(f)) if storage is not None and "://" in f else f
+        return pq.read_schema(src).names if fmt == "parquet" else list(pd.read_csv(src, nrows=0).columns)
+
+    columns = {f.rsplit("/", 1)[-1]: names(f) for f in _files(pattern, storage)}
+    union = set().union(*columns.values()) if columns else set()
+    return {name: sorted(union - set(cols)) for name, cols in columns.items() if union - set(cols)}
 
 
 def canonicalize(df: pd.DataFrame) -> pd.DataFrame:

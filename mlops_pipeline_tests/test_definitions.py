@@ -15,6 +15,8 @@ from mlops_pipeline.settings import PROJECT_ROOT
 GROUPS = {
     "dataset_snapshot": "data", "training_features": "data", "trained_model": "training",
     "model_version": "deployment", "champion_model": "deployment", "drift_report": "monitoring",
+    "prediction_log": "monitoring", "production_drift": "monitoring", "model_quality": "monitoring",
+    "feedback_batch": "monitoring",
 }
 
 
@@ -40,6 +42,8 @@ def test_every_check_has_a_description_and_the_gate_blocks():
         "eval_floor", "no_regression",
     }
     assert {"input_drift", "prediction_drift"} <= set(checks) - blocking  # drift warns, never blocks
+    assert {"inference_contract", "inference_null_rates", "training_serving_skew",
+            "production_input_drift", "production_quality"} <= set(checks) - blocking
 
 
 def test_loading_the_code_location_imports_no_heavy_library():

@@ -9,7 +9,7 @@ from mlops_pipeline.resources import DatasetResource, StorageResource
 from mlops_pipeline.snapshots import (
     canonicalize,
     content_id,
-    landed_files,
+    missing_columns_by_batch,
     read_landing,
     time_range,
 )
@@ -35,22 +35,25 @@ def dataset_snapshot(
     context: dg.AssetExecutionContext, dataset: DatasetResource, storage: StorageResource
 ) -> dg.Output[SnapshotRef]:
     spec = dataset.spec()
-    pattern = spec.landing_glob(storage.base)
-    df = read_landing(pattern, spec.source.format)
+    pattern = storage.landing_glob(spec)
+    df = read_landing(pattern, spec.source.format, storage=storage)
     snapshot_id = content_id(df)
     order = [c for c in [spec.time_column, *spec.key_columns] if c in df.columns]
     stored = canonicalize(df).sort_values(order, kind="stable") if order else canonicalize(df)
     created = storage.write_snapshot(snapshot_id, stored)
+    gaps = missing_columns_by_batch(pattern, spec.source.format, storage=storage)
+    if gaps:
+        context.log.warning(f"batches lacking columns other batches have (null there): {gaps}")
     context.log.info(
         f"snapshot {snapshot_id[:12]} {'written' if created else 'already stored; left untouched'}"
     )
     start, end = time_range(df, spec.time_column) if spec.time_column in df else ("", "")
     ref = SnapshotRef(
         id=snapshot_id,
-        path=str(storage.snapshot_path(snapshot_id)),
+        path=storage.snapshot_uri(snapshot_id),
         rows=len(df),
         columns=df.shape[1],
-        batches=len(landed_files(pattern)),
+        batches=len(storage.list_uris(pattern)),
     )
     return dg.Output(
         ref,
@@ -64,6 +67,7 @@ def dataset_snapshot(
             "time_start": start,
             "time_end": end,
             "newly_written": created,
+            "batches_lacking_columns": dg.MetadataValue.json(gaps),
         },
     )
 

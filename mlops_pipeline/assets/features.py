@@ -44,7 +44,7 @@ def training_features(
     return dg.Output(df, metadata=metadata)
 
 
-def _failure_table(cases: pd.DataFrame) -> dg.TableMetadataValue:
+def failure_table(cases: pd.DataFrame) -> dg.TableMetadataValue:
     rows = cases.head(MAX_FAILURE_ROWS)
     return dg.MetadataValue.table(
         records=[
@@ -112,7 +112,7 @@ def training_features_checks(
             check_name="contract_schema", passed=False, severity=error,
             description=str(exc),
             metadata={
-                "failure_cases": _failure_table(exc.failure_cases),
+                "failure_cases": failure_table(exc.failure_cases),
                 "failing_columns": ", ".join(sorted({str(c) for c in exc.failure_cases["column"]})),
             },
         )
