@@ -12,10 +12,11 @@ import os
 import dagster as dg
 
 from mlops_pipeline import automation
-from mlops_pipeline.assets import dataset, features, monitoring, production, registry, training
+from mlops_pipeline.assets import board, dataset, features, monitoring, production, registry, training
 from mlops_pipeline.profile import check_profile, io_manager
 from mlops_pipeline.resources import AlertResource, DatasetResource, MLflowResource, StorageResource
 from mlops_pipeline.resources.predictions import PredictionStoreResource
+from mlops_pipeline.resources.serving import ServingResource
 from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG
 
 TRAINING_TAG = {"mlops/training": "true"}
@@ -46,27 +47,40 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         ),
         "alerts": AlertResource(webhook_url=_env("MLOPS_ALERT_WEBHOOK_URL")),
         "predictions": PredictionStoreResource(url=_env("MLOPS_PREDICTIONS_URL")),
+        "serving": ServingResource(url=_env("MLOPS_SERVING_URL")),
     }
 
 
 def build_definitions() -> dg.Definitions:
-    modules = [dataset, features, training, registry, monitoring, production]
+    modules = [dataset, features, training, registry, monitoring, production, board]
     assets = dg.load_assets_from_modules(modules)
     checks = dg.load_asset_checks_from_modules(modules)
     production_assets = dg.AssetSelection.assets(*dg.load_assets_from_modules([production]))
+    board_asset = dg.AssetSelection.assets("monitoring_board")
     loop_job = dg.define_asset_job(
         "mlops_loop",
-        selection=dg.AssetSelection.all() - production_assets,
+        selection=dg.AssetSelection.all() - production_assets - board_asset,
         description="The whole loop: snapshot -> features -> train -> register -> gate -> "
         "champion -> drift report. Tagged so that only one runs at a time (dagster.yaml).",
         tags=TRAINING_TAG,
     )
     production_job = automation.production_job(production_assets)
+    board_job = dg.define_asset_job(
+        "monitoring_board_job", selection=board_asset, description="Refresh the on-call board."
+    )
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=[loop_job, production_job],
-        schedules=[automation.build_schedule(), automation.build_production_schedule(production_job)],
+        jobs=[loop_job, production_job, board_job],
+        schedules=[
+            automation.build_schedule(),
+            automation.build_production_schedule(production_job),
+            dg.ScheduleDefinition(
+                name="hourly_board", job=board_job, cron_schedule="5 * * * *",
+                default_status=dg.DefaultScheduleStatus.RUNNING,
+                description="Refreshes the monitoring board every hour.",
+            ),
+        ],
         sensors=[
             automation.new_data_sensor,
             automation.drift_sensor,

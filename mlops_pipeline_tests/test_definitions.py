@@ -16,7 +16,7 @@ GROUPS = {
     "dataset_snapshot": "data", "training_features": "data", "trained_model": "training",
     "model_version": "deployment", "champion_model": "deployment", "drift_report": "monitoring",
     "prediction_log": "monitoring", "production_drift": "monitoring", "model_quality": "monitoring",
-    "feedback_batch": "monitoring",
+    "feedback_batch": "monitoring", "monitoring_board": "monitoring",
 }
 
 

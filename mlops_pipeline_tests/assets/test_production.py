@@ -8,6 +8,7 @@ row type); the end-to-end test through the real serving API lives with the simul
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import mlflow
@@ -89,6 +90,15 @@ def test_a_day_of_traffic_is_checked_measured_and_fed_back(data_dir, land, fligh
         assert feedback["rows"].value == 300
         landed = pd.read_parquet(feedback["path"].value)
         assert landed["_provenance"].str.startswith(f"feedback:{TODAY}:r4-").all()
+
+        board = defs.resolve_job_def("monitoring_board_job").execute_in_process(instance=instance)
+        assert board.success
+        meta = board.asset_materializations_for_node("monitoring_board")[0].metadata
+        assert meta["served_predictions"].value == 600 and meta["champion"].value.startswith("v1")
+        page = Path(meta["board_path"].value).read_text()
+        for section in ("System", "Data", "Drift", "Model", "Prediction distribution by day",
+                        "inference_null_rates", "Quality on labelled production traffic"):
+            assert section in page
 
         # The labelled rows are new data: the sensor asks for a retraining, which trains on them.
         resources = {"dataset": DatasetResource(), "storage": StorageResource(root=str(data_dir))}

@@ -1,0 +1,139 @@
+"""The monitoring board: one HTML page with system, data and model health, and key numbers in the UI."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from mlops_pipeline.resources import DatasetResource, MLflowResource, StorageResource
+from mlops_pipeline.resources.mlflow import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+from mlops_pipeline.resources.predictions import SERVED_ROLES, PredictionStoreResource
+from mlops_pipeline.resources.serving import ServingResource
+
+WINDOW_DAYS = 7
+
+
+def _check_rows(context: dg.AssetExecutionContext) -> list[dict[str, Any]]:
+    """The latest verdict of every check the code location defines."""
+    from mlops_pipeline.definitions import build_definitions
+
+    keys = build_definitions().resolve_asset_graph().asset_check_keys
+    rows = []
+    for key in sorted(keys, key=lambda k: k.to_user_string()):
+        record = context.instance.get_latest_asset_check_evaluation_record(key)
+        evaluation = record.event.dagster_event.event_specific_data if record and record.event else None
+        if evaluation is None:
+            continue
+        rows.append({
+            "asset": key.asset_key.to_user_string(), "check": key.name, "passed": evaluation.passed,
+            "severity": evaluation.severity.value, "detail": (evaluation.description or "")[:160],
+        })
+    return rows
+
+
+def _latest(context: dg.AssetExecutionContext, asset: str, field: str) -> Any:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
+    if event is None or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get(field)
+    return None if value is None else value.value
+
+
+def _daily_quality(log: pd.DataFrame, spec) -> pd.DataFrame:
+    from mlops_pipeline.model import compute_metrics
+    from mlops_pipeline.preparation import derive_target
+
+    served = log[log["role"].isin(SERVED_ROLES) & log["label"].notna()] if len(log) else log
+    if served.empty:
+        return pd.DataFrame()
+    score = "probability" if spec.task == "classification" else "prediction"
+    out = []
+    for day, rows in served.groupby(pd.to_datetime(served["ts"], utc=True).dt.date):
+        truth, _ = derive_target(pd.DataFrame({spec.label_source: rows["label"].to_numpy()}), spec)
+        y = truth[spec.target.name].to_numpy()
+        if spec.task == "classification" and len(set(y)) < 2:
+            continue
+        metrics = compute_metrics(spec.task, y, rows[score].to_numpy(dtype=float))
+        out.append({"day": day, **{k: metrics[k] for k in ("roc_auc", "brier", "mae") if k in metrics}})
+    return pd.DataFrame(out)
+
+
+@dg.asset(
+    group_name="monitoring",
+    kinds={"plotly", "html"},
+    description="The on-call page: latency/errors/QPS, check status, drift, prediction distribution, "
+    "quality and calibration on labelled traffic, and which versions are champion and challenger.",
+)
+def monitoring_board(
+    context: dg.AssetExecutionContext,
+    dataset: DatasetResource,
+    storage: StorageResource,
+    mlflow: MLflowResource,
+    predictions: PredictionStoreResource,
+    serving: ServingResource,
+) -> dg.MaterializeResult:
+    import mlflow as mlflow_lib
+
+    from mlops_pipeline.board import (
+        Board,
+        figures_for,
+        parse_serving_metrics,
+        render_board,
+        traffic_summary,
+    )
+
+    spec = dataset.spec()
+    score = "probability" if spec.task == "classification" else "prediction"
+    since = datetime.now(UTC) - timedelta(days=WINDOW_DAYS)
+    log = predictions.store().read_window(since, None, model_name=spec.name)
+
+    system: dict[str, Any] = {"window": f"last {WINDOW_DAYS} days", **traffic_summary(log, score)}
+    text = serving.metrics_text()
+    if text is not None:
+        system.update({f"server_{k}": v for k, v in parse_serving_metrics(text).items()})
+    else:
+        system["server"] = f"not reachable at {serving.url}" if serving.url else "MLOPS_SERVING_URL not set"
+
+    model: dict[str, Any] = {}
+    for alias in (CHAMPION, CHALLENGER, PREVIOUS_CHAMPION):
+        mv = mlflow.version_by_alias(spec.name, alias)
+        model[alias] = f"v{mv.version} ({mv.tags.get('gate.status', '?')})" if mv else "none"
+    quality = _daily_quality(log, spec)
+    if len(quality):
+        model.update({f"latest_{k}": float(v) for k, v in quality.iloc[-1].items() if k != "day"})
+    checks = _check_rows(context)
+    drift = {
+        "training batch drift share": _latest(context, "drift_report", "drift_share"),
+        "training batch drifted columns": _latest(context, "drift_report", "drifted_columns"),
+        "production drift share": _latest(context, "production_drift", "drift_share"),
+        "production drifted columns": _latest(context, "production_drift", "drifted_columns"),
+        "production calibration error": _latest(context, "model_quality", "expected_calibration_error"),
+    }
+    board = Board(
+        title=f"{spec.name} — monitoring board ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
+        system=system, data=checks, drift=drift, model=model,
+        figures=figures_for(log, score, quality),
+    )
+    path = storage.reports_dir / f"board_{spec.name}.html"
+    path.write_text(render_board(board))
+    with mlflow.start_run(run_name=f"board-{spec.name}", tags={"kind": "monitoring_board"}) as run:
+        mlflow_lib.log_artifact(str(path))
+    url = mlflow.run_url(run.info.run_id)
+    failing = [f"{r['asset']}:{r['check']}" for r in checks if not r["passed"]]
+
+    def num(v: Any) -> float:
+        return float(v) if isinstance(v, int | float) and v is not None else 0.0
+
+    return dg.MaterializeResult(metadata={
+        "board_path": dg.MetadataValue.path(str(path)),
+        **({"board": dg.MetadataValue.url(url)} if url else {}),
+        "champion": model[CHAMPION],
+        "challenger": model[CHALLENGER],
+        "served_predictions": int(system.get("served", 0)),
+        "qps": num(system.get("qps")),
+        "p99_latency_ms": num(system.get("server_p99_ms", system.get("store_p99_ms"))),
+        "error_rate": num(system.get("server_error_rate")),
+        "failing_checks": ", ".join(failing) or "none",
+        "production_drift_share": num(drift["production drift share"]),
+    })
