@@ -4,6 +4,7 @@
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -28,6 +29,37 @@ class TrainedModel:
     metrics: dict[str, float]
     seed: int
     manifest: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    model: Any
+    X_train: pd.DataFrame
+    X_hold: pd.DataFrame
+    y_hold: pd.Series
+    scores: Any  # holdout predictions (positive-class probability or value)
+    metrics: dict[str, float]
+
+
+def fit_and_score(df: pd.DataFrame, spec: Any, seed: int, shuffle_labels: bool = False) -> Fitted:
+    """The training step proper, shared by the asset and `mlops-pipeline reproduce`, so that a
+    reproduction runs exactly the code (contract coercion, seeding, label shuffling) that trained
+    the registered version instead of a look-alike."""
+    import numpy as np
+
+    from mlops_pipeline.contract import load_contract, validate
+    from mlops_pipeline.model import build_pipeline, compute_metrics, predict_scores
+    from mlops_pipeline.preparation import xy
+
+    features = load_contract(spec).for_columns(spec.features.columns)
+    X_train, y_train = xy(df, spec, "train")
+    X_hold, y_hold = xy(df, spec, "holdout")
+    X_train, X_hold = validate(X_train, features), validate(X_hold, features)
+    if shuffle_labels:
+        y_train = pd.Series(np.random.default_rng(seed).permutation(y_train.to_numpy()))
+    model = build_pipeline(spec, seed=seed).fit(X_train, y_train)
+    scores = predict_scores(model, X_hold, spec.task)
+    return Fitted(model, X_train, X_hold, y_hold, scores, compute_metrics(spec.task, y_hold, scores))
 
 
 def _log_model(model, X: pd.DataFrame, scores) -> str:
@@ -63,28 +95,17 @@ def trained_model(
     mlflow: MLflowResource,
 ) -> dg.Output[TrainedModel]:
     import mlflow as mlflow_lib
-    import numpy as np
     import yaml
 
-    from mlops_pipeline.contract import load_contract, validate
     from mlops_pipeline.manifest import build_manifest, manifest_tags
-    from mlops_pipeline.model import build_pipeline, compute_metrics, predict_scores
-    from mlops_pipeline.preparation import xy
+    from mlops_pipeline.model import predict_scores
 
     spec = dataset.spec()
     seed = spec.model.seed if config.seed is None else config.seed
-    features = load_contract(spec).for_columns(spec.features.columns)
-    df = training_features
-    X_train, y_train = xy(df, spec, "train")
-    X_hold, y_hold = xy(df, spec, "holdout")
-    X_train, X_hold = validate(X_train, features), validate(X_hold, features)
     if config.shuffle_labels:
-        y_train = pd.Series(np.random.default_rng(seed).permutation(y_train.to_numpy()))
         context.log.warning("training on SHUFFLED labels (shuffle_labels=true): expect the gate to block")
-
-    model = build_pipeline(spec, seed=seed).fit(X_train, y_train)
-    scores = predict_scores(model, X_hold, spec.task)
-    metrics = compute_metrics(spec.task, y_hold, scores)
+    fitted = fit_and_score(training_features, spec, seed, config.shuffle_labels)
+    model, X_train, X_hold, metrics = fitted.model, fitted.X_train, fitted.X_hold, fitted.metrics
     snapshot_id = dataset_snapshot.id
 
     manifest = build_manifest(

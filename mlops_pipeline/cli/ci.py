@@ -1,0 +1,433 @@
+"""CI commands: `gate` (asset checks as a merge gate) and `reproduce` (rebuild a registered version).
+
+Dagster has no command that runs asset checks and exits non-zero (dagster#17606), and a failed
+non-blocking check does not fail a run (#29896). `gate` therefore executes the real `mlops_loop` job
+in-process on a small seeded sample, reads every check evaluation from the run, adds one comparison
+against a reference (the registry's champion, or a committed baseline file), and turns all of it into
+an exit code, a table and JUnit XML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG, PROJECT_ROOT
+
+DEFAULT_MONTHS = [1, 2, 3]
+DEFAULT_SAMPLE = 0.12
+SAMPLE_SEED = 0
+BASELINE_DIR = PROJECT_ROOT / "data" / "baselines"
+REFRESH_HINT = "uv run mlops-pipeline gate --write-baseline"
+# Environment the loop's resources read; the gate points them at its own sandbox while it runs.
+SANDBOXED_ENV = ["MLOPS_DATA_DIR", "DAGSTER_HOME", "MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_UI_URL",
+                 "MLOPS_DATASET_CONFIG"]
+
+
+@dataclass
+class CheckRow:
+    asset: str
+    check: str
+    passed: bool | None  # None: the check never ran (its asset was skipped)
+    severity: str  # ERROR | WARN | "-" when it did not run
+    key_metric: str
+    description: str
+
+    @property
+    def blocking_failure(self) -> bool:
+        return self.passed is False and self.severity == "ERROR"
+
+
+@dataclass
+class GateOutcome:
+    rows: list[CheckRow] = field(default_factory=list)
+    run_id: str = ""
+    run_success: bool = False
+    run_failures: list[str] = field(default_factory=list)
+    reference: str = "none"
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.run_success and not any(r.blocking_failure for r in self.rows) and not any(
+            r.passed is None and r.severity == "ERROR" for r in self.rows
+        )
+
+
+# ---- reading the run ---------------------------------------------------------------------------
+_PREFERRED = ["drift_share", "score", "worst_null_rate", "rows", "duplicate_rows", "failing_columns"]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def key_metric(metadata: dict[str, Any]) -> str:
+    """The one number a reviewer wants per check, chosen from the check's own metadata."""
+    table = metadata.get("metrics")
+    records = getattr(getattr(table, "value", None), "records", None)
+    if records:
+        first = records[0].data
+        text = f"{first['metric']}={_fmt(first['candidate'])}"
+        return text + (f" (champion {_fmt(first['champion'])})" if first.get("champion") is not None else "")
+    for key in _PREFERRED:
+        if key in metadata:
+            return f"{key}={_fmt(metadata[key].value)}"
+    if "actual" in metadata:
+        return f"content_id={str(metadata['actual'].value)[:12]}"
+    return "-"
+
+
+def rows_from_result(result, defined: list[tuple[str, str]]) -> list[CheckRow]:
+    """Every defined check, in definition order; the ones that never ran are listed as such."""
+    evaluations = {
+        (e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()
+    }
+    rows = []
+    for asset, check in defined:
+        e = evaluations.get((asset, check))
+        if e is None:
+            rows.append(CheckRow(asset, check, None, "-", "-", "not executed: an upstream step failed "
+                                 "or a blocking check stopped the run"))
+            continue
+        rows.append(CheckRow(asset, check, bool(e.passed), e.severity.value, key_metric(e.metadata),
+                             e.description or ""))
+    return rows
+
+
+def defined_checks() -> list[tuple[str, str]]:
+    """The checks of the `mlops_loop` job's assets (not of other jobs' assets in the location)."""
+    from mlops_pipeline.definitions import build_definitions
+
+    defs = build_definitions()
+    selected = defs.resolve_job_def("mlops_loop").asset_layer.selected_asset_keys
+    graph = defs.resolve_asset_graph()
+    order = {key.to_user_string(): i for i, key in enumerate(graph.toposorted_asset_keys)}
+    keys = [(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys if k.asset_key in selected]
+    return sorted(keys, key=lambda k: (order.get(k[0], 99), k[1]))
+
+
+# ---- the reference -----------------------------------------------------------------------------
+def registry_champion(tracking_uri: str, name: str):
+    """(resource, champion version or None, why) for a registry that answers; (None, None, why) if not.
+
+    Probed with no retries and a short timeout: an unreachable server must make the gate fall back
+    to the baseline in seconds, not after MLflow's default minutes of retrying.
+    """
+    if not tracking_uri:
+        return None, None, "MLFLOW_TRACKING_URI is not set"
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).exists():
+        return None, None, f"{tracking_uri} does not exist"
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    from mlops_pipeline.resources import MLflowResource
+    from mlops_pipeline.resources.mlflow import CHAMPION
+
+    res = MLflowResource(tracking_uri=tracking_uri)
+    try:
+        res.client().search_registered_models(max_results=1)
+        champion = res.version_by_alias(name, CHAMPION)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable" here
+        return None, None, f"registry {tracking_uri} is not reachable: {str(exc).splitlines()[0][:120]}"
+    if champion is None:
+        return res, None, f"registry {tracking_uri} has no {name}@{CHAMPION}"
+    return res, champion, f"champion v{champion.version} of {tracking_uri}"
+
+
+def baseline_path(name: str, override: str | None) -> Path:
+    return Path(override).resolve() if override else BASELINE_DIR / f"{name}.json"
+
+
+def compare_row(candidate: dict[str, float], reference: dict[str, float], spec, label: str) -> CheckRow:
+    """THE gate's regression rule (`evaluate_gate`), applied to the candidate against `reference`."""
+    from mlops_pipeline.gate import evaluate_gate
+
+    verdict = evaluate_gate(candidate, reference, spec.gate, champion_version=label)
+    parts, failed = [], []
+    for v in verdict.verdicts:
+        limit = v.champion - v.tolerance if v.greater_is_better else v.champion + v.tolerance
+        text = f"{v.metric}={v.candidate:.4f} vs {label} {v.champion:.4f} (limit {limit:.4f})"
+        (parts if v.no_regression else failed).append(text)
+    first = verdict.verdicts[0]
+    return CheckRow(
+        asset="model_version",
+        check=f"no_regression_vs_{'baseline' if label == 'baseline' else 'champion'}",
+        passed=verdict.no_regression,
+        severity="ERROR",
+        key_metric=f"{first.metric}={first.candidate:.4f} ({label} {first.champion:.4f})",
+        description=("regresses: " + "; ".join(failed)) if failed else "no regression: " + "; ".join(parts),
+    )
+
+
+# ---- output ------------------------------------------------------------------------------------
+def print_table(rows: list[CheckRow]) -> None:
+    widths = (max(len(r.asset) for r in rows), max(len(r.check) for r in rows))
+    print(f"{'asset':<{widths[0]}}  {'check':<{widths[1]}}  {'passed':<7} {'severity':<8} key metric")
+    for r in rows:
+        passed = "skipped" if r.passed is None else str(r.passed)
+        print(f"{r.asset:<{widths[0]}}  {r.check:<{widths[1]}}  {passed:<7} {r.severity:<8} {r.key_metric}")
+
+
+def write_junit(outcome: GateOutcome, path: Path) -> None:
+    """One testcase per check. Only what fails the gate is a <failure>: a failed WARN check is a
+    passing testcase with the finding in <system-out>, so the CI's red/green agrees with the exit code."""
+    import xml.etree.ElementTree as ET
+
+    cases = list(outcome.rows)
+    if not outcome.run_success and not any(r.blocking_failure for r in cases):
+        cases.append(CheckRow("mlops_loop", "run", False, "ERROR", "-",
+                              "; ".join(outcome.run_failures) or "the run failed"))
+    failures = sum(r.blocking_failure for r in cases)
+    skipped = sum(r.passed is None for r in cases)
+    attrs = {"tests": str(len(cases)), "failures": str(failures), "errors": "0", "skipped": str(skipped),
+             "time": f"{outcome.seconds:.1f}"}
+    suites = ET.Element("testsuites", {"name": "mlops-pipeline gate", **attrs})
+    suite = ET.SubElement(suites, "testsuite", {"name": "mlops_loop", **attrs})
+    props = ET.SubElement(suite, "properties")
+    for key, value in [("dagster_run_id", outcome.run_id), ("reference", outcome.reference)]:
+        ET.SubElement(props, "property", {"name": key, "value": value})
+    for r in cases:
+        case = ET.SubElement(suite, "testcase", {"classname": r.asset, "name": r.check, "time": "0"})
+        if r.blocking_failure:
+            failure = ET.SubElement(case, "failure", {"message": r.description[:500], "type": r.severity})
+            failure.text = f"{r.description}\nkey metric: {r.key_metric}"
+        elif r.passed is None:
+            ET.SubElement(case, "skipped", {"message": r.description})
+        elif r.passed is False:
+            ET.SubElement(case, "system-out").text = (
+                f"{r.severity} (does not block): {r.description}\nkey metric: {r.key_metric}"
+            )
+        else:
+            ET.SubElement(case, "system-out").text = f"{r.description}\nkey metric: {r.key_metric}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.indent(suites)
+    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+
+
+# ---- the command -------------------------------------------------------------------------------
+def _run_sandboxed(data_root: Path, config: str, months: list[int], sample: float, shuffle: bool):
+    """Land the sample (unless already there) and run `mlops_loop` with every resource pointed at
+    `data_root`: its own landing, snapshots, SQLite MLflow and Dagster instance."""
+    from mlops_pipeline.cli.common import run_loop
+    from mlops_pipeline.landing import land_months
+    from mlops_pipeline.settings import load_spec
+
+    os.environ["MLOPS_DATA_DIR"] = str(data_root)
+    os.environ["DAGSTER_HOME"] = str(data_root / "dagster_home")
+    os.environ["MLOPS_DATASET_CONFIG"] = config
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("MLOPS_MLFLOW_UI_URL", None)
+    spec = load_spec(config)
+    landing = Path(spec.landing_glob(data_root)).parent
+    if not any(landing.glob("*")):
+        land_months(landing, months, sample, seed=SAMPLE_SEED)
+    run_config = {"ops": {"trained_model": {"config": {"shuffle_labels": True}}}} if shuffle else None
+    return spec, run_loop(run_config)
+
+
+def run_gate(args: argparse.Namespace) -> tuple[GateOutcome, dict[str, Any] | None]:
+    """Returns the outcome and, when the run trained a model, what a baseline file would record."""
+    from mlops_pipeline.settings import resolve_path
+
+    started = time.monotonic()
+    config_arg = args.config or os.environ.get("MLOPS_DATASET_CONFIG") or DEFAULT_DATASET_CONFIG
+    config = str(resolve_path(config_arg))
+    user_tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    saved = {k: os.environ.get(k) for k in SANDBOXED_ENV}
+    months = sorted(set(args.months))
+    outcome = GateOutcome()
+    tmp = None if args.data_dir else tempfile.TemporaryDirectory(prefix="mlops-gate-")
+    try:
+        root = Path(args.data_dir or tmp.name).resolve()  # type: ignore[union-attr]
+        root.mkdir(parents=True, exist_ok=True)
+        print(f"gate: months {months}, sample {args.sample:g} (seed {SAMPLE_SEED}) in {root}", flush=True)
+        spec, result = _run_sandboxed(root, config, months, args.sample, args.shuffle_labels)
+        outcome.run_id = result.run_id
+        outcome.run_success = result.success
+        outcome.run_failures = [
+            f"{e.step_key}: {e.event_specific_data.error.message.strip().splitlines()[0]}"
+            for e in result.all_events
+            if e.event_type_value == "STEP_FAILURE" and e.event_specific_data and e.event_specific_data.error
+        ]
+        outcome.rows = rows_from_result(result, defined_checks())
+        try:
+            trained = result.output_for_node("trained_model")
+            features = result.output_for_node("training_features")
+        except Exception:  # noqa: BLE001 - the run stopped before training: nothing to compare
+            trained = features = None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    record = None
+    if trained is not None:
+        record = {
+            "dataset": spec.name,
+            "config_fingerprint": spec.fingerprint(),
+            "sample": {"months": months, "fraction": args.sample, "seed": SAMPLE_SEED},
+            "snapshot_id": trained.snapshot_id,
+            "holdout_rows": int((features["_split"] == "holdout").sum()),
+            "metrics": {k: float(v) for k, v in trained.metrics.items()},
+            "recorded_with": {
+                "git_sha": trained.manifest.get("git", {}).get("sha"),
+                "packages": {k: v for k, v in trained.manifest.get("packages", {}).items()
+                             if k in ("scikit-learn", "numpy", "pandas")},
+            },
+            "refresh": REFRESH_HINT,
+        }
+        _add_reference_row(args, outcome, spec, trained, features, user_tracking_uri, record)
+    else:
+        outcome.notes.append("no model was trained, so there is nothing to compare with a reference")
+    outcome.seconds = time.monotonic() - started
+    return outcome, record
+
+
+def _add_reference_row(args, outcome: GateOutcome, spec, trained, features, tracking_uri: str,
+                       record: dict[str, Any]) -> None:
+    if args.reference in ("auto", "champion"):
+        res, champion, why = registry_champion(tracking_uri, spec.name)
+        if champion is not None:
+            from mlops_pipeline.assets.registry import score_version
+
+            # Scored on the candidate's holdout, as the in-pipeline no_regression check does.
+            champ_metrics = score_version(res, spec.name, str(champion.version), features, spec)
+            outcome.reference = why
+            outcome.rows.append(compare_row(trained.metrics, champ_metrics, spec, f"v{champion.version}"))
+            return
+        outcome.notes.append(f"no registry champion to compare with ({why})")
+        if args.reference == "champion":
+            outcome.rows.append(CheckRow("model_version", "no_regression_vs_champion", False, "ERROR", "-",
+                                         f"--reference champion, but {why}"))
+            return
+    if args.reference == "none":
+        outcome.reference = "none (--reference none)"
+        return
+    path = baseline_path(spec.name, args.baseline)
+    if args.write_baseline:
+        outcome.notes.append(f"--write-baseline: not comparing with the old baseline {path}")
+        return
+    if not path.exists():
+        outcome.rows.append(CheckRow("model_version", "no_regression_vs_baseline", False, "ERROR", "-",
+                                     f"no baseline at {path}; record one with `{REFRESH_HINT}`"))
+        return
+    baseline = json.loads(path.read_text())
+    outcome.reference = f"baseline {path}"
+    if baseline.get("sample") != record["sample"]:
+        outcome.rows.append(CheckRow(
+            "model_version", "no_regression_vs_baseline", False, "ERROR", "-",
+            f"baseline {path} was recorded on sample {baseline.get('sample')}, this run used "
+            f"{record['sample']}: metrics of different samples are not comparable; run with the baseline's "
+            f"--months/--sample or refresh it with `{REFRESH_HINT}`"))
+        return
+    if baseline.get("snapshot_id") != record["snapshot_id"]:
+        outcome.notes.append("the sample's snapshot id differs from the baseline's: the landed data changed")
+    if baseline.get("config_fingerprint") != record["config_fingerprint"]:
+        outcome.notes.append("the dataset spec changed since the baseline was recorded")
+    outcome.rows.append(compare_row(trained.metrics, baseline["metrics"], spec, "baseline"))
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    outcome, record = run_gate(args)
+    print()
+    print_table(outcome.rows)
+    print(f"\nreference: {outcome.reference}")
+    for note in outcome.notes:
+        print(f"note: {note}")
+    problems = [r for r in outcome.rows if r.blocking_failure]
+    for r in problems:
+        print(f"FAILED {r.asset}/{r.check}: {r.description}")
+    for r in outcome.rows:
+        if r.passed is False and not r.blocking_failure:
+            print(f"warning {r.asset}/{r.check} ({r.severity}, does not block): {r.description}")
+    for failure in outcome.run_failures:
+        print(f"step failed: {failure}")
+    if args.junit_xml:
+        write_junit(outcome, Path(args.junit_xml))
+        print(f"JUnit XML: {args.junit_xml}")
+    verdict = "PASSED" if outcome.passed else "FAILED"
+    print(f"gate {verdict} in {outcome.seconds:.0f}s (dagster run {outcome.run_id})")
+    if args.write_baseline:
+        if not outcome.passed or record is None:
+            print("not writing a baseline from a failing run", file=sys.stderr)
+            return 1
+        path = baseline_path(record["dataset"], args.baseline)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote baseline {path}: commit it")
+    return 0 if outcome.passed else 1
+
+
+# ---- reproduce ---------------------------------------------------------------------------------
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from mlops_pipeline.reproduce import ReproduceError, reproduce
+    from mlops_pipeline.resources import MLflowResource, StorageResource
+    from mlops_pipeline.settings import load_spec
+
+    name = args.model or load_spec(args.config or os.environ.get("MLOPS_DATASET_CONFIG")
+                                   or DEFAULT_DATASET_CONFIG).name
+    try:
+        rep = reproduce(MLflowResource(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", "")),
+                        StorageResource(), name, args.version, atol=args.atol)
+    except ReproduceError as exc:
+        print(f"cannot reproduce: {exc}", file=sys.stderr)
+        return 2
+    diff = rep.diff
+    assert diff is not None
+    for metric, value in rep.metrics.items():
+        then = rep.recorded_metrics.get(metric)
+        print(f"  holdout {metric}: rebuilt {value:.6f}, recorded {'-' if then is None else f'{then:.6f}'}")
+    if diff.identical:
+        exact = "bit-identical" if args.atol == 0 else f"within {args.atol:g}"
+        print(f"REPRODUCED {rep.name} v{rep.version}: {diff.rows} holdout predictions {exact}"
+              + (f" ({len(rep.warnings)} environment warning(s))" if rep.warnings else ""))
+        return 0
+    print(f"NOT REPRODUCED {rep.name} v{rep.version}: {diff.differing_rows} of {diff.rows} holdout "
+          f"predictions differ ({diff.share_differing:.1%}), max abs diff {diff.max_abs_diff:.3g}")
+    return 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    gate = sub.add_parser(
+        "gate",
+        help="CI gate: run the loop through Dagster on a small sample, fail on any ERROR check or a "
+        "regression against the champion/baseline",
+    )
+    gate.add_argument("--config",
+                      help=f"dataset config (default $MLOPS_DATASET_CONFIG or {DEFAULT_DATASET_CONFIG})")
+    gate.add_argument("--months", type=int, nargs="+", default=DEFAULT_MONTHS, help="months to land")
+    gate.add_argument("--sample", type=float, default=DEFAULT_SAMPLE, help="fraction of each month")
+    gate.add_argument("--data-dir", help="sandbox data dir to use and keep (default: a temporary one)")
+    gate.add_argument("--reference", choices=["auto", "champion", "baseline", "none"], default="auto",
+                      help="auto: the champion of $MLFLOW_TRACKING_URI when reachable, else the baseline")
+    gate.add_argument("--baseline", help="baseline metrics file (default data/baselines/<dataset>.json)")
+    gate.add_argument("--write-baseline", action="store_true",
+                      help="record this run's holdout metrics as the new baseline (only if it passes)")
+    gate.add_argument("--shuffle-labels", action="store_true",
+                      help="train on shuffled labels: see the gate fail")
+    gate.add_argument("--junit-xml", help="write the checks as JUnit XML to this path")
+    gate.set_defaults(func=cmd_gate)
+
+    rep = sub.add_parser(
+        "reproduce",
+        help="retrain a registered version from its manifest and compare its holdout predictions",
+    )
+    rep.add_argument("version", help="version number (7 or v7) or alias (champion)")
+    rep.add_argument("--model", help="registered model name (default: the dataset config's name)")
+    rep.add_argument("--config", help="dataset config, only to find the model name")
+    rep.add_argument("--atol", type=float, default=0.0,
+                     help="largest accepted absolute difference per prediction (default 0: bit-identical)")
+    rep.set_defaults(func=cmd_reproduce)

@@ -1,0 +1,121 @@
+"""`mlops-pipeline gate`: the loop's own checks, run through Dagster, as a CI exit code and JUnit XML."""
+
+from __future__ import annotations
+
+import json
+import socket
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from mlops_pipeline.cli import main
+from mlops_pipeline.cli.ci import BASELINE_DIR, compare_row
+from mlops_pipeline.settings import load_spec
+
+pytestmark = pytest.mark.slow
+
+LOOP_CHECKS = {
+    ("dataset_snapshot", "snapshot_matches_content_id"),
+    ("training_features", "contract_schema"), ("training_features", "null_rates"),
+    ("training_features", "min_rows"), ("training_features", "unique_keys"),
+    ("model_version", "eval_floor"), ("model_version", "no_regression"),
+    ("drift_report", "input_drift"), ("drift_report", "prediction_drift"),
+}
+
+
+def _cases(path: Path) -> dict[tuple[str, str], ET.Element]:
+    root = ET.parse(path).getroot()
+    assert root.tag == "testsuites"
+    return {(c.get("classname"), c.get("name")): c for c in root.iter("testcase")}
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_gate_passes_against_the_committed_baseline(tmp_path, monkeypatch, capsys):
+    """What CI runs. No registry answers, so the committed baseline is the reference."""
+    user_data = tmp_path / "user_data"
+    user_data.mkdir()
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(user_data))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.delenv("MLOPS_DATASET_CONFIG", raising=False)
+    junit = tmp_path / "gate.xml"
+
+    code = main(["gate", "--junit-xml", str(junit)])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "gate PASSED" in out
+    assert "is not reachable" in out
+    assert f"reference: baseline {BASELINE_DIR / 'flights_delay.json'}" in out
+    cases = _cases(junit)
+    assert set(cases) == LOOP_CHECKS | {("model_version", "no_regression_vs_baseline")}
+    assert not [c for c in cases.values() if c.find("failure") is not None or c.find("skipped") is not None]
+    for asset, check in LOOP_CHECKS:  # the table names every check with its severity
+        assert any(line.split()[:2] == [asset, check] for line in out.splitlines()), check
+    assert "roc_auc=" in out and "(baseline 0." in out
+    assert list(user_data.iterdir()) == []  # the user's data dir was never touched
+    assert mlflow.get_tracking_uri() != f"sqlite:///{user_data}"
+
+
+def test_gate_blocks_a_bad_model_and_reports_it_in_junit(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLOPS_DATASET_CONFIG", raising=False)
+    junit = tmp_path / "gate.xml"
+
+    code = main(["gate", "--shuffle-labels", "--junit-xml", str(junit), "--data-dir", str(tmp_path / "d")])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "gate FAILED" in out and "FAILED model_version/eval_floor" in out
+    cases = _cases(junit)
+    floor = cases[("model_version", "eval_floor")].find("failure")
+    assert floor is not None and floor.get("type") == "ERROR" and "roc_auc" in floor.get("message")
+    reference = cases[("model_version", "no_regression_vs_baseline")].find("failure")
+    assert reference is not None and "regresses" in reference.get("message")
+    # The blocked candidate's downstream never ran: its checks are reported, as skipped.
+    for check in ("input_drift", "prediction_drift"):
+        assert cases[("drift_report", check)].find("skipped") is not None
+    assert cases[("training_features", "contract_schema")].find("failure") is None
+    root = ET.parse(junit).getroot()
+    assert int(root.get("failures")) == 2 and int(root.get("skipped")) == 2
+
+
+def test_gate_compares_with_the_registry_champion_and_refreshes_a_baseline(
+    registry, tmp_path, monkeypatch, capsys
+):
+    registry.use(monkeypatch)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.tracking_uri)
+    baseline = tmp_path / "baseline.json"
+
+    code = main(["gate", "--config", str(registry.config), "--write-baseline", "--baseline", str(baseline)])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"reference: champion v1 of {registry.tracking_uri}" in out
+    row = next(line for line in out.splitlines() if "no_regression_vs_champion" in line)
+    assert row.split()[2] == "True"
+    # Same sample, seed and code as the champion: the candidate scores exactly what it scored.
+    written = json.loads(baseline.read_text())
+    champion_metrics = mlflow.MlflowClient(registry.tracking_uri).get_run(registry.run_id).data.metrics
+    assert written["metrics"]["roc_auc"] == champion_metrics["holdout_roc_auc"]
+    assert written["snapshot_id"] == registry.snapshot_id
+    assert written["sample"] == {"months": [1, 2, 3], "fraction": 0.12, "seed": 0}
+    # The gate trained in its sandbox: the user's registry still holds only the champion.
+    versions = mlflow.MlflowClient(registry.tracking_uri).search_model_versions("name='flights_delay'")
+    assert [v.version for v in versions] == [1]
+
+
+def test_reference_comparison_is_the_gate_policy():
+    spec = load_spec("data/configs/flights.yaml")
+    baseline = {"roc_auc": 0.70, "log_loss": 0.53}
+    within = compare_row({"roc_auc": 0.695, "log_loss": 0.535}, baseline, spec, "baseline")
+    assert within.passed and within.severity == "ERROR"
+    worse = compare_row({"roc_auc": 0.68, "log_loss": 0.53}, baseline, spec, "baseline")
+    assert not worse.passed and worse.blocking_failure
+    assert "roc_auc=0.6800 vs baseline 0.7000 (limit 0.6900)" in worse.description
