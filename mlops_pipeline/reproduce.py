@@ -151,8 +151,8 @@ def load_snapshot(storage: StorageResource, snapshot_id: str):
     """The exact snapshot by id, re-hashed: a replaced file must not be silently trained on."""
     from mlops_pipeline.snapshots import content_id
 
-    path = storage.snapshot_path(snapshot_id)
-    if not path.exists():
+    path = storage.snapshot_uri(snapshot_id)
+    if not storage.has_snapshot(snapshot_id):
         raise ReproduceError(f"snapshot {snapshot_id} is missing from storage (expected {path})")
     df = storage.read_snapshot(snapshot_id)
     actual = content_id(df)
