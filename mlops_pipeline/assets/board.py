@@ -117,6 +117,7 @@ def monitoring_board(
     )
     path = storage.reports_dir / f"board_{spec.name}.html"
     path.write_text(render_board(board))
+    location = storage.publish_report(path)
     with mlflow.start_run(run_name=f"board-{spec.name}", tags={"kind": "monitoring_board"}) as run:
         mlflow_lib.log_artifact(str(path))
     url = mlflow.run_url(run.info.run_id)
@@ -126,7 +127,7 @@ def monitoring_board(
         return float(v) if isinstance(v, int | float) and v is not None else 0.0
 
     return dg.MaterializeResult(metadata={
-        "board_path": dg.MetadataValue.path(str(path)),
+        "board_path": dg.MetadataValue.path(location),
         **({"board": dg.MetadataValue.url(url)} if url else {}),
         "champion": model[CHAMPION],
         "challenger": model[CHALLENGER],

@@ -299,16 +299,12 @@ def feedback_batch(
     dataset: DatasetResource,
     storage: StorageResource,
 ) -> dg.MaterializeResult:
-    import tempfile
-    from pathlib import Path
-
     spec = dataset.spec()
     served = _served(prediction_log)
     labelled = served[served["label"].notna()] if len(served) else served
-    landing = Path(spec.landing_glob(storage.base)).parent
-    target = landing / f"feedback_{context.partition_key}.parquet"
+    name = f"feedback_{context.partition_key}.parquet"
     if labelled.empty:
-        return dg.MaterializeResult(metadata={"rows": 0, "path": str(target), "status": "no labels yet"})
+        return dg.MaterializeResult(metadata={"rows": 0, "batch": name, "status": "no labels yet"})
     needed = [c for c in spec.source_columns if c != spec.label_source]
     missing = [c for c in needed if c not in labelled.columns]
     if missing:
@@ -326,12 +322,9 @@ def feedback_batch(
         f"feedback:{context.partition_key}:{rid}:v{v}"
         for rid, v in zip(labelled["request_id"], labelled["model_version"], strict=True)
     ]
-    landing.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=landing, suffix=".tmp")
-    os.close(fd)
-    batch.to_parquet(tmp, index=False)
-    os.replace(tmp, target)  # a later materialization (more labels) replaces the day's batch whole
+    # A later materialization (more labels) replaces the day's batch whole, atomically.
+    location = storage.write_landing(spec, name, batch)
     return dg.MaterializeResult(metadata={
-        "rows": len(batch), "path": dg.MetadataValue.path(str(target)),
+        "rows": len(batch), "path": dg.MetadataValue.path(location),
         "model_versions": ", ".join(sorted(set(labelled["model_version"].astype(str)))),
     })

@@ -10,7 +10,12 @@ import sys
 from importlib import import_module
 
 # One module per area, each with `register(subparsers)`.
-COMMAND_MODULES = ["mlops_pipeline.cli.loop"]
+COMMAND_MODULES = [
+    "mlops_pipeline.cli.loop",
+    "mlops_pipeline.cli.ci",
+    "mlops_pipeline.cli.deploy",
+    "mlops_pipeline.cli.simulate",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

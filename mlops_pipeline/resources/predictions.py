@@ -171,6 +171,27 @@ class PredictionStore:
         ).rowcount
         return int(matched), bool(changed)
 
+    def inherit_labels(self, conn: Any, request_ids: Sequence[str]) -> int:
+        """Copy an existing label onto late rows of the same request ids (e.g. a shadow answer
+        committed after the feedback arrived), so every row of a labelled request carries it."""
+        if not request_ids:
+            return 0
+        t = predictions_table
+        sibling = t.alias("sibling")
+        labelled = (
+            select(sibling.c.label, sibling.c.label_ts)
+            .where(and_(sibling.c.request_id == t.c.request_id, sibling.c.label.is_not(None)))
+            .limit(1)
+        )
+        result = conn.execute(
+            update(t)
+            .where(and_(t.c.request_id.in_(list(request_ids)), t.c.label.is_(None),
+                        labelled.exists()))
+            .values(label=labelled.with_only_columns(sibling.c.label).scalar_subquery(),
+                    label_ts=labelled.with_only_columns(sibling.c.label_ts).scalar_subquery())
+        )
+        return int(result.rowcount or 0)
+
     # ---- reads -------------------------------------------------------------------------------
     def count(self, roles: Iterable[str] | None = None) -> int:
         t = predictions_table

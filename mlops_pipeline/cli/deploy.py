@@ -1,0 +1,205 @@
+"""Deploy commands: serve a registered model, promote a version through the gate, roll back.
+
+A new model never needs a code deploy: the server follows the `champion` alias, so promote and
+rollback are registry moves, and these commands report when a running server has picked them up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from mlops_pipeline.cli.common import set_dataset
+from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG
+
+
+def _registry():
+    from mlops_pipeline.resources.mlflow import MLflowResource
+
+    return MLflowResource(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
+                          ui_url=os.environ.get("MLOPS_MLFLOW_UI_URL", ""))
+
+
+def _storage():
+    """The same storage the pipeline uses (local data dir or S3), so the candidate's snapshot is found."""
+    from mlops_pipeline.resources.storage import StorageResource
+
+    return StorageResource(
+        root=os.environ.get("MLOPS_STORAGE_ROOT") or os.environ.get("MLOPS_DATA_DIR", ""),
+        endpoint_url=os.environ.get("MLOPS_S3_ENDPOINT_URL", ""),
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    # Before numpy/sklearn load: HistGradientBoosting's OpenMP threads only burn the second core
+    # on small batches, and a fast failing registry call is what makes /health say "degraded"
+    # instead of hanging in MLflow's default retry loop.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    set_dataset(args.config)
+    from mlops_pipeline.serving.app import serve
+    from mlops_pipeline.serving.settings import ServeSettings
+
+    settings = ServeSettings.from_env(
+        host=args.host, port=args.port, model_name=args.model_name, alias=args.alias,
+        version=args.version, poll_seconds=args.poll_seconds, shadow=args.shadow,
+        canary_share=args.canary_share, unseen_categories=args.unseen_categories,
+        predictions_url=args.predictions_url,
+    )
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: binding {settings.host}: the server is reachable from other machines",
+              file=sys.stderr)
+    print(f"serving {settings.model_name or '(dataset model)'}@{settings.version or settings.alias} "
+          f"on {settings.url}", flush=True)
+    serve(settings)
+    return 0
+
+
+def _print_moves(moves) -> None:
+    if not moves:
+        print("nothing moved")
+    for move in moves:
+        print(f"moved {move}")
+
+
+def _find_server(name: str, explicit: str | None) -> str | None:
+    """The server URL: --server-url, MLOPS_SERVE_URL / MLOPS_SERVING_URL, or the state file a live
+    server wrote under the data dir."""
+    if explicit:
+        return explicit
+    for var in ("MLOPS_SERVE_URL", "MLOPS_SERVING_URL"):
+        if os.environ.get(var):
+            return os.environ[var]
+    from mlops_pipeline.serving.app import state_path
+    from mlops_pipeline.serving.settings import ServeSettings
+
+    path: Path = state_path(ServeSettings.from_env(), name)
+    try:
+        state = json.loads(path.read_text())
+        os.kill(int(state["pid"]), 0)
+        return str(state["url"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def wait_for_version(url: str, version: str, timeout: float, token: str = "") -> float | None:
+    """Seconds until `url` answers with `version` as champion (None on timeout).
+
+    With a token, the server is asked to re-read the registry at once instead of at its next poll.
+    """
+    import httpx
+
+    started = time.perf_counter()
+    with httpx.Client(base_url=url.rstrip("/"), timeout=5.0) as client:
+        if token:
+            with contextlib.suppress(httpx.HTTPError):
+                client.post("/admin/reload", headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        while time.perf_counter() - started < timeout:
+            try:
+                if str(client.get("/health").json().get("model_version")) == str(version):
+                    return time.perf_counter() - started
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.05)
+    return None
+
+
+def _report_server(name: str, version: str, args: argparse.Namespace) -> int:
+    url = _find_server(name, args.server_url)
+    if url is None:
+        print("no running server found (pass --server-url or set MLOPS_SERVE_URL to wait for one)")
+        return 0
+    seconds = wait_for_version(url, version, args.timeout, os.environ.get("MLOPS_SERVE_TOKEN", ""))
+    if seconds is None:
+        print(f"server {url} did not answer with v{version} within {args.timeout:.0f}s", file=sys.stderr)
+        return 1
+    print(f"server {url} answers with v{version} after {seconds:.2f}s")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from mlops_pipeline.promotion import PromotionRefused, promote_version
+    from mlops_pipeline.settings import load_spec
+
+    set_dataset(args.config)
+    spec = load_spec()
+    mlflow = _registry()
+    try:
+        report, moves = promote_version(mlflow, _storage(), spec, args.version, force=args.force)
+    except PromotionRefused as exc:
+        _print_gate(exc.report)
+        print(f"refused: v{args.version} did not pass the gate ({exc}); --force overrides it "
+              "(recorded on the version)", file=sys.stderr)
+        return 1
+    if report is not None:
+        _print_gate(report)
+    if args.force and (report is None or not report.passed):
+        print("forced: recorded as tags promotion.forced / promotion.forced_reasons on the version")
+    _print_moves(moves)
+    return _report_server(spec.name, str(args.version), args) if moves else 0
+
+
+def _print_gate(report) -> None:
+    champ = f"champion v{report.champion_version}" if report.champion_version else "no champion"
+    print(f"gate for {report.name} v{report.version} vs {champ} on snapshot {report.snapshot_id[:12]}:")
+    for v in report.result.verdicts:
+        champion = "-" if v.champion is None else f"{v.champion:.4f}"
+        print(f"  {v.metric:<10} candidate {v.candidate:.4f}  champion {champion}  "
+              f"{'passed' if v.passed else 'FAILED'}")
+    print(f"gate: {'passed' if report.passed else 'failed'}")
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from mlops_pipeline.resources.mlflow import CHAMPION, RegistryError
+    from mlops_pipeline.settings import load_spec
+
+    set_dataset(args.config)
+    spec = load_spec()
+    mlflow = _registry()
+    try:
+        moves = mlflow.rollback(spec.name)
+    except RegistryError as exc:
+        print(f"cannot roll back: {exc}", file=sys.stderr)
+        return 1
+    _print_moves(moves)
+    new = next(m for m in moves if m.alias == CHAMPION).to_version
+    return _report_server(spec.name, new, args)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="serve the champion (or any alias/version) over HTTP")
+    serve.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument("--model-name", help="registered model (default: the dataset's name)")
+    serve.add_argument("--alias", help="alias to follow (default champion)")
+    serve.add_argument("--version", help="pin one version instead of following an alias")
+    serve.add_argument("--poll-seconds", type=float, help="how often the alias is re-read (default 5)")
+    serve.add_argument("--shadow", action=argparse.BooleanOptionalAction, default=None,
+                       help="score champion traffic with the challenger too (logged, never returned)")
+    serve.add_argument("--canary-share", type=float, help="share of traffic the challenger answers")
+    serve.add_argument("--unseen-categories", choices=["accept", "reject"],
+                       help="policy for categories the model never saw (default accept)")
+    serve.add_argument("--predictions-url", help="SQLAlchemy URL of the prediction store")
+    serve.set_defaults(func=cmd_serve)
+
+    promote = sub.add_parser("promote", help="make VERSION champion if it passes the eval gate")
+    promote.add_argument("version")
+    promote.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
+    promote.add_argument("--force", action="store_true",
+                         help="promote even if the gate fails (recorded as a tag on the version)")
+    promote.add_argument("--server-url", help="a running server to wait for (default: found)")
+    promote.add_argument("--timeout", type=float, default=60.0)
+    promote.set_defaults(func=cmd_promote)
+
+    rollback = sub.add_parser("rollback", help="champion back to previous-champion in one step")
+    rollback.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
+    rollback.add_argument("--server-url", help="a running server to wait for (default: found)")
+    rollback.add_argument("--timeout", type=float, default=60.0)
+    rollback.set_defaults(func=cmd_rollback)

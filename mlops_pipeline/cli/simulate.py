@@ -1,0 +1,89 @@
+"""`mlops-pipeline simulate`: replay later months through the serving API and watch the loop close."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlops_pipeline.cli.common import ensure_dagster_home, set_dataset
+from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(url: str, timeout: float = 120.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the serving process at {url} did not become ready in {timeout:.0f} s")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from mlops_pipeline.landing import load_flights_with_weather
+    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.simulation import run_simulation
+
+    set_dataset(args.config)
+    ensure_dagster_home()
+    spec = load_spec()
+    server = None
+    url = args.server_url
+    if not url:
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        cli = str(Path(sys.executable).parent / "mlops-pipeline")
+        server = subprocess.Popen(
+            [cli, "serve", "--port", str(port), "--poll-seconds", "1"],
+            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True,
+        )
+        print(f"started a serving process at {url} (pid {server.pid})")
+    try:
+        _wait_ready(url)
+        reports = run_simulation(
+            load_flights_with_weather(), spec, url, months=args.months, sample=args.sample,
+            label_share=args.label_share, label_delay=args.label_delay,
+            token=os.environ.get("MLOPS_SERVE_TOKEN", ""),
+        )
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+    print("\nmonth  sent  labelled  drift  retrained(trigger: gate)            champion")
+    for r in reports:
+        runs = ", ".join(f"{x['trigger']}: {'passed' if x['gate_passed'] else 'blocked'}"
+                         for x in r.retrain_runs) or "no"
+        drift = "—" if r.drift_share is None else f"{r.drift_share:.0%}"
+        print(f"{r.month:>5}  {r.sent:>4}  {r.labelled:>8}  {drift:>5}  {runs:<33}  "
+              f"v{r.champion_before} -> v{r.champion_after}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    sim = sub.add_parser("simulate", help="replay later months through the serving API; watch the loop react")
+    sim.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
+    sim.add_argument("--months", type=int, nargs="+", default=[4, 8, 12])
+    sim.add_argument("--sample", type=float, default=0.05, help="fraction of each month's flights to replay")
+    sim.add_argument("--label-share", type=float, default=1.0, help="share of predictions that get a label")
+    sim.add_argument("--label-delay", type=float, default=2.0, help="seconds before labels are posted")
+    sim.add_argument("--server-url", help="a running `mlops-pipeline serve` (default: start one)")
+    sim.set_defaults(func=cmd_simulate)

@@ -1,0 +1,100 @@
+"""Promotion from the command line goes through THE gate, exactly like the pipeline's promotion.
+
+`gate_version` re-scores the registered candidate and the current champion on the same holdout,
+the candidate's own snapshot (recorded as the version's `snapshot_id` tag), then lets
+`gate.evaluate_gate` judge the numbers. Scoring both the same way (`score_version`, i.e. loaded
+from the registry as serving loads them) is what makes the comparison fair; nothing here decides
+what "better" means.
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+
+from mlops_pipeline.gate import GateResult, evaluate_gate
+from mlops_pipeline.resources.mlflow import CHAMPION, AliasMove, MLflowResource, RegistryError
+from mlops_pipeline.resources.storage import StorageResource
+from mlops_pipeline.settings import DatasetSpec
+
+
+@dataclass(frozen=True)
+class GateReport:
+    name: str
+    version: str
+    champion_version: str | None
+    snapshot_id: str
+    candidate_metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    result: GateResult
+
+    @property
+    def passed(self) -> bool:
+        return self.result.passed
+
+
+def gate_version(
+    mlflow: MLflowResource, storage: StorageResource, spec: DatasetSpec, version: str
+) -> GateReport:
+    """Score `version` and the current champion on the candidate's holdout and run the gate."""
+    from mlops_pipeline.assets.registry import score_version
+    from mlops_pipeline.preparation import prepare
+
+    name = spec.name
+    mv = mlflow.client().get_model_version(name, str(version))
+    snapshot_id = (mv.tags or {}).get("snapshot_id")
+    if not snapshot_id:
+        raise RegistryError(f"{name} v{version} has no snapshot_id tag: cannot rebuild its holdout")
+    frame = prepare(storage.read_snapshot(snapshot_id), spec).frame
+    candidate = score_version(mlflow, name, str(version), frame, spec)
+    champion = mlflow.version_by_alias(name, CHAMPION)
+    champion_version = str(champion.version) if champion is not None else None
+    champion_metrics = None
+    if champion_version is not None and champion_version != str(version):
+        champion_metrics = score_version(mlflow, name, champion_version, frame, spec)
+    result = evaluate_gate(candidate, champion_metrics, spec.gate,
+                           champion_version if champion_metrics is not None else None)
+    return GateReport(name, str(version), champion_version, snapshot_id, candidate, champion_metrics,
+                      result)
+
+
+def promote_version(
+    mlflow: MLflowResource,
+    storage: StorageResource,
+    spec: DatasetSpec,
+    version: str,
+    force: bool = False,
+    actor: str | None = None,
+) -> tuple[GateReport | None, list[AliasMove]]:
+    """Gate, then move `champion`; `force` skips a failing verdict but records that it did.
+
+    Returns (the gate report, or None when the gate could not run and force was given; the moves).
+    Raises `PromotionRefused` when the gate fails without force.
+    """
+    name = spec.name
+    client = mlflow.client()
+    client.get_model_version(name, str(version))  # fails early on an unknown version
+    who = actor or f"cli:{getpass.getuser()}"
+    report: GateReport | None
+    try:
+        report = gate_version(mlflow, storage, spec, version)
+    except (FileNotFoundError, RegistryError):
+        if not force:
+            raise
+        report = None
+    if report is not None and not report.passed and not force:
+        raise PromotionRefused(report)
+    moves = mlflow.promote(name, str(version))
+    client.set_model_version_tag(name, str(version), "promoted_by", who)
+    if force and (report is None or not report.passed):
+        client.set_model_version_tag(name, str(version), "promotion.forced", "true")
+        reasons = "gate could not run" if report is None else "; ".join(report.result.failures())
+        client.set_model_version_tag(name, str(version), "promotion.forced_reasons", reasons[:4000])
+        client.set_model_version_tag(name, str(version), "promotion.forced_by", who)
+    return report, moves
+
+
+class PromotionRefused(RuntimeError):
+    def __init__(self, report: GateReport):
+        super().__init__("; ".join(report.result.failures()))
+        self.report = report

@@ -1,0 +1,520 @@
+"""The serving app: one FastAPI process that can serve any registered model of a dataset spec.
+
+Request path of POST /predict, and why it is shaped like this:
+1. body read with a hard size limit (413 before any parsing work);
+2. per-record checks derived from the contract (422 naming record and field; nothing is scored,
+   nothing is captured);
+3. routing: champion, or challenger for the canary share, decided by a hash of the request key
+   so the same key always lands on the same model (sticky);
+4. the micro-batcher validates many requests' records with the contract in one pandera call and
+   scores them with one model call per model, in one dedicated thread;
+5. capture: the rows go to the group-commit writer and the response waits until they are
+   committed, so an acknowledged prediction is never lost;
+6. shadow: the challenger scores the champion's rows in its own thread with a bounded queue; its
+   answers are captured with role `shadow` and never returned or waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from mlops_pipeline.contract import load_contract
+from mlops_pipeline.resources.predictions import PredictionRow, PredictionStore
+from mlops_pipeline.serving.batching import MicroBatcher
+from mlops_pipeline.serving.capture import CaptureWriter
+from mlops_pipeline.serving.inputs import FieldError, RecordChecker, RequestError, validate_batch
+from mlops_pipeline.serving.loader import LoadedModel, ModelWatcher
+from mlops_pipeline.serving.metrics import ServingMetrics
+from mlops_pipeline.serving.settings import ServeSettings
+from mlops_pipeline.settings import DatasetSpec, data_dir, load_spec
+
+log = logging.getLogger(__name__)
+
+CHAMPION, CANARY, SHADOW = "champion", "canary", "shadow"
+
+
+@dataclass
+class PredictJob:
+    records: list[dict[str, Any]]
+    route: str
+    request_ids: list[str]
+    batch_id: str
+    received: float
+
+
+@dataclass
+class PredictResult:
+    model: LoadedModel
+    role: str
+    prediction: np.ndarray
+    probability: np.ndarray | None
+    scored: float
+
+
+def canary_bucket(key: str) -> float:
+    """A stable position in [0, 1) for a request key: the same key always routes the same way."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+
+
+def canary_eligible(challenger: LoadedModel | None) -> bool:
+    """Only a challenger that did not fail the eval gate may answer real traffic.
+
+    Shadow is different: a shadow answer is never returned, so any challenger may shadow (that is
+    how one looks at a rejected model on live traffic); a canary answer is returned to a client,
+    so a version whose gate.status is "failed" never gets canary traffic.
+    """
+    return challenger is not None and challenger.gate_status != "failed"
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+class Server:
+    """Everything one serving process owns; built in the app's lifespan, torn down in order."""
+
+    def __init__(self, settings: ServeSettings, spec: DatasetSpec, registry: Any,
+                 store: PredictionStore):
+        self.settings = settings
+        self.spec = spec
+        self.model_name = settings.model_name or spec.name
+        schema = load_contract(spec).for_columns(spec.features.columns)
+        self.checker = RecordChecker(schema, spec.features.columns, keep=spec.key_columns)
+        self.metrics = ServingMetrics()
+        self.store = store
+        self.writer = CaptureWriter(store, settings.capture_max_rows, on_commit=self._on_commit)
+        follow = settings.shadow or settings.canary_share > 0
+        self.watcher = ModelWatcher(
+            registry, self.model_name, alias=settings.alias, version=settings.version,
+            follow_challenger=follow, poll_seconds=settings.poll_seconds,
+            prepare=self._prepare_example, on_swap=self._on_swap,
+        )
+        self.batcher: MicroBatcher[PredictJob] = MicroBatcher(
+            self._process, size=lambda j: len(j.records), max_rows=settings.max_batch_rows,
+            max_wait=settings.max_wait_ms / 1000.0,
+        )
+        self._shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
+        self._shadow_pending = 0
+        self._shadow_lock = threading.Lock()
+        self.started = time.time()
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.writer.start()
+        self.watcher.start()
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        self.watcher.stop()
+        self._shadow_pool.shutdown(wait=True)
+        self.writer.close()
+        self.store.close()
+
+    def _prepare_example(self, df: pd.DataFrame) -> pd.DataFrame:
+        from mlops_pipeline.contract import validate
+
+        return validate(df[self.checker.columns], self.checker.schema)
+
+    def _on_commit(self, rows: int, seconds: float) -> None:
+        self.metrics.commit_rows.observe(rows)
+        self.metrics.commit_seconds.observe(seconds)
+
+    def _on_swap(self, slot: str, old: LoadedModel | None, new: LoadedModel | None) -> None:
+        # The imported stack and a loaded model are hundreds of thousands of long-lived objects;
+        # moving them out of the collector's generations keeps full collections (latency spikes
+        # on the request path) short.
+        gc.collect()
+        gc.freeze()
+        if old is not None:
+            self.metrics.model_info.labels(old.name, old.version, slot).set(0)
+        if new is not None:
+            self.metrics.model_info.labels(new.name, new.version, slot).set(1)
+        log.info("%s: %s -> %s", slot, old.version if old else None, new.version if new else None)
+
+    # ---- the scoring thread ------------------------------------------------------------------
+    def _process(self, jobs: list[PredictJob]) -> list[PredictResult | Exception]:
+        champion, challenger = self.watcher.champion, self.watcher.challenger
+        if champion is None:
+            return [RequestError(503, "no model loaded yet", kind="not_ready") for _ in jobs]
+        X, errors = validate_batch(self.checker, [j.records for j in jobs])
+        results: list[Any] = [None] * len(jobs)
+        spans: dict[int, tuple[int, int]] = {}
+        pos = 0
+        for i, job in enumerate(jobs):
+            if errors[i]:
+                results[i] = RequestError(422, "request violates the data contract", errors[i])
+            else:
+                spans[i] = (pos, pos + len(job.records))
+                pos += len(job.records)
+        if X is None or not spans:
+            return results
+        self._unseen(X, jobs, spans, results, champion)
+        groups: dict[str, list[int]] = {CHAMPION: [], CANARY: []}
+        use_canary = canary_eligible(challenger)
+        for i in spans:
+            if results[i] is None:
+                groups[CANARY if job_route(jobs[i], use_canary) else CHAMPION].append(i)
+        for role, members in groups.items():
+            if not members:
+                continue
+            model = challenger if role == CANARY else champion
+            assert model is not None
+            rows = np.concatenate([np.arange(*spans[i]) for i in members])
+            Xg = X.iloc[rows]
+            try:
+                pred, proba = model.score(Xg)
+            except Exception as exc:
+                log.exception("model v%s failed to score", model.version)
+                for i in members:
+                    results[i] = RequestError(500, f"model failed: {type(exc).__name__}", kind="model")
+                continue
+            scored = time.perf_counter()
+            self.metrics.batch_rows.labels(role).observe(len(rows))
+            start = 0
+            for i in members:
+                n = len(jobs[i].records)
+                results[i] = PredictResult(model, role, pred[start:start + n],
+                                           None if proba is None else proba[start:start + n], scored)
+                start += n
+            if role == CHAMPION and self.settings.shadow and challenger is not None:
+                self._shadow(challenger, Xg, [jobs[i] for i in members])
+        return results
+
+    def _unseen(self, X: pd.DataFrame, jobs: list[PredictJob], spans: dict[int, tuple[int, int]],
+                results: list[Any], model: LoadedModel) -> None:
+        for col, known in model.categories.items():
+            if col not in X.columns or not known:
+                continue
+            values = X[col]
+            mask = ~values.isin(known) & values.notna()
+            if not mask.any():
+                continue
+            self.metrics.unseen.labels(col).inc(int(mask.sum()))
+            if self.settings.unseen_categories != "reject":
+                continue
+            hits = np.flatnonzero(mask.to_numpy())
+            for i, (lo, hi) in spans.items():
+                mine = hits[(hits >= lo) & (hits < hi)]
+                if not len(mine):
+                    continue
+                errs = [FieldError(int(k - lo), col, "category not seen in training (policy: reject)",
+                                   values.iloc[k]) for k in mine]
+                if isinstance(results[i], RequestError):
+                    results[i].errors.extend(errs)
+                else:
+                    results[i] = RequestError(422, "request violates the data contract", errs)
+
+    def _shadow(self, challenger: LoadedModel, X: pd.DataFrame, jobs: list[PredictJob]) -> None:
+        with self._shadow_lock:
+            if self._shadow_pending >= self.settings.shadow_queue:
+                self.metrics.shadow_dropped.inc()
+                return
+            self._shadow_pending += 1
+        self._shadow_pool.submit(self._shadow_score, challenger, X, jobs)
+
+    def _shadow_score(self, challenger: LoadedModel, X: pd.DataFrame, jobs: list[PredictJob]) -> None:
+        try:
+            pred, proba = challenger.score(X)
+            now = datetime.now(UTC)
+            done = time.perf_counter()
+            rows = []
+            k = 0
+            for job in jobs:
+                for rid, rec in zip(job.request_ids, job.records, strict=True):
+                    rows.append(self._row(rid, SHADOW, now, job, challenger, rec, pred[k],
+                                          None if proba is None else proba[k], done))
+                    k += 1
+            self._observe(SHADOW, challenger, pred, proba)
+            self.metrics.batch_rows.labels(SHADOW).observe(len(X))
+            self.writer.submit(rows, self._shadow_written)
+        except Exception:
+            log.exception("shadow scoring failed")
+            self.metrics.errors.labels("shadow").inc()
+        finally:
+            with self._shadow_lock:
+                self._shadow_pending -= 1
+
+    def _shadow_written(self, _result: Any, exc: BaseException | None) -> None:
+        if exc is not None:
+            self.metrics.errors.labels("capture_shadow").inc()
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _row(self, rid: str, role: str, now: datetime, job: PredictJob, model: LoadedModel,
+             record: dict[str, Any], pred: Any, proba: Any, scored: float) -> PredictionRow:
+        return PredictionRow(
+            request_id=rid, role=role, ts=now, batch_id=job.batch_id, model_name=model.name,
+            model_version=model.version, features=self.checker.features(record),
+            prediction=float(pred), probability=None if proba is None else float(proba),
+            latency_ms=(scored - job.received) * 1000.0,
+        )
+
+    def _observe(self, role: str, model: LoadedModel, pred: np.ndarray, proba: np.ndarray | None) -> None:
+        self.metrics.predictions.labels(model.version, role).inc(len(pred))
+        if proba is not None:
+            hist = self.metrics.probability.labels(role)
+            for p in proba:
+                hist.observe(float(p))
+        else:
+            hist = self.metrics.value.labels(role)
+            for v in pred:
+                hist.observe(float(v))
+
+    def route(self, key: str | None) -> str:
+        """Sticky when the client sends a key; a request without one gets a random position."""
+        share = self.settings.canary_share
+        if share <= 0:
+            return CHAMPION
+        return CANARY if canary_bucket(key or uuid.uuid4().hex) < share else CHAMPION
+
+    def check_token(self, request: Request, required: bool) -> None:
+        token = self.settings.token
+        if not token:
+            if required:
+                raise RequestError(403, "admin endpoints are disabled: set MLOPS_SERVE_TOKEN",
+                                   kind="forbidden")
+            return
+        header = request.headers.get("authorization", "")
+        if header != f"Bearer {token}":
+            raise RequestError(401, "missing or wrong bearer token", kind="unauthorized")
+
+    async def read_json(self, request: Request) -> Any:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RequestError(413, f"request body is larger than {limit} bytes", kind="body_too_large")
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"request body is larger than {limit} bytes",
+                                   kind="body_too_large")
+            chunks.append(chunk)
+        try:
+            return json.loads(b"".join(chunks))
+        except ValueError as exc:
+            raise RequestError(400, f"body is not valid JSON: {exc}", kind="bad_json") from None
+
+    # ---- endpoints ---------------------------------------------------------------------------
+    async def predict(self, request: Request) -> Response:
+        received = time.perf_counter()
+        try:
+            payload = await self.read_json(request)
+            records = payload.get("records") if isinstance(payload, dict) else payload
+            errors = self.checker.check(records, self.settings.max_records)
+            if errors:
+                raise RequestError(422, "request violates the data contract", errors)
+            key = request.headers.get("x-request-key") or (
+                payload.get("key") if isinstance(payload, dict) else None)
+            batch_id = uuid.uuid4().hex
+            job = PredictJob(records, self.route(str(key) if key is not None else None),
+                             [uuid.uuid4().hex for _ in records], batch_id, received)
+            result: PredictResult = await self.batcher.submit(job)
+            now = datetime.now(UTC)
+            rows = [
+                self._row(rid, result.role, now, job, result.model, rec, result.prediction[k],
+                          None if result.probability is None else result.probability[k], result.scored)
+                for k, (rid, rec) in enumerate(zip(job.request_ids, records, strict=True))
+            ]
+            try:
+                await self.writer.write(rows)
+            except Exception as exc:
+                raise RequestError(503, f"prediction could not be captured: {type(exc).__name__}",
+                                   kind="capture") from None
+            self._observe(result.role, result.model, result.prediction, result.probability)
+            self.metrics.requests.labels(result.model.version, result.role).inc()
+            body = {
+                "model_name": result.model.name,
+                "model_version": result.model.version,
+                "role": result.role,
+                "batch_id": batch_id,
+                "predictions": [
+                    {"request_id": rid, "prediction": _json_value(result.prediction[k]),
+                     **({} if result.probability is None
+                        else {"probability": float(result.probability[k])})}
+                    for k, rid in enumerate(job.request_ids)
+                ],
+            }
+            return JSONResponse(body)
+        except RequestError as exc:
+            self.metrics.errors.labels(exc.kind).inc()
+            return JSONResponse(exc.body(), status_code=exc.status)
+        finally:
+            self.metrics.latency.labels("predict").observe(time.perf_counter() - received)
+
+    async def feedback(self, request: Request) -> Response:
+        received = time.perf_counter()
+        try:
+            self.check_token(request, required=False)
+            payload = await self.read_json(request)
+            if not isinstance(payload, dict):
+                raise RequestError(422, "body must be an object",
+                                   [FieldError(None, None, "expected {request_id, label}")])
+            rid, label = payload.get("request_id"), payload.get("label")
+            errs = []
+            if not isinstance(rid, str) or not rid:
+                errs.append(FieldError(None, "request_id", "expected a non-empty string", rid))
+            if isinstance(label, bool):
+                label = int(label)
+            if not isinstance(label, int | float):
+                errs.append(FieldError(None, "label", "expected a number", label))
+            if errs:
+                raise RequestError(422, "invalid feedback", errs)
+            matched, changed = await self.writer.label(rid, float(label))
+            if not matched:
+                raise RequestError(404, f"unknown request_id {rid!r}", kind="not_found")
+            return JSONResponse({"request_id": rid, "label": label, "rows": matched, "changed": changed})
+        except RequestError as exc:
+            self.metrics.errors.labels(exc.kind).inc()
+            return JSONResponse(exc.body(), status_code=exc.status)
+        finally:
+            self.metrics.latency.labels("feedback").observe(time.perf_counter() - received)
+
+    async def reload(self, request: Request) -> Response:
+        try:
+            self.check_token(request, required=True)
+        except RequestError as exc:
+            self.metrics.errors.labels(exc.kind).inc()
+            return JSONResponse(exc.body(), status_code=exc.status)
+        done = await asyncio.get_running_loop().run_in_executor(None, self.watcher.refresh_now, 60.0)
+        return JSONResponse({"polled": done, **self.health_body()})
+
+    def health_body(self) -> dict[str, Any]:
+        w = self.watcher
+        if w.champion is None:
+            status = "starting" if w.status.reachable or w.status.last_check is None else "degraded"
+        else:
+            status = "ok" if w.status.reachable else "degraded"
+        champion, challenger = w.champion, w.challenger
+        return {
+            "status": status,
+            "model_name": self.model_name,
+            "model_version": champion.version if champion else None,
+            "champion": champion.describe() if champion else None,
+            "challenger": challenger.describe() if challenger else None,
+            "canary_share": self.settings.canary_share,
+            "canary_active": canary_eligible(challenger) and self.settings.canary_share > 0,
+            "shadow": self.settings.shadow and challenger is not None,
+            "registry": {
+                "reachable": w.status.reachable, "last_error": w.status.last_error,
+                "last_check": w.status.last_check, "last_success": w.status.last_success,
+            },
+            "uptime_seconds": time.time() - self.started,
+        }
+
+
+def job_route(job: PredictJob, canary_ok: bool) -> bool:
+    return job.route == CANARY and canary_ok
+
+
+def _write_state(path: Path, settings: ServeSettings, model_name: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"url": settings.url, "pid": os.getpid(), "model_name": model_name}))
+    tmp.replace(path)
+
+
+def state_path(settings: ServeSettings, model_name: str) -> Path:
+    return Path(settings.state_file) if settings.state_file else (
+        data_dir() / "serving" / f"{model_name}.json")
+
+
+def create_app(
+    settings: ServeSettings,
+    spec: DatasetSpec | None = None,
+    registry: Any = None,
+    store: PredictionStore | None = None,
+) -> FastAPI:
+    """Build the app; the registry and the store are injected (defaults: env / embedded)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from mlops_pipeline.resources.mlflow import MLflowResource
+
+        ds = spec or load_spec()
+        reg = registry or MLflowResource(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""))
+        server = Server(settings, ds, reg, store or PredictionStore(settings.predictions_url or None))
+        server.start()
+        app.state.server = server
+        state = state_path(settings, server.model_name)
+        _write_state(state, settings, server.model_name)
+        try:
+            yield
+        finally:
+            await server.stop()
+            try:
+                if json.loads(state.read_text()).get("pid") == os.getpid():
+                    state.unlink()
+            except (OSError, ValueError):
+                pass
+
+    app = FastAPI(title="mlops-pipeline serving", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    def srv(request: Request) -> Server:
+        return request.app.state.server
+
+    @app.post("/predict")
+    async def predict(request: Request) -> Response:
+        return await srv(request).predict(request)
+
+    @app.post("/feedback")
+    async def feedback(request: Request) -> Response:
+        return await srv(request).feedback(request)
+
+    @app.post("/admin/reload")
+    async def reload(request: Request) -> Response:
+        return await srv(request).reload(request)
+
+    @app.get("/health")
+    async def health(request: Request) -> Response:
+        return JSONResponse(srv(request).health_body())
+
+    @app.get("/ready")
+    async def ready(request: Request) -> Response:
+        s = srv(request)
+        champion = s.watcher.champion
+        if champion is None:
+            return JSONResponse({"ready": False, "reason": "no model loaded yet"}, status_code=503)
+        return JSONResponse({"ready": True, "model_name": champion.name, "model_version": champion.version})
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        s = srv(request)
+        s.metrics.registry_up.set(1 if s.watcher.status.reachable else 0)
+        return Response(s.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def serve(settings: ServeSettings) -> None:
+    """Run the app with uvicorn in this process (one worker: the model is loaded once)."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
+                access_log=False, timeout_graceful_shutdown=10)

@@ -1,0 +1,222 @@
+"""Which model answers: the alias watcher and the atomic swap.
+
+The server never reads "the current model" from the registry on the request path. A background
+thread polls the aliases (`champion`, and `challenger` when shadow or canary is on), loads a new
+version completely (download, deserialize, one warm-up prediction), and only then replaces the
+reference the request path reads. Replacing one Python reference is atomic, and a micro-batch
+holds on to the `LoadedModel` it started with, so a swap never fails or mixes a request. When the
+registry is unreachable the last loaded models keep serving and /health says "degraded".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from mlops_pipeline.resources.mlflow import MLflowResource
+
+log = logging.getLogger(__name__)
+
+GATE_TAG = "gate.status"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One registered version, loaded and warmed up; immutable so it can be shared by threads."""
+
+    name: str
+    version: str
+    model: Any
+    task: str
+    tags: dict[str, str] = field(default_factory=dict)
+    categories: dict[str, frozenset] = field(default_factory=dict)
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def gate_status(self) -> str:
+        return self.tags.get(GATE_TAG, "unknown")
+
+    def score(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """(prediction, positive-class probability or None): one model call for both."""
+        if self.task == "classification":
+            proba = np.asarray(self.model.predict_proba(X))
+            classes = np.asarray(self.model.classes_)
+            return classes[proba.argmax(axis=1)], proba[:, -1]
+        return np.asarray(self.model.predict(X), dtype="float64"), None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "gate_status": self.gate_status,
+                "loaded_at": self.loaded_at}
+
+
+def known_categories(model: Any) -> dict[str, frozenset]:
+    """Categories each encoder inside the pipeline was fitted on (for the unseen-category policy)."""
+    out: dict[str, frozenset] = {}
+    steps = getattr(model, "steps", [])
+    for _, step in steps:
+        for _, transformer, cols in getattr(step, "transformers_", []):
+            cats = getattr(transformer, "categories_", None)
+            if cats is None or isinstance(cols, str):
+                continue
+            for col, values in zip(cols, cats, strict=False):
+                out[str(col)] = frozenset(v for v in values if isinstance(v, str))
+    return out
+
+
+def load_version(
+    name: str, version: str, prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+) -> LoadedModel:
+    """Load a registered sklearn model (so predict_proba is there) and score its input example once.
+
+    The warm-up runs the model's logged input example through the same contract coercion as a
+    request, so the first real request after a swap is not the one paying for lazy
+    initialisation, and a version that cannot score contract-shaped input never gets swapped in.
+    """
+    import mlflow
+    from mlflow.models import Model
+    from sklearn.base import is_classifier
+
+    local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}")
+    model = mlflow.sklearn.load_model(local)
+    task = "classification" if is_classifier(model) and hasattr(model, "predict_proba") else "regression"
+    loaded = LoadedModel(name=name, version=str(version), model=model, task=task,
+                         categories=known_categories(model))
+    try:
+        example = Model.load(local).load_input_example(local)
+    except Exception:  # no example logged: skip the warm-up rather than refuse the model
+        example = None
+    if isinstance(example, pd.DataFrame) and len(example):
+        loaded.score(prepare(example) if prepare else example)
+    return loaded
+
+
+@dataclass
+class RegistryStatus:
+    reachable: bool = False
+    last_error: str | None = None
+    last_check: float | None = None
+    last_success: float | None = None
+
+
+class ModelWatcher:
+    """Follows the aliases in a background thread and swaps loaded models atomically."""
+
+    def __init__(
+        self,
+        registry: MLflowResource,
+        name: str,
+        alias: str = "champion",
+        version: str = "",
+        follow_challenger: bool = False,
+        poll_seconds: float = 5.0,
+        prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+        on_swap: Any = None,
+    ):
+        self.registry = registry
+        self.name = name
+        self.alias = alias
+        self.pinned = version
+        self.follow_challenger = follow_challenger
+        self.poll_seconds = poll_seconds
+        self.prepare = prepare
+        self.on_swap = on_swap
+        self.champion: LoadedModel | None = None
+        self.challenger: LoadedModel | None = None
+        self.status = RegistryStatus()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._started = 0
+        self._done = 0
+        self._polled = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    def refresh_now(self, timeout: float = 30.0) -> bool:
+        """Ask for an immediate poll and wait until a poll that started after the ask completed."""
+        with self._polled:
+            target = self._started + 1
+            self._wake.set()
+            return self._polled.wait_for(lambda: self._done >= target, timeout=timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()  # before polling, so an ask that arrives mid-poll is not lost
+            with self._polled:
+                self._started += 1
+                current = self._started
+            self.poll()
+            with self._polled:
+                self._done = current
+                self._polled.notify_all()
+            self._wake.wait(self.poll_seconds)
+
+    # ---- one poll ----------------------------------------------------------------------------
+    def _resolve(self, alias: str) -> tuple[str, dict[str, str]] | None:
+        mv = self.registry.version_by_alias(self.name, alias)
+        return None if mv is None else (str(mv.version), dict(mv.tags or {}))
+
+    def poll(self) -> None:
+        self.status.last_check = time.time()
+        try:
+            if self.pinned:
+                mv = self.registry.client().get_model_version(self.name, self.pinned)
+                target: tuple[str, dict[str, str]] | None = (str(mv.version), dict(mv.tags or {}))
+            else:
+                target = self._resolve(self.alias)
+            challenger = self._resolve("challenger") if self.follow_challenger else None
+            self.status.reachable = True
+            self.status.last_error = None
+            self.status.last_success = time.time()
+        except Exception as exc:  # any registry failure: keep serving what is loaded
+            self.status.reachable = False
+            self.status.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning("registry unreachable, serving the loaded model: %s", self.status.last_error)
+            return
+        try:
+            self.champion = self._maybe_load(self.champion, target, "champion")
+            if challenger is not None and target is not None and challenger[0] == target[0]:
+                challenger = None  # a challenger that is already champion is not a second opinion
+            self.challenger = self._maybe_load(self.challenger, challenger, "challenger")
+        except Exception as exc:
+            self.status.last_error = f"load failed: {type(exc).__name__}: {exc}"[:500]
+            log.exception("loading a model version failed; keeping the loaded one")
+
+    def _maybe_load(
+        self, current: LoadedModel | None, target: tuple[str, dict[str, str]] | None, slot: str
+    ) -> LoadedModel | None:
+        if target is None:
+            if slot == "champion":
+                return current  # alias deleted: keep answering rather than going dark
+            if current is not None and self.on_swap:
+                self.on_swap(slot, current, None)
+            return None
+        version, tags = target
+        if current is not None and current.version == version:
+            if current.tags != tags:  # e.g. gate.status changed: cheap, no reload
+                return LoadedModel(current.name, current.version, current.model, current.task, tags,
+                                   current.categories, current.loaded_at)
+            return current
+        started = time.perf_counter()
+        loaded = load_version(self.name, version, self.prepare)
+        loaded = LoadedModel(loaded.name, loaded.version, loaded.model, loaded.task, tags,
+                             loaded.categories)
+        log.info("%s: loaded %s v%s in %.2fs", slot, self.name, version, time.perf_counter() - started)
+        if self.on_swap:
+            self.on_swap(slot, current, loaded)
+        return loaded
