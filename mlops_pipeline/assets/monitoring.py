@@ -105,6 +105,8 @@ def publish_drift(
     return dg.MaterializeResult(
         metadata={
             "drift_share": float(share),
+            # Evidently's own headline counts the prediction as one more column; ours is inputs only.
+            "drift_share_of": f"{len(result.input_columns)} input columns (prediction reported apart)",
             "drifted_columns": ", ".join(result.drifted_columns) or "none",
             "columns": table,
             "reference": f"champion v{reference.version} training split of snapshot "
