@@ -143,6 +143,94 @@ def test_whole_loop_stores_everything_on_the_servers(loop: Loop):
         assert cur.fetchone()[0] >= len(LOOP)
 
 
+def test_two_serving_replicas_load_from_the_server_and_log_to_one_postgres_store(
+    loop: Loop, flights: pd.DataFrame, tmp_path: Path
+):
+    """Two `mlops-pipeline serve` processes in the production profile: the champion comes from the
+    MLflow server (artifacts on S3), every answered record lands in the shared Postgres store, and
+    a Postgres restart loses none of them."""
+    import os
+    import signal
+    import time
+
+    import httpx
+
+    from mlops_pipeline.resources.predictions import PredictionStore
+    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.simulation import replay, request_records
+    from mlops_pipeline_tests.production.conftest import free_port
+
+    env = {**os.environ, **loop.env, "MLOPS_DATA_DIR": str(tmp_path / "replica-data"),
+           "OMP_NUM_THREADS": "1"}
+    env.pop("MLOPS_DATASET_CONFIG", None)
+    cli = str(Path(sys.executable).parent / "mlops-pipeline")
+    ports = [free_port(), free_port()]
+    while ports[1] == ports[0]:
+        ports[1] = free_port()
+    logs = [tmp_path / f"replica-{i}.log" for i in range(2)]
+    replicas = []
+    for port, log in zip(ports, logs, strict=True):
+        with open(log, "w") as out:
+            replicas.append(subprocess.Popen(
+                [cli, "serve", "--port", str(port)],
+                env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT,
+            ))
+    urls = [f"http://{LOOPBACK}:{p}" for p in ports]
+    store = PredictionStore(loop.env["MLOPS_PREDICTIONS_URL"])
+    try:
+        deadline = time.monotonic() + 120
+        for url, proc, log in zip(urls, replicas, logs, strict=True):
+            while True:
+                assert proc.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                try:
+                    if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.5)
+            health = httpx.get(f"{url}/health", timeout=5).json()
+            assert health["status"] == "ok", health
+            assert str(health["champion"]["version"]) == "1"
+
+        spec = load_spec()
+        before = store.count()
+        rows = flights[flights["month"] == 4].sample(400, random_state=4)
+        records = request_records(rows, spec)
+        answered: list[list[str | None]] = [[], []]
+        threads = [
+            threading.Thread(target=lambda i=i: answered[i].extend(
+                replay(urls[i], records[i * 200:(i + 1) * 200], batch=5, concurrency=4)))
+            for i in range(2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        ids = [rid for part in answered for rid in part]
+        assert len(ids) == 400 and all(ids)
+        assert store.count() - before == 400  # every acknowledged prediction is in the shared store
+        logged = store.read_window()
+        assert set(ids) <= set(logged["request_id"])
+        assert set(logged[logged["request_id"].isin(ids)]["model_version"].astype(str)) == {"1"}
+
+        loop.servers.postgres.stop()
+        loop.servers.postgres.start()
+        store.close()
+        store = PredictionStore(loop.env["MLOPS_PREDICTIONS_URL"])
+        assert set(ids) <= set(store.read_window()["request_id"])  # durable across a restart
+    finally:
+        store.close()
+        for proc in replicas:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in replicas:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
 def test_mlflow_server_down_fails_the_run_clearly_and_registers_nothing(loop: Loop, monkeypatch):
     for k, v in loop.env.items():
         monkeypatch.setenv(k, v)
