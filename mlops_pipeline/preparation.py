@@ -43,6 +43,14 @@ def derive_target(df: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, in
     return out.reset_index(drop=True), dropped
 
 
+def target_from_feedback(labels, spec: DatasetSpec) -> np.ndarray:
+    """Feedback carries the observed label source (e.g. arr_delay minutes); the target comes from it
+    through the same derivation as in training, so production quality means what holdout quality
+    means."""
+    truth, _ = derive_target(pd.DataFrame({spec.label_source: np.asarray(labels, dtype=float)}), spec)
+    return truth[spec.target.name].to_numpy()
+
+
 def time_split(df: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, str]:
     """Mark the most recent `holdout_fraction` of rows (by time) as holdout."""
     times = pd.to_datetime(df[spec.time_column])

@@ -63,3 +63,13 @@ def test_metrics_for_both_tasks():
     assert cls["roc_auc"] == 1.0 and cls["f1"] == 1.0 and cls["brier"] < 0.05
     reg = compute_metrics("regression", np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]))
     assert reg["mae"] == pytest.approx(2 / 3) and reg["rmse"] == pytest.approx(np.sqrt(4 / 3))
+
+
+def test_feedback_labels_become_targets_the_way_training_derives_them():
+    from mlops_pipeline.preparation import target_from_feedback
+
+    cls = load_spec("data/configs/flights.yaml")
+    reg = load_spec("data/configs/flights_regression.yaml")
+    assert cls.label_source == reg.label_source == "arr_delay"
+    np.testing.assert_array_equal(target_from_feedback([3.0, 15.0, 16.0, 120.0], cls), [0, 0, 1, 1])
+    np.testing.assert_array_equal(target_from_feedback([3.0, 16.0], reg), [3.0, 16.0])

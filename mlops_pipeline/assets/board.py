@@ -42,7 +42,7 @@ def _latest(context: dg.AssetExecutionContext, asset: str, field: str) -> Any:
 
 def _daily_quality(log: pd.DataFrame, spec) -> pd.DataFrame:
     from mlops_pipeline.model import compute_metrics
-    from mlops_pipeline.preparation import derive_target
+    from mlops_pipeline.preparation import target_from_feedback
 
     served = log[log["role"].isin(SERVED_ROLES) & log["label"].notna()] if len(log) else log
     if served.empty:
@@ -50,8 +50,7 @@ def _daily_quality(log: pd.DataFrame, spec) -> pd.DataFrame:
     score = "probability" if spec.task == "classification" else "prediction"
     out = []
     for day, rows in served.groupby(pd.to_datetime(served["ts"], utc=True).dt.date):
-        truth, _ = derive_target(pd.DataFrame({spec.label_source: rows["label"].to_numpy()}), spec)
-        y = truth[spec.target.name].to_numpy()
+        y = target_from_feedback(rows["label"], spec)
         if spec.task == "classification" and len(set(y)) < 2:
             continue
         metrics = compute_metrics(spec.task, y, rows[score].to_numpy(dtype=float))

@@ -237,7 +237,7 @@ def model_quality(
 ) -> dg.MaterializeResult:
     from mlops_pipeline.gate import evaluate_gate
     from mlops_pipeline.model import compute_metrics
-    from mlops_pipeline.preparation import derive_target
+    from mlops_pipeline.preparation import target_from_feedback
 
     spec = dataset.spec()
     served = _served(prediction_log)
@@ -257,8 +257,7 @@ def model_quality(
                 check_name="production_quality", passed=True, severity=dg.AssetCheckSeverity.WARN,
                 description="no labels yet for this partition")],
         )
-    truth, _ = derive_target(pd.DataFrame({spec.label_source: labelled["label"].to_numpy()}), spec)
-    y = truth[spec.target.name].to_numpy()
+    y = target_from_feedback(labelled["label"], spec)
     scores = labelled[score_column].to_numpy(dtype=float)
     metrics = compute_metrics(spec.task, y, scores)
     metadata.update({f"production_{k}": float(v) for k, v in metrics.items()})
