@@ -30,19 +30,14 @@ from pathlib import Path
 import pytest
 
 from mlops_pipeline.settings import PROJECT_ROOT
+from mlops_pipeline_tests.conftest import skip_or_fail
 
-REQUIRE_SERVERS_ENV = "MLOPS_REQUIRE_SERVERS"
 LOOPBACK = "127.0.0.1"
 VENV_BIN = Path(sys.executable).parent
 BUCKET = "mlops"
 ACCESS_KEY = "mlops-test"
 
 
-def skip_or_fail(reason: str) -> None:
-    """Skip with `reason`, or fail when CI demands real servers (`MLOPS_REQUIRE_SERVERS=1`)."""
-    if os.environ.get(REQUIRE_SERVERS_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_SERVERS_ENV}=1: servers are required, not skipping)")
-    pytest.skip(reason)
 
 
 def free_port(also_free: tuple[int, ...] = ()) -> int:

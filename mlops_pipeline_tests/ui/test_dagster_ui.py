@@ -33,7 +33,7 @@ import pytest
 
 from mlops_pipeline.landing import land_months
 from mlops_pipeline.settings import PROJECT_ROOT
-from mlops_pipeline_tests.conftest import SAMPLE
+from mlops_pipeline_tests.conftest import SAMPLE, skip_or_fail
 
 pytestmark = pytest.mark.slow
 
@@ -139,7 +139,8 @@ def _sensor_states(stack: Stack) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, flights: pd.DataFrame) -> Iterator[Stack]:
-    assert CHROMIUM.exists(), "Debian chromium is missing: apt-get install -y chromium chromium-driver"
+    if not CHROMIUM.exists():
+        skip_or_fail("Debian chromium is missing: apt-get install -y chromium chromium-driver")
     base = tmp_path_factory.mktemp("ui")
     data, home, logs = base / "data", base / "dagster_home", base / "logs"
     for d in (data / "mlflow", home, logs):

@@ -1,0 +1,44 @@
+"""The benchmarks are not tests (speed goals never live in timed tests), but they must keep
+importing, and their pure helpers must keep working on tiny inputs."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+
+from mlops_pipeline.settings import PROJECT_ROOT
+
+BENCH = PROJECT_ROOT / "bench"
+
+
+@pytest.fixture(autouse=True)
+def _bench_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+
+
+@pytest.mark.parametrize("name", ["_common", "_loadgen", "serving", "batch", "loop", "drift", "load",
+                                  "rollback"])
+def test_bench_module_imports(name: str) -> None:
+    module = importlib.import_module(name)
+    assert module.__doc__
+
+
+def test_drift_bench_frames_and_fast_scores_on_tiny_inputs() -> None:
+    drift_bench = importlib.import_module("drift")
+    from mlops_pipeline.drift import compute_drift
+    from mlops_pipeline.settings import DriftSpec
+
+    ref, cur = drift_bench.make_frames(400)
+    assert list(ref.columns) == list(cur.columns) and len(ref) == 400
+    result = compute_drift(ref, cur, drift_bench.CATEGORICAL, drift_bench.NUMERICAL, DriftSpec())
+    by_col = {c.column: c for c in result.columns}
+    assert by_col["small_int"].drifted and not by_col["num_05"].drifted
+
+
+def test_table_formatting() -> None:
+    common = importlib.import_module("_common")
+    out = common.table(["a", "b"], [("x", 1.5), ("yy", 1234.5)])
+    assert out.splitlines()[0].startswith("| a ") and "1,234.5" in out
+    assert common.goal(True) == "met" and sys.executable
