@@ -1,0 +1,137 @@
+"""The loop at scale: the full `mlops_loop` materialization through Dagster (in-process execution,
+MLflow embedded) against the same steps as a plain Python script without Dagster or MLflow, on the
+whole flights year (337k rows) and on 3x / 10x replicas (each copy shifted by whole years, so keys
+and dates stay unique). Wall time and peak RSS per run come from os.wait4 on a child process.
+
+Goals: Dagster/plain <= 1.25x; cost grows no worse than linearly; peak memory <= 2 GiB at 1x.
+
+    uv run python bench/loop.py [--scales 1 3] [--no-wait]      # add 10 for the 10x run (slow)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from _common import bench_env, goal, run_measured, table, temp_root, use_env, wait_quiet
+
+
+def land_replicas(landing: Path, scale: int) -> int:
+    """The 2013 year `scale` times, copy k shifted by k years, one Parquet file per month and copy."""
+    import pandas as pd
+
+    from mlops_pipeline.landing import load_flights_with_weather
+
+    df = load_flights_with_weather()
+    landing.mkdir(parents=True, exist_ok=True)
+    for k in range(scale):
+        copy = df.copy()
+        copy["year"] = copy["year"] + k
+        copy["time_hour"] = copy["time_hour"] + pd.DateOffset(years=k)
+        for month, batch in copy.groupby("month"):
+            batch.to_parquet(landing / f"flights_{2013 + k}_{month:02d}.parquet", index=False)
+    return len(df) * scale
+
+
+def plain(root: Path) -> dict:
+    """The loop's steps as one script: snapshot, features + contract, train + holdout metrics,
+    champion-scored reference vs newest batch drift. No Dagster, no MLflow, no pickling."""
+    from mlops_pipeline.assets.monitoring import newest_batch
+    from mlops_pipeline.assets.training import fit_and_score
+    from mlops_pipeline.contract import load_contract, null_rate_violations, validate
+    from mlops_pipeline.drift import PREDICTION_COLUMN, compute_drift
+    from mlops_pipeline.model import predict_scores
+    from mlops_pipeline.preparation import SPLIT_COLUMN, prepare
+    from mlops_pipeline.resources import StorageResource
+    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.snapshots import canonicalize, content_id, read_landing
+
+    spec = load_spec()
+    storage = StorageResource(root=str(root / "data"))
+    df = read_landing(storage.landing_glob(spec), spec.source.format, storage=storage)
+    sid = content_id(df)
+    storage.write_snapshot(sid, canonicalize(df).sort_values([spec.time_column, *spec.key_columns]))
+    assert content_id(storage.read_snapshot(sid)) == sid
+    frame = prepare(storage.read_snapshot(sid), spec).frame
+    contract = load_contract(spec)
+    guarded = [c for c in spec.source_columns if c in frame]
+    validate(frame[guarded], contract.for_columns(guarded))
+    null_rate_violations(frame, contract, guarded)
+    fitted = fit_and_score(frame, spec, spec.model.seed)
+    features = contract.for_columns(spec.features.columns)
+    ref = validate(frame[frame[SPLIT_COLUMN] == "train"][spec.features.columns], features)
+    ref[PREDICTION_COLUMN] = predict_scores(fitted.model, ref, spec.task)
+    _, current = newest_batch(storage, storage.landing_glob(spec), spec.source.format, spec.time_column)
+    current = validate(current[spec.features.columns], features)
+    current[PREDICTION_COLUMN] = predict_scores(fitted.model, current, spec.task)
+    result = compute_drift(ref, current, spec.features.categorical,
+                           [*spec.features.numerical, PREDICTION_COLUMN], spec.drift, spec.model.seed)
+    result.save_html(root / "plain_drift.html")
+    return {"auc": fitted.metrics.get("roc_auc"), "drift_share": result.drift_share}
+
+
+def dagster_run(root: Path) -> dict:
+    from mlops_pipeline.cli.common import run_loop
+
+    result = run_loop({"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+    if not result.success:
+        raise RuntimeError("the loop failed")
+    return {"success": result.success}
+
+
+def child(mode: str, root: Path) -> None:
+    use_env(bench_env(root))
+    started = time.perf_counter()
+    info = plain(root) if mode == "plain" else dagster_run(root)
+    (root / f"{mode}.json").write_text(json.dumps({"seconds": time.perf_counter() - started, **info}))
+    os._exit(0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scales", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--no-wait", action="store_true")
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "ROOT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]))
+        return 0
+
+    rows, per_row = [], {}
+    for scale in args.scales:
+        with temp_root(f"loop{scale}x", args.keep) as root:
+            n = land_replicas(root / "data" / "landing" / "flights", scale)
+            wait_quiet(args.no_wait)
+            for mode in ("plain", "dagster"):
+                m = run_measured([sys.executable, __file__, "--child", mode, str(root)], env=bench_env(root))
+                if m.returncode != 0:
+                    raise RuntimeError(f"{mode} at {scale}x failed:\n{m.output[-3000:]}")
+                rows.append((f"{scale}x", n, mode, m.seconds, m.max_rss / 1024**3))
+                per_row[(scale, mode)] = m.seconds
+    out = []
+    for scale_s, n, mode, secs, gib in rows:
+        scale = int(scale_s[:-1])
+        ratio = secs / per_row[(scale, "plain")]
+        growth = secs / per_row[(args.scales[0], mode)] / (scale / args.scales[0])
+        out.append((scale_s, f"{n:,}", mode, secs, gib, ratio, growth))
+    print(table(["scale", "rows", "run", "wall s", "peak GiB", "x plain", "cost/row vs first scale"], out))
+    first = args.scales[0]
+    worst_ratio = max(per_row[(s, "dagster")] / per_row[(s, "plain")] for s in args.scales)
+    growth = max(r[6] for r in out)
+    peak1 = max((r[4] for r in out if r[0] == "1x"), default=float("nan"))
+    print(table(["goal", "target", "measured", "status"], [
+        ("Dagster vs plain", "<= 1.25x", f"{worst_ratio:.2f}x (worst scale)", goal(worst_ratio <= 1.25)),
+        (f"growth from {first}x", "cost/row <= 1.1x", f"{growth:.2f}", goal(growth <= 1.1)),
+        ("peak memory at 1x", "<= 2 GiB", f"{peak1:.2f} GiB", goal(peak1 <= 2.0)),
+    ]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,134 @@
+"""Online serving: single-record JSON requests at concurrency 16 against `mlops-pipeline serve`
+(capture and metrics on) and, in the same run, against `mlflow models serve` of the same registered
+model (default, and tuned: 2 workers with OMP_NUM_THREADS=1). The load generator is another
+process (wrk with a Lua script cycling through real holdout records, or async httpx).
+
+Goal: >= 4x the tuned baseline's req/s, p99 <= 50 ms, zero errors, every answer captured.
+
+    uv run python bench/serving.py [--seconds 20] [--connections 16] [--sample 1.0] [--no-wait]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
+from _common import (
+    MODEL,
+    Load,
+    Server,
+    bench_env,
+    cpu_seconds,
+    goal,
+    load,
+    register_versions,
+    start_mlflow_serve,
+    start_serve,
+    stop,
+    table,
+    temp_root,
+    wait_quiet,
+)
+
+
+def _measure(server: Server, path: str, bodies: list[str], args: argparse.Namespace,
+             workdir: Path) -> tuple[Load, float]:
+    """Warm up, then one timed run; CPU seconds of the server's process tree per wall second."""
+    load(server.url, path, bodies, args.connections, min(3.0, args.seconds), workdir, tool=args.tool)
+    cpu0 = cpu_seconds(server.proc.pid)
+    result = load(server.url, path, bodies, args.connections, args.seconds, workdir, tool=args.tool)
+    cpu = (cpu_seconds(server.proc.pid) - cpu0) / result.seconds
+    return result, cpu
+
+
+def _captured(db: Path) -> int:
+    with sqlite3.connect(db) as con:
+        return int(con.execute("select count(*) from predictions where role = 'champion'").fetchone()[0])
+
+
+def _served(url: str) -> int:
+    """Records the server answered, from its own Prometheus counter."""
+    total = 0.0
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("mlops_predictions_total{") and 'role="champion"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20.0, help="timed load per server")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--sample", type=float, default=1.0, help="share of each month used to train")
+    parser.add_argument("--records", type=int, default=2000, help="distinct holdout records cycled")
+    parser.add_argument("--tool", choices=["auto", "wrk", "httpx"], default="auto")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
+    args = parser.parse_args()
+
+    with temp_root("serving", args.keep) as root:
+        print("training and registering v1/v2 through the pipeline...", flush=True)
+        records = register_versions(root, args.sample)[: args.records]
+        ours_bodies = [json.dumps({"records": [r]}) for r in records]
+        mlflow_bodies = [json.dumps({"dataframe_records": [r]}) for r in records]
+        wait_quiet(args.no_wait)
+        rows = []
+
+        srv = start_serve(root, "ours", env=bench_env(root))
+        try:
+            check = httpx.post(f"{srv.url}/predict", content=ours_bodies[0],
+                               headers={"content-type": "application/json"})
+            check.raise_for_status()
+            base_captured = _captured(root / "ours" / "predictions.db")
+            ours, ours_cpu = _measure(srv, "/predict", ours_bodies, args, root / "load")
+            time.sleep(0.5)  # the last group commit
+            captured = _captured(root / "ours" / "predictions.db") - base_captured
+            served = _served(srv.url) - base_captured
+        finally:
+            stop(srv.proc)
+        rows.append(("mlops-pipeline serve (1 process)", ours, ours_cpu))
+
+        baselines = [("mlflow models serve, default (1 worker)", 1, {}),
+                     ("mlflow models serve, tuned (2 workers, OMP=1)", 2, {"OMP_NUM_THREADS": "1"})]
+        base_results: list[Load] = []
+        for label, workers, extra in baselines:
+            srv = start_mlflow_serve(root, f"mlflow{workers}", f"models:/{MODEL}/1", workers, extra)
+            try:
+                r = httpx.post(f"{srv.url}/invocations", content=mlflow_bodies[0],
+                               headers={"content-type": "application/json"}, timeout=30)
+                r.raise_for_status()
+                result, cpu = _measure(srv, "/invocations", mlflow_bodies, args, root / "load")
+            finally:
+                stop(srv.proc)
+            rows.append((label, result, cpu))
+            base_results.append(result)
+
+    tuned = base_results[-1]
+    print(f"\nsingle-record POST, {args.connections} connections, {args.seconds:.0f} s each, "
+          f"load generator: {ours.tool} (separate process)\n")
+    print(table(
+        ["server", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "server CPU (cores)", "x tuned"],
+        [(name, r.rps, r.p50_ms, r.p95_ms, r.p99_ms, r.errors, cpu, r.rps / tuned.rps if tuned.rps else 0.0)
+         for name, r, cpu in rows],
+    ))
+    ratio = ours.rps / tuned.rps if tuned.rps else float("inf")
+    all_captured = captured == served and served >= ours.requests
+    print(f"\ncaptured rows {captured:,} / answered records {served:,} (server counter); "
+          f"load generator completed {ours.requests:,} (requests in flight at the end are answered "
+          f"and captured but not counted by it)")
+    print(table(["goal", "target", "measured", "status"], [
+        ("req/s vs tuned mlflow", ">= 4.0x", f"{ratio:.2f}x", goal(ratio >= 4.0)),
+        ("p99", "<= 50 ms", f"{ours.p99_ms:.1f} ms", goal(ours.p99_ms <= 50)),
+        ("errors", "0", str(ours.errors), goal(ours.errors == 0)),
+        ("every prediction captured", "captured == answered", f"{captured} == {served}", goal(all_captured)),
+    ]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
