@@ -76,8 +76,7 @@ def _find_server(name: str, explicit: str | None) -> str | None:
     for var in ("MLOPS_SERVE_URL", "MLOPS_SERVING_URL"):
         if os.environ.get(var):
             return os.environ[var]
-    from mlops_pipeline.serving.app import state_path
-    from mlops_pipeline.serving.settings import ServeSettings
+    from mlops_pipeline.serving.settings import ServeSettings, state_path
 
     path: Path = state_path(ServeSettings.from_env(), name)
     try:
@@ -156,14 +155,16 @@ def _print_gate(report) -> None:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from mlops_pipeline.resources.mlflow import CHAMPION, RegistryError
+    # The plain registry, not the Dagster resource: rollback is a hot path (seconds count), and
+    # importing Dagster would add most of a second before the alias moves.
+    from mlops_pipeline.registry import CHAMPION, Registry, RegistryError, client_for
     from mlops_pipeline.settings import load_spec
 
     set_dataset(args.config)
     spec = load_spec()
-    mlflow = _registry()
+    registry = Registry(client_for(os.environ.get("MLFLOW_TRACKING_URI", "")))
     try:
-        moves = mlflow.rollback(spec.name)
+        moves = registry.rollback(spec.name)
     except RegistryError as exc:
         print(f"cannot roll back: {exc}", file=sys.stderr)
         return 1

@@ -1,8 +1,9 @@
 """MLflow 3 as a Dagster resource: tracking, the model registry, and the champion alias.
 
 Written for MLflow 3 instead of using the legacy `dagster-mlflow` resource, which is a
-config-schema resource whose hook ends MLflow runs early. Registry moves (promote, rollback) live
-here so the assets, the CLI and the serving process all move aliases the same way.
+config-schema resource whose hook ends MLflow runs early. Registry moves (promote, rollback) are in
+`mlops_pipeline.registry`, which this resource wraps, so the assets, the CLI and the serving
+process all move aliases the same way.
 
 The embedded default is a SQLite backend store plus a local artifact root under the data dir: no
 server to start. Set `MLFLOW_TRACKING_URI` (e.g. `http://127.0.0.1:5000`) and the same code talks to
@@ -12,38 +13,30 @@ a tracking server.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import PrivateAttr
 
+from mlops_pipeline.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    AliasMove,
+    Registry,
+    RegistryError,
+    default_tracking_uri,
+)
 from mlops_pipeline.settings import data_dir
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-PREVIOUS_CHAMPION = "previous-champion"
-
-
-class RegistryError(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class AliasMove:
-    model: str
-    alias: str
-    from_version: str | None
-    to_version: str
-
-    def __str__(self) -> str:
-        src = f"v{self.from_version}" if self.from_version else "(none)"
-        return f"{self.model}@{self.alias}: {src} -> v{self.to_version}"
+__all__ = [
+    "CHALLENGER", "CHAMPION", "PREVIOUS_CHAMPION", "AliasMove", "MLflowResource", "Registry", "RegistryError",
+]
 
 
 class MLflowResource(dg.ConfigurableResource):
@@ -59,11 +52,7 @@ class MLflowResource(dg.ConfigurableResource):
 
     @property
     def resolved_tracking_uri(self) -> str:
-        if self.tracking_uri:
-            return self.tracking_uri
-        db = data_dir() / "mlflow" / "mlflow.db"
-        db.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{db}"
+        return self.tracking_uri or default_tracking_uri()
 
     @property
     def resolved_artifact_location(self) -> str | None:
@@ -122,43 +111,20 @@ class MLflowResource(dg.ConfigurableResource):
             return None
         return f"{self.ui_url.rstrip('/')}/#/models/{name}/versions/{version}"
 
-    # ---- registry ----------------------------------------------------------------------------
-    def version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
-        from mlflow.exceptions import MlflowException
+    # ---- registry (the moves themselves live in mlops_pipeline.registry) ----------------------
+    def registry(self) -> Registry:
+        return Registry(self.client())
 
-        try:
-            return self.client().get_model_version_by_alias(name, alias)
-        except MlflowException as exc:
-            if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
-                return None
-            raise
+    def version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
+        return self.registry().version_by_alias(name, alias)
 
     def set_alias(self, name: str, alias: str, version: str) -> AliasMove:
-        before = self.version_by_alias(name, alias)
-        self.client().set_registered_model_alias(name, alias, str(version))
-        return AliasMove(name, alias, str(before.version) if before else None, str(version))
+        return self.registry().set_alias(name, alias, version)
 
     def promote(self, name: str, version: str) -> list[AliasMove]:
         """Make `version` champion; the old champion becomes `previous-champion` (one-step undo)."""
-        current = self.version_by_alias(name, CHAMPION)
-        moves = []
-        if current is not None and str(current.version) == str(version):
-            return moves
-        if current is not None:
-            moves.append(self.set_alias(name, PREVIOUS_CHAMPION, str(current.version)))
-        moves.append(self.set_alias(name, CHAMPION, str(version)))
-        challenger = self.version_by_alias(name, CHALLENGER)
-        if challenger is not None and str(challenger.version) == str(version):
-            self.client().delete_registered_model_alias(name, CHALLENGER)
-        return moves
+        return self.registry().promote(name, version)
 
     def rollback(self, name: str) -> list[AliasMove]:
         """Swap champion and previous-champion: the last promotion undone in one step."""
-        previous = self.version_by_alias(name, PREVIOUS_CHAMPION)
-        if previous is None:
-            raise RegistryError(f"{name} has no '{PREVIOUS_CHAMPION}' alias: nothing to roll back to")
-        current = self.version_by_alias(name, CHAMPION)
-        moves = [self.set_alias(name, CHAMPION, str(previous.version))]
-        if current is not None:
-            moves.append(self.set_alias(name, PREVIOUS_CHAMPION, str(current.version)))
-        return moves
+        return self.registry().rollback(name)

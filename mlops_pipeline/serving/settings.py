@@ -7,6 +7,7 @@ endpoints refused until a token is configured.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,3 +58,11 @@ class ServeSettings(BaseModel):
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+
+def state_path(settings: ServeSettings, model_name: str) -> Path:
+    """Where a running server records its URL and pid, so `promote`/`rollback` can find it."""
+    from mlops_pipeline.settings import data_dir
+
+    return Path(settings.state_file) if settings.state_file else (
+        data_dir() / "serving" / f"{model_name}.json")
