@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_pipeline.resources.predictions import PredictionRow, PredictionStore, predictions_table
+from mlops_pipeline.resources.predictions import Capture, PredictionBatch, PredictionStore
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,23 @@ Callback = Callable[[Any, BaseException | None], None]
 
 @dataclass
 class _Op:
-    rows: Sequence[PredictionRow] = ()
+    rows: Sequence[Capture] = ()
     label: tuple[str, float] | None = None
     callback: Callback | None = None
+
+    def size(self) -> int:
+        return sum(len(r) if isinstance(r, PredictionBatch) else 1 for r in self.rows)
+
+
+def _shadow_ids(items: Sequence[Capture]) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        if item.role == "shadow":
+            if isinstance(item, PredictionBatch):
+                out.extend(item.request_ids)
+            else:
+                out.append(item.request_id)
+    return out
 
 
 class CaptureWriter:
@@ -53,7 +67,7 @@ class CaptureWriter:
             self._thread.join(timeout=timeout)
 
     # ---- submit ------------------------------------------------------------------------------
-    def submit(self, rows: Sequence[PredictionRow], callback: Callback | None = None) -> None:
+    def submit(self, rows: Sequence[Capture], callback: Callback | None = None) -> None:
         if self._closed:
             raise RuntimeError("capture writer is closed")
         self._queue.put(_Op(rows=rows, callback=callback))
@@ -63,7 +77,7 @@ class CaptureWriter:
             raise RuntimeError("capture writer is closed")
         self._queue.put(_Op(label=(request_id, label), callback=callback))
 
-    async def write(self, rows: Sequence[PredictionRow]) -> None:
+    async def write(self, rows: Sequence[Capture]) -> None:
         """Resolve once `rows` are committed; raise if the commit failed."""
         await self._await(lambda cb: self.submit(rows, cb))
 
@@ -91,7 +105,7 @@ class CaptureWriter:
             if first is None:
                 break
             ops = [first]
-            rows = len(first.rows)
+            rows = first.size()
             while rows < self.max_rows:
                 try:
                     op = self._queue.get_nowait()
@@ -101,16 +115,16 @@ class CaptureWriter:
                     stop = True
                     break
                 ops.append(op)
-                rows += len(op.rows)
+                rows += op.size()
             started = time.perf_counter()
             results: list[Any] = [None] * len(ops)
             error: BaseException | None = None
             try:
                 with self.store.engine.begin() as conn:
-                    params = [r.as_params() for op in ops for r in op.rows]
-                    if params:
-                        conn.execute(predictions_table.insert(), params)
-                    late = [r.request_id for op in ops for r in op.rows if r.role == "shadow"]
+                    items = [r for op in ops for r in op.rows]
+                    if items:
+                        self.store.insert(conn, items)
+                    late = _shadow_ids(items)
                     if late:  # feedback may have arrived before the shadow answer was captured
                         self.store.inherit_labels(conn, late)
                     for i, op in enumerate(ops):

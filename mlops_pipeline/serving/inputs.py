@@ -17,8 +17,11 @@ Two layers, both driven by the one data contract (nothing here lists a column or
 from __future__ import annotations
 
 import copy
+import json
 import math
+import operator
 from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -76,6 +79,43 @@ def _kind(dtype: Any) -> str:
     return "any"
 
 
+#: JSON types a column of each kind may hold without a closer look (plus None when nullable).
+_PLAIN_TYPES: dict[str, frozenset[type]] = {
+    "int": frozenset({int}),
+    "float": frozenset({int, float}),
+    "bool": frozenset({bool}),
+    "datetime": frozenset({str}),
+    "str": frozenset({str}),
+}
+_INF = (math.inf, -math.inf)
+#: Below this many records the per-record loop is as cheap as the column-wise checks.
+_COLUMNWISE_FROM = 32
+
+
+def _json_texts(values: list[Any]) -> list[str]:
+    """Each value's compact JSON text from ONE `json.dumps` of the column (the C encoder's
+    per-call overhead is most of the cost of dumping a scalar). The list text is split at its
+    item separators; a string containing the separator would give more pieces than values, so
+    the count proves the split, and anything else is dumped value by value.
+
+    Feature columns repeat values a lot (the weather of one airport-hour, a carrier): formatting
+    each distinct value once and looking the rest up is cheaper than formatting floats 10k times.
+    Only for single-type columns, because 1, 1.0 and True are one dict key but three JSON texts.
+    """
+    try:
+        distinct = dict.fromkeys(values)
+    except TypeError:  # unhashable (a list in an untyped column)
+        distinct = {}
+    if distinct and len(distinct) * 2 <= len(values) and len(set(map(type, values)) - {type(None)}) <= 1:
+        keys = list(distinct)
+        texts = dict(zip(keys, _json_texts(keys), strict=True))
+        return list(map(texts.__getitem__, values))
+    parts = json.dumps(values, default=str)[1:-1].split(", ")
+    if len(parts) == len(values):
+        return parts
+    return [json.dumps(v, default=str) for v in values]
+
+
 _EXPECTED = {
     "int": "an integer",
     "float": "a number",
@@ -120,6 +160,10 @@ class RecordChecker:
         self.exact_schema.coerce = False
         for column in self.exact_schema.columns.values():
             column.coerce = False
+        # '{"carrier":%s,"origin":%s,...}': the features JSON of a record, as json.dumps with
+        # separators (",", ":") writes it, from each value's JSON text.
+        self._features_template = "{" + ",".join(
+            json.dumps(c).replace("%", "%%") + ":%s" for c in self.columns) + "}"
 
     def check(self, records: Any, max_records: int) -> list[FieldError]:
         if not isinstance(records, list):
@@ -128,6 +172,8 @@ class RecordChecker:
             return [FieldError(None, "records", "is empty: send at least one record")]
         if len(records) > max_records:
             return [FieldError(None, "records", f"has {len(records)} records; the limit is {max_records}")]
+        if len(records) >= _COLUMNWISE_FROM and self._plainly_valid(records):
+            return []
         errors: list[FieldError] = []
         for i, rec in enumerate(records):
             if not isinstance(rec, dict):
@@ -148,6 +194,27 @@ class RecordChecker:
                 break
         return errors
 
+    def _plainly_valid(self, records: list[Any]) -> bool:
+        """Column-wise proof that `check` would find nothing (~6 ms instead of ~23 ms per 10k
+        records): every field present and of a plain JSON type for its kind. False only means
+        "look closer": the per-record loop then decides and names the errors."""
+        for col, kind, nullable in self._spec:
+            try:
+                values = [r[col] for r in records]
+            except (KeyError, TypeError, IndexError):
+                return False
+            allowed = _PLAIN_TYPES.get(kind)
+            if allowed is None:
+                continue
+            types = set(map(type, values))
+            if nullable:
+                types.discard(type(None))
+            if not types <= allowed:
+                return False
+            if kind == "float" and float in types and any(x in values for x in _INF):
+                return False
+        return True
+
     def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         """Column-wise construction: much cheaper than one DataFrame per record."""
         return pd.DataFrame({c: [r[c] for r in records] for c in self.columns})
@@ -160,7 +227,7 @@ class RecordChecker:
             if kind == "int":
                 out[col] = np.array(values, dtype=np.int64)
             elif kind == "float":
-                out[col] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+                out[col] = np.array(values, dtype=np.float64)  # None -> NaN
             elif kind == "datetime":
                 out[col] = pd.to_datetime(values, format="ISO8601")
             elif kind == "bool":
@@ -175,6 +242,17 @@ class RecordChecker:
         out = {c: record[c] for c in self.columns}
         out.update({c: record[c] for c in self.keep if c in record})
         return out
+
+    def features_json(self, records: list[dict[str, Any]]) -> list[str]:
+        """`json.dumps(self.features(r), separators=(",", ":"), default=str)` for every record,
+        byte for byte, built column-wise: per-record dumps cost more than the model on large
+        requests. Few records, or records carrying key fields (their keys vary), take the
+        per-record path."""
+        if len(records) < _COLUMNWISE_FROM or any(
+                any(map(operator.contains, records, repeat(c))) for c in self.keep):
+            return [json.dumps(self.features(r), separators=(",", ":"), default=str) for r in records]
+        texts = [_json_texts([r[c] for r in records]) for c in self.columns]
+        return list(map(self._features_template.__mod__, zip(*texts, strict=True)))
 
 
 def contract_errors(exc: ContractError, offset: int = 0) -> list[FieldError]:

@@ -6,6 +6,9 @@ interpolates quantiles inside a bucket, and wide buckets there would make p95/p9
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1,
@@ -65,6 +68,27 @@ class ServingMetrics:
             "mlops_shadow_dropped", "Shadow batches dropped because the shadow queue was full.",
             registry=r,
         )
+
+    @staticmethod
+    def observe_many(hist: Any, values: np.ndarray, loop_below: int = 64) -> None:
+        """`hist.observe(v)` for every value, with one count per bucket for large batches (10k
+        observe() calls cost ~6 ms). Same bucket rule as observe(): the first bucket whose upper
+        bound is >= the value. Small batches, and a client library without these internals, use
+        observe() itself."""
+        bounds = getattr(hist, "_upper_bounds", None)
+        buckets = getattr(hist, "_buckets", None)
+        total = getattr(hist, "_sum", None)
+        if len(values) < loop_below or bounds is None or buckets is None or total is None:
+            for v in values:
+                hist.observe(float(v))
+            return
+        arr = np.asarray(values, dtype=np.float64)
+        idx = np.searchsorted(np.asarray(bounds, dtype=np.float64), arr, side="left")
+        counts = np.bincount(idx[idx < len(bounds)], minlength=len(bounds))
+        total.inc(float(arr.sum()))
+        for bucket, n in zip(buckets, counts.tolist(), strict=True):
+            if n:
+                bucket.inc(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

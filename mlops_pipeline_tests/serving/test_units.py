@@ -7,21 +7,25 @@ import asyncio
 import json
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from mlops_pipeline.contract import load_contract
-from mlops_pipeline.resources.predictions import PredictionRow, PredictionStore
-from mlops_pipeline.serving.app import canary_bucket, canary_eligible
+from mlops_pipeline.resources.predictions import PredictionBatch, PredictionRow, PredictionStore
+from mlops_pipeline.serving.app import canary_bucket, canary_eligible, new_request_ids, predictions_body
 from mlops_pipeline.serving.batching import MicroBatcher
 from mlops_pipeline.serving.capture import CaptureWriter
 from mlops_pipeline.serving.inputs import RecordChecker, validate_batch
 from mlops_pipeline.serving.loader import LoadedModel
+from mlops_pipeline.serving.metrics import ServingMetrics
 from mlops_pipeline.settings import load_spec
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -170,3 +174,92 @@ def test_canary_routing_is_sticky_uniform_and_gated():
     assert not canary_eligible(LoadedModel("m", "2", object(), "classification", {"gate.status": "failed"}))
     assert not canary_eligible(None)
     assert pd.Series(buckets).between(0, 1).all()
+
+
+# ---- the bulk paths of large requests: each must equal the per-record path it replaces ---------
+
+def tricky_records(n: int = 300) -> list[dict]:
+    """Repeated values (the memoised path), all-distinct floats, an integral float in an int
+    column, strings holding the JSON item separators, non-ASCII, nulls and key fields."""
+    out = []
+    for i in range(n):
+        rec = {**good(), "temp": 20.0 + i / 7, "wind_gust": None if i % 3 else 25.3 + i,
+               "dest": ["IAH", "a, b", 'q"},{"x', "Zürich"][i % 4], "distance": 1400.0 if i % 5 else 1400}
+        if i % 50 == 0:
+            rec.update({"flight": 1545 + i, "year": 2013})
+        out.append(rec)
+    return out
+
+
+def test_bulk_features_json_equals_one_dumps_per_record():
+    spec = load_spec()
+    checker = RecordChecker(load_contract(spec).for_columns(spec.features.columns), spec.features.columns,
+                            keep=spec.key_columns)
+
+    def per_record(records: list[dict]) -> list[str]:
+        return [json.dumps(checker.features(r), separators=(",", ":"), default=str) for r in records]
+
+    with_keys = tricky_records()
+    without = [{k: v for k, v in r.items() if k in checker.columns} for r in with_keys]
+    assert checker.features_json(with_keys) == per_record(with_keys)
+    assert checker.features_json(without) == per_record(without)
+    assert checker.features_json(without[:1]) == per_record(without[:1])
+
+
+def test_columnwise_check_agrees_with_the_per_record_loop(checker):
+    records = tricky_records(200)
+    assert checker.check(records, 1000) == []
+    bad = [dict(r) for r in records]
+    bad[150]["hour"] = 5.5
+    bad[170]["temp"] = float("inf")
+    del bad[199]["origin"]
+    errors = {(e.record, e.field) for e in checker.check(bad, 1000)}
+    assert errors == {(150, "hour"), (170, "temp"), (199, "origin")}
+    assert checker.check([*records[:100], "not a record"], 1000)[0].record == 100
+
+
+def test_bulk_capture_stores_exactly_what_row_by_row_capture_stores(tmp_path: Path):
+    checker_rows = tricky_records(120)
+    features = [json.dumps(r, separators=(",", ":")) for r in checker_rows]
+    ids = new_request_ids(len(features))
+    assert len(set(ids)) == len(ids) and all(uuid.UUID(i).version == 7 for i in ids)
+    pred, proba = np.arange(120) % 2, np.linspace(0, 1, 120)
+    batches = [PredictionBatch(ids, "champion", T0, "b1", "m", "1", features, pred, proba, 12.5),
+               PredictionBatch(ids[:10], "shadow", T0, "b1", "m", "2", features[:10], pred[:10], None, 3.0)]
+    bulk, rows = (PredictionStore(f"sqlite:///{tmp_path / name}.db") for name in ("bulk", "rows"))
+    assert bulk.write(batches) == 130
+    assert rows.write([r for b in batches for r in b.rows()]) == 130
+    query = text("SELECT * FROM predictions ORDER BY request_id, role")
+    with bulk.engine.connect() as a, rows.engine.connect() as b:
+        assert a.execute(query).all() == b.execute(query).all()
+    pd.testing.assert_frame_equal(bulk.read_window(expand_features=True),
+                                  rows.read_window(expand_features=True))
+    with pytest.raises(IntegrityError):  # a duplicate is refused as through SQLAlchemy
+        bulk.write(batches[:1])
+
+
+def test_response_body_is_what_jsonresponse_writes():
+    head = {"model_name": "m", "model_version": "1", "role": "champion", "batch_id": "b"}
+    ids = new_request_ids(50)
+    for pred, proba in [(np.arange(50) % 2, np.linspace(0, 1, 50)), (np.linspace(3, 9, 50), None),
+                        (np.array(["yes", "a, b"] * 25, dtype=object), np.full(50, 0.5))]:
+        items = [{"request_id": r, "prediction": p.item() if isinstance(p, np.generic) else p,
+                  **({} if proba is None else {"probability": float(proba[k])})}
+                 for k, (r, p) in enumerate(zip(ids, pred, strict=True))]
+        assert predictions_body(head, ids, pred, proba) == JSONResponse({**head, "predictions": items}).body
+
+
+def test_bulk_histogram_observation_equals_one_by_one():
+    one, bulk = ServingMetrics(), ServingMetrics()
+    values = np.concatenate([np.linspace(0, 1, 500), [0.1, 0.2, 1.0, 5.0]])
+    for v in values:
+        one.probability.labels("champion").observe(float(v))
+    ServingMetrics.observe_many(bulk.probability.labels("champion"), values)
+
+    def samples(m: ServingMetrics) -> dict:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in m.registry.collect()
+                for s in f.samples if not s.name.endswith("_created")}
+
+    a, b = samples(one), samples(bulk)
+    assert a.keys() == b.keys()
+    assert all(a[k] == pytest.approx(b[k], rel=1e-12) for k in a)
