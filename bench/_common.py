@@ -60,15 +60,9 @@ def start(cmd: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Pope
 
 
 def stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+    from mlops_pipeline.processes import stop_group
+
+    stop_group(proc, timeout=timeout)
 
 
 def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> float:

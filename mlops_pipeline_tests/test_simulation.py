@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pandas as pd
 import pytest
 
 from mlops_pipeline.definitions import build_definitions
+from mlops_pipeline.processes import stop_group
 from mlops_pipeline.resources.predictions import PredictionStore
 from mlops_pipeline.settings import PROJECT_ROOT, load_spec
 from mlops_pipeline.simulation import replay, request_records, run_simulation
@@ -65,11 +65,7 @@ def served_loop(data_dir, land, tmp_path):
         proc.kill()
         raise AssertionError((tmp_path / "serve.log").read_text()[-3000:])
     yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    stop_group(proc, timeout=20)
 
 
 def test_traffic_and_feedback_flow_back_into_a_gated_retraining(served_loop, flights, data_dir):

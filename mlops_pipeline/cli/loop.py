@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from mlops_pipeline.cli.common import ensure_dagster_home, print_checks, run_loop, set_dataset
+from mlops_pipeline.processes import stop_group
 from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG, PROJECT_ROOT, data_dir
 
 
@@ -108,14 +108,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        stop_group(*procs)
     return 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import time
 from pathlib import Path
 
 from mlops_pipeline.cli.common import ensure_dagster_home, set_dataset
+from mlops_pipeline.processes import stop_group
 from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG
 
 
@@ -63,11 +63,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         )
     finally:
         if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+            stop_group(server, timeout=20)
     print("\nmonth  sent  labelled  drift  retrained(trigger: gate)            champion")
     for r in reports:
         runs = ", ".join(f"{x['trigger']}: {'passed' if x['gate_passed'] else 'blocked'}"

@@ -150,11 +150,11 @@ def test_two_serving_replicas_load_from_the_server_and_log_to_one_postgres_store
     MLflow server (artifacts on S3), every answered record lands in the shared Postgres store, and
     a Postgres restart loses none of them."""
     import os
-    import signal
     import time
 
     import httpx
 
+    from mlops_pipeline.processes import stop_group
     from mlops_pipeline.resources.predictions import PredictionStore
     from mlops_pipeline.settings import load_spec
     from mlops_pipeline.simulation import replay, request_records
@@ -221,14 +221,7 @@ def test_two_serving_replicas_load_from_the_server_and_log_to_one_postgres_store
         assert set(ids) <= set(store.read_window()["request_id"])  # durable across a restart
     finally:
         store.close()
-        for proc in replicas:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in replicas:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(*replicas, timeout=20)
 
 
 def test_mlflow_server_down_fails_the_run_clearly_and_registers_nothing(loop: Loop, monkeypatch):

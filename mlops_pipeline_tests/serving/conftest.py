@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import pandas as pd
 import pytest
 
 from mlops_pipeline.landing import land_months
+from mlops_pipeline.processes import stop_group
 
 SAMPLE = 0.12
 MODEL = "flights_delay"
@@ -44,16 +44,7 @@ def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    """SIGTERM to the process group this test started (pgid == pid), SIGKILL if it lingers."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+    stop_group(proc, timeout=timeout)
 
 
 def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import pandas as pd
 import pytest
 
 from mlops_pipeline.landing import land_months
+from mlops_pipeline.processes import stop_group
 from mlops_pipeline.settings import PROJECT_ROOT
 from mlops_pipeline_tests.conftest import SAMPLE, skip_or_fail
 
@@ -95,13 +95,7 @@ def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    stop_group(proc, timeout=20)
 
 
 def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
