@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, Request
@@ -55,7 +56,7 @@ CHAMPION, CANARY, SHADOW = "champion", "canary", "shadow"
 
 @dataclass
 class PredictJob:
-    records: list[dict[str, Any]]
+    records: list[Any]  # RecordChecker.record_type instances
     route: str
     request_ids: list[str]
     batch_id: str
@@ -103,33 +104,31 @@ def new_request_ids(n: int) -> list[str]:
     return [text[i:i + 32] for i in range(0, 32 * n, 32)]
 
 
-_PREDICTION = '{{"request_id":{},"prediction":{}}}'.format
-_PREDICTION_PROBA = '{{"request_id":{},"prediction":{},"probability":{}}}'.format
+class _Prediction(msgspec.Struct, gc=False):
+    request_id: str
+    prediction: Any
 
 
-def _values_json(values: np.ndarray | list[Any]) -> list[str]:
-    """Each value's JSON text (as JSONResponse would write it), from one dumps of the column;
-    a string holding the item separator gives more pieces than values and is dumped alone."""
-    items = values.tolist() if isinstance(values, np.ndarray) else values
-    parts = json.dumps(items, ensure_ascii=False, allow_nan=False)[1:-1].split(", ")
-    if len(parts) == len(items):
-        return parts
-    return [json.dumps(v, ensure_ascii=False, allow_nan=False) for v in items]
+class _PredictionProba(msgspec.Struct, gc=False):
+    request_id: str
+    prediction: Any
+    probability: float
+
+
+_encode = msgspec.json.Encoder().encode
 
 
 def predictions_body(head: dict[str, Any], request_ids: list[str], prediction: np.ndarray,
                      probability: np.ndarray | None) -> bytes:
-    """The /predict response in one pass over columns instead of a dict per record: the same
-    JSON JSONResponse writes for `{**head, "predictions": [...]}` (compact, NaN refused)."""
-    ids = _values_json(request_ids)
-    preds = _values_json(prediction)
+    """The /predict response: `{**head, "predictions": [{request_id, prediction[, probability]}]}`
+    as compact JSON, from typed structs built column-wise (a 10k-record answer in ~1 ms instead of
+    ~10 ms of dicts through `json.dumps`). A NaN is written as null."""
+    preds = prediction.tolist()
     if probability is None:
-        items = map(_PREDICTION, ids, preds)
+        items = list(map(_Prediction, request_ids, preds))
     else:
-        items = map(_PREDICTION_PROBA, ids, preds, _values_json(probability.astype(np.float64)))
-    start = json.dumps({**head, "predictions": []}, ensure_ascii=False, allow_nan=False,
-                       separators=(",", ":"))
-    return (start[:-2] + ",".join(items) + "]}").encode()  # start ends with '[]}'
+        items = list(map(_PredictionProba, request_ids, preds, probability.astype(np.float64).tolist()))
+    return _encode({**head, "predictions": items})
 
 
 class Server:
@@ -335,7 +334,8 @@ class Server:
         if header != f"Bearer {token}":
             raise RequestError(401, "missing or wrong bearer token", kind="unauthorized")
 
-    async def read_json(self, request: Request) -> Any:
+    async def read_body(self, request: Request) -> bytes:
+        """The body, refused with 413 before any parsing work once it passes the limit."""
         limit = self.settings.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -348,8 +348,11 @@ class Server:
                 raise RequestError(413, f"request body is larger than {limit} bytes",
                                    kind="body_too_large")
             chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def read_json(self, request: Request) -> Any:
         try:
-            return json.loads(b"".join(chunks))
+            return json.loads(await self.read_body(request))
         except ValueError as exc:
             raise RequestError(400, f"body is not valid JSON: {exc}", kind="bad_json") from None
 
@@ -357,13 +360,8 @@ class Server:
     async def predict(self, request: Request) -> Response:
         received = time.perf_counter()
         try:
-            payload = await self.read_json(request)
-            records = payload.get("records") if isinstance(payload, dict) else payload
-            errors = self.checker.check(records, self.settings.max_records)
-            if errors:
-                raise RequestError(422, "request violates the data contract", errors)
-            key = request.headers.get("x-request-key") or (
-                payload.get("key") if isinstance(payload, dict) else None)
+            records, sent_key = self.checker.parse(await self.read_body(request), self.settings.max_records)
+            key = request.headers.get("x-request-key") or sent_key
             batch_id = uuid.uuid4().hex
             job = PredictJob(records, self.route(str(key) if key is not None else None),
                              new_request_ids(len(records)), batch_id, received)

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
@@ -23,7 +22,7 @@ from mlops_pipeline.resources.predictions import PredictionBatch, PredictionRow,
 from mlops_pipeline.serving.app import canary_bucket, canary_eligible, new_request_ids, predictions_body
 from mlops_pipeline.serving.batching import MicroBatcher
 from mlops_pipeline.serving.capture import CaptureWriter
-from mlops_pipeline.serving.inputs import RecordChecker, validate_batch
+from mlops_pipeline.serving.inputs import RecordChecker, RequestError, validate_batch
 from mlops_pipeline.serving.loader import LoadedModel
 from mlops_pipeline.serving.metrics import ServingMetrics
 from mlops_pipeline.settings import load_spec
@@ -92,36 +91,50 @@ def good() -> dict:
             "time_hour": "2013-01-01T05:00:00"}
 
 
+def parse(checker: RecordChecker, records: list, max_records: int = 1000) -> list:
+    return checker.parse(json.dumps(records).encode(), max_records)[0]
+
+
 def test_captured_features_keep_the_key_fields_and_drop_other_extras():
     spec = load_spec()
     checker = RecordChecker(load_contract(spec).for_columns(spec.features.columns), spec.features.columns,
                             keep=spec.key_columns)
     record = {**good(), "year": 2013, "day": 1, "sched_dep_time": 515, "flight": 1545, "note": "x"}
-    captured = checker.features(record)
+    captured = checker.features(parse(checker, [record])[0])
     assert set(captured) == set(spec.features.columns) | {"year", "day", "sched_dep_time", "flight"}
     assert captured["flight"] == 1545 and "note" not in captured
-    assert set(checker.features(good())) == set(spec.features.columns)  # keys are optional
+    assert set(checker.features(parse(checker, [good()])[0])) == set(spec.features.columns)  # keys optional
 
 
 def test_record_checks_name_record_and_field(checker):
     assert checker.check([good(), {**good(), "extra": "ignored"}], 10) == []
     bad = [good(), {**good(), "distance": "far", "carrier": None, "hour": 5.5}]
     del bad[1]["origin"]
-    errors = {(e.record, e.field): e.error for e in checker.check(bad, 10)}
-    assert errors == {(1, "origin"): "field required", (1, "distance"): "expected an integer",
-                      (1, "carrier"): "must not be null", (1, "hour"): "expected an integer"}
+    expected = {(1, "origin"): "field required", (1, "distance"): "expected an integer",
+                (1, "carrier"): "must not be null", (1, "hour"): "expected an integer"}
+    assert {(e.record, e.field): e.error for e in checker.check(bad, 10)} == expected
+    with pytest.raises(RequestError) as refused:  # what a client gets: the same errors, 422
+        parse(checker, bad)
+    assert refused.value.status == 422
+    assert {(e.record, e.field): e.error for e in refused.value.errors} == expected
     assert checker.check([], 10)[0].error.startswith("is empty")
     assert "limit is 1" in checker.check([good(), good()], 1)[0].error
+    for body, status in [(b"[]", 422), (json.dumps([good()] * 2).encode(), 422), (b"{not json", 400),
+                         (b'{"records": 3}', 422)]:
+        with pytest.raises(RequestError) as refused:
+            checker.parse(body, 1)
+        assert refused.value.status == status
 
 
 def test_one_contract_validation_for_many_requests_blames_only_the_bad_one(checker):
     parts = [[good()], [good(), {**good(), "hour": 99}], [{**good(), "month": 2}]]
-    frame, errors = validate_batch(checker, parts)
+    frame, errors = validate_batch(checker, [parse(checker, p) for p in parts])
     assert errors[0] == [] and errors[2] == []
     assert [(e.record, e.field) for e in errors[1]] == [(1, "hour")]
     assert list(frame["month"]) == [1, 2]  # the two good requests, in order
     assert frame["time_hour"].dtype == "datetime64[ns]" and frame["distance"].dtype == "int64"
-    frame, errors = validate_batch(checker, [[{**good(), "time_hour": "not a time"}], [good()]])
+    parts = [[{**good(), "time_hour": "not a time"}], [good()]]
+    frame, errors = validate_batch(checker, [parse(checker, p) for p in parts])
     assert errors[0] and errors[0][0].field == "time_hour" and errors[1] == [] and len(frame) == 1
 
 
@@ -191,31 +204,39 @@ def tricky_records(n: int = 300) -> list[dict]:
     return out
 
 
-def test_bulk_features_json_equals_one_dumps_per_record():
+def test_fast_parse_equals_the_checked_slow_path_and_stores_the_features():
+    """The typed decoder and `json.loads` + `check` + conversion (the path for anything the decoder
+    refuses) give the same records; the stored features are the record's features and keys."""
     spec = load_spec()
     checker = RecordChecker(load_contract(spec).for_columns(spec.features.columns), spec.features.columns,
                             keep=spec.key_columns)
+    records = tricky_records()
+    strict = [{**r, "distance": int(r["distance"])} for r in records]
+    fast = checker.parse(json.dumps({"records": strict, "key": "k1"}).encode(), 1000)
+    slow = checker.parse(json.dumps({"records": records, "key": "k1"}).encode(), 1000)  # 1400.0: slow
+    assert fast == slow and fast[1] == "k1"
+    assert all(type(r.f3) is int for r in slow[0])  # distance, an int64 column, arrives as int
+    stored = [json.loads(f) for f in checker.features_json(fast[0])]
+    assert stored == [{k: v for k, v in r.items() if k in checker.columns or k in checker.keep}
+                      for r in strict]
+    assert stored[0]["flight"] == 1545 and "flight" not in stored[1]
+    nan = checker.parse(json.dumps([{**good(), "temp": float("nan")}]).encode(), 10)[0]
+    assert json.loads(checker.features_json(nan)[0])["temp"] is None  # stored JSON stays valid
 
-    def per_record(records: list[dict]) -> list[str]:
-        return [json.dumps(checker.features(r), separators=(",", ":"), default=str) for r in records]
 
-    with_keys = tricky_records()
-    without = [{k: v for k, v in r.items() if k in checker.columns} for r in with_keys]
-    assert checker.features_json(with_keys) == per_record(with_keys)
-    assert checker.features_json(without) == per_record(without)
-    assert checker.features_json(without[:1]) == per_record(without[:1])
-
-
-def test_columnwise_check_agrees_with_the_per_record_loop(checker):
+def test_refused_requests_name_every_bad_record_and_field(checker):
     records = tricky_records(200)
-    assert checker.check(records, 1000) == []
-    bad = [dict(r) for r in records]
+    bad = [{k: v for k, v in r.items() if k in checker.columns} for r in records]
     bad[150]["hour"] = 5.5
     bad[170]["temp"] = float("inf")
     del bad[199]["origin"]
-    errors = {(e.record, e.field) for e in checker.check(bad, 1000)}
-    assert errors == {(150, "hour"), (170, "temp"), (199, "origin")}
-    assert checker.check([*records[:100], "not a record"], 1000)[0].record == 100
+    with pytest.raises(RequestError) as refused:
+        parse(checker, bad)
+    assert {(e.record, e.field) for e in refused.value.errors} == {(150, "hour"), (170, "temp"),
+                                                                    (199, "origin")}
+    with pytest.raises(RequestError) as refused:
+        parse(checker, [*bad[:100], "not a record"])
+    assert refused.value.errors[0].record == 100
 
 
 def test_bulk_capture_stores_exactly_what_row_by_row_capture_stores(tmp_path: Path):
@@ -238,7 +259,7 @@ def test_bulk_capture_stores_exactly_what_row_by_row_capture_stores(tmp_path: Pa
         bulk.write(batches[:1])
 
 
-def test_response_body_is_what_jsonresponse_writes():
+def test_response_body_is_the_records_answers_in_order():
     head = {"model_name": "m", "model_version": "1", "role": "champion", "batch_id": "b"}
     ids = new_request_ids(50)
     for pred, proba in [(np.arange(50) % 2, np.linspace(0, 1, 50)), (np.linspace(3, 9, 50), None),
@@ -246,7 +267,7 @@ def test_response_body_is_what_jsonresponse_writes():
         items = [{"request_id": r, "prediction": p.item() if isinstance(p, np.generic) else p,
                   **({} if proba is None else {"probability": float(proba[k])})}
                  for k, (r, p) in enumerate(zip(ids, pred, strict=True))]
-        assert predictions_body(head, ids, pred, proba) == JSONResponse({**head, "predictions": items}).body
+        assert json.loads(predictions_body(head, ids, pred, proba)) == {**head, "predictions": items}
 
 
 def test_bulk_histogram_observation_equals_one_by_one():
