@@ -41,6 +41,29 @@ class DatetimeParts(TransformerMixin, BaseEstimator):
         return np.array([f"{c}_{p}" for c in self.columns_ for p in self.parts], dtype=object)
 
 
+#: What loading and calling the pipeline imports besides scikit-learn, skops (its file format) and
+#: MLflow, which the flavor pins itself. The same set MLflow's import-capturing inference finds,
+#: without its incidental hits (pytest and rich, optional imports of scikit-learn; psutil, of
+#: MLflow's tracing) and without this project (`DatetimeParts`), which serving runs from.
+RUNTIME_PACKAGES = ("numpy", "pandas", "scipy")
+
+
+def pip_requirements() -> list[str]:
+    """The logged model's requirements, pinned to the versions installed here.
+
+    Passed to `log_model` instead of letting MLflow infer them: in a uv project MLflow records the
+    whole lockfile (~190 pins: Dagster, FastAPI, boto3...), which every later load then checks one
+    by one, and outside one it re-imports the model in a subprocess (3-4 s here) to find these same few.
+    """
+    from importlib import metadata
+
+    import mlflow.sklearn
+
+    pins = mlflow.sklearn.get_default_pip_requirements(include_skops=True)
+    pins += [f"{name}=={metadata.version(name)}" for name in RUNTIME_PACKAGES]
+    return sorted(pins)
+
+
 def build_pipeline(spec: DatasetSpec, seed: int | None = None) -> Pipeline:
     """Column transforms + HistGradientBoosting (native categorical support, handles NaN)."""
     from sklearn.compose import ColumnTransformer

@@ -73,3 +73,14 @@ def test_feedback_labels_become_targets_the_way_training_derives_them():
     assert cls.label_source == reg.label_source == "arr_delay"
     np.testing.assert_array_equal(target_from_feedback([3.0, 15.0, 16.0, 120.0], cls), [0, 0, 1, 1])
     np.testing.assert_array_equal(target_from_feedback([3.0, 16.0], reg), [3.0, 16.0])
+
+
+def test_pip_requirements_pin_the_installed_model_packages():
+    from importlib import metadata
+
+    from mlops_pipeline.model import pip_requirements
+
+    pins = dict(line.split("==") for line in pip_requirements())
+    assert pins == {
+        name: metadata.version(name) for name in ("scikit-learn", "skops", "numpy", "pandas", "scipy")
+    }

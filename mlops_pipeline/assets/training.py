@@ -68,6 +68,8 @@ def _log_model(model, X: pd.DataFrame, scores) -> str:
     import skops.io
     from mlflow.models import infer_signature
 
+    from mlops_pipeline.model import pip_requirements
+
     trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
     info = mlflow.sklearn.log_model(
         model,
@@ -75,6 +77,7 @@ def _log_model(model, X: pd.DataFrame, scores) -> str:
         signature=infer_signature(X.head(100), scores[:100]),
         input_example=X.head(5),
         skops_trusted_types=trusted,
+        pip_requirements=pip_requirements(),
     )
     return info.model_uri
 

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -37,7 +38,7 @@ def _snapshot_files(data_dir: Path) -> dict[str, tuple[float, bytes]]:
     return {p.name: (p.stat().st_mtime, p.read_bytes()) for p in (data_dir / "snapshots").glob("*")}
 
 
-def test_whole_loop_registers_a_gated_champion_with_a_full_manifest(data_dir, land, run_loop):
+def test_whole_loop_registers_a_gated_champion_with_a_full_manifest(data_dir, land, run_loop, monkeypatch):
     land()
     result = run_loop()
 
@@ -86,6 +87,11 @@ def test_whole_loop_registers_a_gated_champion_with_a_full_manifest(data_dir, la
     features = result.output_for_node("training_features")
     proba = model.predict_proba(features.head(20)[list(model.feature_names_in_)])[:, 1]
     assert ((proba > 0) & (proba < 1)).all()
+    pyfunc = mlflow.pyfunc.load_model("models:/flights_delay@champion")
+    assert pyfunc.metadata.signature is not None and pyfunc.metadata.saved_input_example_info
+    rows = features.head(20)[list(model.feature_names_in_)]
+    np.testing.assert_array_equal(pyfunc.predict(rows), model.predict(rows))
+    _assert_requirements_are_what_the_model_imports(monkeypatch)
 
     # The drift report exists on disk and in MLflow, and its numbers are in the asset metadata.
     drift = result.asset_materializations_for_node("drift_report")[0].metadata
@@ -95,6 +101,28 @@ def test_whole_loop_registers_a_gated_champion_with_a_full_manifest(data_dir, la
     assert drift["mlflow_run_id"].value in {
         r.info.run_id for r in mlflow.search_runs(search_all_experiments=True, output_format="list")
     }
+
+
+def _assert_requirements_are_what_the_model_imports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The logged requirements are pinned to this environment and cover every package MLflow's own
+    import-capturing inference (a subprocess that loads the model) finds, apart from the incidental
+    imports `mlops_pipeline.model.RUNTIME_PACKAGES` documents."""
+    from importlib import metadata
+
+    from mlflow.models import infer_pip_requirements
+    from packaging.requirements import Requirement
+
+    uri = "models:/flights_delay@champion"
+    lines = Path(mlflow.pyfunc.get_model_dependencies(uri)).read_text().split()
+    pins = {Requirement(line).name: str(Requirement(line).specifier) for line in lines}
+    assert set(pins) == {"mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy"}
+    assert all(spec == f"=={metadata.version(name)}" for name, spec in pins.items()), pins
+
+    monkeypatch.setenv("MLFLOW_UV_AUTO_DETECT", "false")  # the capture, not the uv lockfile export
+    inferred = {Requirement(r).name for r in infer_pip_requirements(
+        mlflow.artifacts.download_artifacts(uri), "sklearn")}
+    assert {"scikit-learn", "numpy", "pandas", "scipy", "skops"} <= inferred
+    assert inferred - set(pins) <= {"pytest", "rich", "psutil"}, inferred
 
 
 def test_worse_model_is_blocked_and_champion_does_not_move(data_dir, land, run_loop):
