@@ -9,6 +9,7 @@ set -eu
 : "${MLFLOW_BACKEND_STORE_URI:?postgresql+psycopg2://user:pass@host:5432/mlflow}"
 : "${MLFLOW_ARTIFACTS_DESTINATION:?s3://bucket/mlflow}"
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
+export MLFLOW_DISABLE_TELEMETRY="${MLFLOW_DISABLE_TELEMETRY:-true}"  # no calls home
 exec env --default-signal=INT,TERM mlflow server \
   --host "${MLFLOW_HOST:-127.0.0.1}" --port "${MLFLOW_PORT:-5000}" \
   --backend-store-uri "$MLFLOW_BACKEND_STORE_URI" \

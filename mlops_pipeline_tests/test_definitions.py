@@ -86,3 +86,14 @@ def test_dagster_validates_the_definitions_and_the_instance_config(tmp_path):
 def test_the_loop_job_carries_the_training_concurrency_tag():
     job = build_definitions().resolve_job_def("mlops_loop")
     assert job.tags.get("mlops/training") == "true"
+
+
+def test_mlflow_telemetry_is_off_so_nothing_leaves_the_machine():
+    """Outside CI, `import mlflow` would start a telemetry client that calls home; importing this
+    package first (as every entry point does) turns it off, unless a user opts in explicitly."""
+    code = ("import mlops_pipeline, mlflow; from mlflow.telemetry.client import get_telemetry_client;"
+            "print(get_telemetry_client() is None)")
+    ci = ("CI", "GITHUB_ACTIONS", "PYTEST_CURRENT_TEST", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")
+    env = {k: v for k, v in os.environ.items() if k not in ci}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert run.stdout.strip().splitlines()[-1] == "True"
