@@ -42,3 +42,18 @@ def test_table_formatting() -> None:
     out = common.table(["a", "b"], [("x", 1.5), ("yy", 1234.5)])
     assert out.splitlines()[0].startswith("| a ") and "1,234.5" in out
     assert common.goal(True) == "met" and sys.executable
+
+
+def test_loop_bench_resets_to_the_landed_files_only(tmp_path) -> None:
+    """Neither side of the loop benchmark may find the other's work (a written snapshot, a model)."""
+    loop = importlib.import_module("loop")
+    (tmp_path / "data" / "landing" / "flights").mkdir(parents=True)
+    (tmp_path / "data" / "landing" / "flights" / "b.parquet").write_bytes(b"x")
+    (tmp_path / "data" / "snapshots").mkdir()
+    (tmp_path / "data" / "snapshots" / "s.parquet").write_bytes(b"x")
+    (tmp_path / "data" / "stray.txt").write_text("x")
+    (tmp_path / "dagster_home" / "storage").mkdir(parents=True)
+    loop.reset(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["landing"]
+    assert (tmp_path / "data" / "landing" / "flights" / "b.parquet").exists()
+    assert list((tmp_path / "dagster_home").iterdir()) == []
