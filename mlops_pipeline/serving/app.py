@@ -43,7 +43,7 @@ from mlops_pipeline.contract import load_contract
 from mlops_pipeline.resources.predictions import PredictionBatch, PredictionStore
 from mlops_pipeline.serving.batching import MicroBatcher
 from mlops_pipeline.serving.capture import CaptureWriter
-from mlops_pipeline.serving.inputs import FieldError, RecordChecker, RequestError, validate_batch
+from mlops_pipeline.serving.inputs import FieldError, RecordChecker, RequestError, loads, validate_batch
 from mlops_pipeline.serving.loader import LoadedModel, ModelWatcher
 from mlops_pipeline.serving.metrics import ServingMetrics
 from mlops_pipeline.serving.settings import ServeSettings, state_path
@@ -351,10 +351,7 @@ class Server:
         return b"".join(chunks)
 
     async def read_json(self, request: Request) -> Any:
-        try:
-            return json.loads(await self.read_body(request))
-        except ValueError as exc:
-            raise RequestError(400, f"body is not valid JSON: {exc}", kind="bad_json") from None
+        return loads(await self.read_body(request))
 
     # ---- endpoints ---------------------------------------------------------------------------
     async def predict(self, request: Request) -> Response:

@@ -117,6 +117,14 @@ def _type_ok(kind: str, value: Any) -> bool:
     return True
 
 
+def loads(body: bytes) -> Any:
+    """`json.loads`, or the 400 a client gets for a body that is not JSON."""
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise RequestError(400, f"body is not valid JSON: {exc}", kind="bad_json") from None
+
+
 class RecordChecker:
     """Request parsing and per-record checks derived from the contract's feature columns."""
 
@@ -164,10 +172,7 @@ class RecordChecker:
         return records, key
 
     def _parse_slowly(self, body: bytes, max_records: int) -> tuple[list[Any], Any]:
-        try:
-            payload = json.loads(body)
-        except ValueError as exc:
-            raise RequestError(400, f"body is not valid JSON: {exc}", kind="bad_json") from None
+        payload = loads(body)
         records = payload.get("records") if isinstance(payload, dict) else payload
         errors = self.check(records, max_records)
         if errors:
