@@ -450,7 +450,8 @@ def job_route(job: PredictJob, canary_ok: bool) -> bool:
 
 def _write_state(path: Path, settings: ServeSettings, model_name: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    # A name of this process's own: replicas sharing a data dir write the state at the same moment.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"url": settings.url, "pid": os.getpid(), "model_name": model_name}))
     tmp.replace(path)
 
