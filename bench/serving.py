@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import time
 from pathlib import Path
 
@@ -46,8 +45,13 @@ def _measure(server: Server, path: str, bodies: list[str], args: argparse.Namesp
 
 
 def _captured(db: Path) -> int:
-    with sqlite3.connect(db) as con:
-        return int(con.execute("select count(*) from predictions where role = 'champion'").fetchone()[0])
+    from mlops_pipeline.resources.predictions import PredictionStore
+
+    store = PredictionStore(f"sqlite:///{db}")
+    try:
+        return store.count(["champion"])
+    finally:
+        store.close()
 
 
 def _served(url: str) -> int:

@@ -47,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from mlops_pipeline.serving.settings import ServeSettings
 
     settings = ServeSettings.from_env(
-        host=args.host, port=args.port, model_name=args.model_name, alias=args.alias,
+        host=args.host, port=args.port, workers=args.workers, model_name=args.model_name, alias=args.alias,
         version=args.version, poll_seconds=args.poll_seconds, shadow=args.shadow,
         canary_share=args.canary_share, unseen_categories=args.unseen_categories,
         predictions_url=args.predictions_url,
@@ -87,6 +87,14 @@ def _find_server(name: str, explicit: str | None) -> str | None:
         return None
 
 
+def _serves(health: dict, version: str) -> bool:
+    """The whole server answers with `version`: every worker process, when it has several."""
+    workers = health.get("workers")
+    if workers:
+        return all(str(w.get("champion_version")) == version for w in workers)
+    return str(health.get("model_version")) == version
+
+
 def wait_for_version(url: str, version: str, timeout: float, token: str = "") -> float | None:
     """Seconds until `url` answers with `version` as champion (None on timeout).
 
@@ -101,7 +109,7 @@ def wait_for_version(url: str, version: str, timeout: float, token: str = "") ->
                 client.post("/admin/reload", headers={"Authorization": f"Bearer {token}"}, timeout=60)
         while time.perf_counter() - started < timeout:
             try:
-                if str(client.get("/health").json().get("model_version")) == str(version):
+                if _serves(client.get("/health").json(), str(version)):
                     return time.perf_counter() - started
             except (httpx.HTTPError, ValueError):
                 pass
@@ -178,6 +186,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument("--workers", type=int,
+                       help="serving processes on the port, e.g. one per core (default 1)")
     serve.add_argument("--model-name", help="registered model (default: the dataset's name)")
     serve.add_argument("--alias", help="alias to follow (default champion)")
     serve.add_argument("--version", help="pin one version instead of following an alias")

@@ -1,30 +1,46 @@
 """The prediction store: every prediction the serving process answers (or shadows), with its label.
 
 It is the loop's record of what production saw and said, so monitoring, label-join and retraining
-read it instead of scraping logs. One table, one row per (request id, role): the champion's (or the
-canary's) answer and the challenger's shadow answer to the same record share the request id.
+read it instead of scraping logs.
+
+The unit of capture is the scored request, not the record: one row of `prediction_batches` per
+request and role (champion or canary answer, challenger's shadow answer) holds the request's
+records column-wise: the features as one JSON array, predictions and probabilities as float64
+arrays. Why: a row per record costs SQLite
+~3 us of B-tree inserts and bound parameters, 37 ms for one 10k-record request (as much CPU as
+half the model), where one row per request costs ~3 ms whatever its size; every reader wants
+windows of records anyway, and `read_window` gives one row per record exactly as before. Labels
+live in `prediction_labels`, keyed by (batch, record), so a label never rewrites a captured row and
+a shadow answer committed after its label is labelled all the same.
+
+Request ids name their record: a request id is the request's batch id (a time-ordered UUIDv7, its
+last 24 bits zero) with the record's index in those bits. So feedback finds its row by primary key
+with no per-record index, ids sort by time and then by record, and they are 32 hex characters
+like any UUID.
 
 Embedded default: SQLite in WAL mode at `<data_dir>/predictions/predictions.db` (readers never block
 the writer, so a Dagster asset can read while the server writes). Production: any SQLAlchemy URL,
-e.g. `postgresql+psycopg://...`. Durability is the writer's job (`synchronous=FULL` on SQLite, a
+e.g. `postgresql+psycopg2://...`. Durability is the writer's job (`synchronous=FULL` on SQLite, a
 committed transaction on Postgres); the serving process amortises it with group commits.
 
-This module imports only SQLAlchemy, pandas and dagster (no MLflow, no scikit-learn), so a Dagster
-code location can import it cheaply.
+This module imports only SQLAlchemy, pandas, msgspec and dagster (no MLflow, no scikit-learn), so a
+Dagster code location can import it cheaply.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import chain, repeat
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import msgspec
 import numpy as np
 import pandas as pd
 from pydantic import PrivateAttr
@@ -34,14 +50,16 @@ from sqlalchemy import (
     Engine,
     Float,
     Index,
+    Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
-    Text,
     and_,
     create_engine,
     event,
     func,
+    insert,
     select,
     update,
 )
@@ -53,108 +71,152 @@ ROLES = ("champion", "canary", "shadow")
 #: Roles whose prediction was returned to a client (shadow answers never are).
 SERVED_ROLES = ("champion", "canary")
 
+#: The low bits of a request id that number the records of its batch.
+RECORD_BITS = 24
+MAX_BATCH_RECORDS = 1 << RECORD_BITS
+_RECORD_HEX = RECORD_BITS // 4
+
 metadata = MetaData()
 
-predictions_table = Table(
-    "predictions",
+batches_table = Table(
+    "prediction_batches",
     metadata,
-    Column("request_id", String(64), primary_key=True, comment="One id per scored record."),
+    Column("batch_id", String(32), primary_key=True,
+           comment="The HTTP request: a UUIDv7 (hex) whose low 24 bits are zero."),
     Column("role", String(16), primary_key=True, comment="champion | canary | shadow"),
     Column("ts", DateTime(timezone=True), nullable=False, comment="UTC time the batch was scored."),
-    Column("batch_id", String(64), nullable=False, comment="The HTTP request the record came in."),
     Column("model_name", String(200), nullable=False),
     Column("model_version", String(32), nullable=False),
-    Column("features", Text, nullable=False, comment="The record's feature values as JSON."),
-    Column("prediction", Float, nullable=False, comment="Class (classification) or value."),
-    Column("probability", Float, nullable=True, comment="Positive-class probability."),
+    Column("records", Integer, nullable=False, comment="Records in the request."),
     Column("latency_ms", Float, nullable=False, comment="Server time from receipt to prediction."),
-    Column("label", Float, nullable=True, comment="Ground truth from POST /feedback."),
-    Column("label_ts", DateTime(timezone=True), nullable=True),
-    Index("ix_predictions_ts", "ts"),
-    Index("ix_predictions_model", "model_name", "model_version"),
+    Column("features", LargeBinary, nullable=False,
+           comment="UTF-8 JSON array: each record's feature values (and key fields)."),
+    Column("prediction", LargeBinary, nullable=False,
+           comment="float64 little-endian, one per record: class (classification) or value."),
+    Column("probability", LargeBinary, nullable=True,
+           comment="float64 little-endian, one per record: positive-class probability."),
+    Index("ix_prediction_batches_ts", "ts"),
 )
 
-COLUMNS = [c.name for c in predictions_table.columns]
-#: What a capture inserts (the label columns are only ever set by feedback).
-INSERT_COLUMNS = COLUMNS[:10]
+labels_table = Table(
+    "prediction_labels",
+    metadata,
+    Column("batch_id", String(32), primary_key=True),
+    Column("record", Integer, primary_key=True, comment="The record's index in its batch."),
+    Column("label", Float, nullable=False, comment="Ground truth from POST /feedback."),
+    Column("label_ts", DateTime(timezone=True), nullable=False),
+)
+
+#: What `read_window` and `get` return: one row per (record, role).
+COLUMNS = ["request_id", "role", "ts", "batch_id", "model_name", "model_version", "features",
+           "prediction", "probability", "latency_ms", "label", "label_ts"]
+_BATCH_INSERT = [c.name for c in batches_table.columns]
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.decode
 
 
-@dataclass(frozen=True)
-class PredictionRow:
-    """One captured prediction; `features` is stored as JSON text."""
+# ---- request ids ------------------------------------------------------------------------------
 
-    request_id: str
-    role: str
-    ts: datetime
-    batch_id: str
-    model_name: str
-    model_version: str
-    features: Mapping[str, Any]
-    prediction: float
-    probability: float | None
-    latency_ms: float
+def new_batch_id() -> str:
+    """A time-ordered batch id: UUIDv7 layout (48-bit Unix milliseconds, version 7, random bits,
+    RFC 9562 variant) with the low 24 bits zero, left for the record index.
 
-    def as_params(self) -> dict[str, Any]:
-        return {
-            "request_id": self.request_id,
-            "role": self.role,
-            "ts": self.ts,
-            "batch_id": self.batch_id,
-            "model_name": self.model_name,
-            "model_version": self.model_version,
-            "features": json.dumps(self.features, separators=(",", ":"), default=str),
-            "prediction": float(self.prediction),
-            "probability": None if self.probability is None else float(self.probability),
-            "latency_ms": float(self.latency_ms),
-        }
+    Time-ordered because the batch id leads the primary key: random ids land all over the B-tree,
+    so every insert and WAL checkpoint touches pages everywhere; time-ordered ids append.
+    """
+    raw = bytearray(os.urandom(16))
+    raw[:6] = (time.time_ns() // 1_000_000).to_bytes(6, "big")
+    raw[6] = (raw[6] & 0x0F) | 0x70
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    raw[13:] = b"\0\0\0"
+    return raw.hex()
 
+
+_index_hex: list[str] = []
+
+
+def request_ids(batch_id: str, n: int) -> list[str]:
+    """The request ids of a batch's n records (the batch id's prefix + the record index).
+
+    The index suffixes are formatted once and reused (a 10k-record answer needs 10k ids)."""
+    if n > MAX_BATCH_RECORDS:
+        raise ValueError(f"a batch holds at most {MAX_BATCH_RECORDS} records, not {n}")
+    global _index_hex
+    table = _index_hex
+    if n > len(table):  # rebuilt, then rebound in one step: threads never see a partial table
+        table = _index_hex = [f"{i:06x}" for i in range(max(n, 1024))]
+    return list(map(batch_id[:-_RECORD_HEX].__add__, table[:n]))
+
+
+def parse_request_id(request_id: str) -> tuple[str, int] | None:
+    """(batch id, record index) of a request id; None for anything that is not one."""
+    if not isinstance(request_id, str) or len(request_id) != 32:
+        return None
+    try:
+        record = int(request_id[-_RECORD_HEX:], 16)
+        int(request_id, 16)
+    except ValueError:
+        return None
+    return request_id[:-_RECORD_HEX] + "0" * _RECORD_HEX, record
+
+
+# ---- what the server captures -----------------------------------------------------------------
 
 @dataclass(frozen=True)
 class PredictionBatch:
-    """The predictions of one request (or one shadow job) column-wise, with the features already
-    serialised: a 10k-record request is then ~5 list operations to capture instead of 10k row
-    objects, dicts and `json.dumps` calls (which cost more than the model). What is stored is
-    exactly what the equivalent `PredictionRow`s store (`rows()` gives them)."""
+    """The predictions of one request (or one shadow job), column-wise, features already JSON.
 
-    request_ids: Sequence[str]
+    `features` is the UTF-8 JSON array of the records' feature objects (the server encodes its
+    typed records in one call); `from_records` builds one from plain dicts.
+    """
+
+    batch_id: str
     role: str
     ts: datetime
-    batch_id: str
     model_name: str
     model_version: str
-    features: Sequence[str]  # one JSON object per row
-    prediction: Sequence[float]
-    probability: Sequence[float] | None
+    features: bytes
+    prediction: Sequence[Any] | np.ndarray
+    probability: Sequence[Any] | np.ndarray | None
     latency_ms: float
 
     def __len__(self) -> int:
-        return len(self.request_ids)
+        return len(self.prediction)
 
-    def rows(self) -> list[PredictionRow]:
-        proba = self.probability if self.probability is not None else repeat(None)
-        return [
-            PredictionRow(rid, self.role, self.ts, self.batch_id, self.model_name, self.model_version,
-                          json.loads(f), float(p), None if q is None else float(q), self.latency_ms)
-            for rid, f, p, q in zip(self.request_ids, self.features, self.prediction, proba, strict=False)
-        ]
+    @property
+    def request_ids(self) -> list[str]:
+        return request_ids(self.batch_id, len(self))
+
+    @classmethod
+    def from_records(cls, features: Sequence[Mapping[str, Any]], prediction: Sequence[Any],
+                     probability: Sequence[Any] | None = None, *, role: str = "champion",
+                     ts: datetime | None = None, model_name: str = "model", model_version: str = "1",
+                     latency_ms: float = 0.0, batch_id: str | None = None) -> PredictionBatch:
+        return cls(batch_id or new_batch_id(), role, ts or datetime.now(UTC), model_name, model_version,
+                   _encode(list(features)), prediction, probability, latency_ms)
 
 
-Capture = PredictionRow | PredictionBatch
+_F8 = np.dtype("<f8")
 
 
-def _floats(values: Sequence[Any] | None, n: int) -> list[float | None]:
-    """One C call instead of n `float()` calls (None stays None, as in `PredictionRow`)."""
+def _float64_bytes(values: Sequence[Any] | np.ndarray | None, n: int) -> bytes | None:
+    """float64 little-endian bytes (None as NaN): one copy, no per-value conversion."""
     if values is None:
-        return [None] * n
+        return None
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
-        return values.astype(np.float64).tolist()
-    return [None if v is None else float(v) for v in values]
+        out = values.astype(_F8, copy=False)
+    else:
+        out = np.array([np.nan if v is None else float(v) for v in values], dtype=_F8)
+    if out.shape != (n,):
+        raise ValueError(f"{out.size} values for {n} records")
+    return out.tobytes()
 
 
 @dataclass(frozen=True)
 class _InsertPlan:
     sql: str
-    mode: str  # "multirow" (SQLite), "executemany" (DB-API), "execute_values" (psycopg2), "sqlalchemy"
+    mode: str  # "multirow" (SQLite), "execute_values" (psycopg2), "sqlalchemy"
     processors: list[Callable[[Any], Any] | None]
     row_sql: str = ""  # "(?, ?, ...)": one row of a multi-row VALUES
 
@@ -167,12 +229,29 @@ def default_url() -> str:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL: readers (monitoring assets, tests) do not block the writer. synchronous=FULL: a committed
     # transaction survives power loss, which is what "an acknowledged prediction is never lost"
-    # needs; group commit makes the extra fsync cheap per prediction.
+    # needs; group commit makes the extra fsync cheap per prediction. busy_timeout: serving
+    # workers (one writer each) take turns instead of failing.
+    # 16 KiB pages (only a new, empty database takes it; before WAL mode, which fixes it): a
+    # 10k-record capture is ~2.6 MB, and SQLite writes every page as its own WAL frame and system
+    # call; with 4 KiB pages insert + commit took 6.4 ms of CPU, with 16 KiB 3.0 ms (measured).
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA page_size=16384")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+#: Execution option of a connection that will write: its SQLite transaction starts IMMEDIATE.
+_WRITES = "mlops_writes"
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # SQLAlchemy's recipe for pysqlite (driver autocommit off, BEGIN emitted here), so a writing
+    # transaction takes SQLite's write lock when it starts: a writer then waits (busy_timeout) for
+    # another process's writer, instead of failing with SQLITE_BUSY when a transaction that began
+    # by reading (feedback: look up, then upsert) tries to write after another process committed.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITES) else "BEGIN")
 
 
 class PredictionStore:
@@ -182,14 +261,16 @@ class PredictionStore:
         self.url = url or default_url()
         if engine is None:
             kwargs: dict[str, Any] = {}
-            if self.url.startswith("sqlite"):
+            sqlite = self.url.startswith("sqlite")
+            if sqlite:
                 db = self.url.split("///", 1)[-1]
                 if db and db != ":memory:":
                     Path(db).parent.mkdir(parents=True, exist_ok=True)
-                kwargs["connect_args"] = {"check_same_thread": False}
+                kwargs["connect_args"] = {"check_same_thread": False, "isolation_level": None}
             engine = create_engine(self.url, **kwargs)
-            if self.url.startswith("sqlite"):
+            if sqlite:
                 event.listen(engine, "connect", _sqlite_pragmas)
+                event.listen(engine, "begin", _sqlite_begin)
         self.engine = engine
         self._insert_plan: _InsertPlan | None = None
         self._chunk_rows: int | None = None
@@ -199,180 +280,157 @@ class PredictionStore:
         self.engine.dispose()
 
     # ---- writes ------------------------------------------------------------------------------
-    def write(self, rows: Sequence[Capture]) -> int:
-        """Insert rows (and/or batches) in one transaction: committed (durable) when this returns."""
-        if not rows:
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A writing transaction (committed on exit, rolled back on error)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**{_WRITES: True})
+            with conn.begin():
+                yield conn
+
+    def write(self, batches: Sequence[PredictionBatch]) -> int:
+        """Insert batches in one transaction: committed (durable) when this returns; the number of
+        records written."""
+        if not batches:
             return 0
-        with self.engine.begin() as conn:
-            return self.insert(conn, rows)
+        with self.transaction() as conn:
+            return self.insert(conn, batches)
 
     def _plan(self) -> _InsertPlan:
-        # SQLAlchemy's executemany costs ~9 us per row here (a dict per row, bind processing,
-        # parameter conversion): as much as the model per 10k rows. The DB-API driver takes
-        # positional tuples directly; SQLAlchemy's own bind processors (e.g. SQLite's DATETIME
-        # to text) are still applied, so the stored values are the same.
-        # On SQLite, not executemany but multi-row INSERTs: sqlite3 releases and re-takes the GIL
-        # around every row it steps, and while another thread runs Python each re-take waits for
-        # the switch interval (5 ms): 10k rows took 47 s next to a busy thread, against 0.1 s as
-        # a few multi-row statements (measured). psycopg2's execute_values is multi-row too.
+        # One statement per commit, however many batches: on SQLite a multi-row INSERT, because
+        # executemany releases and re-takes the GIL around every row, and next to a busy thread each
+        # re-take waits for the switch interval (5 ms); psycopg2's execute_values is multi-row too.
         plan = self._insert_plan
         if plan is None:
             dialect = self.engine.dialect
             prep = dialect.identifier_preparer
-            cols = ", ".join(prep.quote(c) for c in INSERT_COLUMNS)
-            table = prep.format_table(predictions_table)
-            processors = [predictions_table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
-                          for c in INSERT_COLUMNS]
-            marker = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
+            cols = ", ".join(prep.quote(c) for c in _BATCH_INSERT)
+            table = prep.format_table(batches_table)
+            processors = [batches_table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
+                          for c in _BATCH_INSERT]
             if dialect.name == "postgresql" and dialect.driver == "psycopg2":
                 plan = _InsertPlan(f"INSERT INTO {table} ({cols}) VALUES %s", "execute_values", processors)
-            elif dialect.name == "sqlite" and marker == "?":
+            elif dialect.name == "sqlite" and dialect.paramstyle == "qmark":
                 plan = _InsertPlan(f"INSERT INTO {table} ({cols}) VALUES ", "multirow", processors,
-                                   "(" + ", ".join("?" * len(INSERT_COLUMNS)) + ")")
-            elif marker is not None:
-                values = ", ".join([marker] * len(INSERT_COLUMNS))
-                plan = _InsertPlan(f"INSERT INTO {table} ({cols}) VALUES ({values})", "executemany",
-                                   processors)
+                                   "(" + ", ".join("?" * len(_BATCH_INSERT)) + ")")
             else:
                 plan = _InsertPlan("", "sqlalchemy", processors)
             self._insert_plan = plan
         return plan
 
-    def params(self, items: Sequence[Capture]) -> list[tuple[Any, ...]]:
-        """Positional parameters in `INSERT_COLUMNS` order, bind-processed for this dialect."""
+    @staticmethod
+    def _values(b: PredictionBatch) -> dict[str, Any]:
+        n = len(b)
+        if n > MAX_BATCH_RECORDS:
+            raise ValueError(f"a batch holds at most {MAX_BATCH_RECORDS} records, not {n}")
+        return {
+            "batch_id": b.batch_id, "role": b.role, "ts": b.ts, "model_name": b.model_name,
+            "model_version": str(b.model_version), "records": n, "latency_ms": float(b.latency_ms),
+            "features": b.features, "prediction": _float64_bytes(b.prediction, n),
+            "probability": _float64_bytes(b.probability, n),
+        }
+
+    def params(self, batches: Sequence[PredictionBatch]) -> list[tuple[Any, ...]]:
+        """Positional parameters in column order, bind-processed for this dialect."""
         procs = self._plan().processors
-        out: list[tuple[Any, ...]] = []
-        loose: list[PredictionRow] = []
-        for item in items:
-            if isinstance(item, PredictionBatch):
-                out.extend(self._batch_params(item, procs))
-            else:
-                loose.append(item)
-        if loose:
-            for p in (r.as_params() for r in loose):
-                out.append(tuple(v if f is None or v is None else f(v)
-                                 for v, f in zip((p[c] for c in INSERT_COLUMNS), procs, strict=True)))
+        out = []
+        for b in batches:
+            values = self._values(b)
+            out.append(tuple(v if f is None or v is None else f(v)
+                             for v, f in zip((values[c] for c in _BATCH_INSERT), procs, strict=True)))
         return out
 
-    @staticmethod
-    def _batch_params(b: PredictionBatch, procs: list[Callable[[Any], Any] | None]) -> Iterable[tuple]:
-        n = len(b)
-
-        def const(i: int, v: Any) -> Iterable[Any]:
-            f = procs[i]
-            return repeat(v if f is None or v is None else f(v), n)
-
-        def each(i: int, values: list[Any]) -> list[Any]:
-            f = procs[i]
-            return values if f is None else [None if v is None else f(v) for v in values]
-
-        request_ids = list(b.request_ids)
-        features = list(b.features)
-        if len(features) != n:
-            raise ValueError(f"batch has {n} request ids but {len(features)} feature rows")
-        return zip(
-            each(0, request_ids), const(1, b.role), const(2, b.ts), const(3, b.batch_id),
-            const(4, b.model_name), const(5, b.model_version), each(6, features),
-            each(7, _floats(b.prediction, n)), each(8, _floats(b.probability, n)),
-            const(9, float(b.latency_ms)), strict=False,
-        )
-
     def _multirow_chunk(self, conn: Any) -> int:
-        """Rows per statement within SQLite's bound-variable limit (32766 by default; 999 before
-        3.32), at most 2000 (longer statements gain nothing)."""
+        """Rows per statement within SQLite's bound-variable limit (999 before 3.32)."""
         if self._chunk_rows is None:
             import sqlite3
 
             limit = 999
             with contextlib.suppress(Exception):
                 limit = conn.connection.dbapi_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            self._chunk_rows = max(1, min(2000, limit // len(INSERT_COLUMNS)))
+            self._chunk_rows = max(1, min(500, limit // len(_BATCH_INSERT)))
         return self._chunk_rows
 
-    def insert(self, conn: Any, items: Sequence[Capture]) -> int:
-        """Insert within the caller's transaction (the group-commit writer commits many at once)."""
-        plan = self._plan()
-        if plan.mode == "sqlalchemy":
-            rows = [r for item in items for r in (item.rows() if isinstance(item, PredictionBatch)
-                                                   else [item])]
-            if rows:
-                conn.execute(predictions_table.insert(), [r.as_params() for r in rows])
-            return len(rows)
-        params = self.params(items)
-        if not params:
+    def insert(self, conn: Any, batches: Sequence[PredictionBatch]) -> int:
+        """Insert within the caller's transaction (the group-commit writer commits many at once);
+        returns the number of records."""
+        if not batches:
             return 0
-        if plan.mode == "multirow":  # errors are wrapped as SQLAlchemy's, as before
+        plan = self._plan()
+        records = sum(len(b) for b in batches)
+        if plan.mode == "sqlalchemy":
+            conn.execute(insert(batches_table), [self._values(b) for b in batches])
+            return records
+        params = self.params(batches)
+        if plan.mode == "multirow":  # errors are wrapped as SQLAlchemy's, as through insert()
             chunk = self._multirow_chunk(conn)
             for i in range(0, len(params), chunk):
                 part = params[i:i + chunk]
                 conn.exec_driver_sql(plan.sql + ", ".join([plan.row_sql] * len(part)),
                                      tuple(chain.from_iterable(part)))
-            return len(params)
-        if plan.mode == "executemany":
-            conn.exec_driver_sql(plan.sql, params)
-            return len(params)
+            return records
         from psycopg2.extras import execute_values
 
-        dbapi = conn.connection.dbapi_connection
-        cursor = dbapi.cursor()
+        cursor = conn.connection.dbapi_connection.cursor()
         try:
-            execute_values(cursor, plan.sql, params, page_size=1000)
+            execute_values(cursor, plan.sql, params, page_size=500)
         except self.engine.dialect.loaded_dbapi.Error as exc:
             raise DBAPIError.instance(plan.sql, None, exc, self.engine.dialect.loaded_dbapi.Error,
                                       dialect=self.engine.dialect) from exc
         finally:
             cursor.close()
-        return len(params)
+        return records
 
     def set_label(self, request_id: str, label: float, conn: Any = None) -> tuple[int, bool]:
-        """Attach ground truth to every row of `request_id`; returns (rows matched, changed).
+        """Attach ground truth to a record; returns (captured rows of that record, changed).
 
-        Idempotent: sending the same label again matches the rows but changes nothing (label_ts
-        keeps the first time it was set). A different label replaces it (a corrected label).
+        The rows are the served answer plus any shadow answer. Idempotent: the same label again
+        changes nothing (label_ts keeps the first time it was set); a different label replaces it
+        (a corrected label). An id that names no captured record matches nothing.
         """
         if conn is None:
-            with self.engine.begin() as c:
+            with self.transaction() as c:
                 return self.set_label(request_id, label, conn=c)
-        t = predictions_table
+        parsed = parse_request_id(request_id)
+        if parsed is None:
+            return 0, False
+        batch_id, record = parsed
+        b, lab = batches_table, labels_table
         matched = conn.execute(
-            select(func.count()).select_from(t).where(t.c.request_id == request_id)
+            select(func.count()).select_from(b).where(and_(b.c.batch_id == batch_id, b.c.records > record))
         ).scalar_one()
         if not matched:
             return 0, False
-        changed = conn.execute(
-            update(t)
-            .where(and_(t.c.request_id == request_id, (t.c.label.is_(None)) | (t.c.label != label)))
-            .values(label=float(label), label_ts=datetime.now(UTC))
-        ).rowcount
-        return int(matched), bool(changed)
+        label = float(label)
+        key = and_(lab.c.batch_id == batch_id, lab.c.record == record)
+        current = conn.execute(select(lab.c.label).where(key)).first()
+        if current is None:
+            values = {"batch_id": batch_id, "record": record, "label": label, "label_ts": datetime.now(UTC)}
+            dialect = conn.dialect.name
+            if dialect in ("sqlite", "postgresql"):  # two replicas may label the same record at once
+                from importlib import import_module
 
-    def inherit_labels(self, conn: Any, request_ids: Sequence[str]) -> int:
-        """Copy an existing label onto late rows of the same request ids (e.g. a shadow answer
-        committed after the feedback arrived), so every row of a labelled request carries it."""
-        if not request_ids:
-            return 0
-        t = predictions_table
-        sibling = t.alias("sibling")
-        labelled = (
-            select(sibling.c.label, sibling.c.label_ts)
-            .where(and_(sibling.c.request_id == t.c.request_id, sibling.c.label.is_not(None)))
-            .limit(1)
-        )
-        result = conn.execute(
-            update(t)
-            .where(and_(t.c.request_id.in_(list(request_ids)), t.c.label.is_(None),
-                        labelled.exists()))
-            .values(label=labelled.with_only_columns(sibling.c.label).scalar_subquery(),
-                    label_ts=labelled.with_only_columns(sibling.c.label_ts).scalar_subquery())
-        )
-        return int(result.rowcount or 0)
+                upsert = import_module(f"sqlalchemy.dialects.{dialect}").insert(lab).values(**values)
+                upsert = upsert.on_conflict_do_update(
+                    index_elements=[lab.c.batch_id, lab.c.record],
+                    set_={"label": upsert.excluded.label, "label_ts": upsert.excluded.label_ts},
+                    where=lab.c.label != upsert.excluded.label,
+                )
+                return int(matched), bool(conn.execute(upsert).rowcount)
+            conn.execute(insert(lab).values(**values))
+            return int(matched), True
+        if current.label == label:
+            return int(matched), False
+        conn.execute(update(lab).where(key).values(label=label, label_ts=datetime.now(UTC)))
+        return int(matched), True
 
     # ---- reads -------------------------------------------------------------------------------
     def count(self, roles: Iterable[str] | None = None) -> int:
-        t = predictions_table
-        query = select(func.count()).select_from(t)
+        """Captured records (one per record and role)."""
+        b = batches_table
+        query = select(func.coalesce(func.sum(b.c.records), 0))
         if roles is not None:
-            query = query.where(t.c.role.in_(list(roles)))
+            query = query.where(b.c.role.in_(list(roles)))
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
@@ -384,35 +442,101 @@ class PredictionStore:
         model_name: str | None = None,
         expand_features: bool = False,
     ) -> pd.DataFrame:
-        """Rows with `start <= ts < end` (UTC), oldest first: what a daily partition reads.
+        """One row per captured record and role with `start <= ts < end` (UTC), oldest first (then
+        by request id and role): what a daily partition reads.
 
-        `expand_features=True` turns the JSON features into one column per feature, named as the
+        `expand_features=True` turns the features into one column per feature, named as the
         features themselves, so the frame can be validated against the data contract and fed to a
-        drift report as is. SQLite returns naive datetimes (UTC); Postgres returns aware ones.
+        drift report as is; otherwise `features` holds each record's JSON object. SQLite returns
+        naive datetimes (UTC); Postgres returns aware ones.
         """
-        t = predictions_table
-        query = select(t)
+        b = batches_table
+        where = []
         if start is not None:
-            query = query.where(t.c.ts >= _utc(start))
+            where.append(b.c.ts >= _utc(start))
         if end is not None:
-            query = query.where(t.c.ts < _utc(end))
+            where.append(b.c.ts < _utc(end))
         if roles is not None:
-            query = query.where(t.c.role.in_(list(roles)))
+            where.append(b.c.role.in_(list(roles)))
         if model_name is not None:
-            query = query.where(t.c.model_name == model_name)
-        query = query.order_by(t.c.ts, t.c.request_id, t.c.role)
+            where.append(b.c.model_name == model_name)
+        query = select(b).where(*where).order_by(b.c.ts, b.c.batch_id, b.c.role)
+        labels = select(labels_table).where(
+            labels_table.c.batch_id.in_(select(b.c.batch_id).where(*where).distinct()))
         with self.engine.connect() as conn:
-            df = pd.DataFrame(conn.execute(query).mappings().all(), columns=COLUMNS)
-        if expand_features and len(df):
-            feats = pd.DataFrame([json.loads(s) for s in df["features"]], index=df.index)
-            df = pd.concat([df.drop(columns=["features"]), feats], axis=1)
-        return df
+            rows = conn.execute(query).all()
+            label_rows = conn.execute(labels).all() if rows else []
+        return _explode(rows, label_rows, expand_features)
 
     def get(self, request_id: str) -> pd.DataFrame:
-        t = predictions_table
+        """Every captured row (served and shadow) of one record, in `read_window`'s columns."""
+        parsed = parse_request_id(request_id)
+        if parsed is None:
+            return _explode([], [], False)
+        batch_id, record = parsed
+        b, lab = batches_table, labels_table
         with self.engine.connect() as conn:
-            rows = conn.execute(select(t).where(t.c.request_id == request_id)).mappings().all()
-        return pd.DataFrame(rows, columns=COLUMNS)
+            rows = conn.execute(select(b).where(and_(b.c.batch_id == batch_id, b.c.records > record))
+                                .order_by(b.c.role)).all()
+            label_rows = conn.execute(select(lab).where(and_(lab.c.batch_id == batch_id,
+                                                             lab.c.record == record))).all()
+        frame = _explode(rows, label_rows, False)
+        return frame[frame["request_id"] == request_id].reset_index(drop=True)
+
+
+def _floats_or_nan(data: bytes | None, n: int) -> np.ndarray:
+    if data is None:
+        return np.full(n, np.nan)
+    out = np.frombuffer(bytes(data), dtype=_F8).astype(np.float64)
+    if out.shape != (n,):
+        raise ValueError(f"{out.size} stored values for {n} records")
+    return out
+
+
+def _explode(rows: Sequence[Any], label_rows: Sequence[Any], expand_features: bool) -> pd.DataFrame:
+    """Batch rows -> one row per record (request ids derived), labels joined by (batch, record)."""
+    if not rows:
+        return pd.DataFrame(columns=COLUMNS)
+    parts: dict[str, list[Any]] = {c: [] for c in ["request_id", "record", *COLUMNS[1:10]]}
+    features: list[Any] = []
+    for r in rows:
+        n = int(r.records)
+        feats = _decode(bytes(r.features))
+        if len(feats) != n:
+            raise ValueError(f"batch {r.batch_id} ({r.role}) holds {len(feats)} feature rows for {n} records")
+        features.extend(feats)
+        parts["request_id"].extend(request_ids(r.batch_id, n))
+        parts["record"].append(np.arange(n))
+        parts["prediction"].append(_floats_or_nan(r.prediction, n))
+        parts["probability"].append(_floats_or_nan(r.probability, n))
+        for c in ("role", "ts", "batch_id", "model_name", "model_version", "latency_ms"):
+            parts[c].append(np.full(n, getattr(r, c), dtype=object))
+    frame = pd.DataFrame({
+        "request_id": parts["request_id"],
+        **{c: np.concatenate(parts[c]) for c in ("role", "ts", "batch_id", "model_name", "model_version")},
+        "record": np.concatenate(parts["record"]),
+        "prediction": np.concatenate(parts["prediction"]),
+        "probability": np.concatenate(parts["probability"]),
+        "latency_ms": np.concatenate(parts["latency_ms"]).astype(np.float64),
+    })
+    frame["ts"] = pd.to_datetime(frame["ts"].tolist()) if len(frame) else frame["ts"]
+    labels = pd.DataFrame([tuple(x) for x in label_rows], columns=["batch_id", "record", "label", "label_ts"])
+    labels["record"] = labels["record"].astype(np.int64)
+    labels["label"] = labels["label"].astype(np.float64)
+    frame = frame.merge(labels, on=["batch_id", "record"], how="left", sort=False)
+    if len(label_rows):
+        frame["label_ts"] = pd.to_datetime(frame["label_ts"].tolist())
+    else:
+        frame["label_ts"] = pd.Series([pd.NaT] * len(frame), dtype=frame["ts"].dtype)
+    if expand_features:
+        feats = pd.DataFrame(features, index=frame.index)
+        frame = pd.concat([frame, feats], axis=1)
+        ordered = [c for c in COLUMNS if c != "features"] + [c for c in feats.columns if c not in COLUMNS]
+    else:
+        frame["features"] = [_encode(f).decode() for f in features]
+        ordered = COLUMNS
+    frame = frame.sort_values(["ts", "request_id", "role"], kind="stable").reset_index(drop=True)
+    return frame[ordered]
 
 
 def _utc(ts: datetime) -> datetime:

@@ -5,7 +5,7 @@ A request hands its rows to the writer and waits on a future; the writer takes e
 waiting future. So a response is sent only after its predictions are durable, yet under load the
 cost of a commit is shared by all requests that arrived while the previous commit ran: the batch
 grows by itself with concurrency, with no timer to tune. Feedback labels go through the same
-thread, so SQLite only ever sees one writer.
+thread, so a process has one writer (several worker processes take turns on SQLite's write lock).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_pipeline.resources.predictions import Capture, PredictionBatch, PredictionStore
+from mlops_pipeline.resources.predictions import PredictionBatch, PredictionStore
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +27,12 @@ Callback = Callable[[Any, BaseException | None], None]
 
 @dataclass
 class _Op:
-    rows: Sequence[Capture] = ()
+    rows: Sequence[PredictionBatch] = ()
     label: tuple[str, float] | None = None
     callback: Callback | None = None
 
     def size(self) -> int:
-        return sum(len(r) if isinstance(r, PredictionBatch) else 1 for r in self.rows)
-
-
-def _shadow_ids(items: Sequence[Capture]) -> list[str]:
-    out: list[str] = []
-    for item in items:
-        if item.role == "shadow":
-            if isinstance(item, PredictionBatch):
-                out.extend(item.request_ids)
-            else:
-                out.append(item.request_id)
-    return out
+        return sum(len(r) for r in self.rows)
 
 
 class CaptureWriter:
@@ -67,7 +56,7 @@ class CaptureWriter:
             self._thread.join(timeout=timeout)
 
     # ---- submit ------------------------------------------------------------------------------
-    def submit(self, rows: Sequence[Capture], callback: Callback | None = None) -> None:
+    def submit(self, rows: Sequence[PredictionBatch], callback: Callback | None = None) -> None:
         if self._closed:
             raise RuntimeError("capture writer is closed")
         self._queue.put(_Op(rows=rows, callback=callback))
@@ -77,7 +66,7 @@ class CaptureWriter:
             raise RuntimeError("capture writer is closed")
         self._queue.put(_Op(label=(request_id, label), callback=callback))
 
-    async def write(self, rows: Sequence[Capture]) -> None:
+    async def write(self, rows: Sequence[PredictionBatch]) -> None:
         """Resolve once `rows` are committed; raise if the commit failed."""
         await self._await(lambda cb: self.submit(rows, cb))
 
@@ -120,13 +109,10 @@ class CaptureWriter:
             results: list[Any] = [None] * len(ops)
             error: BaseException | None = None
             try:
-                with self.store.engine.begin() as conn:
+                with self.store.transaction() as conn:
                     items = [r for op in ops for r in op.rows]
                     if items:
                         self.store.insert(conn, items)
-                    late = _shadow_ids(items)
-                    if late:  # feedback may have arrived before the shadow answer was captured
-                        self.store.inherit_labels(conn, late)
                     for i, op in enumerate(ops):
                         if op.label is not None:
                             results[i] = self.store.set_label(*op.label, conn=conn)

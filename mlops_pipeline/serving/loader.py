@@ -119,7 +119,11 @@ class ModelWatcher:
         poll_seconds: float = 5.0,
         prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
         on_swap: Any = None,
+        asked: Callable[[], bool] | None = None,
+        on_poll: Callable[[], None] | None = None,
     ):
+        """`asked()` is checked every 50 ms between polls (another worker of the same server
+        asking for a reload); `on_poll()` runs after every poll (publishing this worker's status)."""
         self.registry = registry
         self.name = name
         self.alias = alias
@@ -128,6 +132,8 @@ class ModelWatcher:
         self.poll_seconds = poll_seconds
         self.prepare = prepare
         self.on_swap = on_swap
+        self.asked = asked
+        self.on_poll = on_poll
         self.champion: LoadedModel | None = None
         self.challenger: LoadedModel | None = None
         self.status = RegistryStatus()
@@ -161,10 +167,25 @@ class ModelWatcher:
                 self._started += 1
                 current = self._started
             self.poll()
+            if self.on_poll is not None:
+                try:
+                    self.on_poll()
+                except Exception:
+                    log.exception("publishing the worker status failed")
             with self._polled:
                 self._done = current
                 self._polled.notify_all()
+            self._sleep()
+
+    def _sleep(self) -> None:
+        """Until the next poll is due, refresh_now() is called, or another worker asks."""
+        if self.asked is None:
             self._wake.wait(self.poll_seconds)
+            return
+        deadline = time.monotonic() + self.poll_seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self._wake.wait(min(left, 0.05)) or self.asked():
+                return
 
     # ---- one poll ----------------------------------------------------------------------------
     def _resolve(self, alias: str) -> tuple[str, dict[str, str]] | None:

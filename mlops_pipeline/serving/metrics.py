@@ -2,10 +2,16 @@
 
 Latency buckets are fine-grained below 100 ms because the target is p99 <= 50 ms: Prometheus
 interpolates quantiles inside a bucket, and wide buckets there would make p95/p99 meaningless.
+
+With several workers (`serve --workers N`) the values live in Prometheus' multiprocess files
+(`PROMETHEUS_MULTIPROC_DIR`, set by the supervisor before the workers start) and `/metrics`
+aggregates every worker: counters and histograms are summed; of the gauges, a model counts as
+loaded when any live worker has it, and the registry as reachable only when every worker reached it.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -18,6 +24,7 @@ PROBABILITY_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 
 class ServingMetrics:
     def __init__(self, regression_buckets: tuple[float, ...] | None = None):
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self.registry = CollectorRegistry()
         r = self.registry
         self.latency = Histogram(
@@ -59,10 +66,11 @@ class ServingMetrics:
         )
         self.model_info = Gauge(
             "mlops_model_info", "1 for each loaded model version and its slot.",
-            ["model_name", "model_version", "slot"], registry=r,
+            ["model_name", "model_version", "slot"], registry=r, multiprocess_mode="livemax",
         )
         self.registry_up = Gauge(
             "mlops_registry_reachable", "1 when the last registry poll succeeded.", registry=r,
+            multiprocess_mode="livemin",
         )
         self.shadow_dropped = Counter(
             "mlops_shadow_dropped", "Shadow batches dropped because the shadow queue was full.",
@@ -91,4 +99,17 @@ class ServingMetrics:
                 bucket.inc(n)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return generate_latest(registry)
+
+    def leave(self) -> None:
+        """This process is stopping: its live gauges no longer count."""
+        if self.multiprocess_dir is not None:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)

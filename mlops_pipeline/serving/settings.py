@@ -20,6 +20,8 @@ class ServeSettings(BaseModel):
 
     host: str = Field(default="127.0.0.1", description="Bind address; loopback unless told otherwise.")
     port: int = 8080
+    workers: int = Field(default=1, ge=1, le=64,
+                         description="Serving processes on the port (one per core for throughput).")
     model_name: str = Field(default="", description="Registered model; empty: the dataset spec's name.")
     alias: str = Field(default="champion", description="Alias to follow (ignored when version is set).")
     version: str = Field(default="", description="Pin one version: no alias following.")
@@ -28,7 +30,8 @@ class ServeSettings(BaseModel):
     canary_share: float = Field(default=0.0, ge=0, le=1, description="Share answered by the challenger.")
     token: str = Field(default="", description="Bearer token for /feedback and /admin/*.")
     max_body_bytes: int = Field(default=1_000_000, gt=0)
-    max_records: int = Field(default=1000, gt=0, description="Records per /predict request.")
+    # At most 2**24: a request id numbers its record in 24 bits (resources.predictions.RECORD_BITS).
+    max_records: int = Field(default=1000, gt=0, le=1 << 24, description="Records per /predict request.")
     max_batch_rows: int = Field(default=256, gt=0, description="Rows per model call (micro-batch).")
     max_wait_ms: float = Field(default=2.0, ge=0, description="How long a batch waits to fill up.")
     shadow_queue: int = Field(default=16, gt=0, description="Pending shadow batches before dropping.")

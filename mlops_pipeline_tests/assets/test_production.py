@@ -19,7 +19,7 @@ import pytest
 from mlops_pipeline import automation
 from mlops_pipeline.definitions import build_definitions
 from mlops_pipeline.resources import DatasetResource, StorageResource
-from mlops_pipeline.resources.predictions import PredictionRow, PredictionStore
+from mlops_pipeline.resources.predictions import PredictionBatch, PredictionStore
 from mlops_pipeline.settings import load_spec
 from mlops_pipeline_tests.conftest import check_results
 
@@ -29,7 +29,8 @@ TODAY = datetime.now(UTC).strftime("%Y-%m-%d")
 
 
 def _log_predictions(flights: pd.DataFrame, month: int, n: int, labelled: float = 0.5, poison=None):
-    """Score `n` flights of `month` with the champion and capture them as the server would."""
+    """Score `n` flights of `month` with the champion and capture them as the server would;
+    returns the request ids that got a label."""
     spec = load_spec()
     rows = flights[flights["month"] == month].dropna(subset=["arr_delay"]).sample(n, random_state=month)
     model = mlflow.sklearn.load_model(f"models:/{spec.name}@champion")
@@ -40,21 +41,20 @@ def _log_predictions(flights: pd.DataFrame, month: int, n: int, labelled: float 
     if poison is not None:
         records = poison(records)
     store = PredictionStore()
-    now = datetime.now(UTC)
-    store.write([
-        PredictionRow(
-            request_id=f"r{month}-{i}", role="champion", ts=now, batch_id=f"b{month}-{i}",
-            model_name=spec.name, model_version=version,
-            features={k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in rec.items()},
-            prediction=float(p >= 0.5), probability=float(p), latency_ms=3.0,
-        )
-        for i, (rec, p) in enumerate(zip(records.to_dict("records"), proba, strict=True))
-    ])
+    features = [{k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in rec.items()}
+                for rec in records.to_dict("records")]
+    captured = [  # one request per record, as single-record clients send them
+        PredictionBatch.from_records([f], [float(p >= 0.5)], [float(p)], model_name=spec.name,
+                                     model_version=version, latency_ms=3.0)
+        for f, p in zip(features, proba, strict=True)
+    ]
+    store.write(captured)
     labels = rows["arr_delay"].to_numpy()
-    for i in range(int(n * labelled)):
-        store.set_label(f"r{month}-{i}", float(labels[i]))
+    ids = [b.request_ids[0] for b in captured[:int(n * labelled)]]
+    for rid, label in zip(ids, labels, strict=False):
+        store.set_label(rid, float(label))
     store.close()
-    return rows
+    return ids
 
 
 def _run_production(instance):
@@ -67,7 +67,7 @@ def test_a_day_of_traffic_is_checked_measured_and_fed_back(data_dir, land, fligh
     defs = build_definitions()
     with dg.DagsterInstance.ephemeral() as instance:
         assert defs.resolve_job_def("mlops_loop").execute_in_process(instance=instance).success
-        _log_predictions(flights, month=4, n=600)
+        labelled = _log_predictions(flights, month=4, n=600)
 
         result = _run_production(instance)
 
@@ -89,7 +89,7 @@ def test_a_day_of_traffic_is_checked_measured_and_fed_back(data_dir, land, fligh
         feedback = result.asset_materializations_for_node("feedback_batch")[0].metadata
         assert feedback["rows"].value == 300
         landed = pd.read_parquet(feedback["path"].value)
-        assert landed["_provenance"].str.startswith(f"feedback:{TODAY}:r4-").all()
+        assert sorted(landed["_provenance"]) == sorted(f"feedback:{TODAY}:{rid}:v1" for rid in labelled)
 
         board = defs.resolve_job_def("monitoring_board_job").execute_in_process(instance=instance)
         assert board.success

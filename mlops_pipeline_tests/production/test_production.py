@@ -383,17 +383,14 @@ def test_restarting_every_server_loses_nothing(loop: Loop, monkeypatch):
 
 
 WRITER = """
-import sys, uuid
-from datetime import datetime, timezone
-from mlops_pipeline.resources.predictions import PredictionRow, PredictionStore
+import sys
+from mlops_pipeline.resources.predictions import PredictionBatch, PredictionStore
 url, tag, batches, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 store = PredictionStore(url)
 for b in range(batches):
-    store.write([
-        PredictionRow(request_id=f"{tag}-{b}-{i}", role="champion", ts=datetime.now(timezone.utc),
-                      batch_id=f"{tag}-{b}", model_name="flights_delay", model_version="1",
-                      features={"origin": "JFK", "i": i}, prediction=0.0, probability=0.25,
-                      latency_ms=1.0)
+    store.write([  # a group commit of `size` single-record requests
+        PredictionBatch.from_records([{"origin": "JFK", "tag": tag, "i": i}], [0.0], [0.25],
+                                     model_name="flights_delay", latency_ms=1.0)
         for i in range(size)
     ])
 store.close()
@@ -417,7 +414,9 @@ def test_two_writers_share_one_postgres_prediction_store_without_losing_rows(ser
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode()[-2000:]
     assert store.count() - before == 2 * batches * size
-    frame = store.read_window()
-    ids = frame["request_id"]
-    assert ids[ids.str.startswith("replica-")].nunique() == 2 * batches * size
+    frame = store.read_window(expand_features=True)
+    mine = frame[frame["tag"].isin(["replica-a", "replica-b"])]
+    assert mine["request_id"].nunique() == 2 * batches * size
+    assert mine.groupby("tag")["i"].count().to_dict() == {"replica-a": batches * size,
+                                                          "replica-b": batches * size}
     store.close()

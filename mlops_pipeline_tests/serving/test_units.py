@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -18,8 +19,15 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from mlops_pipeline.contract import load_contract
-from mlops_pipeline.resources.predictions import PredictionBatch, PredictionRow, PredictionStore
-from mlops_pipeline.serving.app import canary_bucket, canary_eligible, new_request_ids, predictions_body
+from mlops_pipeline.resources.predictions import (
+    PredictionBatch,
+    PredictionStore,
+    _InsertPlan,
+    new_batch_id,
+    parse_request_id,
+    request_ids,
+)
+from mlops_pipeline.serving.app import canary_bucket, canary_eligible, predictions_body
 from mlops_pipeline.serving.batching import MicroBatcher
 from mlops_pipeline.serving.capture import CaptureWriter
 from mlops_pipeline.serving.inputs import RecordChecker, RequestError, validate_batch
@@ -30,9 +38,11 @@ from mlops_pipeline.settings import load_spec
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
-def row(rid: str, role: str = "champion", ts: datetime = T0, version: str = "1") -> PredictionRow:
-    return PredictionRow(rid, role, ts, "batch", "m", version, {"a": 1, "t": "2013-01-01T05:00"},
-                         1.0, 0.8, 3.5)
+def batch(n: int = 1, role: str = "champion", ts: datetime = T0, version: str = "1",
+          batch_id: str | None = None) -> PredictionBatch:
+    return PredictionBatch.from_records(
+        [{"a": i, "t": "2013-01-01T05:00"} for i in range(n)], np.arange(n) % 2, np.linspace(0.1, 0.9, n),
+        role=role, ts=ts, model_name="m", model_version=version, latency_ms=3.5, batch_id=batch_id)
 
 
 @pytest.fixture
@@ -40,34 +50,61 @@ def store(tmp_path: Path) -> PredictionStore:
     return PredictionStore(f"sqlite:///{tmp_path / 'p.db'}")
 
 
-def test_store_is_wal_and_reads_windows_by_time(store):
+def test_store_is_wal_and_reads_windows_by_time_one_row_per_record(store):
     with store.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
-    store.write([row("a", ts=T0), row("a", "shadow", T0, "2"), row("b", ts=T0 + timedelta(days=1)),
-                 row("c", "canary", T0 + timedelta(days=1, hours=23), "2")])
+    a = batch(2, ts=T0)
+    later = [batch(1, ts=T0 + timedelta(days=1)), batch(3, "canary", T0 + timedelta(days=1, hours=23), "2")]
+    assert store.write([a, PredictionBatch(a.batch_id, "shadow", T0, "m", "2", a.features, [0, 0], None, 1.0),
+                        *later]) == 8
     day1 = store.read_window(T0.replace(hour=0), T0.replace(hour=0) + timedelta(days=1))
-    assert list(day1["request_id"]) == ["a", "a"] and set(day1["role"]) == {"champion", "shadow"}
+    assert list(day1["request_id"]) == [a.request_ids[0]] * 2 + [a.request_ids[1]] * 2
+    assert list(day1["role"]) == ["champion", "shadow"] * 2
+    assert list(day1["model_version"]) == ["1", "2", "1", "2"]
+    assert day1["probability"].isna().tolist() == [False, True, False, True]
+    assert [json.loads(f)["a"] for f in day1["features"]] == [0, 0, 1, 1]
     day2 = store.read_window(T0.replace(hour=0) + timedelta(days=1), T0 + timedelta(days=2),
                              roles=["champion", "canary"], expand_features=True)
-    assert list(day2["request_id"]) == ["b", "c"]
-    assert list(day2["a"]) == [1, 1] and "features" not in day2
-    assert store.count() == 4 and store.count(["shadow"]) == 1
+    assert list(day2["request_id"]) == later[0].request_ids + later[1].request_ids
+    assert list(day2["a"]) == [0, 0, 1, 2] and "features" not in day2
+    assert store.count() == 8 and store.count(["shadow"]) == 2 and store.count(["canary"]) == 3
+
+
+def test_request_ids_name_their_batch_and_record_and_are_time_ordered_uuids():
+    first, second = new_batch_id(), None
+    while (second := new_batch_id())[:12] == first[:12]:  # the next millisecond
+        pass
+    ids = request_ids(first, 300)
+    assert len(set(ids)) == 300 and all(uuid.UUID(i).version == 7 for i in ids)
+    assert ids == sorted(ids) and max(ids) < request_ids(second, 1)[0]  # by time, then by record
+    assert [parse_request_id(i) for i in ids[:3]] == [(first, 0), (first, 1), (first, 2)]
+    for bad in ("nope", "zz" * 16, first + "0", 42, ""):
+        assert parse_request_id(bad) is None
 
 
 def test_labels_are_idempotent_and_unknown_ids_match_nothing(store):
-    store.write([row("a"), row("a", "shadow", version="2")])
-    assert store.set_label("a", 1.0) == (2, True)
-    first = store.get("a")["label_ts"].tolist()
-    assert store.set_label("a", 1.0) == (2, False)
-    assert store.get("a")["label_ts"].tolist() == first
-    assert store.set_label("a", 0.0) == (2, True)  # a corrected label replaces the old one
-    assert set(store.get("a")["label"]) == {0.0}
+    a = batch(3)
+    store.write([a, PredictionBatch(a.batch_id, "shadow", T0, "m", "2", a.features, [1, 1, 1], None, 1.0)])
+    rid = a.request_ids[1]
+    assert store.set_label(rid, 1.0) == (2, True)
+    first = store.get(rid)["label_ts"].tolist()
+    assert store.set_label(rid, 1.0) == (2, False)
+    assert store.get(rid)["label_ts"].tolist() == first
+    assert store.set_label(rid, 0.0) == (2, True)  # a corrected label replaces the old one
+    assert store.get(rid)["label"].tolist() == [0.0, 0.0]  # on the served and the shadow answer
+    assert store.read_window()["label"].notna().sum() == 2  # only that record is labelled
     assert store.set_label("zzz", 1.0) == (0, False)
-    store.write([row("a", "canary", version="3")])  # a row committed after the label arrived
-    with store.engine.begin() as conn:
-        assert store.inherit_labels(conn, ["a"]) == 1
-    assert list(store.get("a")["label"]) == [0.0, 0.0, 0.0]
+    assert store.set_label(request_ids(a.batch_id, 4)[3], 1.0) == (0, False)  # past the batch's end
+    assert store.set_label(request_ids(new_batch_id(), 1)[0], 1.0) == (0, False)
+    assert store.get("zzz").empty and list(store.get("zzz").columns) == list(store.read_window().columns)
+    b = batch(1)
+    assert store.set_label(b.request_ids[0], 1.0) == (0, False)  # feedback before the capture: unknown
+    store.write([b])
+    store.set_label(b.request_ids[0], 1.0)
+    late = PredictionBatch(b.batch_id, "shadow", T0, "m", "2", b.features, [0], None, 1.0)
+    store.write([late])  # a shadow answer committed after the label arrived is labelled too
+    assert store.get(b.request_ids[0])["label"].tolist() == [1.0, 1.0]
 
 
 def test_store_module_imports_neither_mlflow_nor_sklearn():
@@ -165,11 +202,13 @@ def test_group_commit_acknowledges_after_commit_and_shares_commits(store):
     writer = CaptureWriter(store, on_commit=lambda rows, _s: commits.append(rows))
     writer.start()
 
+    batches = [batch() for _ in range(200)]
+
     async def run() -> None:
-        await asyncio.gather(*[writer.write([row(f"r{i}")]) for i in range(200)])
+        await asyncio.gather(*[writer.write([b]) for b in batches])
         assert store.count() == 200  # every acknowledged write is committed
         with pytest.raises(IntegrityError):
-            await writer.write([row("r0")])  # a failed commit is reported, never acknowledged
+            await writer.write([batches[0]])  # a failed commit is reported, never acknowledged
 
     try:
         asyncio.run(run())
@@ -216,12 +255,12 @@ def test_fast_parse_equals_the_checked_slow_path_and_stores_the_features():
     slow = checker.parse(json.dumps({"records": records, "key": "k1"}).encode(), 1000)  # 1400.0: slow
     assert fast == slow and fast[1] == "k1"
     assert all(type(r.f3) is int for r in slow[0])  # distance, an int64 column, arrives as int
-    stored = [json.loads(f) for f in checker.features_json(fast[0])]
+    stored = json.loads(checker.features_json(fast[0]))
     assert stored == [{k: v for k, v in r.items() if k in checker.columns or k in checker.keep}
                       for r in strict]
     assert stored[0]["flight"] == 1545 and "flight" not in stored[1]
     nan = checker.parse(json.dumps([{**good(), "temp": float("nan")}]).encode(), 10)[0]
-    assert json.loads(checker.features_json(nan)[0])["temp"] is None  # stored JSON stays valid
+    assert json.loads(checker.features_json(nan))[0]["temp"] is None  # stored JSON stays valid
 
 
 def test_refused_requests_name_every_bad_record_and_field(checker):
@@ -239,29 +278,38 @@ def test_refused_requests_name_every_bad_record_and_field(checker):
     assert refused.value.errors[0].record == 100
 
 
-def test_bulk_capture_stores_exactly_what_row_by_row_capture_stores(tmp_path: Path):
-    checker_rows = tricky_records(120)
-    features = [json.dumps(r, separators=(",", ":")) for r in checker_rows]
-    ids = new_request_ids(len(features))
-    assert len(set(ids)) == len(ids) and all(uuid.UUID(i).version == 7 for i in ids)
+def test_a_captured_batch_reads_back_as_its_records_through_every_insert_path(tmp_path: Path):
+    """The multi-row SQLite statement (the server's path) and SQLAlchemy's generic insert (other
+    databases) store the same thing, and reading gives back every record exactly."""
+    records = [{k: v for k, v in r.items()} for r in tricky_records(120)]
     pred, proba = np.arange(120) % 2, np.linspace(0, 1, 120)
-    batches = [PredictionBatch(ids, "champion", T0, "b1", "m", "1", features, pred, proba, 12.5),
-               PredictionBatch(ids[:10], "shadow", T0, "b1", "m", "2", features[:10], pred[:10], None, 3.0)]
-    bulk, rows = (PredictionStore(f"sqlite:///{tmp_path / name}.db") for name in ("bulk", "rows"))
-    assert bulk.write(batches) == 130
-    assert rows.write([r for b in batches for r in b.rows()]) == 130
-    query = text("SELECT * FROM predictions ORDER BY request_id, role")
-    with bulk.engine.connect() as a, rows.engine.connect() as b:
-        assert a.execute(query).all() == b.execute(query).all()
-    pd.testing.assert_frame_equal(bulk.read_window(expand_features=True),
-                                  rows.read_window(expand_features=True))
+    proba[7] = np.nan
+    bid = new_batch_id()
+    batches = [PredictionBatch.from_records(records, pred, proba, ts=T0, model_name="m", batch_id=bid,
+                                            latency_ms=12.5),
+               PredictionBatch.from_records(records, pred[::-1], None, role="shadow", ts=T0, model_name="m",
+                                            model_version="2", batch_id=bid, latency_ms=3.0)]
+    fast, generic = (PredictionStore(f"sqlite:///{tmp_path / name}.db") for name in ("fast", "generic"))
+    generic._insert_plan = _InsertPlan("", "sqlalchemy", generic._plan().processors)
+    assert fast.write(batches) == generic.write(batches) == 240
+    frame = fast.read_window(expand_features=True)
+    pd.testing.assert_frame_equal(frame, generic.read_window(expand_features=True))
+    served = frame[frame["role"] == "champion"].reset_index(drop=True)
+    assert list(served["request_id"]) == request_ids(bid, 120)
+    assert served["prediction"].tolist() == pred.astype(float).tolist()
+    np.testing.assert_array_equal(served["probability"], proba)  # NaN stays NaN
+    assert (served["latency_ms"] == 12.5).all() and set(served["model_version"]) == {"1"}
+    expected = pd.DataFrame(records)
+    pd.testing.assert_frame_equal(served[list(expected.columns)], expected, check_dtype=False)
+    shadow = frame[frame["role"] == "shadow"]
+    assert shadow["probability"].isna().all() and shadow["prediction"].tolist() == pred[::-1].tolist()
     with pytest.raises(IntegrityError):  # a duplicate is refused as through SQLAlchemy
-        bulk.write(batches[:1])
+        fast.write(batches[:1])
 
 
 def test_response_body_is_the_records_answers_in_order():
     head = {"model_name": "m", "model_version": "1", "role": "champion", "batch_id": "b"}
-    ids = new_request_ids(50)
+    ids = request_ids(new_batch_id(), 50)
     for pred, proba in [(np.arange(50) % 2, np.linspace(0, 1, 50)), (np.linspace(3, 9, 50), None),
                         (np.array(["yes", "a, b"] * 25, dtype=object), np.full(50, 0.5))]:
         items = [{"request_id": r, "prediction": p.item() if isinstance(p, np.generic) else p,
@@ -284,3 +332,25 @@ def test_bulk_histogram_observation_equals_one_by_one():
     a, b = samples(one), samples(bulk)
     assert a.keys() == b.keys()
     assert all(a[k] == pytest.approx(b[k], rel=1e-12) for k in a)
+
+
+def test_workers_of_one_server_see_each_others_reload_asks_and_status(tmp_path: Path):
+    from mlops_pipeline.serving.workers import WorkerGroup
+
+    a, b = WorkerGroup(tmp_path, pid=os.getpid()), WorkerGroup(tmp_path, pid=os.getppid())
+    assert not a.reload_requested() and not b.reload_requested()
+    asked = a.request_reload()
+    assert b.reload_requested() and not b.reload_requested()  # once per ask
+    assert not a.reload_requested()  # the asking worker polls on its own
+    assert not a.wait_polled_since(asked, timeout=0.1)  # nobody has polled since
+    a.publish("2", None, asked + 0.01)
+    b.publish("1", None, asked - 1.0)
+    assert sorted(s["champion_version"] for s in a.statuses()) == ["1", "2"]
+    assert not a.wait_polled_since(asked, timeout=0.1)  # b has not polled since the ask
+    b.publish("2", None, asked + 0.02)
+    assert a.wait_polled_since(asked, timeout=1.0)
+    dead = WorkerGroup(tmp_path, pid=2**22 + 12345)  # no such process
+    dead.publish("1", None, 0.0)
+    assert {s["pid"] for s in a.statuses()} == {os.getpid(), os.getppid()}  # a dead worker is ignored
+    b.leave()
+    assert {s["pid"] for s in a.statuses()} == {os.getpid()}
