@@ -42,8 +42,13 @@ SERVER_LIMITS = {"MLOPS_SERVE_MAX_RECORDS": "10000", "MLOPS_SERVE_MAX_BODY_BYTES
                  "MLOPS_SERVE_CAPTURE_MAX_ROWS": "20000"}
 
 
-def in_process(records_path: Path, model_uri: str, reps: int) -> None:
-    """Child mode: the baseline, timed in its own process (its own OpenMP setting)."""
+def in_process(records_path: Path, model_uri: str, reps: int, seconds: float) -> None:
+    """Child mode: the baseline, timed in its own process (its own OpenMP setting).
+
+    Throughput is measured like the server's: calls back to back for `seconds`, rows over wall
+    time. The median single call is printed too; on this VM it is ~15% faster than the sustained
+    rate (some seconds run slower, likely CPU steal), so a median would flatter the baseline
+    against a 20-second server run."""
     import mlflow
     import pandas as pd
 
@@ -62,22 +67,31 @@ def in_process(records_path: Path, model_uri: str, reps: int) -> None:
         model.predict_proba(frame)
         times.append(time.perf_counter() - t0)
     times.sort()
-    print("BASELINE " + json.dumps({"rows": len(frame), "median_s": times[len(times) // 2]}), flush=True)
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        model.predict_proba(frame)
+        calls += 1
+    sustained = calls * len(frame) / (time.perf_counter() - started)
+    print("BASELINE " + json.dumps({"rows": len(frame), "median_s": times[len(times) // 2],
+                                    "sustained_rows_per_s": sustained}), flush=True)
 
 
-def _baseline(root: Path, records_path: Path, omp: str | None, reps: int) -> float:
+def _baseline(root: Path, records_path: Path, omp: str | None, reps: int,
+              seconds: float) -> tuple[float, float]:
+    """(sustained rows/s, rows/s of the median call)."""
     env = {**bench_env(root), "MLFLOW_TRACKING_URI": tracking_uri(root)}
     if omp:
         env["OMP_NUM_THREADS"] = omp
     else:
         env.pop("OMP_NUM_THREADS", None)
     out = subprocess.run([sys.executable, __file__, "--child", str(records_path), f"models:/{MODEL}/1",
-                          "--reps", str(reps)], env=env, capture_output=True, text=True, timeout=600)
+                          "--reps", str(reps), "--seconds", str(seconds)],
+                         env=env, capture_output=True, text=True, timeout=600)
     line = next((x for x in out.stdout.splitlines() if x.startswith("BASELINE ")), None)
     if line is None:
         raise RuntimeError(out.stdout[-2000:] + out.stderr[-2000:])
     d = json.loads(line[9:])
-    return d["rows"] / d["median_s"]
+    return d["sustained_rows_per_s"], d["rows"] / d["median_s"]
 
 
 def main() -> int:
@@ -87,14 +101,14 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=2, help="concurrent 10k-record requests")
     parser.add_argument("--rows", type=int, default=10_000, help="records per request")
     parser.add_argument("--sample", type=float, default=1.0)
-    parser.add_argument("--reps", type=int, default=15, help="in-process predict_proba repetitions")
+    parser.add_argument("--reps", type=int, default=15, help="single in-process calls timed (median)")
     parser.add_argument("--tool", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--no-wait", action="store_true")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--child", nargs=2, metavar=("RECORDS", "MODEL_URI"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        in_process(Path(args.child[0]), args.child[1], args.reps)
+        in_process(Path(args.child[0]), args.child[1], args.reps, args.seconds)
         return 0
 
     with temp_root("batch", args.keep) as root:
@@ -106,8 +120,8 @@ def main() -> int:
         body = json.dumps({"records": records})
         wait_quiet(args.no_wait)
 
-        base_default = _baseline(root, records_path, None, args.reps)
-        base_omp1 = _baseline(root, records_path, "1", args.reps)
+        (base_default, call_default) = _baseline(root, records_path, None, args.reps, args.seconds)
+        (base_omp1, call_omp1) = _baseline(root, records_path, "1", args.reps, args.seconds)
 
         workers = os.cpu_count() or 1
         runs = {}
@@ -124,6 +138,9 @@ def main() -> int:
         ("in-process predict_proba (OMP_NUM_THREADS=1)", base_omp1, "-", "-", "-", "-", "-",
          base_omp1 / base_default),
     ]
+    print(f"in-process rows/s are sustained over {args.seconds:.0f} s, like the server's; the median "
+          f"single call alone would give {call_default:,.0f} (default threads) and {call_omp1:,.0f} "
+          f"(OMP_NUM_THREADS=1) rows/s\n")
     for label, (result, connections, cpu, _captured) in runs.items():
         served = result.rps * args.rows
         rows.append((f"mlops-pipeline serve {label} /predict (capture on)", served, connections,
@@ -134,9 +151,12 @@ def main() -> int:
     served = result.rps * args.rows
     print(f"every answer captured (--workers {workers}): {captured[0]:,} records stored, "
           f"{captured[1]:,} answered by the server's counter\n")
+    best_call = max(call_default, call_omp1)
     print(table(["goal", "target", "measured", "status"], [
-        (f"server (--workers {workers}) rows/s vs best in-process", ">= 0.8x", f"{served / best:.2f}x",
-         goal(served / best >= 0.8)),
+        (f"server (--workers {workers}) rows/s vs best in-process (sustained)", ">= 0.8x",
+         f"{served / best:.2f}x", goal(served / best >= 0.8)),
+        ("... vs the best median single in-process call (stricter)", ">= 0.8x",
+         f"{served / best_call:.2f}x", goal(served / best_call >= 0.8)),
         ("errors", "0", str(result.errors), goal(result.errors == 0)),
         ("every answer captured", "stored = answered", f"{captured[0]:,} = {captured[1]:,}",
          goal(captured[0] == captured[1])),

@@ -5,13 +5,16 @@ read it instead of scraping logs.
 
 The unit of capture is the scored request, not the record: one row of `prediction_batches` per
 request and role (champion or canary answer, challenger's shadow answer) holds the request's
-records column-wise: the features as one JSON array, predictions and probabilities as float64
-arrays. Why: a row per record costs SQLite
+records column-wise: the features as one LZ4-compressed JSON array, predictions and
+probabilities as float64 arrays. Why: a row per record costs SQLite
 ~3 us of B-tree inserts and bound parameters, 37 ms for one 10k-record request (as much CPU as
 half the model), where one row per request costs ~3 ms whatever its size; every reader wants
 windows of records anyway, and `read_window` gives one row per record exactly as before. Labels
 live in `prediction_labels`, keyed by (batch, record), so a label never rewrites a captured row and
-a shadow answer committed after its label is labelled all the same.
+a shadow answer committed after its label is labelled all the same. Compression (LZ4, through
+pyarrow): JSON records repeat their keys and much of their values, so a 10k-record request's 2.6 MB
+of features are stored as ~0.2 MB for ~1 ms of CPU, where writing the 2.6 MB (twice, with WAL)
+cost ~6 ms of CPU and system time per request (measured) and the store grew 15x faster.
 
 Request ids name their record: a request id is the request's batch id (a time-ordered UUIDv7, its
 last 24 bits zero) with the record's index in those bits. So feedback finds its row by primary key
@@ -90,7 +93,8 @@ batches_table = Table(
     Column("records", Integer, nullable=False, comment="Records in the request."),
     Column("latency_ms", Float, nullable=False, comment="Server time from receipt to prediction."),
     Column("features", LargeBinary, nullable=False,
-           comment="UTF-8 JSON array: each record's feature values (and key fields)."),
+           comment="LZ4-compressed UTF-8 JSON array: each record's feature values (and key fields)."),
+    Column("features_size", Integer, nullable=False, comment="Uncompressed bytes of `features`."),
     Column("prediction", LargeBinary, nullable=False,
            comment="float64 little-endian, one per record: class (classification) or value."),
     Column("probability", LargeBinary, nullable=True,
@@ -198,6 +202,19 @@ class PredictionBatch:
 
 
 _F8 = np.dtype("<f8")
+_CODEC = "lz4"
+
+
+def _compress(data: bytes) -> bytes:
+    import pyarrow as pa
+
+    return pa.compress(data, codec=_CODEC, asbytes=True)
+
+
+def _decompress(data: bytes, size: int) -> bytes:
+    import pyarrow as pa
+
+    return pa.decompress(data, decompressed_size=size, codec=_CODEC, asbytes=True)
 
 
 def _float64_bytes(values: Sequence[Any] | np.ndarray | None, n: int) -> bytes | None:
@@ -326,7 +343,8 @@ class PredictionStore:
         return {
             "batch_id": b.batch_id, "role": b.role, "ts": b.ts, "model_name": b.model_name,
             "model_version": str(b.model_version), "records": n, "latency_ms": float(b.latency_ms),
-            "features": b.features, "prediction": _float64_bytes(b.prediction, n),
+            "features": _compress(b.features), "features_size": len(b.features),
+            "prediction": _float64_bytes(b.prediction, n),
             "probability": _float64_bytes(b.probability, n),
         }
 
@@ -501,7 +519,7 @@ def _explode(rows: Sequence[Any], label_rows: Sequence[Any], expand_features: bo
     features: list[Any] = []
     for r in rows:
         n = int(r.records)
-        feats = _decode(bytes(r.features))
+        feats = _decode(_decompress(bytes(r.features), int(r.features_size)))
         if len(feats) != n:
             raise ValueError(f"batch {r.batch_id} ({r.role}) holds {len(feats)} feature rows for {n} records")
         features.extend(feats)
