@@ -21,17 +21,23 @@ from mlops_pipeline.settings import DatasetSpec
 class ChampionReference:
     version: str
     snapshot_id: str
-    model: Any
     frame: pd.DataFrame  # contract-coerced features of the training split + `prediction`
+    source: str  # where the frame came from: the stored reference, or rebuilt from the snapshot
+    model: Any = None  # loaded only when asked for (to score new data)
 
 
-def champion_reference(spec: DatasetSpec, storage: StorageResource, mlflow: MLflowResource):
-    """The champion, its model, and its training split scored by it (the drift reference)."""
+def champion_reference(spec: DatasetSpec, storage: StorageResource, mlflow: MLflowResource,
+                       with_model: bool = False) -> ChampionReference:
+    """The champion and its training split scored by it: the drift reference.
+
+    Read from where the training step stored it (tag `drift_reference`). A version registered
+    before references were stored, or whose reference is gone, gets it rebuilt the way training
+    builds it: the snapshot's training split, contract-coerced, scored by the registered model.
+    """
     import mlflow as mlflow_lib
 
+    from mlops_pipeline.assets.training import drift_reference
     from mlops_pipeline.contract import load_contract, validate
-    from mlops_pipeline.drift import PREDICTION_COLUMN
-    from mlops_pipeline.model import predict_scores
     from mlops_pipeline.preparation import SPLIT_COLUMN, prepare
 
     champion = mlflow.version_by_alias(spec.name, CHAMPION)
@@ -41,13 +47,21 @@ def champion_reference(spec: DatasetSpec, storage: StorageResource, mlflow: MLfl
     snapshot_id = champion.tags.get("snapshot_id")
     if not snapshot_id:
         raise dg.Failure(f"champion v{version} has no snapshot_id tag")
+    model = None
+    if with_model:
+        mlflow.configure()
+        model = mlflow_lib.sklearn.load_model(f"models:/{spec.name}/{version}")
+    stored = champion.tags.get("drift_reference")
+    if stored and storage.exists(stored):
+        return ChampionReference(version, snapshot_id, storage.read_table(stored), stored, model)
+    if model is None:
+        mlflow.configure()
+        model = mlflow_lib.sklearn.load_model(f"models:/{spec.name}/{version}")
     features = load_contract(spec).for_columns(spec.features.columns)
     frame = prepare(storage.read_snapshot(snapshot_id), spec).frame
     frame = validate(frame[frame[SPLIT_COLUMN] == "train"][spec.features.columns], features)
-    mlflow.configure()
-    model = mlflow_lib.sklearn.load_model(f"models:/{spec.name}/{version}")
-    frame[PREDICTION_COLUMN] = predict_scores(model, frame, spec.task)
-    return ChampionReference(version, snapshot_id, model, frame)
+    return ChampionReference(version, snapshot_id, drift_reference(model, frame, spec.task),
+                             f"rebuilt from snapshot {snapshot_id[:12]}", model if with_model else None)
 
 
 def publish_drift(
@@ -111,6 +125,7 @@ def publish_drift(
             "columns": table,
             "reference": f"champion v{reference.version} training split of snapshot "
             f"{reference.snapshot_id[:12]}",
+            "reference_source": reference.source,
             "reference_rows": result.reference_rows,
             "current": label,
             "current_rows": result.current_rows,
@@ -188,7 +203,7 @@ def drift_report(
     from mlops_pipeline.model import predict_scores
 
     spec = dataset.spec()
-    reference = champion_reference(spec, storage, mlflow)
+    reference = champion_reference(spec, storage, mlflow, with_model=True)
     batch_name, current = newest_batch(
         storage, storage.landing_glob(spec), spec.source.format, spec.time_column
     )

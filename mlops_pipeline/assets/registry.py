@@ -79,6 +79,7 @@ def model_version(
         "git_sha": str(trained_model.manifest.get("git", {}).get("sha")),
         "run_id": trained_model.run_id,
         "dagster_run_id": context.run_id,
+        **({"drift_reference": trained_model.reference_uri} if trained_model.reference_uri else {}),
         **{f"holdout_{k}": f"{v:.6f}" for k, v in trained_model.metrics.items()},
     }
     mv = mlflow_lib.register_model(trained_model.model_uri, name, tags=tags)

@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_pipeline.assets.dataset import SnapshotRef
-from mlops_pipeline.resources import DatasetResource, MLflowResource
+from mlops_pipeline.resources import DatasetResource, MLflowResource, StorageResource
 
 
 class TrainingConfig(dg.Config):
@@ -29,6 +29,7 @@ class TrainedModel:
     metrics: dict[str, float]
     seed: int
     manifest: dict = field(default_factory=dict)
+    reference_uri: str = ""  # the drift reference: the train split scored by this model
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,24 @@ def _log_model(model, X: pd.DataFrame, scores) -> str:
     return info.model_uri
 
 
+def drift_reference(model: Any, X_train: pd.DataFrame, task: str) -> pd.DataFrame:
+    """What drift is measured against once this model is champion: its contract-coerced training
+    features plus its own predictions on them. Built here, where the model and the split are in
+    memory, and stored once per run: monitoring then reads it instead of re-reading the snapshot,
+    re-preparing it and re-scoring it (every drift report and every production day did that)."""
+    from mlops_pipeline.drift import PREDICTION_COLUMN
+    from mlops_pipeline.model import predict_scores
+
+    reference = X_train.reset_index(drop=True)
+    reference[PREDICTION_COLUMN] = predict_scores(model, reference, task)
+    return reference
+
+
 @dg.asset(
     group_name="training",
     kinds={"sklearn", "mlflow"},
     description="A seeded scikit-learn Pipeline (transforms + HistGradientBoosting), logged to MLflow "
-    "with holdout metrics and a run manifest.",
+    "with holdout metrics, a run manifest and its drift reference.",
     tags={"mlops/training": "true"},
 )
 def trained_model(
@@ -96,12 +110,13 @@ def trained_model(
     dataset_snapshot: SnapshotRef,
     dataset: DatasetResource,
     mlflow: MLflowResource,
+    storage: StorageResource,
 ) -> dg.Output[TrainedModel]:
     import mlflow as mlflow_lib
     import yaml
 
+    from mlops_pipeline.drift import PREDICTION_COLUMN
     from mlops_pipeline.manifest import build_manifest, manifest_tags
-    from mlops_pipeline.model import predict_scores
 
     spec = dataset.spec()
     seed = spec.model.seed if config.seed is None else config.seed
@@ -134,9 +149,13 @@ def trained_model(
             path = Path(tmp) / "manifest.yaml"
             path.write_text(yaml.safe_dump(manifest, sort_keys=False))
             mlflow_lib.log_artifact(str(path))
-        model_uri = _log_model(model, X_train, predict_scores(model, X_train.head(100), spec.task))
+        reference = drift_reference(model, X_train, spec.task)
+        reference_uri = storage.write_reference(run.info.run_id, reference)
+        mlflow_lib.set_tag("drift_reference", reference_uri)
+        model_uri = _log_model(model, X_train, reference[PREDICTION_COLUMN].to_numpy()[:100])
 
-    trained = TrainedModel(run.info.run_id, model_uri, snapshot_id, metrics, seed, manifest)
+    trained = TrainedModel(run.info.run_id, model_uri, snapshot_id, metrics, seed, manifest,
+                           reference_uri)
     url = mlflow.run_url(run.info.run_id)
     return dg.Output(
         trained,
@@ -145,6 +164,7 @@ def trained_model(
             **({"mlflow_run": dg.MetadataValue.url(url)} if url else {}),
             "model_uri": model_uri,
             "snapshot_id": snapshot_id,
+            "drift_reference": dg.MetadataValue.path(reference_uri),
             "seed": seed,
             **{f"holdout_{k}": float(v) for k, v in metrics.items()},
         },

@@ -316,19 +316,20 @@ class StorageResource(dg.ConfigurableResource):
 
     def write_snapshot(self, snapshot_id: str, df: pd.DataFrame) -> bool:
         """Write once; returns False (and touches nothing) when the id is already stored."""
+        return self._write_once(self.snapshot_uri(snapshot_id), df)
+
+    def _write_once(self, uri: str, df: pd.DataFrame) -> bool:
         if self.is_s3:
-            uri = self.snapshot_uri(snapshot_id)
             if self._exists(uri):
                 return False
             buf = io.BytesIO()
             df.to_parquet(buf, index=False)
             return self._put(uri, buf.getvalue(), "application/vnd.apache.parquet", if_absent=True)
-        return self._write_local_snapshot(snapshot_id, df)
+        return self._write_local_once(Path(uri), df)
 
-    def _write_local_snapshot(self, snapshot_id: str, df: pd.DataFrame) -> bool:
+    def _write_local_once(self, final: Path, df: pd.DataFrame) -> bool:
         """Written under a temporary name and hard-linked into place: `link` fails if the name
         exists, so two writers cannot clobber each other and a reader never sees half a file."""
-        final = self.snapshot_path(snapshot_id)
         if final.exists():
             return False
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -355,6 +356,17 @@ class StorageResource(dg.ConfigurableResource):
         if not Path(uri).exists():
             raise FileNotFoundError(f"snapshot {snapshot_id} not found at {uri}")
         return pd.read_parquet(uri)
+
+
+    # ---- drift references ---------------------------------------------------------------------
+    def reference_uri(self, run_id: str) -> str:
+        return self.uri(f"references/{run_id}.parquet")
+
+    def write_reference(self, run_id: str, df: pd.DataFrame) -> str:
+        """A model's drift reference (its training split, scored by it), written once per run."""
+        uri = self.reference_uri(run_id)
+        self._write_once(uri, df)
+        return uri
 
 
 def copy_tree_to_storage(storage: StorageResource, local_dir: Path, relative: str) -> list[str]:

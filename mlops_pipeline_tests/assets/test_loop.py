@@ -101,6 +101,15 @@ def test_whole_loop_registers_a_gated_champion_with_a_full_manifest(data_dir, la
     assert drift["mlflow_run_id"].value in {
         r.info.run_id for r in mlflow.search_runs(search_all_experiments=True, output_format="list")
     }
+    # ... measured against the reference the training step stored: the champion's training split,
+    # scored by the champion itself.
+    stored = tags["drift_reference"]
+    assert drift["reference_source"].value == stored == run.data.tags["drift_reference"]
+    reference = pd.read_parquet(stored)
+    train = features[features["_split"] == "train"]
+    assert len(reference) == len(train) == drift["reference_rows"].value
+    np.testing.assert_allclose(reference["prediction"], model.predict_proba(
+        train[list(model.feature_names_in_)])[:, 1])
 
 
 def _assert_requirements_are_what_the_model_imports(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -232,6 +241,14 @@ def test_late_year_month_drifts_more_than_a_training_month(data_dir, land, run_l
     assert late["drift_share"].value > in_period["drift_share"].value
     assert Path(late["report_path"].value).exists()
     assert Path(late["report_path"].value) != Path(in_period["report_path"].value)
+
+    # A champion whose stored reference is gone (or one registered before references were
+    # stored) gets it rebuilt from its snapshot: the same reference, so the same scores.
+    Path(late["reference_source"].value).unlink()
+    rebuilt = run_loop(assets=["drift_report"]).asset_materializations_for_node("drift_report")[0].metadata
+    assert rebuilt["reference_source"].value.startswith("rebuilt from snapshot")
+    assert rebuilt["drift_share"].value == late["drift_share"].value
+    assert rebuilt["columns"].value.records == late["columns"].value.records
 
 
 def test_regression_config_runs_end_to_end(data_dir, land, run_loop, monkeypatch):
