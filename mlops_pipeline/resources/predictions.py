@@ -424,11 +424,9 @@ class PredictionStore:
         current = conn.execute(select(lab.c.label).where(key)).first()
         if current is None:
             values = {"batch_id": batch_id, "record": record, "label": label, "label_ts": datetime.now(UTC)}
-            dialect = conn.dialect.name
-            if dialect in ("sqlite", "postgresql"):  # two replicas may label the same record at once
-                from importlib import import_module
-
-                upsert = import_module(f"sqlalchemy.dialects.{dialect}").insert(lab).values(**values)
+            dialect_insert = _upsert_insert(conn.dialect.name)
+            if dialect_insert is not None:  # two replicas may label the same record at once
+                upsert = dialect_insert(lab).values(**values)
                 upsert = upsert.on_conflict_do_update(
                     index_elements=[lab.c.batch_id, lab.c.record],
                     set_={"label": upsert.excluded.label, "label_ts": upsert.excluded.label_ts},
@@ -502,42 +500,46 @@ class PredictionStore:
         return frame[frame["request_id"] == request_id].reset_index(drop=True)
 
 
-def _floats_or_nan(data: bytes | None, n: int) -> np.ndarray:
-    if data is None:
-        return np.full(n, np.nan)
-    out = np.frombuffer(bytes(data), dtype=_F8).astype(np.float64)
-    if out.shape != (n,):
-        raise ValueError(f"{out.size} stored values for {n} records")
+def _floats(rows: Sequence[Any], column: str, counts: np.ndarray) -> np.ndarray:
+    """One float64 array of every batch's values in `column`, in order (NaN where a batch has none)."""
+    parts = [bytes(getattr(r, column)) if getattr(r, column) is not None
+             else np.full(int(n), np.nan, dtype=_F8).tobytes() for r, n in zip(rows, counts, strict=True)]
+    out = np.frombuffer(b"".join(parts), dtype=_F8).astype(np.float64)
+    if len(out) != int(counts.sum()):
+        raise ValueError(f"{len(out)} stored {column} values for {int(counts.sum())} records")
     return out
 
 
 def _explode(rows: Sequence[Any], label_rows: Sequence[Any], expand_features: bool) -> pd.DataFrame:
-    """Batch rows -> one row per record (request ids derived), labels joined by (batch, record)."""
+    """Batch rows -> one row per record (request ids derived), labels joined by (batch, record).
+
+    Column-wise across batches (one `repeat` per batch-level column, one buffer per float array),
+    so a day of single-record requests costs a few microseconds per request to read."""
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
-    parts: dict[str, list[Any]] = {c: [] for c in ["request_id", "record", *COLUMNS[1:10]]}
+    counts = np.array([int(r.records) for r in rows], dtype=np.int64)
+    ids: list[str] = []
     features: list[Any] = []
-    for r in rows:
-        n = int(r.records)
+    for r, n in zip(rows, counts.tolist(), strict=True):
         feats = _decode(_decompress(bytes(r.features), int(r.features_size)))
         if len(feats) != n:
             raise ValueError(f"batch {r.batch_id} ({r.role}) holds {len(feats)} feature rows for {n} records")
         features.extend(feats)
-        parts["request_id"].extend(request_ids(r.batch_id, n))
-        parts["record"].append(np.arange(n))
-        parts["prediction"].append(_floats_or_nan(r.prediction, n))
-        parts["probability"].append(_floats_or_nan(r.probability, n))
-        for c in ("role", "ts", "batch_id", "model_name", "model_version", "latency_ms"):
-            parts[c].append(np.full(n, getattr(r, c), dtype=object))
+        ids.extend(request_ids(r.batch_id, n))
+
+    def per_batch(column: str) -> np.ndarray:
+        return np.repeat(np.array([getattr(r, column) for r in rows], dtype=object), counts)
+
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
     frame = pd.DataFrame({
-        "request_id": parts["request_id"],
-        **{c: np.concatenate(parts[c]) for c in ("role", "ts", "batch_id", "model_name", "model_version")},
-        "record": np.concatenate(parts["record"]),
-        "prediction": np.concatenate(parts["prediction"]),
-        "probability": np.concatenate(parts["probability"]),
-        "latency_ms": np.concatenate(parts["latency_ms"]).astype(np.float64),
+        "request_id": ids,
+        **{c: per_batch(c) for c in ("role", "batch_id", "model_name", "model_version")},
+        "ts": pd.to_datetime(per_batch("ts").tolist()),
+        "record": np.arange(int(counts.sum()), dtype=np.int64) - starts,
+        "prediction": _floats(rows, "prediction", counts),
+        "probability": _floats(rows, "probability", counts),
+        "latency_ms": np.repeat(np.array([r.latency_ms for r in rows], dtype=np.float64), counts),
     })
-    frame["ts"] = pd.to_datetime(frame["ts"].tolist()) if len(frame) else frame["ts"]
     labels = pd.DataFrame([tuple(x) for x in label_rows], columns=["batch_id", "record", "label", "label_ts"])
     labels["record"] = labels["record"].astype(np.int64)
     labels["label"] = labels["label"].astype(np.float64)
@@ -555,6 +557,19 @@ def _explode(rows: Sequence[Any], label_rows: Sequence[Any], expand_features: bo
         ordered = COLUMNS
     frame = frame.sort_values(["ts", "request_id", "role"], kind="stable").reset_index(drop=True)
     return frame[ordered]
+
+
+def _upsert_insert(dialect: str) -> Callable[[Table], Any] | None:
+    """The dialect's INSERT with ON CONFLICT (SQLite, Postgres); None elsewhere."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    return None
 
 
 def _utc(ts: datetime) -> datetime:

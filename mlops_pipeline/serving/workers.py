@@ -6,7 +6,7 @@ uvicorn workers on one port (uvicorn's supervisor spawns, watches and restarts t
 own model, micro-batcher and capture writer. They still act as one server:
 
 - **reload**: `POST /admin/reload` reaches one worker. It writes a new token to the group's reload
-  file; every worker's model watcher checks that file between polls (a `stat` every 50 ms) and
+  file; every worker's model watcher reads that small file between polls (every 50 ms) and
   re-reads the registry at once. The answering worker waits until every live worker has polled
   since, so a rollback is complete when the call returns.
 - **status**: after each poll a worker writes which versions it serves to `workers/<pid>.json`;
@@ -88,7 +88,7 @@ class WorkerGroup:
         return asked
 
     def reload_requested(self) -> bool:
-        """True once per new ask by any worker (cheap: one stat, a read only when it changed)."""
+        """True once per new ask by any worker (one read of a few bytes)."""
         token = self._token()
         if token == self._seen:
             return False
