@@ -1,4 +1,5 @@
-"""The serving app: one FastAPI process that can serve any registered model of a dataset spec.
+"""The serving app: one FastAPI process (or one per core, `serve --workers N`, see `workers.py`)
+that can serve any registered model of a dataset spec.
 
 Request path of POST /predict, and why it is shaped like this:
 1. body read with a hard size limit (413 before any parsing work);
@@ -8,8 +9,8 @@ Request path of POST /predict, and why it is shaped like this:
    so the same key always lands on the same model (sticky);
 4. the micro-batcher validates many requests' records with the contract in one pandera call and
    scores them with one model call per model, in one dedicated thread;
-5. capture: the rows go to the group-commit writer and the response waits until they are
-   committed, so an acknowledged prediction is never lost;
+5. capture: the request, as one row, goes to the group-commit writer and the response waits
+   until it is committed, so an acknowledged prediction is never lost;
 6. shadow: the challenger scores the champion's rows in its own thread with a bounded queue; its
    answers are captured with role `shadow` and never returned or waited for.
 """
