@@ -54,6 +54,10 @@ def test_weekday_is_derived_inside_the_pipeline():
     parts = DatetimeParts(parts=["dayofweek", "hour"]).fit(pd.DataFrame({"t": []}))
     out = parts.transform(pd.DataFrame({"t": ["2013-01-07 05:00", "2013-01-12 23:00"]}))
     np.testing.assert_array_equal(out, [[0, 5], [5, 23]])  # a Monday and a Saturday
+    times = pd.Series(pd.date_range("2013-01-01", periods=500, freq="37min"))  # already timestamps
+    for column in (times, times.dt.tz_localize("UTC"), times.astype(str)):
+        np.testing.assert_array_equal(parts.transform(pd.DataFrame({"t": column})),
+                                      np.column_stack([times.dt.dayofweek, times.dt.hour]))
     assert list(parts.get_feature_names_out()) == ["t_dayofweek", "t_hour"]
 
 

@@ -539,6 +539,11 @@ def create_app(
         champion = s.watcher.champion
         if champion is None:
             return JSONResponse({"ready": False, "reason": "no model loaded yet"}, status_code=503)
+        if s.group is not None:  # the port is shared: ready once every worker can answer
+            loaded = [w for w in s.group.statuses() if w.get("champion_version")]
+            if len(loaded) < s.settings.workers:
+                return JSONResponse({"ready": False, "reason": f"{len(loaded)} of {s.settings.workers} "
+                                     "workers have loaded a model"}, status_code=503)
         return JSONResponse({"ready": True, "model_name": champion.name, "model_version": champion.version})
 
     @app.get("/metrics")

@@ -28,10 +28,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def workers_server(stack: Stack) -> Iterator[ServeProc]:
     srv = start_server(stack, "workers", "--workers", "2", "--poll-seconds", "60")
-    deadline = time.time() + 60
-    while len(_workers(srv.url)) < 2:  # /ready answers as soon as one worker has loaded
-        assert time.time() < deadline, srv.log.read_text()[-3000:]
-        time.sleep(0.2)
     yield srv
     stop(srv.proc)
 
@@ -51,6 +47,7 @@ def _metric(url: str, name: str) -> float:
 
 
 def test_every_worker_is_listed_with_its_model(workers_server):
+    # start_server waited for /ready, which answers 200 only once every worker has loaded a model
     workers = _workers(workers_server.url)
     pids = {w["pid"] for w in workers}
     assert len(pids) == 2 and workers_server.proc.pid not in pids  # the supervisor does not serve
@@ -136,6 +133,12 @@ def test_a_dead_worker_is_replaced_and_the_server_keeps_answering(stack, workers
                 break
             assert time.time() < deadline, workers_server.log.read_text()[-3000:]
             time.sleep(0.2)
+        ready = httpx.get(f"{workers_server.url}/ready", timeout=5)
+        while ready.status_code != 200:  # the replacement has started: not ready until it has a model
+            assert ready.json()["reason"].endswith("workers have loaded a model"), ready.text
+            assert time.time() < deadline, workers_server.log.read_text()[-3000:]
+            time.sleep(0.2)
+            ready = httpx.get(f"{workers_server.url}/ready", timeout=5)
         time.sleep(0.3)
     finally:
         halt.set()
