@@ -291,7 +291,10 @@ class PredictionStore:
         self.engine = engine
         self._insert_plan: _InsertPlan | None = None
         self._chunk_rows: int | None = None
-        metadata.create_all(self.engine)
+        try:
+            metadata.create_all(self.engine)
+        except DBAPIError:  # another process created them between the check and the CREATE
+            metadata.create_all(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -49,7 +49,14 @@ from mlops_pipeline.serving.inputs import FieldError, RecordChecker, RequestErro
 from mlops_pipeline.serving.loader import LoadedModel, ModelWatcher
 from mlops_pipeline.serving.metrics import ServingMetrics
 from mlops_pipeline.serving.settings import ServeSettings, state_path
-from mlops_pipeline.serving.workers import GROUP_ENV, METRICS_ENV, SETTINGS_ENV, WorkerGroup, create_group_dir
+from mlops_pipeline.serving.workers import (
+    GROUP_ENV,
+    METRICS_ENV,
+    SETTINGS_ENV,
+    WorkerGroup,
+    create_group_dir,
+    supervise,
+)
 from mlops_pipeline.settings import DatasetSpec, load_spec
 
 log = logging.getLogger(__name__)
@@ -503,6 +510,11 @@ def create_app(
         server = Server(settings, ds, reg, store or PredictionStore(settings.predictions_url or None))
         server.start()
         app.state.server = server
+        if settings.workers > 1:
+            # A worker (a replacement, say) accepts connections only once its first registry poll
+            # is done (model loaded, or the registry found unreachable): its siblings can answer
+            # meanwhile, so it must not take a connection only to say "not ready".
+            await asyncio.get_running_loop().run_in_executor(None, server.watcher.wait_first_poll, 120.0)
         state = state_path(settings, server.model_name)
         if settings.workers == 1:  # with several workers, the supervisor writes it
             _write_state(state, settings, server.model_name)
@@ -565,26 +577,28 @@ def app_from_env() -> FastAPI:
 
 def serve(settings: ServeSettings) -> None:
     """Run the app with uvicorn: in this process, or as `settings.workers` worker processes on one
-    port (uvicorn's supervisor), which share a reload signal, their status and metrics."""
+    port (`workers.supervise`), which share a reload signal, their status and metrics."""
     import shutil
 
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": "warning",
-                              "access_log": False, "timeout_graceful_shutdown": 10}
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), **common)
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
+                    access_log=False, timeout_graceful_shutdown=10)
         return
     name = settings.model_name or load_spec().name
+    PredictionStore(settings.predictions_url or None).close()  # its tables, before the workers race
     group = create_group_dir(name)
     os.environ.update({GROUP_ENV: str(group), METRICS_ENV: str(group / "metrics"),
                        SETTINGS_ENV: settings.model_dump_json()})
     state = state_path(settings, name)
     _write_state(state, settings, name)
     try:
-        uvicorn.run("mlops_pipeline.serving.app:app_from_env", factory=True, workers=settings.workers,
-                    **common)
+        status = supervise(settings.host, settings.port, settings.workers,
+                           "mlops_pipeline.serving.app:app_from_env")
     finally:
         _remove_state(state)
         shutil.rmtree(group, ignore_errors=True)
+    if status:
+        raise SystemExit(status)

@@ -160,6 +160,11 @@ class ModelWatcher:
             self._wake.set()
             return self._polled.wait_for(lambda: self._done >= target, timeout=timeout)
 
+    def wait_first_poll(self, timeout: float = 120.0) -> bool:
+        """Until the first poll (started by `start`) has completed, successful or not."""
+        with self._polled:
+            return self._polled.wait_for(lambda: self._done >= 1, timeout=timeout)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()  # before polling, so an ask that arrives mid-poll is not lost

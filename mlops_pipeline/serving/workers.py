@@ -2,8 +2,9 @@
 
 One serving process is bound by one core: JSON, validation and capture hold the GIL, and the model
 runs best with one OpenMP thread per process. `mlops-pipeline serve --workers N` therefore runs N
-uvicorn workers on one port (uvicorn's supervisor spawns, watches and restarts them), each with its
-own model, micro-batcher and capture writer. They still act as one server:
+uvicorn workers on one port, each with its own socket (SO_REUSEPORT: the kernel spreads connections
+over them), model, micro-batcher and capture writer; `supervise` starts them and replaces one that
+dies. They still act as one server:
 
 - **reload**: `POST /admin/reload` reaches one worker. It writes a new token to the group's reload
   file; every worker's model watcher reads that small file between polls (every 50 ms) and
@@ -22,11 +23,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import signal
+import socket
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 GROUP_ENV = "MLOPS_SERVE_GROUP_DIR"
 SETTINGS_ENV = "MLOPS_SERVE_SETTINGS_JSON"
@@ -128,3 +136,102 @@ class WorkerGroup:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.02)
+
+
+# ---- the supervisor ------------------------------------------------------------------------------
+
+#: A worker that exits with this code failed before serving (uvicorn's convention): restarting it
+#: would fail the same way, so the server stops instead.
+STARTUP_FAILURE = 3
+
+
+def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _bind_sockets(host: str, port: int, n: int) -> list[socket.socket]:
+    """One listening socket per worker on the same port (SO_REUSEPORT): the kernel spreads new
+    connections over them by hash. With one shared socket, the first worker to wake accepts every
+    pending connection (asyncio and libuv accept greedily), so a client opening its keep-alive
+    connections at once can pin all of them, and all its traffic, to one worker (seen in the
+    batch benchmark: 4 of 4 connections, half the throughput).
+
+    A plain bind first: another server already on the port with SO_REUSEPORT would otherwise
+    silently share it with us.
+    """
+    probe = _listening_socket(host, port, reuse_port=False)
+    probe.close()
+    return [_listening_socket(host, port, reuse_port=True) for _ in range(n)]
+
+
+def _run_worker(sock: socket.socket, app: str) -> None:
+    """A worker process: one uvicorn server on its own socket (settings come from the env)."""
+    import uvicorn
+
+    config = uvicorn.Config(app, factory=True, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def supervise(host: str, port: int, workers: int, app: str) -> int:
+    """Run `workers` worker processes until SIGTERM/SIGINT; replace one that dies.
+
+    Each worker keeps its socket for life: the supervisor holds them, so a replacement takes over
+    its predecessor's socket and the connections waiting in it. Stopping sends SIGTERM to every
+    worker (a graceful uvicorn shutdown: requests finish, captures are committed) and SIGKILL to
+    any still alive after 20 s. Returns the exit status: 0, or STARTUP_FAILURE when a worker could
+    not start.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    sockets = _bind_sockets(host, port, workers)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def start(i: int) -> Any:
+        proc = ctx.Process(target=_run_worker, args=(sockets[i], app), name=f"mlops-serve-worker-{i}")
+        proc.start()
+        return proc
+
+    procs = [start(i) for i in range(workers)]
+    log.info("serving with %d workers: pids %s", workers, [p.pid for p in procs])
+    status = 0
+    try:
+        while not stop.wait(0.2):
+            for i, proc in enumerate(procs):
+                if proc.is_alive():
+                    continue
+                if proc.exitcode == STARTUP_FAILURE:
+                    log.error("worker %s failed to start: stopping the server", proc.pid)
+                    status = STARTUP_FAILURE
+                    stop.set()
+                    break
+                log.warning("worker %s exited (%s): starting a new one", proc.pid, proc.exitcode)
+                procs[i] = start(i)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        deadline = time.monotonic() + 20
+        for proc in procs:
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for sock in sockets:
+            sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status
