@@ -7,8 +7,10 @@ class, so the assets, the CLI and the serving process all move aliases one way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import hashlib
+import hmac
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from mlops_pipeline.settings import data_dir
 
@@ -36,12 +38,23 @@ class AliasMove:
         src = f"v{self.from_version}" if self.from_version else "(none)"
         return f"{self.model}@{self.alias}: {src} -> v{self.to_version}"
 
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 def default_tracking_uri() -> str:
     """The embedded default: a SQLite store under the data dir (tracking and registry)."""
     db = data_dir() / "mlflow" / "mlflow.db"
     db.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{db}"
+
+
+def registry_fingerprint(tracking_uri: str, key: str) -> str:
+    """Which registry a process talks to, as an HMAC keyed by the serving admin token: the CLI and
+    a server can check they use the same one without either revealing its URI (which may carry
+    credentials) to anyone without the token."""
+    uri = tracking_uri or default_tracking_uri()
+    return hmac.new(key.encode(), uri.encode(), hashlib.sha256).hexdigest()
 
 
 def client_for(tracking_uri: str = "") -> MlflowClient:

@@ -163,22 +163,69 @@ def _print_gate(report) -> None:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    # The plain registry, not the Dagster resource: rollback is a hot path (seconds count), and
-    # importing Dagster would add most of a second before the alias moves.
-    from mlops_pipeline.registry import CHAMPION, Registry, RegistryError, client_for
     from mlops_pipeline.settings import load_spec
 
     set_dataset(args.config)
     spec = load_spec()
+    token = os.environ.get("MLOPS_SERVE_TOKEN", "")
+    url = _find_server(spec.name, args.server_url) if token else None
+    if url is not None:
+        done = _rollback_through(url, spec.name, token, args.timeout)
+        if done is not None:
+            return done
+    return _rollback_here(spec.name, args)
+
+
+def _rollback_through(url: str, name: str, token: str, timeout: float) -> int | None:
+    """Ask the running server to move the aliases and reload (`POST /admin/rollback`): it has MLflow
+    loaded already, so this costs an HTTP client instead of MLflow's imports and store set-up.
+    None when the server cannot do it for us (another registry or model, an older server, not
+    reachable): the caller then moves the aliases itself."""
+    import httpx
+
+    from mlops_pipeline.registry import CHAMPION, registry_fingerprint
+
+    started = time.perf_counter()
+    body = {"model_name": name,
+            "registry": registry_fingerprint(os.environ.get("MLFLOW_TRACKING_URI", ""), token)}
+    try:
+        r = httpx.post(f"{url.rstrip('/')}/admin/rollback", json=body, timeout=timeout,
+                       headers={"Authorization": f"Bearer {token}"})
+        payload = r.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        print(f"server {url} could not roll back ({type(exc).__name__}): moving the aliases here")
+        return None
+    if r.status_code == 409 and payload.get("kind") == "rollback_refused":
+        print(payload.get("detail", "cannot roll back"), file=sys.stderr)
+        return 1
+    if r.status_code != 200:
+        print(f"server {url} did not roll back ({r.status_code}: {payload.get('detail', '')}): "
+              "moving the aliases here")
+        return None
+    for move in payload["moves"]:
+        src = f"v{move['from_version']}" if move["from_version"] else "(none)"
+        print(f"moved {move['model']}@{move['alias']}: {src} -> v{move['to_version']}")
+    new = next(str(m["to_version"]) for m in payload["moves"] if m["alias"] == CHAMPION)
+    if not _serves(payload, new):
+        return _report_server(name, new, argparse.Namespace(server_url=url, timeout=timeout))
+    print(f"server {url} answers with v{new} after {time.perf_counter() - started:.2f}s")
+    return 0
+
+
+def _rollback_here(name: str, args: argparse.Namespace) -> int:
+    # The plain registry, not the Dagster resource: rollback is a hot path (seconds count), and
+    # importing Dagster would add most of a second before the alias moves.
+    from mlops_pipeline.registry import CHAMPION, Registry, RegistryError, client_for
+
     registry = Registry(client_for(os.environ.get("MLFLOW_TRACKING_URI", "")))
     try:
-        moves = registry.rollback(spec.name)
+        moves = registry.rollback(name)
     except RegistryError as exc:
         print(f"cannot roll back: {exc}", file=sys.stderr)
         return 1
     _print_moves(moves)
     new = next(m for m in moves if m.alias == CHAMPION).to_version
-    return _report_server(spec.name, new, args)
+    return _report_server(name, new, args)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

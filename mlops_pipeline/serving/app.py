@@ -441,12 +441,51 @@ class Server:
         except RequestError as exc:
             self.metrics.errors.labels(exc.kind).inc()
             return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse({"polled": await self._reload_everywhere(), **self.health_body()})
+
+    async def _reload_everywhere(self) -> bool:
+        """Re-read the registry now, in this process and (with several workers) every worker."""
         loop = asyncio.get_running_loop()
         asked = self.group.request_reload() if self.group is not None else 0.0
         done = await loop.run_in_executor(None, self.watcher.refresh_now, 60.0)
         if self.group is not None:  # the reload is done when every worker has polled since
             done = await loop.run_in_executor(None, self.group.wait_polled_since, asked, 60.0) and done
-        return JSONResponse({"polled": done, **self.health_body()})
+        return done
+
+    async def rollback(self, request: Request) -> Response:
+        """`mlops-pipeline rollback` through the running server: the same registry move
+        (`Registry.rollback`), by a process that has MLflow loaded and its registry connection
+        open, followed at once by the reload; the CLI then needs only an HTTP client (its own
+        MLflow import and store set-up are most of the ~2 s a local rollback takes).
+
+        Only for the model this server serves, and only if the CLI talks to the same registry
+        (`registry_fingerprint`, keyed by the admin token): otherwise 409 `mismatch`, and the CLI
+        moves the aliases itself."""
+        from mlops_pipeline.registry import RegistryError, registry_fingerprint
+
+        try:
+            self.check_token(request, required=True)
+            payload = await self.read_json(request)
+            if not isinstance(payload, dict):
+                raise RequestError(422, "body must be an object",
+                                   [FieldError(None, None, "expected {model_name, registry}")])
+            if payload.get("model_name") != self.model_name:
+                raise RequestError(409, f"this server serves {self.model_name!r}, not "
+                                   f"{payload.get('model_name')!r}", kind="mismatch")
+            uri = getattr(self.watcher.registry, "resolved_tracking_uri", "")
+            if not uri or payload.get("registry") != registry_fingerprint(uri, self.settings.token):
+                raise RequestError(409, "this server follows another registry", kind="mismatch")
+            try:
+                moves = await asyncio.get_running_loop().run_in_executor(
+                    None, self.watcher.registry.rollback, self.model_name)
+            except RegistryError as exc:
+                raise RequestError(409, f"cannot roll back: {exc}", kind="rollback_refused") from None
+        except RequestError as exc:
+            self.metrics.errors.labels(exc.kind).inc()
+            return JSONResponse({**exc.body(), "kind": exc.kind}, status_code=exc.status)
+        log.info("rollback: %s", "; ".join(str(m) for m in moves))
+        polled = await self._reload_everywhere()
+        return JSONResponse({"moves": [m.as_dict() for m in moves], "polled": polled, **self.health_body()})
 
     def health_body(self) -> dict[str, Any]:
         w = self.watcher
@@ -540,6 +579,10 @@ def create_app(
     @app.post("/admin/reload")
     async def reload(request: Request) -> Response:
         return await srv(request).reload(request)
+
+    @app.post("/admin/rollback")
+    async def rollback(request: Request) -> Response:
+        return await srv(request).rollback(request)
 
     @app.get("/health")
     async def health(request: Request) -> Response:

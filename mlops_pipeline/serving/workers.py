@@ -145,31 +145,34 @@ class WorkerGroup:
 STARTUP_FAILURE = 3
 
 
-def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+def _socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
 
-def _bind_sockets(host: str, port: int, n: int) -> list[socket.socket]:
-    """One listening socket per worker on the same port (SO_REUSEPORT): the kernel spreads new
-    connections over them by hash. With one shared socket, the first worker to wake accepts every
-    pending connection (asyncio and libuv accept greedily), so a client opening its keep-alive
-    connections at once can pin all of them, and all its traffic, to one worker (seen in the
-    batch benchmark: 4 of 4 connections, half the throughput).
+def _worker_socket(host: str, port: int) -> socket.socket:
+    """A worker's own socket on the shared port (SO_REUSEPORT), bound but not listening yet.
 
-    A plain bind first: another server already on the port with SO_REUSEPORT would otherwise
-    silently share it with us.
+    The kernel spreads new connections over the *listening* sockets of the port by hash, and a
+    worker's uvicorn listens only after its lifespan startup, which waits for its first registry
+    poll: so no connection is ever handed to a worker that cannot answer. (With one shared socket
+    instead, the first worker to wake accepts every pending connection, as asyncio and libuv accept
+    greedily: a client opening its keep-alive connections at once pinned all of them, and all its
+    traffic, to one worker; seen in the batch benchmark: 4 of 4 connections, half the throughput.)
     """
-    probe = _listening_socket(host, port, reuse_port=False)
-    probe.close()
-    return [_listening_socket(host, port, reuse_port=True) for _ in range(n)]
+    return _socket(host, port, reuse_port=True)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A plain bind first: another server already on the port with SO_REUSEPORT (same user) would
+    otherwise share it with us silently. Raises OSError (address in use) if the port is taken."""
+    _socket(host, port, reuse_port=False).close()
 
 
 def _run_worker(sock: socket.socket, app: str) -> None:
@@ -187,16 +190,18 @@ def _run_worker(sock: socket.socket, app: str) -> None:
 def supervise(host: str, port: int, workers: int, app: str) -> int:
     """Run `workers` worker processes until SIGTERM/SIGINT; replace one that dies.
 
-    Each worker keeps its socket for life: the supervisor holds them, so a replacement takes over
-    its predecessor's socket and the connections waiting in it. Stopping sends SIGTERM to every
-    worker (a graceful uvicorn shutdown: requests finish, captures are committed) and SIGKILL to
-    any still alive after 20 s. Returns the exit status: 0, or STARTUP_FAILURE when a worker could
-    not start.
+    A dead worker's socket is closed at once, so the kernel stops handing it connections (any
+    waiting in it are reset) and the live workers take the traffic; its replacement gets a new
+    socket, listening once it has loaded a model. Stopping sends SIGTERM to every worker (a
+    graceful uvicorn shutdown: requests finish, captures are committed) and SIGKILL to any still
+    alive after 20 s. Returns the exit status: 0, or STARTUP_FAILURE when a worker could not start.
     """
     import multiprocessing
+    import multiprocessing.connection
 
     ctx = multiprocessing.get_context("spawn")
-    sockets = _bind_sockets(host, port, workers)
+    _check_port_free(host, port)
+    sockets = [_worker_socket(host, port) for _ in range(workers)]
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
 
@@ -209,7 +214,9 @@ def supervise(host: str, port: int, workers: int, app: str) -> int:
     log.info("serving with %d workers: pids %s", workers, [p.pid for p in procs])
     status = 0
     try:
-        while not stop.wait(0.2):
+        while not stop.is_set():
+            # Wakes the moment a worker dies (its sentinel), so its socket is closed within ms.
+            multiprocessing.connection.wait([p.sentinel for p in procs], timeout=0.2)
             for i, proc in enumerate(procs):
                 if proc.is_alive():
                     continue
@@ -219,6 +226,8 @@ def supervise(host: str, port: int, workers: int, app: str) -> int:
                     stop.set()
                     break
                 log.warning("worker %s exited (%s): starting a new one", proc.pid, proc.exitcode)
+                sockets[i].close()
+                sockets[i] = _worker_socket(host, port)
                 procs[i] = start(i)
     finally:
         for proc in procs:

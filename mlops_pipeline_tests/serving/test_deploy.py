@@ -137,6 +137,24 @@ def test_promote_then_rollback_while_a_client_is_sending(stack, plain_server, ca
     assert "promotion.forced" not in tags
 
 
+def test_rollback_moves_the_aliases_itself_when_the_server_follows_another_registry(
+        stack, plain_server, capsys, monkeypatch):
+    """plain_server reaches MLflow through a forwarder: to it the registry has another address, so
+    it refuses to move aliases for this CLI (409), which then moves them itself."""
+    res = registry()
+    res.promote(MODEL, "2")
+    monkeypatch.setenv("MLOPS_SERVE_TOKEN", "test-token")
+    try:
+        assert main(["rollback", "--server-url", plain_server.url]) == 0
+        out = capsys.readouterr().out
+        assert "did not roll back (409: this server follows another registry)" in out
+        assert f"moved {MODEL}@champion: v2 -> v1" in out and "answers with v1" in out
+        assert res.version_by_alias(MODEL, CHAMPION).version == "1"
+        assert res.version_by_alias(MODEL, PREVIOUS_CHAMPION).version == "2"
+    finally:
+        restore_aliases()
+
+
 def test_promote_refuses_a_failing_gate_unless_forced(stack, tmp_path, capsys, monkeypatch):
     doc = yaml.safe_load((PROJECT_ROOT / "data/configs/flights.yaml").read_text())
     doc["gate"]["roc_auc"]["floor"] = 0.99  # no model here reaches it

@@ -359,23 +359,22 @@ def test_workers_of_one_server_see_each_others_reload_asks_and_status(tmp_path: 
 def test_worker_sockets_share_a_port_but_never_one_another_server_holds():
     import socket
 
-    from mlops_pipeline.serving.workers import _bind_sockets, _listening_socket
+    from mlops_pipeline.serving.workers import _check_port_free, _socket, _worker_socket
 
-    mine = _bind_sockets("127.0.0.1", 0, 1)[0]
-    port = mine.getsockname()[1]
-    mine.close()
-    sockets = _bind_sockets("127.0.0.1", port, 3)  # one per worker, all on the port
+    probe = _socket("127.0.0.1", 0, reuse_port=False)
+    port = probe.getsockname()[1]
+    probe.close()
+    _check_port_free("127.0.0.1", port)
+    sockets = [_worker_socket("127.0.0.1", port) for _ in range(3)]  # one per worker, one port
     try:
         assert {s.getsockname()[1] for s in sockets} == {port}
         assert all(s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for s in sockets)
+        with pytest.raises(ConnectionRefusedError):  # none listens until its worker is ready
+            socket.create_connection(("127.0.0.1", port), timeout=2)
+        sockets[0].listen()
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()  # the ready one answers
         with pytest.raises(OSError):  # a second server on the same port is refused, not merged in
-            _bind_sockets("127.0.0.1", port, 2)
+            _check_port_free("127.0.0.1", port)
     finally:
         for s in sockets:
             s.close()
-    other = _listening_socket("127.0.0.1", port, reuse_port=False)
-    try:
-        with pytest.raises(OSError):
-            _bind_sockets("127.0.0.1", port, 2)
-    finally:
-        other.close()

@@ -37,6 +37,11 @@ def _health(url: str) -> dict:
 
 
 def _workers(url: str) -> list[dict]:
+    for _ in range(5):  # a connection that reached a worker's socket just as the worker died is reset
+        try:
+            return _health(url).get("workers", [])
+        except httpx.TransportError:
+            time.sleep(0.1)
     return _health(url).get("workers", [])
 
 
@@ -107,6 +112,28 @@ def test_promote_and_rollback_reach_every_worker_at_once(stack, workers_server, 
     assert not [e for e in log if switched + 0.05 < e[0] < switched + 0.45 and e[2] != "2"]
 
 
+def test_rollback_through_the_server_refuses_what_it_cannot_do(stack, workers_server, capsys, monkeypatch):
+    """With the token set, `rollback` asks the running server (it has MLflow loaded) to move the
+    aliases; a server that cannot (nothing to roll back to, another model, a wrong token) moves
+    nothing."""
+    from mlops_pipeline.registry import registry_fingerprint
+
+    monkeypatch.setenv("MLOPS_SERVE_TOKEN", "test-token")
+    restore_aliases()  # no previous-champion
+    assert main(["rollback", "--server-url", workers_server.url]) == 1
+    assert "no 'previous-champion' alias" in capsys.readouterr().err
+    url = f"{workers_server.url}/admin/rollback"
+    body = {"model_name": "flights_delay", "registry": registry_fingerprint(stack.tracking_uri, "test-token")}
+    assert httpx.post(url, json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    other = httpx.post(url, json={**body, "model_name": "other_model"},
+                       headers={"Authorization": "Bearer test-token"})
+    assert other.status_code == 409 and other.json()["kind"] == "mismatch"
+    elsewhere = httpx.post(url, headers={"Authorization": "Bearer test-token"},
+                           json={**body, "registry": registry_fingerprint("sqlite:///x.db", "test-token")})
+    assert elsewhere.status_code == 409 and "another registry" in elsewhere.json()["detail"]
+    assert {w["champion_version"] for w in _workers(workers_server.url)} == {"1"}
+
+
 def test_a_dead_worker_is_replaced_and_the_server_keeps_answering(stack, workers_server):
     victim = _workers(workers_server.url)[0]["pid"]
     answers: list[int] = []
@@ -117,8 +144,8 @@ def test_a_dead_worker_is_replaced_and_the_server_keeps_answering(stack, workers
             while not halt.is_set():
                 try:
                     answers.append(c.post("/predict", json={"records": records(stack, 1)}).status_code)
-                except httpx.HTTPError:
-                    answers.append(0)  # the connection the dead worker held
+                except httpx.HTTPError:  # the connection the dead worker held, or one that reached
+                    answers.append(0)  # its socket in the milliseconds before it was closed
                 time.sleep(0.01)
 
     thread = threading.Thread(target=client, daemon=True)
@@ -144,7 +171,7 @@ def test_a_dead_worker_is_replaced_and_the_server_keeps_answering(stack, workers
         halt.set()
         thread.join(timeout=15)
     assert workers_server.proc.poll() is None
-    assert answers.count(200) > 20 and set(answers) <= {200, 0} and answers.count(0) <= 1
+    assert answers.count(200) > 20 and set(answers) <= {200, 0} and answers.count(0) <= 2
     assert answers[-5:] == [200] * 5
     assert {w["champion_version"] for w in _workers(workers_server.url)} == {"1"}
 
