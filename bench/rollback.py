@@ -2,10 +2,11 @@
 with the previous version, while a client keeps posting single-record requests.
 
 Two ways the server can learn of the move, measured in the same run:
-- with MLOPS_SERVE_TOKEN set, the CLI calls the authenticated POST /admin/reload right after the
-  alias move (the server re-reads the registry at once, loads and warms the version in the
-  background, then swaps it atomically);
-- without a token (baseline), the server notices at its next alias poll (POLL_SECONDS, default 5).
+- with MLOPS_SERVE_TOKEN set, the CLI asks the running server to do it (authenticated POST
+  /admin/rollback: the server, which has MLflow loaded, moves the aliases and re-reads the
+  registry at once, loads and warms the version, then swaps it atomically);
+- without a token (baseline), the CLI moves the aliases itself and the server notices at its next
+  alias poll (POLL_SECONDS, default 5).
 
 Goal: <= 2 s and no failed request.
 
@@ -126,7 +127,7 @@ def main() -> int:
             stop(srv.proc)
 
     rows = []
-    for mode, label in (("token", "rollback + /admin/reload (MLOPS_SERVE_TOKEN set)"),
+    for mode, label in (("token", "rollback via /admin/rollback (MLOPS_SERVE_TOKEN set)"),
                         ("poll", "rollback, server polls (5 s; baseline)")):
         rs = results[mode]
         rows.append((label, statistics.median(r[0] for r in rs), max(r[0] for r in rs),
