@@ -368,6 +368,14 @@ class Server:
     async def read_json(self, request: Request) -> Any:
         return loads(await self.read_body(request))
 
+    async def read_object(self, request: Request, expected: str) -> dict[str, Any]:
+        """A JSON object body, or the 422 that names what was expected."""
+        payload = await self.read_json(request)
+        if not isinstance(payload, dict):
+            raise RequestError(422, "body must be an object",
+                               [FieldError(None, None, f"expected {expected}")])
+        return payload
+
     # ---- endpoints ---------------------------------------------------------------------------
     async def predict(self, request: Request) -> Response:
         received = time.perf_counter()
@@ -411,10 +419,7 @@ class Server:
         received = time.perf_counter()
         try:
             self.check_token(request, required=False)
-            payload = await self.read_json(request)
-            if not isinstance(payload, dict):
-                raise RequestError(422, "body must be an object",
-                                   [FieldError(None, None, "expected {request_id, label}")])
+            payload = await self.read_object(request, "{request_id, label}")
             rid, label = payload.get("request_id"), payload.get("label")
             errs = []
             if not isinstance(rid, str) or not rid:
@@ -465,10 +470,7 @@ class Server:
 
         try:
             self.check_token(request, required=True)
-            payload = await self.read_json(request)
-            if not isinstance(payload, dict):
-                raise RequestError(422, "body must be an object",
-                                   [FieldError(None, None, "expected {model_name, registry}")])
+            payload = await self.read_object(request, "{model_name, registry}")
             if payload.get("model_name") != self.model_name:
                 raise RequestError(409, f"this server serves {self.model_name!r}, not "
                                    f"{payload.get('model_name')!r}", kind="mismatch")
