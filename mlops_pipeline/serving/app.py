@@ -56,6 +56,7 @@ from mlops_pipeline.serving.workers import (
     WorkerGroup,
     create_group_dir,
     supervise,
+    write_json,
 )
 from mlops_pipeline.settings import DatasetSpec, load_spec
 
@@ -520,10 +521,7 @@ def job_route(job: PredictJob, canary_ok: bool) -> bool:
 
 def _write_state(path: Path, settings: ServeSettings, model_name: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A name of this process's own: replicas sharing a data dir write the state at the same moment.
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"url": settings.url, "pid": os.getpid(), "model_name": model_name}))
-    tmp.replace(path)
+    write_json(path, {"url": settings.url, "pid": os.getpid(), "model_name": model_name})
 
 
 def _remove_state(path: Path) -> None:

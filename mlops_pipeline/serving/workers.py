@@ -48,7 +48,9 @@ def create_group_dir(model_name: str) -> Path:
     return path
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Replace `path` atomically, through a temp name of this process's own: several processes
+    (workers, replicas sharing a data dir) may write the same file at the same moment."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(payload))
     tmp.replace(path)
@@ -91,7 +93,7 @@ class WorkerGroup:
         """Ask every worker to re-read the registry now; returns the time of the ask."""
         asked = time.time()
         token = f"{time.time_ns()}-{self.pid}"
-        _write_json(self.reload_path, {"token": token, "asked": asked})
+        write_json(self.reload_path, {"token": token, "asked": asked})
         self._seen = self._token()  # this worker polls on its own
         return asked
 
@@ -105,7 +107,7 @@ class WorkerGroup:
 
     # ---- status ------------------------------------------------------------------------------
     def publish(self, champion: str | None, challenger: str | None, polled_at: float | None) -> None:
-        _write_json(self.status_dir / f"{self.pid}.json", {
+        write_json(self.status_dir / f"{self.pid}.json", {
             "pid": self.pid, "champion_version": champion, "challenger_version": challenger,
             "polled_at": polled_at,
         })
