@@ -86,6 +86,7 @@ class Measured:
     max_rss: int  # bytes, the child's peak resident set
     returncode: int
     output: str
+    cpu_seconds: float = 0.0  # user + system of the child (steal time on a shared VM not included)
 
 
 def run_measured(cmd: Sequence[str], env: dict[str, str] | None = None, timeout: float = 3600.0,
@@ -108,7 +109,8 @@ def run_measured(cmd: Sequence[str], env: dict[str, str] | None = None, timeout:
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
-        return Measured(seconds, usage.ru_maxrss * 1024, proc.returncode, out.read().decode(errors="replace"))
+        return Measured(seconds, usage.ru_maxrss * 1024, proc.returncode, out.read().decode(errors="replace"),
+                        usage.ru_utime + usage.ru_stime)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -17,6 +17,7 @@ from mlops_pipeline.profile import check_profile, io_manager
 from mlops_pipeline.resources import AlertResource, DatasetResource, MLflowResource, StorageResource
 from mlops_pipeline.resources.predictions import PredictionStoreResource
 from mlops_pipeline.resources.serving import ServingResource
+from mlops_pipeline.runtime import run_worker_executor
 from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG
 
 TRAINING_TAG = {"mlops/training": "true"}
@@ -88,6 +89,7 @@ def build_definitions() -> dg.Definitions:
             automation.alert_on_check_failure,
         ],
         resources=build_resources(),
+        executor=run_worker_executor,
     )
 
 

@@ -30,8 +30,10 @@ def run_loop(run_config: dict | None = None, raise_on_error: bool = False):
     import dagster as dg
 
     from mlops_pipeline.definitions import build_definitions
+    from mlops_pipeline.runtime import tune_collector
 
     ensure_dagster_home()
+    tune_collector()  # this process runs the job and ends, like a run worker
     job = build_definitions().resolve_job_def("mlops_loop")
     with dg.DagsterInstance.get() as instance:
         return job.execute_in_process(
