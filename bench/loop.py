@@ -155,15 +155,19 @@ def main() -> int:
             sizes[scale] = land_replicas(root / "data" / "landing" / "flights", scale)
             wait_quiet(args.no_wait)
             for rep in range(args.repeat):
+                # Every run starts from the landed files only (reset), except a run right after
+                # "init", which finds the stores that init created, empty.
                 steps = [("plain", "plain")]
                 if scale == args.scales[0] and rep == 0:
                     steps.append(("dagster", "Dagster, fresh stores"))
                     if args.worker:
                         steps += [("init", ""), ("worker", "Dagster run worker (job's executor)")]
                 steps += [("init", ""), ("dagster", "Dagster")]
+                previous = None
                 for mode, label in steps:
-                    if mode != "init":
+                    if previous != "init":
                         reset(root)
+                    previous = mode
                     cmd = ([str(BIN / "dagster"), "job", "execute", "-m", "mlops_pipeline.definitions",
                             "-j", "mlops_loop"] if mode == "worker"
                            else [sys.executable, __file__, "--child", mode, str(root)])
