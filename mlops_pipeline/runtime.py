@@ -1,4 +1,5 @@
-"""How a run of the loop executes: in one process, with a collector tuned for a batch job.
+"""How every run of the code location executes: in one process, with a collector tuned for a batch
+job.
 
 In-process, not Dagster's default multiprocess executor: the loop is a chain (each step needs the
 previous one), so one process per step buys no parallelism, and each step's process re-imported
@@ -12,7 +13,8 @@ has grown by a quarter: eleven times per run of the loop, 0.2-0.6 s each on a 2-
 (3-4 s of a 36 s run). Checking for a full collection every 100 young collections instead of 10
 leaves the young generations as they are and takes that to about 1 s; cyclic garbage that reaches
 the oldest generation is freed later, which a process that lives for one run does not notice
-(peak memory is measured by bench/loop.py).
+(peak memory is measured by bench/loop.py). A test process that calls `run_loop` keeps the
+setting for its remaining tests: full collections only come less often.
 """
 
 from __future__ import annotations
