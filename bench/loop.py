@@ -122,6 +122,18 @@ def reset(root: Path) -> None:
     (root / "dagster_home").mkdir()
 
 
+def plan(first: bool, worker: bool) -> list[tuple[str, str, bool]]:
+    """(mode, row label, reset first) per process of one repetition. Every run starts from the
+    landed files only, except a run right after "init", which finds the stores init created."""
+    steps = [("plain", "plain")]
+    if first:
+        steps.append(("dagster", "Dagster, fresh stores"))
+        if worker:
+            steps += [("init", ""), ("worker", "Dagster run worker (job's executor)")]
+    steps += [("init", ""), ("dagster", "Dagster")]
+    return [(mode, label, i == 0 or steps[i - 1][0] != "init") for i, (mode, label) in enumerate(steps)]
+
+
 def child(mode: str, root: Path) -> None:
     use_env(bench_env(root))
     started = time.perf_counter()
@@ -155,19 +167,9 @@ def main() -> int:
             sizes[scale] = land_replicas(root / "data" / "landing" / "flights", scale)
             wait_quiet(args.no_wait)
             for rep in range(args.repeat):
-                # Every run starts from the landed files only (reset), except a run right after
-                # "init", which finds the stores that init created, empty.
-                steps = [("plain", "plain")]
-                if scale == args.scales[0] and rep == 0:
-                    steps.append(("dagster", "Dagster, fresh stores"))
-                    if args.worker:
-                        steps += [("init", ""), ("worker", "Dagster run worker (job's executor)")]
-                steps += [("init", ""), ("dagster", "Dagster")]
-                previous = None
-                for mode, label in steps:
-                    if previous != "init":
+                for mode, label, fresh in plan(scale == args.scales[0] and rep == 0, args.worker):
+                    if fresh:
                         reset(root)
-                    previous = mode
                     cmd = ([str(BIN / "dagster"), "job", "execute", "-m", "mlops_pipeline.definitions",
                             "-j", "mlops_loop"] if mode == "worker"
                            else [sys.executable, __file__, "--child", mode, str(root)])

@@ -57,3 +57,16 @@ def test_loop_bench_resets_to_the_landed_files_only(tmp_path) -> None:
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["landing"]
     assert (tmp_path / "data" / "landing" / "flights" / "b.parquet").exists()
     assert list((tmp_path / "dagster_home").iterdir()) == []
+
+
+def test_loop_bench_measures_the_set_up_deployment_on_the_stores_init_created() -> None:
+    """Every run resets to the landed files, except the one after "init": it must find init's
+    (empty) stores, or the "Dagster" row measures creating them too."""
+    loop = importlib.import_module("loop")
+    steps = loop.plan(first=True, worker=True)
+    assert [m for m, _, _ in steps] == ["plain", "dagster", "init", "worker", "init", "dagster"]
+    for (mode, _, _), (_, label, fresh) in zip(steps, steps[1:], strict=False):
+        assert fresh == (mode != "init"), label
+    assert steps[0][2] and [s[1] for s in steps if s[1]][-1] == "Dagster"
+    later = loop.plan(first=False, worker=True)
+    assert [(m, fresh) for m, _, fresh in later] == [("plain", True), ("init", True), ("dagster", False)]
