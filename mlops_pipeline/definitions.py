@@ -17,7 +17,7 @@ from mlops_pipeline.profile import check_profile, io_manager
 from mlops_pipeline.resources import AlertResource, DatasetResource, MLflowResource, StorageResource
 from mlops_pipeline.resources.predictions import PredictionStoreResource
 from mlops_pipeline.resources.serving import ServingResource
-from mlops_pipeline.runtime import run_worker_executor
+from mlops_pipeline.runtime import RunCachedIOManager, run_worker_executor
 from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG
 
 TRAINING_TAG = {"mlops/training": "true"}
@@ -32,9 +32,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
     """Configuration by environment only: `MLOPS_PROFILE=production` plus the variables listed in
     `mlops_pipeline.profile` (and docs/production.md) move every resource off the local defaults."""
     check_profile()
-    io = io_manager()
     return {
-        **({"io_manager": io} if io is not None else {}),
+        # S3 in production, else Dagster's default (pickles under the instance's storage dir).
+        "io_manager": RunCachedIOManager(persistent=io_manager() or dg.FilesystemIOManager()),
         "dataset": DatasetResource(
             config_path=_env("MLOPS_DATASET_CONFIG", DEFAULT_DATASET_CONFIG)
         ),

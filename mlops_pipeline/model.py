@@ -53,6 +53,19 @@ class DatetimeParts(TransformerMixin, BaseEstimator):
 RUNTIME_PACKAGES = ("numpy", "pandas", "scipy")
 
 
+#: The types in a fitted pipeline that skops does not trust by default, trusted by name when the
+#: model is saved and loaded: HistGradientBoosting's trees (`TreePredictor`), the
+#: `partial(check_array, ...)` its preprocessor keeps when there are categorical features, and our
+#: `DatetimeParts`. A fixed list, not "whatever the dump contains" (which trusts anything a model
+#: happens to hold), so a pipeline that grows a new type fails at `log_model` naming that type.
+SKOPS_TRUSTED_TYPES = (
+    "functools.partial",
+    "mlops_pipeline.model.DatetimeParts",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.utils.validation.check_array",
+)
+
+
 def pip_requirements() -> list[str]:
     """The logged model's requirements, pinned to the versions installed here.
 

@@ -88,3 +88,20 @@ def test_pip_requirements_pin_the_installed_model_packages():
     assert pins == {
         name: metadata.version(name) for name in ("scikit-learn", "skops", "numpy", "pandas", "scipy")
     }
+
+
+@pytest.mark.parametrize("config", ["data/configs/flights.yaml", "data/configs/flights_regression.yaml"])
+def test_skops_trusts_exactly_the_listed_types(flights, config):
+    import skops.io
+
+    from mlops_pipeline.model import SKOPS_TRUSTED_TYPES
+
+    spec = load_spec(config)
+    X, y = xy(prepare(flights.head(3000), spec).frame, spec, "train")
+    model = build_pipeline(spec).set_params(model__max_iter=3).fit(X, y)
+    data = skops.io.dumps(model)
+    assert set(skops.io.get_untrusted_types(data=data)) <= set(SKOPS_TRUSTED_TYPES)
+    loaded = skops.io.loads(data, trusted=list(SKOPS_TRUSTED_TYPES))
+    np.testing.assert_array_equal(predict_scores(loaded, X, spec.task), predict_scores(model, X, spec.task))
+    with pytest.raises(skops.io.exceptions.UntrustedTypesFoundException, match="TreePredictor"):
+        skops.io.loads(data, trusted=[t for t in SKOPS_TRUSTED_TYPES if "TreePredictor" not in t])

@@ -1,14 +1,21 @@
-"""How runs execute: every job in one process, in a run worker whose collector is tuned."""
+"""How runs execute: every job in one process, in a run worker whose collector is tuned, with step
+outputs handed to later steps in memory and persisted as before."""
 
 from __future__ import annotations
 
 import gc
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from mlops_pipeline.definitions import build_definitions
-from mlops_pipeline.runtime import COLLECTOR_THRESHOLDS, run_worker_executor, tune_collector
+from mlops_pipeline.runtime import (
+    COLLECTOR_THRESHOLDS,
+    RunCachedIOManager,
+    run_worker_executor,
+    tune_collector,
+)
 
 
 @pytest.fixture
@@ -54,3 +61,90 @@ def test_a_run_through_the_executor_tunes_its_process_before_the_first_step(defa
     ):
         assert result.success
         assert result.output_for_node("report_collector") == (700, 10, COLLECTOR_THRESHOLDS[2])
+
+
+LOADED_FROM_DISK: list[str] = []
+
+
+class CountingIOManager(dg.ConfigurableIOManager):
+    """Dagster's filesystem pickles, recording which outputs are read back from them."""
+
+    base_dir: str
+
+    def _inner(self) -> dg.IOManager:
+        from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
+
+        return PickledObjectFilesystemIOManager(base_dir=self.base_dir)
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        self._inner().handle_output(context, obj)
+
+    def load_input(self, context: dg.InputContext):
+        LOADED_FROM_DISK.append(context.asset_key.to_user_string())
+        return self._inner().load_input(context)
+
+
+@dg.asset
+def frame() -> pd.DataFrame:
+    return pd.DataFrame({"x": [1, 2, 3]})
+
+
+@dg.asset
+def adds_a_column(frame: pd.DataFrame) -> list[str]:
+    frame["y"] = 0  # a careless step: must not leak into the next step's input
+    return list(frame.columns)
+
+
+@dg.asset(deps=[adds_a_column])
+def reads_it_after(frame: pd.DataFrame) -> list[str]:
+    return list(frame.columns)
+
+
+def _run_cached(tmp_path, selection, instance) -> tuple[dg.ExecuteInProcessResult, list[str]]:
+    LOADED_FROM_DISK.clear()
+    persistent = CountingIOManager(base_dir=str(tmp_path / "io"))
+    return dg.materialize(
+        [frame, adds_a_column, reads_it_after], selection=selection, instance=instance,
+        resources={"io_manager": RunCachedIOManager(persistent=persistent)},
+    ), list(LOADED_FROM_DISK)
+
+
+def test_a_run_hands_outputs_to_its_later_steps_in_memory_and_still_persists_them(tmp_path):
+    with dg.instance_for_test() as instance:
+        result, from_disk = _run_cached(tmp_path, None, instance)
+        assert result.success and from_disk == []  # nothing read back from disk
+        assert result.output_for_node("adds_a_column") == ["x", "y"]
+        assert result.output_for_node("reads_it_after") == ["x"]  # each step got its own frame
+        assert (tmp_path / "io" / "frame").exists()
+
+        # A later run (a re-execution, another process) reads the persisted value.
+        again, from_disk = _run_cached(tmp_path, ["reads_it_after"], instance)
+        assert again.success and from_disk == ["frame"]
+        assert again.output_for_node("reads_it_after") == ["x"]
+
+
+DAYS = dg.DailyPartitionsDefinition(start_date="2026-11-01", end_date="2026-11-05")
+
+
+@dg.asset(partitions_def=DAYS)
+def daily(context) -> str:
+    return context.partition_key
+
+
+@dg.asset(
+    partitions_def=DAYS,
+    ins={"daily": dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1))},
+)
+def two_days(daily: dict[str, str]) -> list[str]:
+    return sorted(daily.values())
+
+
+def test_an_input_over_other_partitions_reads_the_persistent_store(tmp_path):
+    io = RunCachedIOManager(persistent=dg.FilesystemIOManager(base_dir=str(tmp_path / "io")))
+    with dg.instance_for_test() as instance:
+        dg.materialize([daily], partition_key="2026-11-02", instance=instance,
+                       resources={"io_manager": io})
+        result = dg.materialize([daily, two_days], partition_key="2026-11-03", instance=instance,
+                                resources={"io_manager": io})
+        # The run made 11-03 itself; 11-02 comes from the store: the whole window, not the cached day.
+        assert result.output_for_node("two_days") == ["2026-11-02", "2026-11-03"]
