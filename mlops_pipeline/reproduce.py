@@ -174,10 +174,10 @@ def reproduce(
 ) -> Reproduction:
     import mlflow as mlflow_lib
 
-    from mlops_pipeline.assets.training import fit_and_score
     from mlops_pipeline.model import predict_scores
     from mlops_pipeline.preparation import prepare
     from mlops_pipeline.settings import DatasetSpec
+    from mlops_pipeline.training import fit_and_score
 
     mv = resolve_version(mlflow, name, ref)
     version = str(mv.version)

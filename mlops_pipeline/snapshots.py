@@ -42,23 +42,44 @@ def read_landing(pattern: str, fmt: str, storage: StorageResource | None = None)
     a missing feature fails the contract's checks by name, downstream, with nothing trained.
     `pattern` may be an `s3://` glob when `storage` (which holds the S3 client) is given.
     """
-    from mlops_pipeline.resources.storage import StorageError
+    store_down: tuple[type[Exception], ...] = ()
+    if storage is not None:  # plain files need no Dagster resource (nor its import)
+        from mlops_pipeline.resources.storage import StorageError
 
+        store_down = (StorageError,)
     files = _files(pattern, storage)
     if not files:
         raise LandingError(f"no landed batches match {pattern!r} (run `mlops-pipeline land`)")
     frames = []
     for f in files:
         try:
-            if storage is not None:
-                frames.append(storage.read_table(f, fmt))
-            else:
-                frames.append(pd.read_parquet(f) if fmt == "parquet" else pd.read_csv(f))
-        except StorageError:
+            frames.append(_read(f, fmt, storage))
+        except store_down:
             raise  # the store is down: say so, not "this file is bad"
         except Exception as exc:  # noqa: BLE001 - re-raised with the file name
             raise LandingError(f"cannot read landed batch {f}: {exc}") from exc
     return pd.concat(frames, ignore_index=True)
+
+
+def _read(f: str, fmt: str, storage: StorageResource | None, columns: list[str] | None = None):
+    if storage is not None:
+        return storage.read_table(f, fmt, columns)
+    return pd.read_parquet(f, columns=columns) if fmt == "parquet" else pd.read_csv(f, usecols=columns)
+
+
+def newest_batch(
+    pattern: str, fmt: str, time_column: str, storage: StorageResource | None = None
+) -> tuple[str, pd.DataFrame]:
+    """The landed batch with the latest timestamps: what production is seeing now."""
+    files = _files(pattern, storage)
+    if not files:
+        raise LandingError(f"no landed batches match {pattern!r}")
+
+    def newest(f: str):
+        return pd.to_datetime(_read(f, fmt, storage, [time_column])[time_column]).max()
+
+    latest = max(files, key=newest)
+    return latest.rsplit("/", 1)[-1], _read(latest, fmt, storage)
 
 
 def missing_columns_by_batch(

@@ -70,3 +70,23 @@ def test_loop_bench_measures_the_set_up_deployment_on_the_stores_init_created() 
     assert steps[0][2] and [s[1] for s in steps if s[1]][-1] == "Dagster"
     later = loop.plan(first=False, worker=True)
     assert [(m, fresh) for m, _, fresh in later] == [("plain", True), ("init", True), ("dagster", False)]
+
+
+@pytest.mark.slow
+def test_loop_bench_plain_baseline_runs_without_dagster_or_mlflow(tmp_path) -> None:
+    """The baseline is what a script without either framework does, model file included: it
+    raises if anything it calls imported Dagster or MLflow (so the comparison stays honest)."""
+    import json
+    import subprocess
+
+    loop = importlib.import_module("loop")
+    loop.land_replicas(tmp_path / "data" / "landing" / "flights", 0.03)
+    proc = subprocess.run([sys.executable, str(BENCH / "loop.py"), "--child", "plain", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_dir = tmp_path / "data" / "models" / "flights_delay" / "plain"
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "manifest.yaml", "metrics.json", "model.skops", "reference.parquet",
+    ]
+    assert (tmp_path / "data" / "reports" / "plain_drift.html").stat().st_size > 0
+    assert json.loads((tmp_path / "plain.json").read_text())["auc"] > 0.55

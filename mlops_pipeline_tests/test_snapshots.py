@@ -54,3 +54,14 @@ def test_landing_errors_name_the_problem(tmp_path, frame):
     (tmp_path / "b.parquet").write_bytes(b"not parquet")
     with pytest.raises(LandingError, match=r"cannot read landed batch .*b\.parquet"):
         read_landing(str(tmp_path / "*.parquet"), "parquet")
+
+
+def test_the_newest_batch_is_the_one_with_the_latest_timestamps_not_the_last_name(tmp_path, flights):
+    from mlops_pipeline.snapshots import newest_batch
+
+    flights[flights["month"] == 3].head(50).to_parquet(tmp_path / "a_march.parquet", index=False)
+    flights[flights["month"] == 1].head(50).to_parquet(tmp_path / "z_january.parquet", index=False)
+    name, batch = newest_batch(str(tmp_path / "*.parquet"), "parquet", "time_hour")
+    assert name == "a_march.parquet" and (batch["month"] == 3).all() and len(batch) == 50
+    with pytest.raises(LandingError, match="no landed batches match"):
+        newest_batch(str(tmp_path / "*.csv"), "csv", "time_hour")

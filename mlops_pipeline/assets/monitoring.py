@@ -36,9 +36,9 @@ def champion_reference(spec: DatasetSpec, storage: StorageResource, mlflow: MLfl
     """
     import mlflow as mlflow_lib
 
-    from mlops_pipeline.assets.training import drift_reference
     from mlops_pipeline.contract import load_contract, validate
     from mlops_pipeline.preparation import SPLIT_COLUMN, prepare
+    from mlops_pipeline.training import drift_reference
 
     champion = mlflow.version_by_alias(spec.name, CHAMPION)
     if champion is None:
@@ -158,23 +158,6 @@ def publish_drift(
     )
 
 
-def newest_batch(
-    storage: StorageResource, pattern: str, fmt: str, time_column: str
-) -> tuple[str, pd.DataFrame]:
-    """The landed batch with the latest timestamps: what production is seeing now."""
-    from mlops_pipeline.snapshots import LandingError
-
-    files = storage.list_uris(pattern)
-    if not files:
-        raise LandingError(f"no landed batches match {pattern!r}")
-
-    def newest(f: str):
-        return pd.to_datetime(storage.read_table(f, fmt, [time_column])[time_column]).max()
-
-    latest = max(files, key=newest)
-    return latest.rsplit("/", 1)[-1], storage.read_table(latest, fmt)
-
-
 @dg.asset(
     group_name="monitoring",
     kinds={"evidently", "mlflow"},
@@ -201,11 +184,12 @@ def drift_report(
     from mlops_pipeline.contract import load_contract, validate
     from mlops_pipeline.drift import PREDICTION_COLUMN
     from mlops_pipeline.model import predict_scores
+    from mlops_pipeline.snapshots import newest_batch
 
     spec = dataset.spec()
     reference = champion_reference(spec, storage, mlflow, with_model=True)
     batch_name, current = newest_batch(
-        storage, storage.landing_glob(spec), spec.source.format, spec.time_column
+        storage.landing_glob(spec), spec.source.format, spec.time_column, storage=storage
     )
     features = load_contract(spec).for_columns(spec.features.columns)
     current = validate(current[spec.features.columns], features)

@@ -4,13 +4,13 @@
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from mlops_pipeline.assets.dataset import SnapshotRef
 from mlops_pipeline.resources import DatasetResource, MLflowResource, StorageResource
+from mlops_pipeline.training import drift_reference, fit_and_score
 
 
 class TrainingConfig(dg.Config):
@@ -32,37 +32,6 @@ class TrainedModel:
     reference_uri: str = ""  # the drift reference: the train split scored by this model
 
 
-@dataclass(frozen=True)
-class Fitted:
-    model: Any
-    X_train: pd.DataFrame
-    X_hold: pd.DataFrame
-    y_hold: pd.Series
-    scores: Any  # holdout predictions (positive-class probability or value)
-    metrics: dict[str, float]
-
-
-def fit_and_score(df: pd.DataFrame, spec: Any, seed: int, shuffle_labels: bool = False) -> Fitted:
-    """The training step proper, shared by the asset and `mlops-pipeline reproduce`, so that a
-    reproduction runs exactly the code (contract coercion, seeding, label shuffling) that trained
-    the registered version instead of a look-alike."""
-    import numpy as np
-
-    from mlops_pipeline.contract import load_contract, validate
-    from mlops_pipeline.model import build_pipeline, compute_metrics, predict_scores
-    from mlops_pipeline.preparation import xy
-
-    features = load_contract(spec).for_columns(spec.features.columns)
-    X_train, y_train = xy(df, spec, "train")
-    X_hold, y_hold = xy(df, spec, "holdout")
-    X_train, X_hold = validate(X_train, features), validate(X_hold, features)
-    if shuffle_labels:
-        y_train = pd.Series(np.random.default_rng(seed).permutation(y_train.to_numpy()))
-    model = build_pipeline(spec, seed=seed).fit(X_train, y_train)
-    scores = predict_scores(model, X_hold, spec.task)
-    return Fitted(model, X_train, X_hold, y_hold, scores, compute_metrics(spec.task, y_hold, scores))
-
-
 def _log_model(model, X: pd.DataFrame, scores) -> str:
     """Log with skops (MLflow's safe default), trusting only the types our pipelines are made of."""
     import mlflow
@@ -79,19 +48,6 @@ def _log_model(model, X: pd.DataFrame, scores) -> str:
         pip_requirements=pip_requirements(),
     )
     return info.model_uri
-
-
-def drift_reference(model: Any, X_train: pd.DataFrame, task: str) -> pd.DataFrame:
-    """What drift is measured against once this model is champion: its contract-coerced training
-    features plus its own predictions on them. Built here, where the model and the split are in
-    memory, and stored once per run: monitoring then reads it instead of re-reading the snapshot,
-    re-preparing it and re-scoring it (every drift report and every production day did that)."""
-    from mlops_pipeline.drift import PREDICTION_COLUMN
-    from mlops_pipeline.model import predict_scores
-
-    reference = X_train.reset_index(drop=True)
-    reference[PREDICTION_COLUMN] = predict_scores(model, reference, task)
-    return reference
 
 
 @dg.asset(

@@ -107,9 +107,9 @@ def test_compare_predictions_measures_the_difference():
 
 def test_seed_matters_only_when_the_model_draws_random_numbers(flights, seeded_config):
     """What docs/ci.md claims: the committed spec trains the same model whatever the seed."""
-    from mlops_pipeline.assets.training import fit_and_score
     from mlops_pipeline.preparation import prepare
     from mlops_pipeline.snapshots import canonicalize
+    from mlops_pipeline.training import fit_and_score
 
     df = canonicalize(flights[flights["month"] == 1].sample(frac=0.1, random_state=0))
     for config, seed_matters in [(PROJECT_ROOT / "data/configs/flights.yaml", False), (seeded_config, True)]:
