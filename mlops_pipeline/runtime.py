@@ -84,10 +84,12 @@ class RunCachedIOManager(dg.ConfigurableIOManagerFactory):
     """Step outputs stored by `persistent` as before, and also kept in memory until the run ends,
     so the later steps of the same run read them back without unpickling.
 
-    Runs execute in one process, and the loop's feature frame is read by three steps (its checks,
-    training, registration): three unpickles of ~100 MB, plus an event per load, in every run.
-    Every output is still written, so re-executing a step from the UI, or a run in another
-    process, reads it from `persistent` exactly as before.
+    Runs execute in one process, and the loop's feature frame (72 MB pickled for the flights year)
+    is read by three steps (its checks, training, registration): three unpickles, and an event
+    each, in every run. Every output is still written, so re-executing a step from the UI, or a
+    run in another process, reads it from `persistent` exactly as before. The price: a value lives
+    until its run ends, not until its last reader is done (the loop's peak memory did not grow:
+    it is set by training, docs/benchmarks.md).
     """
 
     persistent: dg.ResourceDependency[dg.IOManager]
