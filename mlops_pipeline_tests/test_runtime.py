@@ -4,6 +4,8 @@ outputs handed to later steps in memory and persisted as before."""
 from __future__ import annotations
 
 import gc
+import pickle
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -67,21 +69,21 @@ LOADED_FROM_DISK: list[str] = []
 
 
 class CountingIOManager(dg.ConfigurableIOManager):
-    """Dagster's filesystem pickles, recording which outputs are read back from them."""
+    """Pickles under `base_dir`, recording which outputs are read back from them."""
 
     base_dir: str
 
-    def _inner(self) -> dg.IOManager:
-        from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
-
-        return PickledObjectFilesystemIOManager(base_dir=self.base_dir)
+    def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
+        return Path(self.base_dir, *context.get_asset_identifier())
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
-        self._inner().handle_output(context, obj)
+        path = self._path(context)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(obj))
 
     def load_input(self, context: dg.InputContext):
         LOADED_FROM_DISK.append(context.asset_key.to_user_string())
-        return self._inner().load_input(context)
+        return pickle.loads(self._path(context).read_bytes())
 
 
 @dg.asset
