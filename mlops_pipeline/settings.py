@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATASET_CONFIG = "data/configs/flights.yaml"
@@ -68,9 +69,28 @@ class FeatureSpec(_Strict):
         return [*self.categorical, *self.numerical, *self.datetime_parts]
 
 
+SPLIT_STRATEGIES = ("time", "random", "stratified", "group")
+
+
 class SplitSpec(_Strict):
+    """How rows are divided into train and holdout; see `mlops_pipeline.preparation`.
+
+    Every strategy is a function of row content, never of file or row order: the same snapshot
+    gives the same holdout however its batches were landed.
+    """
+
+    strategy: Literal["time", "random", "stratified", "group"] | None = Field(
+        default=None,
+        description="time (the most recent rows), random, stratified (per class) or group (all rows "
+        "of a group on one side). Default: time with a time column, else stratified for "
+        "classification and random for regression.",
+    )
     holdout_fraction: float = Field(
-        default=0.2, gt=0, lt=1, description="Share of the most recent rows (by time) held out."
+        default=0.2, gt=0, lt=1, description="Share of rows held out (0 < fraction < 1)."
+    )
+    seed: int = Field(default=0, description="Seeds the row hash of the non-time strategies.")
+    group_column: str | None = Field(
+        default=None, description="Column whose value keeps a group's rows together (strategy: group)."
     )
 
 
@@ -111,31 +131,81 @@ class DriftSpec(_Strict):
 
 class DatasetSpec(_Strict):
     name: str = Field(description="Also the registered model name in MLflow.")
-    task: Literal["classification", "regression"]
-    source: SourceSpec
-    target: TargetSpec
-    time_column: str
+    task: Literal["classification", "regression"] = Field(description="classification or regression")
+    source: SourceSpec = Field(description="Where batches land: `{path: landing/<name>/*.csv, format: csv}`")
+    target: TargetSpec = Field(description="The column the model learns: `{name: <column>}`")
+    time_column: str | None = Field(
+        default=None, description="Timestamp column: the `time` split and `time_range` use it."
+    )
     key_columns: list[str] = Field(default_factory=list)
-    features: FeatureSpec
+    features: FeatureSpec = Field(
+        description="The model's inputs: `{categorical: [...], numerical: [...]}`"
+    )
     contract: str = Field(description="Path of the committed data contract (YAML).")
     split: SplitSpec = SplitSpec()
     model: ModelSpec = ModelSpec()
-    gate: dict[str, MetricGate]
+    gate: dict[str, MetricGate] = Field(
+        description="Metric bounds a candidate must meet, e.g. `roc_auc: {floor: 0.6, tolerance: 0.01}`"
+    )
     checks: ChecksSpec = ChecksSpec()
     drift: DriftSpec = DriftSpec()
+
+    _config_file: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _features_exclude_target(self) -> DatasetSpec:
         leaked = {self.target.name, *self.target.drop_missing} & set(self.features.columns)
         if leaked:
-            raise ValueError(f"feature columns include the target or its source: {sorted(leaked)}")
+            raise ValueError(f"features: include the target or its source {sorted(leaked)} — "
+                             "remove them from the feature lists")
         return self
+
+    @model_validator(mode="after")
+    def _split_is_possible(self) -> DatasetSpec:
+        split = self.split
+        if split.strategy == "time" and not self.time_column:
+            raise ValueError(
+                "split.strategy: time needs `time_column` — set time_column, or choose "
+                "random, stratified or group"
+            )
+        if split.strategy == "stratified" and self.task != "classification":
+            raise ValueError("split.strategy: stratified needs task: classification — use random")
+        if split.strategy == "group" and not split.group_column:
+            raise ValueError(
+                "split.group_column: required with strategy: group — the column whose value keeps "
+                "a group's rows together (e.g. a customer id)"
+            )
+        if split.group_column and split.strategy != "group":
+            raise ValueError("split.group_column: only used with strategy: group — remove it or set "
+                             "split.strategy: group")
+        label = {self.target.name, *self.target.drop_missing}
+        if split.group_column in label:
+            raise ValueError(f"split.group_column: '{split.group_column}' is the target or its "
+                             "source — choose an id column")
+        return self
+
+    @property
+    def split_strategy(self) -> str:
+        """The configured strategy, or the default: time with a time column, else stratified for
+        classification and random for regression."""
+        if self.split.strategy:
+            return self.split.strategy
+        if self.time_column:
+            return "time"
+        return "stratified" if self.task == "classification" else "random"
+
+    @property
+    def config_file(self) -> Path | None:
+        """The YAML file this spec was loaded from (None when built in code or from a manifest)."""
+        return self._config_file
 
     @property
     def source_columns(self) -> list[str]:
         """Columns the contract guards at training time: features, time, keys and label sources."""
         label = self.target.drop_missing or ([] if self.target.expression else [self.target.name])
-        cols = [*self.features.columns, self.time_column, *self.key_columns, *label]
+        time = [self.time_column] if self.time_column else []
+        group = [self.split.group_column] if self.split.group_column else []
+        cols = [*self.features.columns, *time, *self.key_columns, *group, *label]
         return list(dict.fromkeys(cols))
 
     @property
@@ -160,13 +230,101 @@ class DatasetSpec(_Strict):
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def load_spec(path: str | Path | None = None) -> DatasetSpec:
-    """Load and validate a dataset spec; errors name the file and the bad field."""
-    p = resolve_path(path or os.environ.get("MLOPS_DATASET_CONFIG", DEFAULT_DATASET_CONFIG))
-    if not p.exists():
-        raise FileNotFoundError(f"dataset config not found: {p}")
-    raw = yaml.safe_load(p.read_text())
+class ConfigError(ValueError):
+    """An invalid dataset config: one line naming the file, the field and how to fix it."""
+
+
+def _shown(p: Path) -> str:
+    """A config path as the user typed it: relative to the working directory when under it."""
     try:
-        return DatasetSpec.model_validate(raw)
-    except ValueError as exc:
-        raise ValueError(f"invalid dataset config {p}: {exc}") from exc
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+def _field(loc: tuple) -> Any:
+    """The pydantic FieldInfo at `loc` (None when `loc` does not name a declared field)."""
+    owner = _owner(loc[:-1])
+    return owner.model_fields.get(loc[-1]) if owner is not None and loc else None
+
+
+def _owner(loc: tuple) -> type[BaseModel] | None:
+    model: Any = DatasetSpec
+    for part in loc:
+        info = model.model_fields.get(part) if isinstance(part, str) else None
+        inner = info.annotation if info is not None else None
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return None
+        model = inner
+    return model
+
+
+_UNION_TAG = re.compile(r"^(bool|int|float|str|none|list\[.*\]|dict\[.*\])$")
+
+
+def _untagged(error: Any) -> dict:
+    """A union's per-member errors (loc `...x.bool`, `...x.int`) become one 'wrong type' error."""
+    loc = tuple(error.get("loc", ()))
+    if loc and isinstance(loc[-1], str) and _UNION_TAG.match(loc[-1]) and _field(loc) is None:
+        return {"loc": loc[:-1], "type": "union", "input": error.get("input"),
+                "msg": "has the wrong type — use a number, string, true/false or null"}
+    return dict(error)
+
+
+def _describe(error: dict) -> str:
+    """One pydantic error as `field: problem — fix`."""
+    loc = tuple(error.get("loc", ()))
+    where = ""
+    for part in loc:
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+    kind, ctx = error.get("type", ""), error.get("ctx") or {}
+    if kind == "missing":
+        info = _field(loc)
+        hint = (info.description or "").split(";")[0].rstrip(".") if info is not None else ""
+        hint = hint[:1].lower() + hint[1:] if hint else "add it"
+        return f"{where}: required — {hint}"
+    if kind == "extra_forbidden":
+        owner = _owner(loc[:-1])
+        allowed = ", ".join(owner.model_fields) if owner is not None else ""
+        return f"{where}: unknown key — " + (f"allowed here: {allowed}" if allowed else "remove it")
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", "")).replace("'", "")
+        return f"{where}: {error.get('input')!r} is not allowed — use one of {expected}"
+    if kind == "value_error":
+        msg = str(ctx.get("error", error.get("msg", "")))
+        return f"{where}: {msg}" if where else msg
+    msg = str(error.get("msg", "invalid")).removeprefix("Input should").rstrip(".")
+    msg = f"should{msg}" if msg != error.get("msg") else msg
+    return f"{where}: {msg} (got {error.get('input')!r})"
+
+
+def load_spec(path: str | Path | None = None) -> DatasetSpec:
+    """Load and validate a dataset spec.
+
+    A missing file raises FileNotFoundError; anything else wrong raises ConfigError with one line,
+    `<file>: <field>: <problem> — <fix>`, so the CLI can print it before landing or launching
+    anything. The spec remembers its file (`config_file`), which the run manifest hashes.
+    """
+    p = resolve_path(path or os.environ.get("MLOPS_DATASET_CONFIG", DEFAULT_DATASET_CONFIG))
+    shown = _shown(p)
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"{shown}: dataset config not found — pass --config PATH or set MLOPS_DATASET_CONFIG"
+        )
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f"line {where.line + 1}: " if where is not None else ""
+        raise ConfigError(f"{shown}: {line}not valid YAML — {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{shown}: expected a mapping of keys (name, task, source, target, ...), "
+                          f"got {type(raw).__name__}")
+    try:
+        spec = DatasetSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = list(dict.fromkeys(_describe(_untagged(e)) for e in exc.errors()))
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ConfigError(f"{shown}: " + "; ".join(problems[:3]) + more) from None
+    spec._config_file = p.resolve()
+    return spec
