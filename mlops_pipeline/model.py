@@ -10,6 +10,7 @@ the code location stays fast.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -120,35 +121,187 @@ def build_pipeline(spec: DatasetSpec, seed: int | None = None) -> Pipeline:
     return Pipeline([("features", columns), ("model", estimator)])
 
 
+#: Attribute of a fitted classification pipeline naming its positive class (set by
+#: `set_positive_class`, saved with the model): what binary metrics and the served `probability`
+#: refer to. A model without it (trained before it existed) has classes [0, 1] and positive 1.
+POSITIVE_ATTR = "positive_class_"
+
+
+def _raw(model: Any) -> Any:
+    """The sklearn estimator behind an MLflow pyfunc, or the model itself."""
+    return model.get_raw_model() if hasattr(model, "get_raw_model") else model
+
+
+def model_classes(model: Any) -> np.ndarray:
+    """The classes of a fitted classifier in `predict_proba`'s column order (`classes_`)."""
+    return np.asarray(_raw(model).classes_)
+
+
+def to_python(value: Any) -> Any:
+    """A numpy scalar as the plain Python value (str, int, bool, float) it stands for."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """The one home for "which classes, and which is positive" of a fitted classifier.
+
+    `labels` are `classes_` as plain Python values, in probability-column order; `positive` is the
+    positive class's column for a binary model, None for multi-class."""
+
+    labels: tuple
+    positive: int | None
+
+    @property
+    def binary(self) -> bool:
+        return len(self.labels) == 2
+
+    @property
+    def positive_label(self) -> Any:
+        return None if self.positive is None else self.labels[self.positive]
+
+
+def class_info(model: Any) -> ClassInfo:
+    """Classes and positive class of a fitted classifier (sklearn pipeline or MLflow sklearn flavor)."""
+    raw = _raw(model)
+    labels = tuple(to_python(c) for c in np.asarray(raw.classes_))
+    if len(labels) != 2:
+        return ClassInfo(labels, None)
+    positive = getattr(raw, POSITIVE_ATTR, labels[1])
+    matches = [i for i, c in enumerate(labels) if c == positive]
+    return ClassInfo(labels, matches[0] if matches else 1)
+
+
+def default_positive(y_train: pd.Series | np.ndarray, spec: DatasetSpec) -> Any:
+    """The positive class of a binary target: `target.positive` when set; for a derived target
+    (an `expression`, 0/1) the class 1, i.e. the expression holding; otherwise the minority class of
+    the training split, ties going to the last class in sorted order."""
+    if spec.target.positive is not None:
+        return spec.target.positive
+    if spec.target.expression:
+        return 1
+    counts = pd.Series(np.asarray(y_train)).value_counts()
+    counts = counts.sort_index(kind="stable")
+    least = counts[counts == counts.min()]
+    return to_python(least.index[-1])
+
+
+def set_positive_class(model: Any, y_train: pd.Series | np.ndarray, spec: DatasetSpec) -> ClassInfo:
+    """Record the positive class on a fitted binary classifier (saved with it) and check the task.
+
+    Raises ValueError naming the fix when the configured positive class is not a class of the
+    training data, or a gate metric needs a binary target and this one has more classes."""
+    from mlops_pipeline.gate import metric_task_problem
+
+    labels = tuple(to_python(c) for c in model_classes(model))
+    if len(labels) < 2:
+        raise ValueError(f"target '{spec.target.name}' has one class in the training split: {labels}")
+    for metric in spec.gate:
+        problem = metric_task_problem(metric, spec.task, len(labels))
+        if problem:
+            raise ValueError(problem)
+    if len(labels) == 2:
+        positive = default_positive(y_train, spec)
+        if positive not in labels:
+            raise ValueError(f"target.positive {positive!r} is not a class of '{spec.target.name}' "
+                             f"(classes: {list(labels)})")
+        setattr(_raw(model), POSITIVE_ATTR, positive)
+    elif spec.target.positive is not None and spec.target.positive not in labels:
+        raise ValueError(f"target.positive {spec.target.positive!r} is not a class of "
+                         f"'{spec.target.name}' (classes: {list(labels)})")
+    return class_info(model)
+
+
 def predict_scores(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
-    """Positive-class probability for classification, the value for regression.
+    """Positive-class probability (1-D) for a binary classifier, the (n, k) probability matrix in
+    `classes_` order for a multi-class one, the value for regression.
 
     Works for a fitted sklearn Pipeline and for an MLflow pyfunc wrapping one, so the gate scores
     the registered champion exactly as serving will.
     """
     if task == "classification":
-        if hasattr(model, "predict_proba"):
-            return np.asarray(model.predict_proba(X))[:, 1]
-        raw = model.get_raw_model() if hasattr(model, "get_raw_model") else model
-        return np.asarray(raw.predict_proba(X))[:, 1]
+        raw = model if hasattr(model, "predict_proba") else _raw(model)
+        proba = np.asarray(raw.predict_proba(X))
+        if proba.shape[1] == 2:
+            return proba[:, class_info(raw).positive]
+        return proba
     return np.asarray(model.predict(X), dtype="float64")
 
 
-def compute_metrics(task: str, y_true: pd.Series | np.ndarray, scores: np.ndarray) -> dict[str, float]:
+def drift_scores(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
+    """The one prediction column drift watches: the numeric score for binary and regression, the
+    predicted class (a category) for multi-class."""
+    scores = predict_scores(model, X, task)
+    if scores.ndim == 2:
+        return np.asarray(class_info(model).labels, dtype=object)[scores.argmax(axis=1)]
+    return scores
+
+
+def compute_metrics(task: str, y_true: pd.Series | np.ndarray, scores: np.ndarray,
+                    classes: ClassInfo | None = None) -> dict[str, float]:
+    """Holdout metrics. Binary (1-D scores, the positive class's probability): roc_auc, log_loss,
+    brier, f1, macro_f1, accuracy. Multi-class ((n, k) scores in `classes` order): log_loss,
+    macro_f1, accuracy and one-vs-rest macro roc_auc. Regression: mae, rmse, r2.
+
+    `classes` defaults to [0, 1] with positive 1 (a derived 0/1 target)."""
     from sklearn import metrics as m
 
     y = np.asarray(y_true)
-    if task == "classification":
+    if task != "classification":
+        return {
+            "mae": float(m.mean_absolute_error(y, scores)),
+            "rmse": float(np.sqrt(m.mean_squared_error(y, scores))),
+            "r2": float(m.r2_score(y, scores)),
+        }
+    scores = np.asarray(scores, dtype="float64")
+    if classes is None:
+        classes = ClassInfo((0, 1), 1)
         y = y.astype(int)
+    y = _align(y, classes.labels)
+    if scores.ndim == 1:
+        pidx = 1 if classes.positive is None else classes.positive
+        codes = _codes(y, classes.labels)
+        pos = (codes == pidx).astype(int)
+        hard = np.where(scores >= 0.5, pidx, 1 - pidx)
         clipped = np.clip(scores, 1e-7, 1 - 1e-7)
         return {
-            "roc_auc": float(m.roc_auc_score(y, scores)) if len(np.unique(y)) > 1 else float("nan"),
-            "log_loss": float(m.log_loss(y, clipped, labels=[0, 1])),
-            "brier": float(m.brier_score_loss(y, scores)),
-            "f1": float(m.f1_score(y, (scores >= 0.5).astype(int), zero_division=0)),
+            "roc_auc": float(m.roc_auc_score(pos, scores)) if len(np.unique(pos)) > 1 else float("nan"),
+            "log_loss": float(m.log_loss(pos, clipped, labels=[0, 1])),
+            "brier": float(m.brier_score_loss(pos, scores)),
+            "f1": float(m.f1_score(pos, (scores >= 0.5).astype(int), zero_division=0)),
+            "macro_f1": float(m.f1_score(codes, hard, average="macro", labels=[0, 1], zero_division=0)),
+            "accuracy": float(np.mean(pos == (scores >= 0.5))),
         }
+    codes = _codes(y, classes.labels)
+    k = len(classes.labels)
+    known = codes >= 0
+    clipped = np.clip(scores, 1e-7, 1.0)
+    clipped = clipped / clipped.sum(axis=1, keepdims=True)
+    hard = scores.argmax(axis=1)
+    present = np.unique(codes[known])
+    try:
+        auc = float(m.roc_auc_score(codes[known], scores[known], multi_class="ovr", average="macro",
+                                    labels=list(range(k)))) if len(present) == k else float("nan")
+    except ValueError:
+        auc = float("nan")
     return {
-        "mae": float(m.mean_absolute_error(y, scores)),
-        "rmse": float(np.sqrt(m.mean_squared_error(y, scores))),
-        "r2": float(m.r2_score(y, scores)),
+        "log_loss": float(m.log_loss(codes[known], clipped[known], labels=list(range(k))))
+        if known.any() else float("nan"),
+        "macro_f1": float(m.f1_score(codes, hard, average="macro", labels=list(range(k)),
+                                     zero_division=0)),
+        "accuracy": float(np.mean(codes == hard)),
+        "roc_auc": auc,
     }
+
+
+def _align(y: np.ndarray, labels: tuple) -> np.ndarray:
+    """Labels as the classes' own type where they only differ in representation (3.0 for 3)."""
+    if y.dtype.kind == "f" and all(isinstance(c, int | np.integer) and not isinstance(c, bool)
+                                   for c in labels):
+        return y.astype("int64")
+    return y
+
+
+def _codes(y: np.ndarray, labels: tuple) -> np.ndarray:
+    """Each label's column in `labels` (-1 for a class the model does not know)."""
+    return pd.Index(list(labels)).get_indexer(pd.Index(y)).astype(np.int64)

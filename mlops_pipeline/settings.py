@@ -53,6 +53,13 @@ class TargetSpec(_Strict):
         default_factory=list,
         description="Source columns whose nulls mean 'no label' (rows are dropped, and counted).",
     )
+    positive: str | bool | int | float | None = Field(
+        default=None,
+        description="Classification: the positive class that binary metrics (roc_auc, f1, brier) "
+        "and the served `probability` refer to, written as in the data (e.g. `bad`). When absent: "
+        "1 for a derived target (`expression`); otherwise the minority class of the training split, "
+        "a tie going to the last class in sorted order.",
+    )
 
 
 class FeatureSpec(_Strict):
@@ -158,6 +165,18 @@ class DatasetSpec(_Strict):
         if leaked:
             raise ValueError(f"features: include the target or its source {sorted(leaked)} — "
                              "remove them from the feature lists")
+        return self
+
+    @model_validator(mode="after")
+    def _gate_metrics_fit_the_task(self) -> DatasetSpec:
+        from mlops_pipeline.gate import metric_task_problem
+
+        for metric in self.gate:
+            problem = metric_task_problem(metric, self.task)
+            if problem:
+                raise ValueError(problem)
+        if self.target.positive is not None and self.task != "classification":
+            raise ValueError("target.positive: only for task: classification — remove it")
         return self
 
     @model_validator(mode="after")
