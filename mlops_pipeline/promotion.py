@@ -65,8 +65,10 @@ def promote_version(
     version: str,
     force: bool = False,
     actor: str | None = None,
+    reason: str = "",
 ) -> tuple[GateReport | None, list[AliasMove]]:
-    """Gate, then move `champion`; `force` skips a failing verdict but records that it did.
+    """Gate, then move `champion`; `force` skips a failing verdict but records that it did (on
+    the version's tags and in the alias history, whose reason is the verdict plus `reason`).
 
     Returns (the gate report, or None when the gate could not run and force was given; the moves).
     Raises `PromotionRefused` when the gate fails without force.
@@ -84,7 +86,9 @@ def promote_version(
         report = None
     if report is not None and not report.passed and not force:
         raise PromotionRefused(report)
-    moves = mlflow.promote(name, str(version))
+    forced = force and (report is None or not report.passed)
+    why = gate_reason(None if report is None else report.result, forced)
+    moves = mlflow.promote(name, str(version), actor=who, reason=f"{why}; {reason}" if reason else why)
     client.set_model_version_tag(name, str(version), "promoted_by", who)
     if force and (report is None or not report.passed):
         client.set_model_version_tag(name, str(version), "promotion.forced", "true")
@@ -92,6 +96,19 @@ def promote_version(
         client.set_model_version_tag(name, str(version), "promotion.forced_reasons", reasons[:4000])
         client.set_model_version_tag(name, str(version), "promotion.forced_by", who)
     return report, moves
+
+
+def gate_reason(result: GateResult | None, forced: bool = False) -> str:
+    """The gate's verdict in one line, as the alias history records why a champion moved."""
+    if result is None:
+        return "FORCED: the gate could not run"
+    if forced:
+        return "FORCED past a failed gate: " + "; ".join(result.failures())
+    vs = f" vs champion v{result.champion_version}" if result.champion_version else ""
+    scores = ", ".join(
+        f"{v.metric}={v.candidate:.4f}" + ("" if v.champion is None else f" ({v.champion:.4f})")
+        for v in result.verdicts)
+    return f"gate passed{vs}: {scores}"
 
 
 class PromotionRefused(RuntimeError):

@@ -210,7 +210,10 @@ def champion_model(
             f"champion moved from v{model_version.champion_version} to v{current_version} after "
             f"v{model_version.version} was gated; rerun so it is compared with the new champion"
         )
-    moves = mlflow.promote(model_version.name, model_version.version)
+    from mlops_pipeline.promotion import gate_reason
+
+    moves = mlflow.promote(model_version.name, model_version.version,
+                           actor=f"dagster:{context.run_id}", reason=gate_reason(verdict))
     mlflow.client().set_model_version_tag(
         model_version.name, model_version.version, "promoted_by", f"dagster:{context.run_id}"
     )

@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "mlops_pipeline.cli.loop",
     "mlops_pipeline.cli.ci",
     "mlops_pipeline.cli.deploy",
+    "mlops_pipeline.cli.history",
     "mlops_pipeline.cli.simulate",
 ]
 

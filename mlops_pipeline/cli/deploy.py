@@ -61,11 +61,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cli_actor() -> str:
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
 def _print_moves(moves) -> None:
     if not moves:
         print("nothing moved")
     for move in moves:
         print(f"moved {move}")
+        _warn_unrecorded(str(move), move.history_error)
+
+
+def _warn_unrecorded(move: str, error: str | None) -> None:
+    if error:
+        print(f"WARNING: {move} is NOT in the alias history ({error}); the registry did move",
+              file=sys.stderr)
 
 
 def _find_server(name: str, explicit: str | None) -> str | None:
@@ -138,7 +151,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
     spec = load_spec()
     mlflow = _registry()
     try:
-        report, moves = promote_version(mlflow, _storage(), spec, args.version, force=args.force)
+        report, moves = promote_version(mlflow, _storage(), spec, args.version, force=args.force,
+                                        actor=_cli_actor(), reason=args.reason or "")
     except PromotionRefused as exc:
         _print_gate(exc.report)
         print(f"refused: v{args.version} did not pass the gate ({exc}); --force overrides it "
@@ -170,13 +184,13 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     token = os.environ.get("MLOPS_SERVE_TOKEN", "")
     url = _find_server(spec.name, args.server_url) if token else None
     if url is not None:
-        done = _rollback_through(url, spec.name, token, args.timeout)
+        done = _rollback_through(url, spec.name, token, args.timeout, args.reason or "")
         if done is not None:
             return done
     return _rollback_here(spec.name, args)
 
 
-def _rollback_through(url: str, name: str, token: str, timeout: float) -> int | None:
+def _rollback_through(url: str, name: str, token: str, timeout: float, reason: str = "") -> int | None:
     """Ask the running server to move the aliases and reload (`POST /admin/rollback`): it has MLflow
     loaded already, so this costs an HTTP client instead of MLflow's imports and store set-up.
     None when the server cannot do it for us (another registry or model, an older server, not
@@ -187,7 +201,8 @@ def _rollback_through(url: str, name: str, token: str, timeout: float) -> int | 
 
     started = time.perf_counter()
     body = {"model_name": name,
-            "registry": registry_fingerprint(os.environ.get("MLFLOW_TRACKING_URI", ""), token)}
+            "registry": registry_fingerprint(os.environ.get("MLFLOW_TRACKING_URI", ""), token),
+            "actor": _cli_actor(), "reason": reason}
     try:
         r = httpx.post(f"{url.rstrip('/')}/admin/rollback", json=body, timeout=timeout,
                        headers={"Authorization": f"Bearer {token}"})
@@ -205,6 +220,7 @@ def _rollback_through(url: str, name: str, token: str, timeout: float) -> int | 
     for move in payload["moves"]:
         src = f"v{move['from_version']}" if move["from_version"] else "(none)"
         print(f"moved {move['model']}@{move['alias']}: {src} -> v{move['to_version']}")
+        _warn_unrecorded(f"{move['model']}@{move['alias']}", move.get("history_error"))
     new = next(str(m["to_version"]) for m in payload["moves"] if m["alias"] == CHAMPION)
     if not _serves(payload, new):
         return _report_server(name, new, argparse.Namespace(server_url=url, timeout=timeout))
@@ -219,7 +235,7 @@ def _rollback_here(name: str, args: argparse.Namespace) -> int:
 
     registry = Registry(client_for(os.environ.get("MLFLOW_TRACKING_URI", "")))
     try:
-        moves = registry.rollback(name)
+        moves = registry.rollback(name, actor=_cli_actor(), reason=args.reason or "")
     except RegistryError as exc:
         print(f"cannot roll back: {exc}", file=sys.stderr)
         return 1
@@ -254,10 +270,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                          help="promote even if the gate fails (recorded as a tag on the version)")
     promote.add_argument("--server-url", help="a running server to wait for (default: found)")
     promote.add_argument("--timeout", type=float, default=60.0)
+    promote.add_argument("--reason", help="why, recorded in the alias history with the gate verdict")
     promote.set_defaults(func=cmd_promote)
 
     rollback = sub.add_parser("rollback", help="champion back to previous-champion in one step")
     rollback.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
     rollback.add_argument("--server-url", help="a running server to wait for (default: found)")
     rollback.add_argument("--timeout", type=float, default=60.0)
+    rollback.add_argument("--reason", help="why, recorded in the alias history")
     rollback.set_defaults(func=cmd_rollback)

@@ -47,6 +47,8 @@ class MLflowResource(dg.ConfigurableResource):
     experiment_name: str = "mlops_pipeline"
     artifact_location: str = ""
     ui_url: str = ""
+    #: Database of the alias history (empty: the prediction store's, `MLOPS_PREDICTIONS_URL`).
+    history_url: str = ""
 
     _client: Any = PrivateAttr(default=None)
 
@@ -112,19 +114,26 @@ class MLflowResource(dg.ConfigurableResource):
         return f"{self.ui_url.rstrip('/')}/#/models/{name}/versions/{version}"
 
     # ---- registry (the moves themselves live in mlops_pipeline.registry) ----------------------
+    # Every move takes `actor` (who) and `reason` (why), recorded in the alias history.
     def registry(self) -> Registry:
-        return Registry(self.client())
+        return Registry(self.client(), history_url=self.history_url or None)
 
     def version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
         return self.registry().version_by_alias(name, alias)
 
-    def set_alias(self, name: str, alias: str, version: str) -> AliasMove:
-        return self.registry().set_alias(name, alias, version)
+    def set_alias(self, name: str, alias: str, version: str, actor: str | None = None,
+                  reason: str = "") -> AliasMove:
+        return self.registry().set_alias(name, alias, version, actor, reason)
 
-    def promote(self, name: str, version: str) -> list[AliasMove]:
+    def remove_alias(self, name: str, alias: str, actor: str | None = None,
+                     reason: str = "") -> AliasMove | None:
+        return self.registry().remove_alias(name, alias, actor, reason)
+
+    def promote(self, name: str, version: str, actor: str | None = None,
+                reason: str = "") -> list[AliasMove]:
         """Make `version` champion; the old champion becomes `previous-champion` (one-step undo)."""
-        return self.registry().promote(name, version)
+        return self.registry().promote(name, version, actor, reason)
 
-    def rollback(self, name: str) -> list[AliasMove]:
+    def rollback(self, name: str, actor: str | None = None, reason: str = "") -> list[AliasMove]:
         """Swap champion and previous-champion: the last promotion undone in one step."""
-        return self.registry().rollback(name)
+        return self.registry().rollback(name, actor, reason)

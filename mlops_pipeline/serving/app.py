@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import gc
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -45,15 +46,30 @@ from mlops_pipeline.contract import load_contract
 from mlops_pipeline.resources.predictions import PredictionBatch, PredictionStore, new_batch_id, request_ids
 from mlops_pipeline.serving.batching import MicroBatcher
 from mlops_pipeline.serving.capture import CaptureWriter
-from mlops_pipeline.serving.inputs import FieldError, RecordChecker, RequestError, loads, validate_batch
+from mlops_pipeline.serving.inputs import (
+    FieldError,
+    RecordChecker,
+    RequestError,
+    finite_object,
+    loads,
+    validate_batch,
+)
 from mlops_pipeline.serving.loader import LoadedModel, ModelWatcher
 from mlops_pipeline.serving.metrics import ServingMetrics
-from mlops_pipeline.serving.settings import ServeSettings, state_path
+from mlops_pipeline.serving.settings import (
+    RedactingFormatter,
+    ServeSettings,
+    check_exposure,
+    redact,
+    secrets_of,
+    state_path,
+)
 from mlops_pipeline.serving.workers import (
     GROUP_ENV,
     METRICS_ENV,
     SETTINGS_ENV,
     WorkerGroup,
+    check_port_free,
     create_group_dir,
     supervise,
     write_json,
@@ -135,6 +151,8 @@ class Server:
         self.settings = settings
         self.spec = spec
         self.model_name = settings.model_name or spec.name
+        # Never shown: the registry's password, the store's, the admin token (see `redact`).
+        self.secrets = secrets_of(settings, getattr(registry, "tracking_uri", "") or "")
         schema = load_contract(spec).for_columns(spec.features.columns)
         self.checker = RecordChecker(schema, spec.features.columns, keep=spec.key_columns)
         self.metrics = ServingMetrics()
@@ -157,6 +175,10 @@ class Server:
         self._shadow_pending = 0
         self._shadow_lock = threading.Lock()
         self._large: asyncio.Semaphore | None = None
+        # The last input each model version scored (or its warm-up example): a request the model
+        # fails on alone is blamed only if the model still scores this (see `_failure`).
+        self._good: dict[str, pd.DataFrame] = {}
+        self._example: pd.DataFrame | None = None
         self.started = time.time()
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -180,7 +202,8 @@ class Server:
     def _prepare_example(self, df: pd.DataFrame) -> pd.DataFrame:
         from mlops_pipeline.contract import validate
 
-        return validate(df[self.checker.columns], self.checker.schema)
+        self._example = validate(df[self.checker.columns], self.checker.schema)
+        return self._example
 
     def _on_commit(self, rows: int, seconds: float) -> None:
         self.metrics.commit_rows.observe(rows)
@@ -207,6 +230,39 @@ class Server:
 
     # ---- the scoring thread ------------------------------------------------------------------
     def _process(self, jobs: list[PredictJob]) -> list[PredictResult | Exception]:
+        """One result per job. A micro-batch that raises anywhere (validation, the model) is split
+        in halves and each half processed again, so only the request that causes a failure fails:
+        one poisoned request among n costs ~2 log2(n) extra calls, and every other request of its
+        batch is answered (and captured) as if it had come alone."""
+        try:
+            return self._process_batch(jobs)
+        except Exception as exc:
+            if len(jobs) > 1:
+                mid = len(jobs) // 2
+                return self._process(jobs[:mid]) + self._process(jobs[mid:])
+            return [self._failure(jobs[0], exc)]
+
+    def _failure(self, job: PredictJob, exc: Exception) -> RequestError:
+        """The answer to one request whose processing raised on its own. The model failing on it
+        while it still scores a request it scored before means the request's values are the cause:
+        422, naming the fields whose values the model cannot take. A model that fails on known-good
+        input too is broken: 500."""
+        if not isinstance(exc, ScoringError):
+            log.warning("request refused, processing it raised %s: %s", type(exc).__name__, exc)
+            return RequestError(422, f"request could not be checked against the contract: "
+                                f"{type(exc).__name__}", [FieldError(None, None, str(exc)[:300])])
+        cause = exc.__cause__ or exc
+        reference = self._good.get(exc.model.version, self._example)
+        if reference is None or not _scores(exc.model, reference):
+            log.error("model v%s failed to score", exc.model.version, exc_info=cause)
+            return RequestError(500, f"model failed: {type(cause).__name__}", kind="model")
+        fields = _blame(exc.model, exc.X, reference)
+        log.warning("model v%s cannot score a request (%s: %s); fields %s", exc.model.version,
+                    type(cause).__name__, cause, [f.field for f in fields])
+        return RequestError(422, f"the model cannot score this request: {type(cause).__name__}",
+                            fields or [FieldError(None, None, str(cause)[:300])], kind="model_input")
+
+    def _process_batch(self, jobs: list[PredictJob]) -> list[PredictResult | Exception]:
         champion, challenger = self.watcher.champion, self.watcher.challenger
         if champion is None:
             return [RequestError(503, "no model loaded yet", kind="not_ready") for _ in jobs]
@@ -228,6 +284,7 @@ class Server:
         for i in spans:
             if results[i] is None:
                 groups[CANARY if job_route(jobs[i], use_canary) else CHAMPION].append(i)
+        shadows = []
         for role, members in groups.items():
             if not members:
                 continue
@@ -238,10 +295,8 @@ class Server:
             try:
                 pred, proba = model.score(Xg)
             except Exception as exc:
-                log.exception("model v%s failed to score", model.version)
-                for i in members:
-                    results[i] = RequestError(500, f"model failed: {type(exc).__name__}", kind="model")
-                continue
+                raise ScoringError(model, Xg) from exc
+            self._good[model.version] = Xg  # known-good input: see `_failure`
             scored = time.perf_counter()
             self.metrics.batch_rows.labels(role).observe(len(rows))
             start = 0
@@ -251,7 +306,9 @@ class Server:
                                            None if proba is None else proba[start:start + n], scored)
                 start += n
             if role == CHAMPION and self.settings.shadow and challenger is not None:
-                self._shadow(challenger, Xg, [jobs[i] for i in members])
+                shadows.append((Xg, [jobs[i] for i in members]))
+        for Xg, members in shadows:  # only once the whole batch scored: a retried half never
+            self._shadow(challenger, Xg, members)  # shadows twice
         return results
 
     def _unseen(self, X: pd.DataFrame, jobs: list[PredictJob], spans: dict[int, tuple[int, int]],
@@ -347,7 +404,8 @@ class Server:
                                    kind="forbidden")
             return
         header = request.headers.get("authorization", "")
-        if header != f"Bearer {token}":
+        if not hmac.compare_digest(header.encode("utf-8", "surrogateescape"),
+                                   f"Bearer {token}".encode("utf-8", "surrogateescape")):
             raise RequestError(401, "missing or wrong bearer token", kind="unauthorized")
 
     async def read_body(self, request: Request) -> bytes:
@@ -375,7 +433,20 @@ class Server:
         if not isinstance(payload, dict):
             raise RequestError(422, "body must be an object",
                                [FieldError(None, None, f"expected {expected}")])
+        if errors := finite_object(payload):
+            raise RequestError(422, "body has numbers JSON cannot hold", errors)
         return payload
+
+    def error_response(self, exc: RequestError) -> Response:
+        """The one place a refused request becomes a response: counted by kind (every 5xx too)."""
+        self.metrics.errors.labels(exc.kind).inc()
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    def unexpected(self, exc: Exception) -> Response:
+        """A failure nothing anticipated: logged with its traceback, counted, a JSON 500."""
+        log.error("unhandled %s", type(exc).__name__, exc_info=exc)
+        return self.error_response(RequestError(500, f"internal error: {type(exc).__name__}",
+                                                kind="internal"))
 
     # ---- endpoints ---------------------------------------------------------------------------
     async def predict(self, request: Request) -> Response:
@@ -404,8 +475,7 @@ class Server:
             return Response(predictions_body(head, request_ids(batch_id, len(job.records)), result.prediction,
                                              result.probability), media_type="application/json")
         except RequestError as exc:
-            self.metrics.errors.labels(exc.kind).inc()
-            return JSONResponse(exc.body(), status_code=exc.status)
+            return self.error_response(exc)
         finally:
             self.metrics.latency.labels("predict").observe(time.perf_counter() - received)
 
@@ -445,8 +515,7 @@ class Server:
         try:
             self.check_token(request, required=True)
         except RequestError as exc:
-            self.metrics.errors.labels(exc.kind).inc()
-            return JSONResponse(exc.body(), status_code=exc.status)
+            return self.error_response(exc)
         return JSONResponse({"polled": await self._reload_everywhere(), **self.health_body()})
 
     async def _reload_everywhere(self) -> bool:
@@ -466,8 +535,11 @@ class Server:
 
         Only for the model this server serves, and only if the CLI talks to the same registry
         (`registry_fingerprint`, keyed by the admin token): otherwise 409 `mismatch`, and the CLI
-        moves the aliases itself."""
-        from mlops_pipeline.registry import RegistryError, registry_fingerprint
+        moves the aliases itself.
+
+        The moves are recorded in the alias history of this server's prediction store, as made by
+        this server on behalf of the caller (the `actor` and `reason` it sends)."""
+        from mlops_pipeline.registry import Registry, RegistryError, registry_fingerprint
 
         try:
             self.check_token(request, required=True)
@@ -478,9 +550,14 @@ class Server:
             uri = getattr(self.watcher.registry, "resolved_tracking_uri", "")
             if not uri or payload.get("registry") != registry_fingerprint(uri, self.settings.token):
                 raise RequestError(409, "this server follows another registry", kind="mismatch")
+            caller = str(payload.get("actor") or "")[:200]
+            actor = f"server:{self.settings.url}" + (f" for {caller}" if caller else "")
+            reason = str(payload.get("reason") or "")[:2000] or "POST /admin/rollback"
+            registry = Registry(self.watcher.registry.client(),
+                                history_url=self.settings.predictions_url or None)
             try:
                 moves = await asyncio.get_running_loop().run_in_executor(
-                    None, self.watcher.registry.rollback, self.model_name)
+                    None, lambda: registry.rollback(self.model_name, actor=actor, reason=reason))
             except RegistryError as exc:
                 raise RequestError(409, f"cannot roll back: {exc}", kind="rollback_refused") from None
         except RequestError as exc:
@@ -507,7 +584,7 @@ class Server:
             "canary_active": canary_eligible(challenger) and self.settings.canary_share > 0,
             "shadow": self.settings.shadow and challenger is not None,
             "registry": {
-                "reachable": w.status.reachable, "last_error": w.status.last_error,
+                "reachable": w.status.reachable, "last_error": redact(w.status.last_error, self.secrets),
                 "last_check": w.status.last_check, "last_success": w.status.last_success,
             },
             "uptime_seconds": time.time() - self.started,
@@ -517,6 +594,41 @@ class Server:
 
 def job_route(job: PredictJob, canary_ok: bool) -> bool:
     return job.route == CANARY and canary_ok
+
+
+class ScoringError(Exception):
+    """The model raised on a micro-batch: carries the model and its input for isolation."""
+
+    def __init__(self, model: LoadedModel, X: pd.DataFrame):
+        super().__init__(f"model v{model.version} failed to score {len(X)} rows")
+        self.model = model
+        self.X = X
+
+
+def _scores(model: LoadedModel, X: pd.DataFrame) -> bool:
+    try:
+        model.score(X.iloc[:1])
+    except Exception:
+        return False
+    return True
+
+
+def _blame(model: LoadedModel, X: pd.DataFrame, reference: pd.DataFrame) -> list[FieldError]:
+    """The columns (and, for a small request, the records) whose values make `model` raise: a
+    column is to blame when putting the reference row's value in its place lets the request score.
+    Runs only for a request that failed alone: a few model calls on its own rows."""
+    out = []
+    for col in X.columns:
+        trial = X.copy()
+        trial[col] = reference[col].iloc[0]
+        try:
+            model.score(trial)
+        except Exception:
+            continue
+        rows = [None] if len(X) > 32 else [k for k in range(len(X)) if not _scores(model, X.iloc[k:k + 1])]
+        out += [FieldError(k, str(col), "the model cannot take this value",
+                           None if k is None else X[col].iloc[k]) for k in rows or [None]]
+    return out
 
 
 def _write_state(path: Path, settings: ServeSettings, model_name: str) -> None:

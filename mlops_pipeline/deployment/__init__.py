@@ -1,0 +1,1 @@
+"""Deployment core (no Dagster): how models reach production and what is kept about it."""
