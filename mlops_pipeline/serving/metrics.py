@@ -76,6 +76,45 @@ class ServingMetrics:
             "mlops_shadow_dropped", "Shadow batches dropped because the shadow queue was full.",
             registry=r,
         )
+        # Cost per prediction: CPU seconds of the scoring thread inside the model call, wall time of
+        # that call, and the records it scored, by version and role; the cost counter is the CPU
+        # seconds at the configured price per core-hour (ServeSettings.cost_per_core_hour).
+        self.scoring_cpu = Counter(
+            "mlops_scoring_cpu_seconds", "CPU seconds of the scoring thread inside model calls.",
+            ["model_version", "role"], registry=r,
+        )
+        self.scoring_wall = Counter(
+            "mlops_scoring_wall_seconds", "Wall-clock seconds inside model calls.",
+            ["model_version", "role"], registry=r,
+        )
+        self.scored_records = Counter(
+            "mlops_scored_records", "Records scored by model calls (answered or not, shadow included).",
+            ["model_version", "role"], registry=r,
+        )
+        self.scoring_cost = Counter(
+            "mlops_scoring_cost_usd", "Scoring CPU seconds priced at the configured USD per core-hour.",
+            ["model_version", "role"], registry=r,
+        )
+        self.core_hour_price = Gauge(
+            "mlops_cost_per_core_hour_usd", "The configured price of one core-hour (USD).",
+            registry=r, multiprocess_mode="livemax",
+        )
+        self.scoring_latency = Histogram(
+            "mlops_scoring_latency_seconds",
+            "Per request: receipt to prediction (the prediction store's latency_ms), capture excluded.",
+            ["model_version", "role"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+
+    def scored(self, version: str, role: str, rows: int, cpu_seconds: float, wall_seconds: float,
+               cost_per_core_hour: float) -> None:
+        """Account one model call: its CPU and wall seconds, the records it scored, and their cost
+        (CPU seconds at `cost_per_core_hour` USD), so cost per 1,000 predictions is a ratio of two
+        counters (deploy/prometheus/rules/recording.yml)."""
+        self.scoring_cpu.labels(version, role).inc(cpu_seconds)
+        self.scoring_wall.labels(version, role).inc(wall_seconds)
+        self.scored_records.labels(version, role).inc(rows)
+        self.scoring_cost.labels(version, role).inc(cpu_seconds * cost_per_core_hour / 3600.0)
+        self.core_hour_price.set(cost_per_core_hour)
 
     @staticmethod
     def observe_many(hist: Any, values: np.ndarray, loop_below: int = 64) -> None:
