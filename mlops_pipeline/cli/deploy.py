@@ -52,12 +52,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         canary_share=args.canary_share, unseen_categories=args.unseen_categories,
         predictions_url=args.predictions_url,
     )
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: binding {settings.host}: the server is reachable from other machines",
-              file=sys.stderr)
+    from mlops_pipeline.serving.settings import ExposureError, check_exposure
+    from mlops_pipeline.serving.workers import PortInUse
+
+    try:
+        check_exposure(settings)
+    except ExposureError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not settings.loopback:
+        print(f"warning: binding {settings.host}: the server is reachable from other machines "
+              "(/feedback and /admin/* require the token)", file=sys.stderr)
     print(f"serving {settings.model_name or '(dataset model)'}@{settings.version or settings.alias} "
           f"on {settings.url}", flush=True)
-    serve(settings)
+    try:
+        serve(settings)
+    except PortInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

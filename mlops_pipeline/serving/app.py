@@ -57,9 +57,9 @@ from mlops_pipeline.serving.inputs import (
 from mlops_pipeline.serving.loader import LoadedModel, ModelWatcher
 from mlops_pipeline.serving.metrics import ServingMetrics
 from mlops_pipeline.serving.settings import (
-    RedactingFormatter,
     ServeSettings,
     check_exposure,
+    configure_logging,
     redact,
     secrets_of,
     state_path,
@@ -292,15 +292,20 @@ class Server:
             assert model is not None
             rows = np.concatenate([np.arange(*spans[i]) for i in members])
             Xg = X if len(rows) == len(X) else X.iloc[rows]  # one group with every row: no copy
+            cpu0, wall0 = time.thread_time(), time.perf_counter()  # cost per prediction: metrics.scored
             try:
                 pred, proba = model.score(Xg)
             except Exception as exc:
                 raise ScoringError(model, Xg) from exc
             self._good[model.version] = Xg  # known-good input: see `_failure`
             scored = time.perf_counter()
+            self.metrics.scored(model.version, role, len(rows), time.thread_time() - cpu0, scored - wall0,
+                                self.settings.cost_per_core_hour)
             self.metrics.batch_rows.labels(role).observe(len(rows))
+            latency = self.metrics.scoring_latency.labels(model.version, role)
             start = 0
             for i in members:
+                latency.observe(scored - jobs[i].received)
                 n = len(jobs[i].records)
                 results[i] = PredictResult(model, role, pred[start:start + n],
                                            None if proba is None else proba[start:start + n], scored)
@@ -347,9 +352,15 @@ class Server:
 
     def _shadow_score(self, challenger: LoadedModel, X: pd.DataFrame, jobs: list[PredictJob]) -> None:
         try:
+            cpu0, wall0 = time.thread_time(), time.perf_counter()
             pred, proba = challenger.score(X)
             now = datetime.now(UTC)
             done = time.perf_counter()
+            self.metrics.scored(challenger.version, SHADOW, len(X), time.thread_time() - cpu0, done - wall0,
+                                self.settings.cost_per_core_hour)
+            latency = self.metrics.scoring_latency.labels(challenger.version, SHADOW)
+            for job in jobs:
+                latency.observe(done - job.received)
             rows = []
             k = 0
             for job in jobs:
@@ -651,6 +662,7 @@ def create_app(
     store: PredictionStore | None = None,
 ) -> FastAPI:
     """Build the app; the registry and the store are injected (defaults: env / embedded)."""
+    bodies: dict[str, dict[str, Any]] = {"predict": {}, "feedback": {}}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -661,6 +673,9 @@ def create_app(
         server = Server(settings, ds, reg, store or PredictionStore(settings.predictions_url or None))
         server.start()
         app.state.server = server
+        # The request bodies, declared from the contract (read when /openapi.json is first built).
+        bodies["predict"].update(json_body(server.checker.json_schema(settings.max_records)))
+        bodies["feedback"].update(json_body(FEEDBACK_SCHEMA))
         if settings.workers > 1:
             # A worker (a replacement, say) accepts connections only once its first registry poll
             # is done (model loaded, or the registry found unreachable): its siblings can answer
@@ -680,25 +695,39 @@ def create_app(
     def srv(request: Request) -> Server:
         return request.app.state.server
 
-    @app.post("/predict")
-    async def predict(request: Request) -> Response:
-        return await srv(request).predict(request)
+    async def guard(request: Request, handler: Any) -> Response:
+        """Every endpoint's errors become responses here: a RequestError its JSON answer, anything
+        else a counted JSON 500 (never a bare traceback page)."""
+        server = srv(request)
+        try:
+            return await handler(server, request)
+        except RequestError as exc:
+            return server.error_response(exc)
+        except Exception as exc:
+            return server.unexpected(exc)
 
-    @app.post("/feedback")
+    @app.post("/predict", openapi_extra=bodies["predict"])
+    async def predict(request: Request) -> Response:
+        return await guard(request, Server.predict)
+
+    @app.post("/feedback", openapi_extra=bodies["feedback"])
     async def feedback(request: Request) -> Response:
-        return await srv(request).feedback(request)
+        return await guard(request, Server.feedback)
 
     @app.post("/admin/reload")
     async def reload(request: Request) -> Response:
-        return await srv(request).reload(request)
+        return await guard(request, Server.reload)
 
     @app.post("/admin/rollback")
     async def rollback(request: Request) -> Response:
-        return await srv(request).rollback(request)
+        return await guard(request, Server.rollback)
+
+    async def _health(server: Server, request: Request) -> Response:
+        return JSONResponse(server.health_body())
 
     @app.get("/health")
     async def health(request: Request) -> Response:
-        return JSONResponse(srv(request).health_body())
+        return await guard(request, _health)
 
     @app.get("/ready")
     async def ready(request: Request) -> Response:
@@ -724,23 +753,41 @@ def create_app(
     return app
 
 
+FEEDBACK_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["request_id", "label"],
+    "properties": {"request_id": {"type": "string", "minLength": 1},
+                   "label": {"type": ["number", "string", "boolean"]}},
+}
+
+
+def json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI `requestBody` for a JSON body of `schema` (FastAPI `openapi_extra`)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
 def app_from_env() -> FastAPI:
     """The app of one worker process (`serve --workers N`): settings from the supervisor."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return create_app(ServeSettings.model_validate_json(os.environ[SETTINGS_ENV]))
+    settings = ServeSettings.model_validate_json(os.environ[SETTINGS_ENV])
+    configure_logging(settings)
+    return create_app(settings)
 
 
 def serve(settings: ServeSettings) -> None:
     """Run the app with uvicorn: in this process, or as `settings.workers` worker processes on one
-    port (`workers.supervise`), which share a reload signal, their status and metrics."""
+    port (`workers.supervise`), which share a reload signal, their status and metrics.
+
+    Refuses to start (ExposureError, PortInUse; both name the fix) beyond loopback without a
+    token, or when the port is taken. Every log line masks credentials (`RedactingFormatter`)."""
     import shutil
 
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    check_exposure(settings)
+    configure_logging(settings)
+    check_port_free(settings.host, settings.port)
     if settings.workers == 1:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
-                    access_log=False, timeout_graceful_shutdown=10)
+                    access_log=False, timeout_graceful_shutdown=10, log_config=None)
         return
     name = settings.model_name or load_spec().name
     PredictionStore(settings.predictions_url or None).close()  # its tables, before the workers race

@@ -45,12 +45,30 @@ class FieldError:
     value: Any = None
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"record": self.record, "field": self.field, "error": self.error}
+        """JSON-safe whatever the client sent: a non-finite number is echoed as its JSON literal
+        (`Infinity`, `NaN`) and a string that is not valid Unicode (a lone surrogate) escaped, so
+        the 4xx that names the value can always be encoded."""
+        out: dict[str, Any] = {"record": self.record, "field": self.field,
+                               "error": _printable(self.error)}
         if self.value is not None:
-            out["value"] = self.value if isinstance(self.value, str | int | float | bool) else str(
-                self.value
-            )
+            out["value"] = _echo(self.value)
         return out
+
+
+def _printable(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _echo(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, bool | int | float):
+        return value
+    return _printable(value if isinstance(value, str) else str(value))
 
 
 class RequestError(Exception):
@@ -65,7 +83,7 @@ class RequestError(Exception):
         self.kind = kind
 
     def body(self) -> dict[str, Any]:
-        return {"detail": self.message, "errors": [e.as_dict() for e in self.errors]}
+        return {"detail": _printable(self.message), "errors": [e.as_dict() for e in self.errors]}
 
 
 def _kind(dtype: Any) -> str:
@@ -118,11 +136,34 @@ def _type_ok(kind: str, value: Any) -> bool:
 
 
 def loads(body: bytes) -> Any:
-    """`json.loads`, or the 400 a client gets for a body that is not JSON."""
+    """`json.loads`, or the 400 a client gets for a body that is not JSON: not UTF-8, not JSON
+    syntax, or nested deeper than the parser's recursion limit."""
     try:
         return json.loads(body)
-    except ValueError as exc:
+    except ValueError as exc:  # UnicodeDecodeError included
         raise RequestError(400, f"body is not valid JSON: {exc}", kind="bad_json") from None
+    except RecursionError:
+        raise RequestError(400, "body is not valid JSON: nested too deeply", kind="bad_json") from None
+
+
+def finite_object(payload: dict[str, Any]) -> list[FieldError]:
+    """The fields of a small JSON object (feedback, admin calls) holding a non-finite number
+    (`NaN`, `Infinity`, `1e400`): JSON has no such numbers, so no endpoint stores one."""
+    return [FieldError(None, str(k), "must be a finite number", v) for k, v in payload.items()
+            if isinstance(v, float) and not math.isfinite(v)]
+
+
+def _unencodable(value: Any) -> bool:
+    """True when a decoded value cannot be written back as UTF-8 JSON (a lone surrogate such as
+    `"\\ud800"`, which JSON's escapes can spell but Unicode has no character for)."""
+    try:
+        _ENCODE(value)
+    except (UnicodeEncodeError, msgspec.EncodeError, TypeError, ValueError):
+        return True
+    return False
+
+
+_ENCODE = msgspec.json.Encoder().encode
 
 
 class RecordChecker:
@@ -148,6 +189,7 @@ class RecordChecker:
         # name works; key fields are optional (UNSET is omitted when encoding), extras are ignored.
         names = {f"f{i}": c for i, c in enumerate(self.columns)}
         names.update({f"k{i}": c for i, c in enumerate(self.keep)})
+        self._names = names
         self.record_type: type[msgspec.Struct] = msgspec.defstruct(
             "Record",
             [(f"f{i}", _field_type(kind, nullable)) for i, (_, kind, nullable) in enumerate(self._spec)]
@@ -163,13 +205,34 @@ class RecordChecker:
         """The request's records (as `record_type`) and its routing key; RequestError otherwise."""
         try:
             payload = self._decoder.decode(body)
-        except msgspec.MsgspecError:
-            return self._parse_slowly(body, max_records)
-        records, key = (payload, None) if isinstance(payload, list) else (payload.records, payload.key)
-        errors = self._limits(records, max_records)
+        except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
+            records, key = self._parse_slowly(body, max_records)
+        else:
+            records, key = (payload, None) if isinstance(payload, list) else (payload.records, payload.key)
+            errors = self._limits(records, max_records)
+            if errors:
+                raise RequestError(422, "request violates the data contract", errors)
+        if b"\\u" in body:  # a JSON escape: it may spell a lone surrogate, which cannot be stored
+            self._check_text(records, key)
+        return records, key
+
+    def _check_text(self, records: list[Any], key: Any) -> None:
+        """Refuse, naming record and field, any value with no UTF-8 form (checked before scoring:
+        otherwise it would fail at capture, after the model ran)."""
+        errors = []
+        if key is not None and _unencodable(key):
+            errors.append(FieldError(None, "key", "is not valid Unicode (a lone UTF-16 surrogate)", key))
+        if _unencodable(records):
+            for i, rec in enumerate(records):
+                for name, value in msgspec.structs.asdict(rec).items():
+                    if value is not msgspec.UNSET and _unencodable(value):
+                        column = self._names.get(name, name)
+                        errors.append(FieldError(i, column, "is not valid Unicode (a lone UTF-16 "
+                                                 "surrogate)", value))
+                if len(errors) > 100:
+                    break
         if errors:
             raise RequestError(422, "request violates the data contract", errors)
-        return records, key
 
     def _parse_slowly(self, body: bytes, max_records: int) -> tuple[list[Any], Any]:
         payload = loads(body)
@@ -218,6 +281,32 @@ class RecordChecker:
                 break
         return errors
 
+    def json_schema(self, max_records: int) -> dict[str, Any]:
+        """The JSON schema of a /predict body, from the contract: each feature's JSON type, null
+        where the contract allows it, and the contract's bounds and allowed values. Declared in
+        the OpenAPI, so a schema-driven client or fuzzer can build requests."""
+        props = {}
+        for col, kind, nullable in self._spec:
+            prop: dict[str, Any] = dict(_JSON_TYPES.get(kind, {}))
+            for check in self.schema.columns[col].checks:
+                prop.update(_json_bounds(check.name, check.statistics or {}))
+            if nullable and "type" in prop:
+                prop["type"] = [prop["type"], "null"]
+                if "enum" in prop:
+                    prop["enum"] = [*prop["enum"], None]
+            props[col] = prop
+        for col in self.keep:
+            props.setdefault(col, {})
+        record = {"type": "object", "required": list(self.columns), "properties": props}
+        records = {"type": "array", "items": record, "minItems": 1, "maxItems": max_records}
+        return {
+            "anyOf": [
+                {"type": "object", "required": ["records"],
+                 "properties": {"records": records, "key": {"type": ["string", "integer", "null"]}}},
+                records,
+            ],
+        }
+
     def column(self, records: list[Any], col: str) -> list[Any]:
         return list(map(self._get[col], records))
 
@@ -251,6 +340,31 @@ class RecordChecker:
         """What the store keeps of a request: `[features(record), ...]` as one compact UTF-8 JSON
         array (NaN as null), encoded in one call."""
         return self._encoder.encode(records)
+
+
+_JSON_TYPES: dict[str, dict[str, Any]] = {
+    "int": {"type": "integer"}, "float": {"type": "number"}, "bool": {"type": "boolean"},
+    "str": {"type": "string"}, "datetime": {"type": "string", "format": "date-time"},
+}
+
+
+def _json_bounds(name: str, stats: dict[str, Any]) -> dict[str, Any]:
+    """A pandera check as JSON-schema keywords (the ones a schema can say; others are omitted)."""
+    low, high = stats.get("min_value"), stats.get("max_value")
+    if name == "in_range":
+        return {("minimum" if stats.get("include_min", True) else "exclusiveMinimum"): low,
+                ("maximum" if stats.get("include_max", True) else "exclusiveMaximum"): high}
+    if name == "greater_than":
+        return {"exclusiveMinimum": low}
+    if name == "greater_than_or_equal_to":
+        return {"minimum": low}
+    if name == "less_than":
+        return {"exclusiveMaximum": high}
+    if name == "less_than_or_equal_to":
+        return {"maximum": high}
+    if name == "isin" and isinstance(stats.get("allowed_values"), list | tuple | set | frozenset):
+        return {"enum": sorted(stats["allowed_values"], key=str)}
+    return {}
 
 
 def _parse_timestamps(values: list[Any]) -> pd.DatetimeIndex:

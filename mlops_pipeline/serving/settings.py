@@ -1,14 +1,21 @@
 """Serving knobs: environment variables (`MLOPS_SERVE_*`), overridable by `mlops-pipeline serve` flags.
 
 Defaults are the safe ones: loopback only, no canary, shadow off, a body size limit, and admin
-endpoints refused until a token is configured.
+endpoints refused until a token is configured. Beyond loopback a token is required (the server
+refuses to start without one), so /feedback, which writes training labels, is never open to the
+network. Credentials never leave the process: `/health` and the logs pass through `redact`.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +50,10 @@ class ServeSettings(BaseModel):
     predictions_url: str = Field(default="", description="SQLAlchemy URL; empty: embedded SQLite.")
     capture_max_rows: int = Field(default=2000, gt=0, description="Rows per group commit at most.")
     state_file: str = Field(default="", description="Where the server writes its URL and pid.")
+    cost_per_core_hour: float = Field(
+        default=0.05, ge=0,
+        description="USD per core-hour for the cost metrics in /metrics (env MLOPS_COST_PER_CORE_HOUR).",
+    )
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServeSettings:
@@ -54,8 +65,20 @@ class ServeSettings(BaseModel):
                 values[name] = raw
         if "MLOPS_PREDICTIONS_URL" in os.environ and "predictions_url" not in values:
             values["predictions_url"] = os.environ["MLOPS_PREDICTIONS_URL"]
+        if os.environ.get("MLOPS_COST_PER_CORE_HOUR") and "cost_per_core_hour" not in values:
+            values["cost_per_core_hour"] = os.environ["MLOPS_COST_PER_CORE_HOUR"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)
+
+    @property
+    def loopback(self) -> bool:
+        """True when only this machine can reach the server (127.0.0.0/8, ::1, localhost)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def url(self) -> str:
@@ -69,3 +92,75 @@ def state_path(settings: ServeSettings, model_name: str) -> Path:
 
     return Path(settings.state_file) if settings.state_file else (
         data_dir() / "serving" / f"{model_name}.json")
+
+
+class ExposureError(ValueError):
+    """Settings that would open the server's writes to the network."""
+
+
+def check_exposure(settings: ServeSettings) -> None:
+    """Refuse to serve beyond loopback without a token: anyone who reaches the port could
+    otherwise write labels through /feedback, which the loop lands as training data."""
+    if not settings.loopback and not settings.token:
+        raise ExposureError(
+            f"refusing to serve on {settings.host}: beyond loopback, /feedback and /admin/* need a "
+            "token. Set MLOPS_SERVE_TOKEN to a long random secret (clients send "
+            "'Authorization: Bearer <token>'), or bind 127.0.0.1.")
+
+
+#: `scheme://user:password@` in any text: the password is replaced by ***.
+_URI_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:@/\s]*):(?P<pw>[^@/\s]+)@")
+
+
+def secrets_of(settings: ServeSettings | None, *uris: str) -> tuple[str, ...]:
+    """What must never be shown: the passwords in the given URIs (the registry's, the prediction
+    store's, MLFLOW_TRACKING_URI's), as written and URL-decoded, and the admin token."""
+    found = set()
+    candidates = [*uris, os.environ.get("MLFLOW_TRACKING_URI", "")]
+    if settings is not None:
+        candidates.append(settings.predictions_url)
+        if settings.token:
+            found.add(settings.token)
+    for uri in candidates:
+        try:
+            password = urlsplit(uri).password if uri else None
+        except ValueError:
+            password = None
+        if password:
+            found.update({password, unquote(password)})
+    return tuple(sorted((s for s in found if len(s) >= 3), key=len, reverse=True))
+
+
+def redact(text: str | None, secrets: Iterable[str] = ()) -> str | None:
+    """`text` with credentials masked: `scheme://user:***@host` for any URI with a password, and
+    every known secret (see `secrets_of`) wherever else it appears."""
+    if not text:
+        return text
+    text = _URI_CREDENTIALS.sub(r"\g<head>:***@", text)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log formatter that masks credentials in the whole record, traceback included."""
+
+    def __init__(self, fmt: str | None = None, secrets: Iterable[str] = ()):
+        super().__init__(fmt)
+        self.secrets = tuple(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), self.secrets) or ""
+
+
+def configure_logging(settings: ServeSettings | None) -> None:
+    """Process logging for serving: INFO to stderr, every line through `RedactingFormatter`."""
+    formatter = RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                   secrets_of(settings))
+    logging.basicConfig(level=logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        for handler in logging.getLogger(name).handlers:
+            handler.setFormatter(formatter)

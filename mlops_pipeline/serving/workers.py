@@ -22,6 +22,7 @@ servers of the same model never mix) and handed to the workers as `MLOPS_SERVE_G
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -171,18 +172,56 @@ def _worker_socket(host: str, port: int) -> socket.socket:
     return _socket(host, port, reuse_port=True)
 
 
-def _check_port_free(host: str, port: int) -> None:
+class PortInUse(OSError):
+    """The port is taken: by another server, or by the workers of one still stopping."""
+
+
+def check_port_free(host: str, port: int) -> None:
     """A plain bind first: another server already on the port with SO_REUSEPORT (same user) would
-    otherwise share it with us silently. Raises OSError (address in use) if the port is taken."""
-    _socket(host, port, reuse_port=False).close()
+    otherwise share it with us silently. Raises PortInUse, naming the port, if it is taken."""
+    try:
+        _socket(host, port, reuse_port=False).close()
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise PortInUse(
+            f"port {port} on {host} is already in use: another server is running there (see "
+            f"`ss -ltnp 'sport = :{port}'`), or one is still stopping. Stop it, or pass --port."
+        ) from None
 
 
-def _run_worker(sock: socket.socket, app: str) -> None:
+#: prctl(2) option: the signal this process gets when its parent dies (Linux).
+PR_SET_PDEATHSIG = 1
+
+
+def exit_with_parent(parent: int) -> None:
+    """Make this worker stop (SIGTERM: a graceful uvicorn shutdown) when its supervisor dies, even
+    by SIGKILL: orphaned workers would keep serving, unsupervised, on a port a restart needs.
+    Linux: the kernel sends the signal (prctl PR_SET_PDEATHSIG); everywhere: a thread also checks
+    the parent pid twice a second. A parent already gone before this ran means stop now."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _run_worker(sock: socket.socket, app: str, parent: int) -> None:
     """A worker process: one uvicorn server on its own socket (settings come from the env)."""
     import uvicorn
 
+    exit_with_parent(parent)
     config = uvicorn.Config(app, factory=True, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=10)
+                            timeout_graceful_shutdown=10, log_config=None)
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
     if not server.started:
@@ -202,13 +241,14 @@ def supervise(host: str, port: int, workers: int, app: str) -> int:
     import multiprocessing.connection
 
     ctx = multiprocessing.get_context("spawn")
-    _check_port_free(host, port)
+    check_port_free(host, port)
     sockets = [_worker_socket(host, port) for _ in range(workers)]
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def start(i: int) -> Any:
-        proc = ctx.Process(target=_run_worker, args=(sockets[i], app), name=f"mlops-serve-worker-{i}")
+        proc = ctx.Process(target=_run_worker, args=(sockets[i], app, os.getpid()),
+                           name=f"mlops-serve-worker-{i}")
         proc.start()
         return proc
 

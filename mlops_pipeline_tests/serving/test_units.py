@@ -359,12 +359,12 @@ def test_workers_of_one_server_see_each_others_reload_asks_and_status(tmp_path: 
 def test_worker_sockets_share_a_port_but_never_one_another_server_holds():
     import socket
 
-    from mlops_pipeline.serving.workers import _check_port_free, _socket, _worker_socket
+    from mlops_pipeline.serving.workers import PortInUse, _socket, _worker_socket, check_port_free
 
     probe = _socket("127.0.0.1", 0, reuse_port=False)
     port = probe.getsockname()[1]
     probe.close()
-    _check_port_free("127.0.0.1", port)
+    check_port_free("127.0.0.1", port)
     sockets = [_worker_socket("127.0.0.1", port) for _ in range(3)]  # one per worker, one port
     try:
         assert {s.getsockname()[1] for s in sockets} == {port}
@@ -373,8 +373,8 @@ def test_worker_sockets_share_a_port_but_never_one_another_server_holds():
             socket.create_connection(("127.0.0.1", port), timeout=2)
         sockets[0].listen()
         socket.create_connection(("127.0.0.1", port), timeout=2).close()  # the ready one answers
-        with pytest.raises(OSError):  # a second server on the same port is refused, not merged in
-            _check_port_free("127.0.0.1", port)
+        with pytest.raises(PortInUse, match=f"port {port} on 127.0.0.1 is already in use"):
+            check_port_free("127.0.0.1", port)  # a second server is refused, not merged in
     finally:
         for s in sockets:
             s.close()
