@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,13 +35,21 @@ def _files(pattern: str, storage: StorageResource | None) -> list[str]:
     return storage.list_uris(pattern) if storage is not None else [str(p) for p in landed_files(pattern)]
 
 
-def read_landing(pattern: str, fmt: str, storage: StorageResource | None = None) -> pd.DataFrame:
-    """Concatenate every landed batch; an unreadable file is named in the error.
+@dataclass(frozen=True)
+class Batch:
+    """One landed file: its name, its rows as read, and when it landed (None when unknown)."""
 
-    Batches may differ in columns (a feedback batch has no post-departure columns, say): a column a
-    batch lacks is null for its rows, and the data contract decides whether that is acceptable —
-    a missing feature fails the contract's checks by name, downstream, with nothing trained.
-    `pattern` may be an `s3://` glob when `storage` (which holds the S3 client) is given.
+    name: str
+    frame: pd.DataFrame
+    landed_at: pd.Timestamp | None = None
+
+
+def read_batches(pattern: str, fmt: str, storage: StorageResource | None = None) -> list[Batch]:
+    """Every landed batch on its own, as read; an unreadable file is named in the error.
+
+    A timestamp pandas cannot hold in nanoseconds (a year past 2262) is refused here, naming the
+    file and the column, instead of surfacing later as a raw `OutOfBoundsDatetime` from a concat.
+    `landed_at` is the file's modification time (UTC, naive) for local files, None on S3.
     """
     store_down: tuple[type[Exception], ...] = ()
     if storage is not None:  # plain files need no Dagster resource (nor its import)
@@ -50,15 +59,53 @@ def read_landing(pattern: str, fmt: str, storage: StorageResource | None = None)
     files = _files(pattern, storage)
     if not files:
         raise LandingError(f"no landed batches match {pattern!r} (run `mlops-pipeline land`)")
-    frames = []
+    batches = []
     for f in files:
         try:
-            frames.append(_read(f, fmt, storage))
+            frame = _read(f, fmt, storage)
         except store_down:
             raise  # the store is down: say so, not "this file is bad"
         except Exception as exc:  # noqa: BLE001 - re-raised with the file name
             raise LandingError(f"cannot read landed batch {f}: {exc}") from exc
-    return pd.concat(frames, ignore_index=True)
+        _refuse_out_of_bounds_times(f, frame)
+        landed = None
+        if "://" not in f:
+            landed = pd.Timestamp(Path(f).stat().st_mtime_ns, unit="ns")
+        batches.append(Batch(f.rsplit("/", 1)[-1], frame, landed))
+    return batches
+
+
+def _refuse_out_of_bounds_times(f: str, frame: pd.DataFrame) -> None:
+    lo, hi = pd.Timestamp.min, pd.Timestamp.max
+    for col in frame.columns:
+        s = frame[col]
+        if not pd.api.types.is_datetime64_any_dtype(s) or str(s.dtype).startswith("datetime64[ns"):
+            continue
+        values = s.dt.tz_localize(None) if getattr(s.dt, "tz", None) is not None else s
+        bad = values[values.notna() & ((values < lo.as_unit(values.dt.unit))
+                                       | (values > hi.as_unit(values.dt.unit)))]
+        if len(bad):
+            raise LandingError(
+                f"landed batch {f}: column '{col}' has {len(bad)} timestamp(s) outside the years "
+                f"1677-2262 that pandas can represent, e.g. {[str(v) for v in bad.head(3)]}; "
+                "fix or remove the batch"
+            )
+        frame[col] = s.astype(str(s.dtype).replace(f"[{values.dt.unit}", "[ns"))
+
+
+def read_landing(pattern: str, fmt: str, storage: StorageResource | None = None) -> pd.DataFrame:
+    """Concatenate every landed batch (`read_batches`); an unreadable file is named in the error.
+
+    Batches may differ in columns (a feedback batch has no post-departure columns, say): a column a
+    batch lacks is null for its rows, and the data contract decides whether that is acceptable —
+    a missing feature fails the contract's checks by name, downstream, with nothing trained.
+    `pattern` may be an `s3://` glob when `storage` (which holds the S3 client) is given.
+    """
+    return concat_batches(read_batches(pattern, fmt, storage))
+
+
+def concat_batches(batches: list[Batch]) -> pd.DataFrame:
+    return pd.concat([b.frame for b in batches], ignore_index=True)
 
 
 def _read(f: str, fmt: str, storage: StorageResource | None, columns: list[str] | None = None):
@@ -68,15 +115,21 @@ def _read(f: str, fmt: str, storage: StorageResource | None, columns: list[str] 
 
 
 def newest_batch(
-    pattern: str, fmt: str, time_column: str, storage: StorageResource | None = None
+    pattern: str, fmt: str, time_column: str | None, storage: StorageResource | None = None
 ) -> tuple[str, pd.DataFrame]:
-    """The landed batch with the latest timestamps: what production is seeing now."""
+    """What production is seeing now: the landed batch with the latest timestamps, or, without a
+    time column, the most recently landed one (latest modification time for local files, the last
+    name for objects in S3, whose listing carries no landing time)."""
     files = _files(pattern, storage)
     if not files:
         raise LandingError(f"no landed batches match {pattern!r}")
 
-    def newest(f: str):
-        return pd.to_datetime(_read(f, fmt, storage, [time_column])[time_column]).max()
+    if time_column:
+        def newest(f: str):
+            return pd.to_datetime(_read(f, fmt, storage, [time_column])[time_column]).max()
+    else:
+        def newest(f: str):
+            return (0, f) if "://" in f else (Path(f).stat().st_mtime_ns, f)
 
     latest = max(files, key=newest)
     return latest.rsplit("/", 1)[-1], _read(latest, fmt, storage)

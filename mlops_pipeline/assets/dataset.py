@@ -1,18 +1,28 @@
 """Stage 1: the landing area becomes an immutable, content-addressed snapshot."""
 
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import warnings
 
 import dagster as dg
 
 from mlops_pipeline.resources import DatasetResource, StorageResource
 from mlops_pipeline.snapshots import (
     canonicalize,
+    concat_batches,
     content_id,
     missing_columns_by_batch,
-    read_landing,
+    read_batches,
     time_range,
 )
+
+MAX_FINDING_ROWS = 50
+
+# The snapshot's content id is its DataVersion (what `data_version_changed` automation reads).
+# Dagster marks `Output(data_version=...)` beta on every call; we depend on it knowingly.
+warnings.filterwarnings("ignore", message="Parameter `data_version`", category=dg.BetaWarning)
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,9 @@ class SnapshotRef:
     rows: int
     columns: int
     batches: int
+    #: Per-batch check findings (`mlops_pipeline.data.batch_checks`), computed from the very
+    #: frames this snapshot was built from: {check name: [Finding, ...]}.
+    batch_findings: dict = field(default_factory=dict)
 
 
 @dg.asset(
@@ -36,7 +49,13 @@ def dataset_snapshot(
 ) -> dg.Output[SnapshotRef]:
     spec = dataset.spec()
     pattern = storage.landing_glob(spec)
-    df = read_landing(pattern, spec.source.format, storage=storage)
+    from mlops_pipeline.contract import load_contract
+    from mlops_pipeline.data.batch_checks import check_batches
+
+    batches = read_batches(pattern, spec.source.format, storage=storage)
+    findings = check_batches(batches, load_contract(spec), spec)
+    df = concat_batches(batches)
+    del batches
     snapshot_id = content_id(df)
     order = [c for c in [spec.time_column, *spec.key_columns] if c in df.columns]
     stored = canonicalize(df).sort_values(order, kind="stable") if order else canonicalize(df)
@@ -47,13 +66,15 @@ def dataset_snapshot(
     context.log.info(
         f"snapshot {snapshot_id[:12]} {'written' if created else 'already stored; left untouched'}"
     )
-    start, end = time_range(df, spec.time_column) if spec.time_column in df else ("", "")
+    has_time = spec.time_column is not None and spec.time_column in df
+    start, end = time_range(df, spec.time_column) if has_time else ("", "")
     ref = SnapshotRef(
         id=snapshot_id,
         path=storage.snapshot_uri(snapshot_id),
         rows=len(df),
         columns=df.shape[1],
         batches=len(storage.list_uris(pattern)),
+        batch_findings=findings,
     )
     return dg.Output(
         ref,
@@ -93,3 +114,44 @@ def snapshot_matches_content_id(
         ),
         metadata={"expected": dataset_snapshot.id, "actual": actual},
     )
+
+
+def _findings_table(findings: list) -> dg.TableMetadataValue:
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord({"batch": f.batch, "column": str(f.column or ""), "problem": f.message,
+                            "examples": ", ".join(f.examples)})
+            for f in findings[:MAX_FINDING_ROWS]
+        ],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string")
+                                       for c in ("batch", "column", "problem", "examples")]),
+    )
+
+
+def _batch_check_specs() -> list[dg.AssetCheckSpec]:
+    from mlops_pipeline.data.batch_checks import BATCH_CHECKS
+
+    return [
+        dg.AssetCheckSpec(name, asset="dataset_snapshot", blocking=True, description=description)
+        for name, description in BATCH_CHECKS.items()
+    ]
+
+
+@dg.multi_asset_check(specs=_batch_check_specs(), ins={"dataset_snapshot": dg.AssetIn("dataset_snapshot")})
+def landed_batch_checks(dataset_snapshot: SnapshotRef) -> Iterator[dg.AssetCheckResult]:
+    """Each landed batch on its own (a bad small batch is not diluted by the rest): every check
+    blocks and names the batch file, the column and example values."""
+    from mlops_pipeline.data.batch_checks import BATCH_CHECKS, summary
+
+    found = getattr(dataset_snapshot, "batch_findings", None) or {}
+    for name in BATCH_CHECKS:
+        findings = found.get(name, [])
+        yield dg.AssetCheckResult(
+            check_name=name, passed=not findings, severity=dg.AssetCheckSeverity.ERROR,
+            description=summary(name, findings, f"{dataset_snapshot.batches} landed batch(es)"),
+            metadata={
+                "failing_batches": ", ".join(sorted({f.batch for f in findings})),
+                "failing_columns": ", ".join(sorted({str(f.column) for f in findings if f.column})),
+                "findings": _findings_table(findings),
+            },
+        )

@@ -8,6 +8,7 @@ import pandas as pd
 
 from mlops_pipeline.assets.dataset import SnapshotRef
 from mlops_pipeline.contract import ContractError, load_contract, null_rate_violations, validate
+from mlops_pipeline.data.batch_checks import OVERALL_CHECKS, check_overall, duplicate_findings, summary
 from mlops_pipeline.preparation import SPLIT_COLUMN, prepare
 from mlops_pipeline.resources import DatasetResource, StorageResource
 
@@ -17,7 +18,8 @@ MAX_FAILURE_ROWS = 50
 @dg.asset(
     group_name="data",
     kinds={"pandas", "pandera"},
-    description="Labelled rows of the snapshot, split by time: the most recent period is the holdout.",
+    description="Labelled rows of the snapshot, split into train and holdout by the spec's `split` "
+    "(by default the most recent period is the holdout).",
 )
 def training_features(
     context: dg.AssetExecutionContext,
@@ -34,7 +36,10 @@ def training_features(
         "dagster/row_count": len(df),
         "train_rows": int(counts.get("train", 0)),
         "holdout_rows": int(counts.get("holdout", 0)),
-        "holdout_starts_at": prepared.cutoff,
+        "split_strategy": prepared.strategy,
+        **({"holdout_starts_at": prepared.cutoff} if prepared.cutoff else {}),
+        **({"holdout_class_balance": dg.MetadataValue.json(prepared.summary["holdout_class_balance"])}
+           if "holdout_class_balance" in prepared.summary else {}),
         "dropped_unlabelled_rows": prepared.dropped_unlabelled,
         "features": ", ".join(spec.features.columns),
         "target": spec.target.name,
@@ -88,8 +93,13 @@ def failure_table(cases: pd.DataFrame) -> dg.TableMetadataValue:
             "unique_keys",
             asset="training_features",
             blocking=True,
-            description="Does every row have a distinct key (no duplicated records)?",
+            description="Does every row have a distinct key (no duplicated records; without key "
+            "columns, few fully duplicated rows)?",
         ),
+        *[
+            dg.AssetCheckSpec(name, asset="training_features", blocking=True, description=description)
+            for name, description in OVERALL_CHECKS.items()
+        ],
     ],
     ins={"training_features": dg.AssetIn("training_features")},
 )
@@ -146,12 +156,24 @@ def training_features_checks(
 
     keys = [c for c in spec.key_columns if c in df.columns]
     missing_keys = sorted(set(spec.key_columns) - set(keys))
-    duplicates = int(df.duplicated(subset=keys).sum()) if keys else 0
-    yield dg.AssetCheckResult(
-        check_name="unique_keys", passed=duplicates == 0 and not missing_keys, severity=error,
-        description=(
+    if spec.key_columns:
+        duplicates = int(df.duplicated(subset=keys).sum())
+        keys_ok, keys_said = duplicates == 0 and not missing_keys, (
             f"key columns missing: {missing_keys}" if missing_keys
             else f"{duplicates} rows duplicate the key ({', '.join(keys)})"
-        ),
+        )
+    else:  # no key: fully duplicated rows, above a share (some datasets repeat a row legitimately)
+        dups = duplicate_findings("(all batches)", df, spec, check="unique_keys")
+        duplicates = int(df.astype(str).duplicated().sum()) if dups else 0
+        keys_ok, keys_said = not dups, summary("unique_keys", dups, "no key columns; duplicated rows")
+    yield dg.AssetCheckResult(
+        check_name="unique_keys", passed=keys_ok, severity=error, description=keys_said,
         metadata={"duplicate_rows": duplicates},
     )
+
+    for name, findings in check_overall(df, contract, spec).items():
+        yield dg.AssetCheckResult(
+            check_name=name, passed=not findings, severity=error,
+            description=summary(name, findings, f"{len(df)} rows"),
+            metadata={"failing_columns": ", ".join(sorted({str(f.column) for f in findings if f.column}))},
+        )

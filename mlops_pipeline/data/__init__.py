@@ -1,0 +1,1 @@
+"""The data layer: per-batch and overall data checks (the contract and snapshots move here in time)."""
