@@ -19,8 +19,9 @@ class Fitted:
     X_train: pd.DataFrame
     X_hold: pd.DataFrame
     y_hold: pd.Series
-    scores: Any  # holdout predictions (positive-class probability or value)
+    scores: Any  # holdout predictions (positive-class probability, (n, k) matrix, or value)
     metrics: dict[str, float]
+    classes: Any = None  # model.ClassInfo for classification
 
 
 def fit_and_score(df: pd.DataFrame, spec: Any, seed: int, shuffle_labels: bool = False) -> Fitted:
@@ -30,7 +31,7 @@ def fit_and_score(df: pd.DataFrame, spec: Any, seed: int, shuffle_labels: bool =
     import numpy as np
 
     from mlops_pipeline.contract import load_contract, validate
-    from mlops_pipeline.model import build_pipeline, compute_metrics, predict_scores
+    from mlops_pipeline.model import build_pipeline, compute_metrics, predict_scores, set_positive_class
     from mlops_pipeline.preparation import xy
 
     features = load_contract(spec).for_columns(spec.features.columns)
@@ -40,18 +41,21 @@ def fit_and_score(df: pd.DataFrame, spec: Any, seed: int, shuffle_labels: bool =
     if shuffle_labels:
         y_train = pd.Series(np.random.default_rng(seed).permutation(y_train.to_numpy()))
     model = build_pipeline(spec, seed=seed).fit(X_train, y_train)
+    classes = set_positive_class(model, y_train, spec) if spec.task == "classification" else None
     scores = predict_scores(model, X_hold, spec.task)
-    return Fitted(model, X_train, X_hold, y_hold, scores, compute_metrics(spec.task, y_hold, scores))
+    metrics = compute_metrics(spec.task, y_hold, scores, classes)
+    return Fitted(model, X_train, X_hold, y_hold, scores, metrics, classes)
 
 
 def drift_reference(model: Any, X_train: pd.DataFrame, task: str) -> pd.DataFrame:
     """What drift is measured against once this model is champion: its contract-coerced training
     features plus its own predictions on them. Built here, where the model and the split are in
     memory, and stored once per run: monitoring then reads it instead of re-reading the snapshot,
-    re-preparing it and re-scoring it (every drift report and every production day did that)."""
+    re-preparing it and re-scoring it (every drift report and every production day did that).
+    The prediction is `model.drift_scores`: a number, or the predicted class for multi-class."""
     from mlops_pipeline.drift import PREDICTION_COLUMN
-    from mlops_pipeline.model import predict_scores
+    from mlops_pipeline.model import drift_scores
 
     reference = X_train.reset_index(drop=True)
-    reference[PREDICTION_COLUMN] = predict_scores(model, reference, task)
+    reference[PREDICTION_COLUMN] = drift_scores(model, reference, task)
     return reference

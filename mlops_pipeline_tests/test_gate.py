@@ -44,6 +44,6 @@ def test_lower_is_better_metrics_regress_upwards():
 def test_nan_never_passes_and_unknown_metrics_are_refused():
     assert not evaluate_gate({"roc_auc": math.nan, "log_loss": 0.5}, None, POLICY).passed
     with pytest.raises(ValueError, match="unknown"):
-        evaluate_gate({"accuracy": 0.9}, None, {"accuracy": MetricGate(floor=0.5)})
+        evaluate_gate({"precision": 0.9}, None, {"precision": MetricGate(floor=0.5)})
     with pytest.raises(KeyError, match="log_loss"):
         evaluate_gate({"roc_auc": 0.7}, None, POLICY)
