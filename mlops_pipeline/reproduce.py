@@ -132,6 +132,14 @@ def environment_warnings(manifest: dict[str, Any], tags: dict[str, str] | None =
         out.append(f"git SHA differs: recorded {git_then.get('sha')}, checkout {git_now['sha']}")
     if git_then.get("dirty"):
         out.append("the version was trained from a dirty working tree: uncommitted changes were not recorded")
+    for role, recorded in (manifest.get("inputs") or {}).items():
+        # The config and contract that trained the version, by hash: an edit since is named.
+        path = Path(recorded.get("path") or "")
+        now = file_sha256(path if path.is_absolute() else PROJECT_ROOT / path)
+        if recorded.get("sha256") != now:
+            state = "is missing now" if now is None else f"now {now[:12]}"
+            out.append(f"{role} file {path} changed since training: recorded sha256 "
+                       f"{str(recorded.get('sha256'))[:12]}, {state}")
     python_now = sys.version.split()[0]
     if manifest.get("python") and manifest["python"] != python_now:
         out.append(f"python: recorded {manifest['python']}, running {python_now}")

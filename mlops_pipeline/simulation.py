@@ -132,7 +132,7 @@ def run_simulation(
             report = MonthReport(month=month, champion_before=champion())
             rows = flights[flights["month"] == month]
             rows = rows.sample(frac=sample, random_state=seed + month) if sample < 1 else rows
-            rows = rows.sort_values(spec.time_column)
+            rows = rows.sort_values(spec.time_column) if spec.time_column else rows
             say(f"== month {month}: replaying {len(rows)} flights through {server_url}/predict")
             ids = replay(server_url, request_records(rows, spec), token=token)
             report.sent, report.answered = len(rows), sum(i is not None for i in ids)

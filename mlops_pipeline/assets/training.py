@@ -70,6 +70,7 @@ def trained_model(
 
     from mlops_pipeline.drift import PREDICTION_COLUMN
     from mlops_pipeline.manifest import build_manifest, manifest_tags
+    from mlops_pipeline.preparation import split_summary
 
     spec = dataset.spec()
     seed = spec.model.seed if config.seed is None else config.seed
@@ -85,14 +86,19 @@ def trained_model(
 
     manifest = build_manifest(
         snapshot_id=snapshot_id,
-        seeds={"model": seed, "split": 0},
+        seeds={"model": seed, "split": spec.split.seed},
         config={
             "dataset": spec.model_dump(mode="json"),
             "fingerprint": spec.fingerprint(),
             "training": config.model_dump(),
         },
         dagster_run_id=context.run_id,
-        extra={"holdout": {"rows": len(X_hold), "metrics": metrics}},
+        extra={
+            "holdout": {"rows": len(X_hold), "metrics": metrics},
+            "split": split_summary(training_features, spec.split_strategy,
+                                   spec.target.name if spec.task == "classification" else None),
+        },
+        inputs={"config": spec.config_file, "contract": spec.contract_path()},
     )
     tags = {**manifest_tags(manifest), "dagster.run_id": context.run_id, "dataset": spec.name}
     with mlflow.start_run(run_name=f"train-{spec.name}", tags=tags) as run:
