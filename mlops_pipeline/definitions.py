@@ -61,8 +61,9 @@ def build_definitions() -> dg.Definitions:
     loop_job = dg.define_asset_job(
         "mlops_loop",
         selection=dg.AssetSelection.all() - production_assets - board_asset,
-        description="The whole loop: snapshot -> features -> train -> register -> gate -> "
-        "champion -> drift report. Tagged so that only one runs at a time (dagster.yaml).",
+        description="The whole loop: snapshot -> features -> train -> register -> gate -> drift "
+        "of the new data -> champion. Promotion is the last step: nothing after it can fail the "
+        "run once the alias moved. Tagged so that only one runs at a time (dagster.yaml).",
         tags=TRAINING_TAG,
     )
     production_job = automation.production_job(production_assets)

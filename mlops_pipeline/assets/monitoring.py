@@ -1,9 +1,9 @@
-"""Stage 5: is the world still the one the champion was trained on? Evidently drift reports.
+"""Is the world still the one the champion was trained on? Evidently drift reports.
 
-The newest landed batch (here) and each day of production traffic (`production.py`) are compared
-with the same reference — the champion's training split, scored by the champion — through the same
-`drift.compute_drift` and published the same way, so training-side and production-side drift are
-one computation with two inputs.
+The run's new data (here, before promotion) and each day of production traffic (`production.py`)
+are compared with the same reference — the champion's training split, scored by the champion —
+through the same `drift.compute_drift` and published the same way, so training-side and
+production-side drift are one computation with two inputs.
 """
 
 from dataclasses import dataclass
@@ -74,8 +74,10 @@ def publish_drift(
     mlflow: MLflowResource,
     check_prefix: str = "",
     extra_metadata: dict[str, Any] | None = None,
+    input_severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.WARN,
 ) -> dg.MaterializeResult:
-    """Compute drift, save the HTML report, log it to MLflow, and build metadata and WARN checks."""
+    """Compute drift, save the HTML report, log it to MLflow, and build metadata and the checks
+    (prediction drift warns; input drift has `input_severity`)."""
     import mlflow as mlflow_lib
 
     from mlops_pipeline.drift import PREDICTION_COLUMN, compute_drift
@@ -138,7 +140,7 @@ def publish_drift(
             dg.AssetCheckResult(
                 check_name=f"{check_prefix}input_drift",
                 passed=share <= limit,
-                severity=dg.AssetCheckSeverity.WARN,
+                severity=input_severity,
                 description=f"{share:.0%} of input columns drifted (limit {limit:.0%})"
                 + (f": {', '.join(result.drifted_columns)}" if result.drifted_columns else ""),
                 metadata={"drift_share": float(share), "limit": float(limit)},
@@ -158,16 +160,36 @@ def publish_drift(
     )
 
 
+def input_drift_severity(spec: DatasetSpec) -> dg.AssetCheckSeverity:
+    """ERROR (blocks promotion: `input_drift` is a blocking check) only when the dataset config sets
+    `drift.block_promotion`; a WARN failure of a blocking check does not stop the run."""
+    return dg.AssetCheckSeverity.ERROR if spec.drift.block_promotion else dg.AssetCheckSeverity.WARN
+
+
+def nothing_to_compare(spec: DatasetSpec, reason: str, **metadata: Any) -> dg.MaterializeResult:
+    """Both drift checks pass with the reason as their description, and no report is made."""
+    return dg.MaterializeResult(
+        metadata={"status": reason, **metadata},
+        check_results=[
+            dg.AssetCheckResult(check_name=name, passed=True, severity=severity, description=reason)
+            for name, severity in (("input_drift", input_drift_severity(spec)),
+                                   ("prediction_drift", dg.AssetCheckSeverity.WARN))
+        ],
+    )
+
+
 @dg.asset(
     group_name="monitoring",
     kinds={"evidently", "mlflow"},
-    deps=["champion_model"],
-    description="Evidently data-drift report: the champion's training data (reference) against the "
-    "newest landed batch (current), on the model's inputs and its predictions.",
+    deps=["model_version"],
+    description="Before promotion: Evidently data-drift report of the run's new data (rows the "
+    "champion's training snapshot did not hold) against the champion's training data, on the "
+    "model's inputs and the champion's predictions.",
     check_specs=[
         dg.AssetCheckSpec(
-            "input_drift", asset="drift_report",
-            description="Is the share of drifted input columns under the configured limit?",
+            "input_drift", asset="drift_report", blocking=True,
+            description="Is the share of drifted input columns under the configured limit? Warns; "
+            "blocks promotion when the dataset config sets drift.block_promotion.",
         ),
         dg.AssetCheckSpec(
             "prediction_drift", asset="drift_report",
@@ -177,24 +199,57 @@ def publish_drift(
 )
 def drift_report(
     context: dg.AssetExecutionContext,
+    training_features: pd.DataFrame,
     dataset: DatasetResource,
     storage: StorageResource,
     mlflow: MLflowResource,
 ) -> dg.MaterializeResult:
+    """Input and prediction drift of the new data, computed before `champion_model` may move the
+    alias (which depends on this asset, so a blocking `input_drift` failure skips promotion).
+
+    The new data is the run's labelled rows that the champion's training snapshot did not hold,
+    recognised by content: it needs no time column and no landing order, and it is the data the
+    run's contract checks admitted (a column a batch lacked is a null column here, as the contract
+    allowed), so drift cannot fail on data the checks let through. No champion yet, or no new row
+    (a single landed batch, or nothing landed since the champion's snapshot): both checks pass,
+    saying there is nothing new to compare, instead of comparing data with itself.
+    """
     from mlops_pipeline.contract import load_contract, validate
+    from mlops_pipeline.deployment.holdout import new_rows
     from mlops_pipeline.drift import PREDICTION_COLUMN
-    from mlops_pipeline.model import predict_scores
-    from mlops_pipeline.snapshots import newest_batch
+    from mlops_pipeline.model import drift_scores
 
     spec = dataset.spec()
+    champion = mlflow.version_by_alias(spec.name, CHAMPION)
+    if champion is None:
+        return nothing_to_compare(spec, "no champion yet: nothing to compare against")
+    version, snapshot_id = str(champion.version), champion.tags.get("snapshot_id", "")
+    try:
+        known = storage.read_snapshot(snapshot_id) if snapshot_id else None
+    except FileNotFoundError:
+        known = None
+    if known is None:
+        fresh, basis = training_features, f"champion v{version}'s snapshot is unavailable: every row"
+    else:
+        fresh, basis = new_rows(training_features, known), "rows new since champion's snapshot"
+    if fresh.empty:
+        return nothing_to_compare(
+            spec,
+            f"nothing new to compare: all {len(training_features)} rows were in champion "
+            f"v{version}'s training snapshot {snapshot_id[:12]}",
+            champion_version=version, current_rows=0,
+        )
     reference = champion_reference(spec, storage, mlflow, with_model=True)
-    batch_name, current = newest_batch(
-        storage.landing_glob(spec), spec.source.format, spec.time_column, storage=storage
-    )
     features = load_contract(spec).for_columns(spec.features.columns)
-    current = validate(current[spec.features.columns], features)
-    current[PREDICTION_COLUMN] = predict_scores(reference.model, current, spec.task)
+    current = validate(fresh[spec.features.columns].reset_index(drop=True), features)
+    current[PREDICTION_COLUMN] = drift_scores(reference.model, current, spec.task)
+    time_col = getattr(spec, "time_column", None)
+    span = {}
+    if time_col and time_col in fresh.columns:
+        times = pd.to_datetime(fresh[time_col])
+        span = {"current_from": str(times.min()), "current_to": str(times.max())}
     return publish_drift(
-        context, spec, reference, current, batch_name.rsplit(".", 1)[0], storage, mlflow,
-        extra_metadata={"current_batch": batch_name},
+        context, spec, reference, current, f"new_since_v{version}", storage, mlflow,
+        extra_metadata={"current_basis": basis, **span},
+        input_severity=input_drift_severity(spec),
     )

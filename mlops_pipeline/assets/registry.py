@@ -14,8 +14,9 @@ import dagster as dg
 import pandas as pd
 
 from mlops_pipeline.assets.training import TrainedModel
+from mlops_pipeline.deployment.holdout import ComparisonHoldout
 from mlops_pipeline.gate import GateResult, evaluate_gate
-from mlops_pipeline.resources import DatasetResource, MLflowResource
+from mlops_pipeline.resources import DatasetResource, MLflowResource, StorageResource
 from mlops_pipeline.resources.mlflow import CHALLENGER, CHAMPION
 
 
@@ -61,7 +62,11 @@ def model_version(
     training_features: pd.DataFrame,
     dataset: DatasetResource,
     mlflow: MLflowResource,
+    storage: StorageResource,
 ) -> dg.Output[CandidateVersion]:
+    """Register the candidate as `challenger` and score it and the champion on the same trusted
+    holdout (`deployment.holdout.comparison_holdout`: the candidate's holdout without the rows of
+    batches a check of this run flagged). No trusted row left: fail before registering."""
     import mlflow as mlflow_lib
 
     from mlops_pipeline.manifest import manifest_tags
@@ -70,9 +75,16 @@ def model_version(
     name = spec.name
     mlflow.configure()
     champion = mlflow.version_by_alias(name, CHAMPION)
+    comparison = trusted_holdout(context, spec, storage, training_features, champion)
+    champion_version = str(champion.version) if champion else None
+    if comparison.compared_rows == 0:
+        raise dg.Failure(
+            f"no holdout row passed every check ({comparison.describe(champion_version)}): "
+            "nothing to compare the candidate with the champion on"
+        )
     champion_metrics = None
     if champion is not None:
-        champion_metrics = score_version(mlflow, name, str(champion.version), training_features, spec)
+        champion_metrics = score_version(mlflow, name, str(champion.version), comparison.frame, spec)
     tags = {
         **manifest_tags(trained_model.manifest),
         "snapshot_id": trained_model.snapshot_id,
@@ -88,8 +100,9 @@ def model_version(
         version=str(mv.version),
         run_id=trained_model.run_id,
         snapshot_id=trained_model.snapshot_id,
-        metrics=trained_model.metrics,
-        champion_version=str(champion.version) if champion else None,
+        metrics=(trained_model.metrics if comparison.complete
+                 else score_version(mlflow, name, str(mv.version), comparison.frame, spec)),
+        champion_version=champion_version,
         champion_metrics=champion_metrics,
     )
     verdict = candidate.gate(spec.gate)
@@ -105,10 +118,62 @@ def model_version(
         **({"mlflow_model_version": dg.MetadataValue.url(url)} if url else {}),
         "snapshot_id": candidate.snapshot_id,
         "champion_version": candidate.champion_version or "none",
+        "comparison_holdout": comparison.describe(champion_version),
+        "compared_rows": comparison.compared_rows,
         **{f"candidate_{k}": float(v) for k, v in candidate.metrics.items()},
         **{f"champion_{k}": float(v) for k, v in (champion_metrics or {}).items()},
     }
     return dg.Output(candidate, metadata=metadata)
+
+
+def flagged_batches(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """Batch file name -> the check of this run that failed naming it (metadata `batch`, or
+    `batches` as a list or comma-separated text). Only checks declared blocking are sure to have
+    run before the gate; failing with ERROR they stop the run, so what is found here are batches
+    that blocking checks flagged with WARN severity."""
+    records = context.instance.get_records_for_run(
+        context.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    flagged: dict[str, str] = {}
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        evaluation = event.event_specific_data if event else None
+        if evaluation is None or evaluation.passed:
+            continue
+        for key in ("batch", "batches"):
+            entry = evaluation.metadata.get(key)
+            value = getattr(entry, "value", entry)
+            names = value if isinstance(value, list | tuple) else str(value or "").split(",")
+            for batch in (str(n).strip().rsplit("/", 1)[-1] for n in names):
+                if batch:
+                    flagged.setdefault(batch, evaluation.check_name)
+    return flagged
+
+
+def trusted_holdout(context, spec, storage: StorageResource, training_features: pd.DataFrame,
+                    champion) -> ComparisonHoldout:
+    """The Dagster side of `comparison_holdout`: reads the flagged batches' rows from the landing
+    area and the champion's training snapshot (for the known/new count only)."""
+    from mlops_pipeline.deployment.holdout import comparison_holdout
+    from mlops_pipeline.preparation import SPLIT_COLUMN
+
+    holdout = training_features[training_features[SPLIT_COLUMN] == "holdout"]
+    flagged = flagged_batches(context)
+    rows: dict[str, pd.DataFrame] = {}
+    if flagged:
+        landed = {uri.rsplit("/", 1)[-1]: uri for uri in storage.list_uris(storage.landing_glob(spec))}
+        for batch, check in flagged.items():
+            if batch in landed:
+                rows[batch] = storage.read_table(landed[batch], spec.source.format)
+                context.log.warning(f"holdout rows of {batch} left out of the comparison ({check})")
+    known = None
+    snapshot_id = champion.tags.get("snapshot_id") if champion is not None else None
+    if snapshot_id:
+        try:
+            known = storage.read_snapshot(snapshot_id)
+        except FileNotFoundError:
+            context.log.warning(f"champion's snapshot {snapshot_id[:12]} is gone: rows counted as new")
+    return comparison_holdout(holdout, known, rows)
 
 
 def _gate_table(verdict: GateResult) -> dg.TableMetadataValue:
@@ -188,8 +253,10 @@ class ChampionRecord:
     group_name="deployment",
     kinds={"mlflow"},
     pool="mlflow_registry",
-    description="Moves the `champion` alias to the candidate that passed the gate; the old champion "
-    "stays as `previous-champion` for one-step rollback.",
+    deps=["drift_report"],
+    description="Moves the `champion` alias to the candidate that passed the gate (and, when "
+    "drift.block_promotion is set, the input-drift check); the old champion stays as "
+    "`previous-champion` for one-step rollback. The last step of the loop.",
 )
 def champion_model(
     context: dg.AssetExecutionContext,
@@ -197,6 +264,13 @@ def champion_model(
     dataset: DatasetResource,
     mlflow: MLflowResource,
 ) -> dg.Output[ChampionRecord]:
+    """Re-gate this very candidate, then move the alias — the last thing a loop run does.
+
+    Everything that can refuse a candidate (contract checks, the eval gate, input drift when
+    blocking) runs upstream of this asset, and no asset or check of the `mlops_loop` job depends
+    on it, so a run cannot fail after the alias moved. Once the alias has moved, bookkeeping that
+    fails (the `promoted_by` tag) is logged and reported in the metadata, never raised.
+    """
     spec = dataset.spec()
     verdict = model_version.gate(spec.gate)
     if not verdict.passed:
@@ -214,9 +288,14 @@ def champion_model(
 
     moves = mlflow.promote(model_version.name, model_version.version,
                            actor=f"dagster:{context.run_id}", reason=gate_reason(verdict))
-    mlflow.client().set_model_version_tag(
-        model_version.name, model_version.version, "promoted_by", f"dagster:{context.run_id}"
-    )
+    try:
+        mlflow.client().set_model_version_tag(
+            model_version.name, model_version.version, "promoted_by", f"dagster:{context.run_id}"
+        )
+        promoted_by = "tagged"
+    except Exception as exc:  # noqa: BLE001 - the alias has moved: report, never fail the run now
+        promoted_by = f"not written ({type(exc).__name__}: {exc})"
+        context.log.warning(f"v{model_version.version} is champion; promoted_by tag {promoted_by}")
     for move in moves:
         context.log.info(f"alias moved: {move}")
     record = ChampionRecord(
@@ -229,5 +308,6 @@ def champion_model(
             "previous_champion": record.previous_version or "none",
             "snapshot_id": record.snapshot_id,
             "alias_moves": "; ".join(str(m) for m in moves) or "already champion",
+            "promoted_by_tag": promoted_by,
         },
     )
