@@ -24,6 +24,7 @@ import copy
 import json
 import math
 import operator
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -164,6 +165,8 @@ def _unencodable(value: Any) -> bool:
 
 
 _ENCODE = msgspec.json.Encoder().encode
+#: Where a msgspec error points: "... - at `$[3].distance`" -> record 3, field distance.
+_WHERE = re.compile(r"at `\$\[(\d+)\]\.([^`\[]+)`")
 
 
 class RecordChecker:
@@ -243,8 +246,10 @@ class RecordChecker:
         try:
             typed = msgspec.convert(records, list[self.record_type], strict=False)
         except msgspec.ValidationError as exc:  # e.g. 1e30 for an integer: integral, but no int64
+            where = _WHERE.search(str(exc))
+            record, field = (int(where[1]), where[2]) if where else (None, None)
             raise RequestError(422, "request violates the data contract",
-                               [FieldError(None, None, str(exc))]) from None
+                               [FieldError(record, field, str(exc))]) from None
         return typed, payload.get("key") if isinstance(payload, dict) else None
 
     @staticmethod
