@@ -131,6 +131,11 @@ class DriftSpec(_Strict):
     retrain_cooldown_hours: float = Field(
         default=24.0, description="After drift triggers a retraining, persisting drift waits this long."
     )
+    block_promotion: bool = Field(
+        default=False,
+        description="Input drift of the new data above `max_drift_share` blocks promotion (the "
+        "`input_drift` check fails with ERROR) instead of only warning.",
+    )
     sample_rows: int | None = Field(
         default=None, description="Optional cap on rows per side; seeded, so reports are stable."
     )
