@@ -31,9 +31,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_problem(args: argparse.Namespace) -> str | None:
+    """Validate the dataset config of a command that takes `--config` before it lands or launches
+    anything; the one-line problem, or None when the config is fine."""
+    from mlops_pipeline.settings import ConfigError, load_spec
+
+    if not hasattr(args, "config"):
+        return None
+    try:
+        load_spec(args.config)
+    except (ConfigError, FileNotFoundError) as exc:
+        return str(exc)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Parse, check the dataset config, run the command. An invalid config is one line on stderr
+    (`<file>: <field>: <problem> — <fix>`) and exit code 2, never a traceback."""
+    from mlops_pipeline.settings import ConfigError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    problem = _config_problem(args)
+    if problem is None:
+        try:
+            return int(args.func(args) or 0)
+        except ConfigError as exc:
+            problem = str(exc)
+    print(f"error: {' '.join(problem.split())}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -15,9 +15,33 @@ from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG, PROJECT_ROOT, data_d
 
 
 def cmd_land(args: argparse.Namespace) -> int:
-    from mlops_pipeline.landing import land_months
+    """`--from PATH` lands your own files into the configured dataset's landing area; without it,
+    NYC flights months, and only when the configured dataset lands where flights land."""
+    from mlops_pipeline.landing import LandingInputError, land_files, land_months
+    from mlops_pipeline.settings import load_spec
 
+    config = getattr(args, "config", None)
+    source = getattr(args, "from_", None)
+    set_dataset(config)
+    spec = load_spec(config)
+    if source:
+        try:
+            result = land_files(Path(source), spec)
+        except LandingInputError as exc:
+            print(f"error: {exc} (nothing was landed)", file=sys.stderr)
+            return 2
+        for note in result.notes:
+            print(f"note: {note}", file=sys.stderr)
+        for path in result.written:
+            print(f"landed {path}")
+        for src, batch in result.already_landed:
+            print(f"{src} is already landed as {batch}: nothing written")
+        return 0
     landing = data_dir() / "landing" / "flights"
+    if Path(spec.landing_glob()).parent != landing:
+        print(f"error: {spec.name} lands in {Path(spec.landing_glob()).parent}, not the flights "
+              f"area: land your files with `mlops-pipeline land --from PATH`", file=sys.stderr)
+        return 2
     written = land_months(landing, months=args.months, sample_fraction=args.sample)
     for path in written:
         print(f"landed {path}")
@@ -120,9 +144,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--no-ui", action="store_true", help="materialize only; start no server")
     up.set_defaults(func=cmd_up)
 
-    land = sub.add_parser("land", help="land monthly batches of NYC flights 2013")
-    land.add_argument("--months", type=int, nargs="+", default=[1, 2, 3])
-    land.add_argument("--sample", type=float, default=1.0, help="fraction of each month to land")
+    land = sub.add_parser(
+        "land", help="land your own CSV/Parquet files (--from), or monthly batches of NYC flights 2013"
+    )
+    land.add_argument("--from", dest="from_", metavar="PATH",
+                      help="a CSV/Parquet file or a folder of them, landed as new batches of the "
+                      "configured dataset (converted to its source.format; the same content lands once)")
+    land.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
+    land.add_argument("--months", type=int, nargs="+", default=[1, 2, 3],
+                      help="flights only (without --from): months of 2013 to land")
+    land.add_argument("--sample", type=float, default=1.0,
+                      help="flights only (without --from): fraction of each month to land")
     land.set_defaults(func=cmd_land)
 
     mat = sub.add_parser("materialize", help="run the whole loop headless through Dagster")
