@@ -26,3 +26,76 @@ def stop_group(*procs: subprocess.Popen, timeout: float = 15.0) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
+
+
+def default_signals() -> None:
+    """`preexec_fn` for the servers we start: SIGINT and SIGTERM back to their defaults.
+
+    Ignored signals survive `exec`: a process started in the background of a non-interactive shell
+    inherits SIGINT ignored, and Dagster then ignores SIGTERM too (what `env --default-signal` fixes
+    in a shell).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def stop_on_signals() -> None:
+    """Make SIGTERM and SIGINT raise KeyboardInterrupt in this process, so `finally` blocks stop
+    its servers — also when SIGINT was inherited ignored (a background job of a script)."""
+
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+
+
+def watch_children(procs: list[subprocess.Popen], poll_s: float = 0.5) -> subprocess.Popen:
+    """Start a watcher that stops `procs`' process groups when this process dies, however it dies.
+
+    `kill -9` runs no handler and no `finally`; the watcher, a child of this process in its own
+    session, sees its parent change (re-parented) and terminates the groups (SIGTERM, then SIGKILL
+    after a grace period). It exits on its own once every group is gone.
+    """
+    import sys
+
+    pgids = [str(p.pid) for p in procs]
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlops_pipeline.processes", str(os.getpid()), str(poll_s), *pgids],
+        start_new_session=True, stdin=subprocess.DEVNULL,
+    )
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _watch(parent: int, poll_s: float, pgids: list[int], grace_s: float = 10.0) -> None:
+    import time
+
+    while os.getppid() == parent:
+        if not any(_group_alive(g) for g in pgids):
+            return
+        time.sleep(poll_s)
+    for g in pgids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(g, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_group_alive(g) for g in pgids):
+        time.sleep(0.2)
+    for g in pgids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(g, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _parent, _poll, *_groups = sys.argv[1:]
+    _watch(int(_parent), float(_poll), [int(g) for g in _groups])

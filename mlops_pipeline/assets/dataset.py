@@ -1,10 +1,9 @@
 """Stage 1: the landing area becomes an immutable, content-addressed snapshot."""
 
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-import warnings
 
 import dagster as dg
 

@@ -34,19 +34,34 @@ class TrainedModel:
 
 def _log_model(model, X: pd.DataFrame, scores) -> str:
     """Log with skops (MLflow's safe default), trusting only the types our pipelines are made of."""
+    import platform
+    import warnings
+
     import mlflow
     from mlflow.models import infer_signature
 
     from mlops_pipeline.model import SKOPS_TRUSTED_TYPES, pip_requirements
 
-    info = mlflow.sklearn.log_model(
-        model,
-        name="model",
-        signature=infer_signature(X.head(100), scores[:100]),
-        input_example=X.head(5),
-        skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
-        pip_requirements=pip_requirements(),
-    )
+    # Our own conda env instead of `pip_requirements=`: pip is not installed in a uv venv, and
+    # MLflow, asked to pin it in conda.yaml, warns on every run. pip is listed unpinned on purpose;
+    # requirements.txt is the same pins either way.
+    conda_env = {
+        "name": "mlflow-env",
+        "channels": ["conda-forge"],
+        "dependencies": [f"python={platform.python_version()}", "pip", {"pip": pip_requirements()}],
+    }
+    with warnings.catch_warnings():
+        # MLflow's hint that int columns cannot carry NaN at inference: serving coerces every
+        # request to the contract's dtypes before predicting, so it never applies here.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(X.head(100), scores[:100]),
+            input_example=X.head(5),
+            skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
+            conda_env=conda_env,
+        )
     return info.model_uri
 
 

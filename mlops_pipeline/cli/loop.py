@@ -9,8 +9,15 @@ import sys
 import time
 from pathlib import Path
 
-from mlops_pipeline.cli.common import ensure_dagster_home, print_checks, run_loop, set_dataset
-from mlops_pipeline.processes import stop_group
+from mlops_pipeline.cli.common import (
+    RegistryUnreachable,
+    check_registry,
+    ensure_dagster_home,
+    print_summary,
+    run_loop,
+    set_dataset,
+)
+from mlops_pipeline.processes import default_signals, stop_group
 from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG, PROJECT_ROOT, data_dir
 
 
@@ -50,19 +57,29 @@ def cmd_land(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_or_exit() -> bool:
+    """Check the registry answers before anything trains; say why not on stderr."""
+    try:
+        check_registry()
+    except RegistryUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_materialize(args: argparse.Namespace) -> int:
     set_dataset(args.config)
+    if not _registry_or_exit():
+        return 2
     run_config = None
     if args.shuffle_labels:
         run_config = {"ops": {"trained_model": {"config": {"shuffle_labels": True}}}}
-    result = run_loop(run_config)
-    checks_ok = print_checks(result)
-    print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
-    return 0 if result.success and checks_ok else 1
+    result = run_loop(run_config, verbose=args.verbose, say=print)
+    return 0 if print_summary(result) else 1
 
 
 def cmd_contract(args: argparse.Namespace) -> int:
-    from mlops_pipeline.contract import infer_contract, write_contract
+    from mlops_pipeline.contract import ContractError, infer_contract, left_as_object, write_contract
     from mlops_pipeline.settings import load_spec
     from mlops_pipeline.snapshots import read_landing
 
@@ -72,8 +89,18 @@ def cmd_contract(args: argparse.Namespace) -> int:
         print(f"{out} exists; pass --force to overwrite it", file=sys.stderr)
         return 2
     df = read_landing(spec.landing_glob(), spec.source.format)
-    write_contract(infer_contract(df, spec), out)
-    print(f"wrote a draft contract to {out}: review it (domain checks, null limits) and commit it")
+    try:
+        doc = infer_contract(df, spec, range_margin=args.range_margin, horizon_days=args.horizon_days)
+    except ContractError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_contract(doc, out)
+    loose = left_as_object(doc)
+    if loose:
+        print(f"warning: columns left as `object` (any text passes): {', '.join(loose)}; if one is "
+              "a date or a number, fix the data or its dtype in the contract", file=sys.stderr)
+    print(f"wrote a draft contract to {out}: review it (domain: categories, ranges, time window; "
+          "null limits) and commit it")
     return 0
 
 
@@ -90,21 +117,44 @@ def _free_port(preferred: int) -> int:
     raise RuntimeError("no free port")
 
 
+def _missing_data_hint(spec, config: str) -> str | None:
+    """None when the configured dataset has landed data; else what to land and how."""
+    import glob
+
+    if glob.glob(spec.landing_glob()):
+        return None
+    return (f"no data landed for dataset {spec.name!r}: nothing matches {spec.landing_glob()}\n"
+            f"land your file first, then run `up` again:\n"
+            f"  uv run mlops-pipeline land --from FILE --config {config}\n"
+            f"  uv run mlops-pipeline up --config {config}")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
+    from mlops_pipeline.processes import stop_on_signals, watch_children
+    from mlops_pipeline.settings import load_spec
+
+    stop_on_signals()  # SIGTERM (and SIGINT, even if inherited ignored) ends `up` and its servers
     set_dataset(args.config)
+    config = os.environ.get("MLOPS_DATASET_CONFIG") or DEFAULT_DATASET_CONFIG
+    spec = load_spec(config)
+    if not _registry_or_exit():
+        return 2
     home = ensure_dagster_home()
     mlflow_port = _free_port(args.mlflow_port)
     if not args.no_ui:
         os.environ.setdefault("MLOPS_MLFLOW_UI_URL", f"http://127.0.0.1:{mlflow_port}")
-    landing = data_dir() / "landing" / "flights"
-    if not any(landing.glob("*.parquet")):
+    hint = _missing_data_hint(spec, config)
+    if hint and spec.landing_glob() == load_spec(DEFAULT_DATASET_CONFIG).landing_glob():
+        print("no flights landed yet: landing January-March 2013")
         cmd_land(argparse.Namespace(months=[1, 2, 3], sample=1.0))
-    print("materializing the loop once (snapshot -> features -> model -> registry -> drift)...")
-    result = run_loop()
-    checks_ok = print_checks(result)
-    print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+    elif hint:
+        print(hint, file=sys.stderr)
+        return 2
+    print("materializing the loop once (snapshot -> features -> model -> registry -> drift)")
+    result = run_loop(verbose=args.verbose, say=print)
+    ok = print_summary(result)
     if args.no_ui:
-        return 0 if result.success and checks_ok else 1
+        return 0 if ok else 1
 
     from mlops_pipeline.resources import MLflowResource
 
@@ -112,27 +162,36 @@ def cmd_up(args: argparse.Namespace) -> int:
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    procs = [
-        subprocess.Popen(
+    procs: list[subprocess.Popen] = []
+    watcher = None
+    try:
+        procs.append(subprocess.Popen(
             [str(bin_dir / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
              "--backend-store-uri", mlflow_res.resolved_tracking_uri, "--workers", "1"],
-            env=env, start_new_session=True,
-        ),
-        subprocess.Popen(
-            [str(bin_dir / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(args.port),
+            env=env, start_new_session=True, preexec_fn=default_signals,
+        ))
+        # `dg dev -w` (not the superseded `dagster dev`), started in DAGSTER_HOME so that no
+        # dagster.yaml in the working directory competes with the instance's own.
+        procs.append(subprocess.Popen(
+            [str(bin_dir / "dg"), "dev", "-h", "127.0.0.1", "-p", str(args.port), "--log-level", "warning",
              "-w", str(PROJECT_ROOT / "workspace.yaml")],
-            env=env, cwd=PROJECT_ROOT, start_new_session=True,
-        ),
-    ]
-    print(f"\nDagster UI: http://127.0.0.1:{args.port}   (DAGSTER_HOME={home})")
-    print(f"MLflow UI:  http://127.0.0.1:{mlflow_port}\nCtrl-C stops both.")
-    try:
+            env=env, cwd=home, start_new_session=True, preexec_fn=default_signals,
+        ))
+        watcher = watch_children(procs)  # stops both servers even if `up` is killed with -9
+        print(f"\nDagster UI: http://127.0.0.1:{args.port}   (pid {procs[1].pid}, DAGSTER_HOME={home})")
+        print(f"MLflow UI:  http://127.0.0.1:{mlflow_port}   (pid {procs[0].pid})")
+        print("Ctrl-C (or SIGTERM) stops both.", flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(1)
+        for p in procs:
+            if p.returncode is not None:
+                print(f"server pid {p.pid} exited with {p.returncode}; stopping the other", file=sys.stderr)
     except KeyboardInterrupt:
-        pass
+        print("stopping the servers", flush=True)
     finally:
         stop_group(*procs)
+        if watcher is not None:
+            stop_group(watcher, timeout=5)
     return 0
 
 
@@ -142,6 +201,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--port", type=int, default=3000, help="Dagster UI port (127.0.0.1)")
     up.add_argument("--mlflow-port", type=int, default=5000, help="MLflow UI port (127.0.0.1)")
     up.add_argument("--no-ui", action="store_true", help="materialize only; start no server")
+    up.add_argument("--verbose", action="store_true", help="show Dagster's full event log of the run")
     up.set_defaults(func=cmd_up)
 
     land = sub.add_parser(
@@ -161,6 +221,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     mat.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
     mat.add_argument("--shuffle-labels", action="store_true",
                      help="train on shuffled labels: watch the gate block a bad model")
+    mat.add_argument("--verbose", action="store_true", help="show Dagster's full event log of the run")
     mat.set_defaults(func=cmd_materialize)
 
     contract = sub.add_parser("contract", help="data contract tools")
@@ -169,4 +230,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     infer.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
     infer.add_argument("--out", help="where to write it (default: the config's `contract` path)")
     infer.add_argument("--force", action="store_true")
+    infer.add_argument("--range-margin", type=float, default=0.1,
+                       help="widen each numeric range by this share of its observed span (default 0.1)")
+    infer.add_argument("--horizon-days", type=float, default=365.0,
+                       help="time window ends this many days after the last timestamp (default 365)")
     infer.set_defaults(func=cmd_contract)
