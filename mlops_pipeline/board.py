@@ -141,6 +141,10 @@ def _table(rows: list[dict[str, Any]]) -> str:
 def _cls(row: dict[str, Any], col: str) -> str:
     if col == "passed":
         return "ok" if row[col] else ("warn" if row.get("severity") == "WARN" else "bad")
+    if col == "status":  # a check's state: passed, failed, not run (planned, never evaluated), ...
+        if row[col] == "failed":
+            return "warn" if row.get("severity") == "WARN" else "bad"
+        return {"passed": "ok", "not run": "warn"}.get(row[col], "")
     return ""
 
 

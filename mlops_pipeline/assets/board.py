@@ -15,20 +15,37 @@ WINDOW_DAYS = 7
 
 
 def _check_rows(context: dg.AssetExecutionContext) -> list[dict[str, Any]]:
-    """The latest verdict of every check the code location defines."""
+    """The latest verdict of every check the code location defines, in every state the instance can
+    hold: `passed` / `failed` with the evaluation's severity and description, `not run` for a check
+    that was planned but never evaluated (its run failed or stopped first; the detail says which
+    run and how it ended), `running` while that run is still going, `never run` without a record."""
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
     from mlops_pipeline.definitions import build_definitions
 
     keys = build_definitions().resolve_asset_graph().asset_check_keys
     rows = []
     for key in sorted(keys, key=lambda k: k.to_user_string()):
         record = context.instance.get_latest_asset_check_evaluation_record(key)
-        evaluation = record.event.dagster_event.event_specific_data if record and record.event else None
-        if evaluation is None:
-            continue
-        rows.append({
-            "asset": key.asset_key.to_user_string(), "check": key.name, "passed": evaluation.passed,
-            "severity": evaluation.severity.value, "detail": (evaluation.description or "")[:160],
-        })
+        row = {"asset": key.asset_key.to_user_string(), "check": key.name, "status": "never run",
+               "severity": "", "detail": ""}
+        if record is not None and record.status == AssetCheckExecutionRecordStatus.PLANNED:
+            run = context.instance.get_run_by_id(record.run_id)
+            done = run is None or run.is_finished
+            row["status"] = "not run" if done else "running"
+            row["detail"] = (f"planned in run {record.run_id[:8]} "
+                             f"({run.status.value.lower() if run else 'deleted'})")
+        elif record is not None:
+            event = record.event.dagster_event if record.event else None
+            evaluation = event.event_specific_data if event else None
+            passed = getattr(evaluation, "passed", None)
+            if passed is None:  # an evaluation without a verdict: say so rather than guess
+                row["status"] = record.status.value.lower()
+            else:
+                row.update(status="passed" if passed else "failed",
+                           severity=evaluation.severity.value,
+                           detail=(evaluation.description or "")[:160])
+        rows.append(row)
     return rows
 
 
@@ -120,7 +137,8 @@ def monitoring_board(
     with mlflow.start_run(run_name=f"board-{spec.name}", tags={"kind": "monitoring_board"}) as run:
         mlflow_lib.log_artifact(str(path))
     url = mlflow.run_url(run.info.run_id)
-    failing = [f"{r['asset']}:{r['check']}" for r in checks if not r["passed"]]
+    failing = [f"{r['asset']}:{r['check']}" for r in checks if r["status"] == "failed"]
+    not_run = [f"{r['asset']}:{r['check']}" for r in checks if r["status"] == "not run"]
 
     def num(v: Any) -> float:
         return float(v) if isinstance(v, int | float) and v is not None else 0.0
@@ -135,5 +153,6 @@ def monitoring_board(
         "p99_latency_ms": num(system.get("server_p99_ms", system.get("store_p99_ms"))),
         "error_rate": num(system.get("server_error_rate")),
         "failing_checks": ", ".join(failing) or "none",
+        "checks_not_run": ", ".join(not_run) or "none",
         "production_drift_share": num(drift["production drift share"]),
     })
