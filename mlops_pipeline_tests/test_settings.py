@@ -43,3 +43,36 @@ def test_unknown_fields_and_missing_files_name_the_problem(tmp_path):
         load_spec(path)
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_spec(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda d: d["target"].pop("name"),
+     "target.name: required — name of the target column the model learns"),
+    (lambda d: d["split"].update(holdout_share=0.2),
+     "split.holdout_share: unknown key — allowed here: strategy, holdout_fraction, seed, group_column"),
+    (lambda d: d["features"]["datetime_parts"].update(time_hour=["weekday"]),
+     "features.datetime_parts.time_hour[0]: 'weekday' is not allowed — use one of dayofweek, hour, "
+     "month or dayofyear"),
+    (lambda d: d["split"].update(holdout_fraction="a fifth"),
+     "split.holdout_fraction: should be a valid number"),
+    (lambda d: d["split"].update(strategy="group"),
+     "split.group_column: required with strategy: group"),
+    (lambda d: (d.pop("time_column"), d["split"].update(strategy="time")),
+     "split.strategy: time needs `time_column` — set time_column, or choose random, stratified or group"),
+])
+def test_a_bad_config_is_one_line_naming_file_field_and_fix(tmp_path, change, expected):
+    from mlops_pipeline.settings import ConfigError
+
+    path = _write(tmp_path, change)
+    with pytest.raises(ConfigError) as caught:
+        load_spec(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {expected}"), message
+    assert "\n" not in message
+
+
+def test_without_a_time_column_the_default_split_depends_on_the_task(tmp_path):
+    spec = load_spec(_write(tmp_path, lambda d: d.pop("time_column")))
+    assert spec.time_column is None and spec.split_strategy == "stratified"
+    assert spec.config_file == tmp_path / "cfg.yaml"
+    assert load_spec("data/configs/flights.yaml").split_strategy == "time"
