@@ -6,7 +6,12 @@ read it instead of scraping logs.
 The unit of capture is the scored request, not the record: one row of `prediction_batches` per
 request and role (champion or canary answer, challenger's shadow answer) holds the request's
 records column-wise: the features as one LZ4-compressed JSON array, predictions and
-probabilities as float64 arrays. Why: a row per record costs SQLite
+probabilities as float64 arrays. A classifier's prediction is stored as the index of its class in
+the version's class list (`classes`, JSON, so string, int and bool classes round-trip in their own
+type); `probability` is the positive-class probability (binary) or the predicted class's
+(multi-class), and a multi-class answer keeps every class's probability (`probabilities`, an
+(n, k) float64 matrix). Labels are stored as JSON text, in the dataset's own label type.
+Why one row per request: a row per record costs SQLite
 ~3 us of B-tree inserts and bound parameters, 37 ms for one 10k-record request (as much CPU as
 half the model), where one row per request costs ~3 ms whatever its size; every reader wants
 windows of records anyway, and `read_window` gives one row per record exactly as before. Labels
@@ -58,6 +63,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     and_,
     create_engine,
     event,
@@ -96,9 +102,16 @@ batches_table = Table(
            comment="LZ4-compressed UTF-8 JSON array: each record's feature values (and key fields)."),
     Column("features_size", Integer, nullable=False, comment="Uncompressed bytes of `features`."),
     Column("prediction", LargeBinary, nullable=False,
-           comment="float64 little-endian, one per record: class (classification) or value."),
+           comment="float64 little-endian, one per record: class index into `classes` "
+           "(classification) or value."),
     Column("probability", LargeBinary, nullable=True,
-           comment="float64 little-endian, one per record: positive-class probability."),
+           comment="float64 little-endian, one per record: positive-class probability (binary), "
+           "predicted class's probability (multi-class)."),
+    Column("classes", Text, nullable=True,
+           comment="JSON array: the version's classes in probability-column order (classification)."),
+    Column("positive", Integer, nullable=True, comment="Index of the positive class (binary)."),
+    Column("probabilities", LargeBinary, nullable=True,
+           comment="float64 little-endian, records x classes, row-major (multi-class only)."),
     Index("ix_prediction_batches_ts", "ts"),
 )
 
@@ -107,13 +120,16 @@ labels_table = Table(
     metadata,
     Column("batch_id", String(32), primary_key=True),
     Column("record", Integer, primary_key=True, comment="The record's index in its batch."),
-    Column("label", Float, nullable=False, comment="Ground truth from POST /feedback."),
+    Column("label", Text, nullable=False,
+           comment="Ground truth from POST /feedback, as JSON in the dataset's own label type."),
     Column("label_ts", DateTime(timezone=True), nullable=False),
 )
 
 #: What `read_window` and `get` return: one row per (record, role).
 COLUMNS = ["request_id", "role", "ts", "batch_id", "model_name", "model_version", "features",
            "prediction", "probability", "latency_ms", "label", "label_ts"]
+#: Added by `read_window(..., probabilities=True)`: each record's {class: probability}.
+PROBABILITIES = "probabilities"
 _BATCH_INSERT = [c.name for c in batches_table.columns]
 
 _encode = msgspec.json.Encoder().encode
@@ -181,9 +197,12 @@ class PredictionBatch:
     model_name: str
     model_version: str
     features: bytes
-    prediction: Sequence[Any] | np.ndarray
+    prediction: Sequence[Any] | np.ndarray  # class index (with `classes`) or value
     probability: Sequence[Any] | np.ndarray | None
     latency_ms: float
+    classes: tuple | None = None  # the model's classes (classification)
+    positive: int | None = None  # index of the positive class (binary)
+    probabilities: np.ndarray | None = None  # (n, k), multi-class only
 
     def __len__(self) -> int:
         return len(self.prediction)
@@ -196,9 +215,16 @@ class PredictionBatch:
     def from_records(cls, features: Sequence[Mapping[str, Any]], prediction: Sequence[Any],
                      probability: Sequence[Any] | None = None, *, role: str = "champion",
                      ts: datetime | None = None, model_name: str = "model", model_version: str = "1",
-                     latency_ms: float = 0.0, batch_id: str | None = None) -> PredictionBatch:
+                     latency_ms: float = 0.0, batch_id: str | None = None,
+                     classes: Sequence[Any] | None = None, positive: int | None = None,
+                     probabilities: np.ndarray | None = None) -> PredictionBatch:
+        """With `classes`, `prediction` holds class labels (mapped to their index here)."""
+        if classes is not None:
+            classes = tuple(classes)
+            prediction = pd.Index(list(classes)).get_indexer(list(prediction)).astype(np.float64)
         return cls(batch_id or new_batch_id(), role, ts or datetime.now(UTC), model_name, model_version,
-                   _encode(list(features)), prediction, probability, latency_ms)
+                   _encode(list(features)), prediction, probability, latency_ms, classes, positive,
+                   probabilities)
 
 
 _F8 = np.dtype("<f8")
@@ -227,6 +253,20 @@ def _float64_bytes(values: Sequence[Any] | np.ndarray | None, n: int) -> bytes |
         out = np.array([np.nan if v is None else float(v) for v in values], dtype=_F8)
     if out.shape != (n,):
         raise ValueError(f"{out.size} values for {n} records")
+    return out.tobytes()
+
+
+def _classes_json(classes: tuple) -> str:
+    return _encode([v.item() if isinstance(v, np.generic) else v for v in classes]).decode()
+
+
+def _matrix_bytes(matrix: np.ndarray | None, n: int, classes: tuple | None) -> bytes | None:
+    if matrix is None:
+        return None
+    out = np.ascontiguousarray(matrix, dtype=_F8)
+    k = len(classes) if classes is not None else -1
+    if out.shape != (n, k):
+        raise ValueError(f"probabilities of shape {out.shape} for {n} records and {k} classes")
     return out.tobytes()
 
 
@@ -295,6 +335,7 @@ class PredictionStore:
             metadata.create_all(self.engine)
         except DBAPIError:  # another process created them between the check and the CREATE
             metadata.create_all(self.engine)
+        _migrate(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -349,6 +390,9 @@ class PredictionStore:
             "features": _compress(b.features), "features_size": len(b.features),
             "prediction": _float64_bytes(b.prediction, n),
             "probability": _float64_bytes(b.probability, n),
+            "classes": None if b.classes is None else _classes_json(b.classes),
+            "positive": None if b.positive is None else int(b.positive),
+            "probabilities": _matrix_bytes(b.probabilities, n, b.classes),
         }
 
     def params(self, batches: Sequence[PredictionBatch]) -> list[tuple[Any, ...]]:
@@ -402,8 +446,9 @@ class PredictionStore:
             cursor.close()
         return records
 
-    def set_label(self, request_id: str, label: float, conn: Any = None) -> tuple[int, bool]:
-        """Attach ground truth to a record; returns (captured rows of that record, changed).
+    def set_label(self, request_id: str, label: Any, conn: Any = None) -> tuple[int, bool]:
+        """Attach ground truth (a JSON scalar in the dataset's label type: "bad", 3, true, 27.0) to
+        a record; returns (captured rows of that record, changed).
 
         The rows are the served answer plus any shadow answer. Idempotent: the same label again
         changes nothing (label_ts keeps the first time it was set); a different label replaces it
@@ -422,7 +467,7 @@ class PredictionStore:
         ).scalar_one()
         if not matched:
             return 0, False
-        label = float(label)
+        label = _label_json(label)
         key = and_(lab.c.batch_id == batch_id, lab.c.record == record)
         current = conn.execute(select(lab.c.label).where(key)).first()
         if current is None:
@@ -438,7 +483,7 @@ class PredictionStore:
                 return int(matched), bool(conn.execute(upsert).rowcount)
             conn.execute(insert(lab).values(**values))
             return int(matched), True
-        if current.label == label:
+        if _label_json(_label_value(current.label)) == label:
             return int(matched), False
         conn.execute(update(lab).where(key).values(label=label, label_ts=datetime.now(UTC)))
         return int(matched), True
@@ -460,6 +505,7 @@ class PredictionStore:
         roles: Iterable[str] | None = None,
         model_name: str | None = None,
         expand_features: bool = False,
+        probabilities: bool = False,
     ) -> pd.DataFrame:
         """One row per captured record and role with `start <= ts < end` (UTC), oldest first (then
         by request id and role): what a daily partition reads.
@@ -468,6 +514,10 @@ class PredictionStore:
         features themselves, so the frame can be validated against the data contract and fed to a
         drift report as is; otherwise `features` holds each record's JSON object. SQLite returns
         naive datetimes (UTC); Postgres returns aware ones.
+
+        `prediction` is the class label in the dataset's own type (float64 when every class is a
+        number, as for a 0/1 target) or the value; `label` likewise. `probabilities=True` adds a
+        column of each record's {class: probability} (classification; None for regression).
         """
         b = batches_table
         where = []
@@ -485,13 +535,13 @@ class PredictionStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
             label_rows = conn.execute(labels).all() if rows else []
-        return _explode(rows, label_rows, expand_features)
+        return _explode(rows, label_rows, expand_features, probabilities)
 
-    def get(self, request_id: str) -> pd.DataFrame:
+    def get(self, request_id: str, probabilities: bool = False) -> pd.DataFrame:
         """Every captured row (served and shadow) of one record, in `read_window`'s columns."""
         parsed = parse_request_id(request_id)
         if parsed is None:
-            return _explode([], [], False)
+            return _explode([], [], False, probabilities)
         batch_id, record = parsed
         b, lab = batches_table, labels_table
         with self.engine.connect() as conn:
@@ -499,7 +549,7 @@ class PredictionStore:
                                 .order_by(b.c.role)).all()
             label_rows = conn.execute(select(lab).where(and_(lab.c.batch_id == batch_id,
                                                              lab.c.record == record))).all()
-        frame = _explode(rows, label_rows, False)
+        frame = _explode(rows, label_rows, False, probabilities)
         return frame[frame["request_id"] == request_id].reset_index(drop=True)
 
 
@@ -513,13 +563,69 @@ def _floats(rows: Sequence[Any], column: str, counts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _explode(rows: Sequence[Any], label_rows: Sequence[Any], expand_features: bool) -> pd.DataFrame:
+def _label_json(label: Any) -> str:
+    """A label as stored: JSON text of a scalar (numpy scalars as their Python value)."""
+    return _encode(label.item() if isinstance(label, np.generic) else label).decode()
+
+
+def _label_value(stored: Any) -> Any:
+    """A stored label back in its own type (a store from before JSON labels holds floats)."""
+    return _decode(stored) if isinstance(stored, str | bytes) else stored
+
+
+def _numeric_or_object(values: list[Any] | np.ndarray) -> np.ndarray:
+    """float64 when every value is a number (not a bool), else an object array of the values."""
+    arr = np.asarray(values, dtype=object)
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in pd.unique(arr)):
+        return arr.astype(np.float64)
+    return arr
+
+
+def _class_labels(rows: Sequence[Any], counts: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Predictions as labels: a classifier's stored class index mapped through its batch's class
+    list (one lookup per distinct class list, not per record); values pass through."""
+    lists = [r.classes for r in rows]
+    if all(c is None for c in lists):
+        return index
+    out = index.astype(object)
+    numeric = True
+    for text in {c for c in lists if c is not None}:
+        labels = _decode(text)
+        numeric = numeric and all(isinstance(v, int | float) and not isinstance(v, bool) for v in labels)
+        mask = np.repeat(np.fromiter((c == text for c in lists), dtype=bool, count=len(lists)), counts)
+        out[mask] = np.asarray(labels, dtype=object)[index[mask].astype(np.int64)]
+    return out.astype(np.float64) if numeric else out
+
+
+def _probability_dicts(rows: Sequence[Any], counts: np.ndarray, probability: np.ndarray) -> list[Any]:
+    """Each record's {class: probability}: from the stored matrix (multi-class) or the positive
+    class's probability (binary); None for regression."""
+    out: list[Any] = []
+    start = 0
+    for r, n in zip(rows, counts.tolist(), strict=True):
+        if r.classes is None:
+            out.extend([None] * n)
+        else:
+            labels = _decode(r.classes)
+            if r.probabilities is not None:
+                matrix = np.frombuffer(bytes(r.probabilities), dtype=_F8).reshape(n, len(labels))
+                out.extend(dict(zip(labels, row, strict=True)) for row in matrix.tolist())
+            else:
+                pos = 1 if r.positive is None else int(r.positive)
+                pos_label, neg_label = labels[pos], labels[1 - pos]
+                out.extend({neg_label: 1.0 - p, pos_label: p} for p in probability[start:start + n].tolist())
+        start += n
+    return out
+
+
+def _explode(rows: Sequence[Any], label_rows: Sequence[Any], expand_features: bool,
+             probabilities: bool = False) -> pd.DataFrame:
     """Batch rows -> one row per record (request ids derived), labels joined by (batch, record).
 
     Column-wise across batches (one `repeat` per batch-level column, one buffer per float array),
     so a day of single-record requests costs a few microseconds per request to read."""
     if not rows:
-        return pd.DataFrame(columns=COLUMNS)
+        return pd.DataFrame(columns=COLUMNS + ([PROBABILITIES] if probabilities else []))
     counts = np.array([int(r.records) for r in rows], dtype=np.int64)
     ids: list[str] = []
     features: list[Any] = []
@@ -539,27 +645,57 @@ def _explode(rows: Sequence[Any], label_rows: Sequence[Any], expand_features: bo
         **{c: per_batch(c) for c in ("role", "batch_id", "model_name", "model_version")},
         "ts": pd.to_datetime(per_batch("ts").tolist()),
         "record": np.arange(int(counts.sum()), dtype=np.int64) - starts,
-        "prediction": _floats(rows, "prediction", counts),
+        "prediction": _class_labels(rows, counts, _floats(rows, "prediction", counts)),
         "probability": _floats(rows, "probability", counts),
         "latency_ms": np.repeat(np.array([r.latency_ms for r in rows], dtype=np.float64), counts),
     })
     labels = pd.DataFrame([tuple(x) for x in label_rows], columns=["batch_id", "record", "label", "label_ts"])
     labels["record"] = labels["record"].astype(np.int64)
-    labels["label"] = labels["label"].astype(np.float64)
+    labels["label"] = _numeric_or_object([_label_value(v) for v in labels["label"]])
     frame = frame.merge(labels, on=["batch_id", "record"], how="left", sort=False)
     if len(label_rows):
         frame["label_ts"] = pd.to_datetime(frame["label_ts"].tolist())
     else:
         frame["label_ts"] = pd.Series([pd.NaT] * len(frame), dtype=frame["ts"].dtype)
+    extra = []
+    if probabilities:
+        frame[PROBABILITIES] = _probability_dicts(rows, counts, frame["probability"].to_numpy())
+        extra = [PROBABILITIES]
     if expand_features:
         feats = pd.DataFrame(features, index=frame.index)
         frame = pd.concat([frame, feats], axis=1)
-        ordered = [c for c in COLUMNS if c != "features"] + [c for c in feats.columns if c not in COLUMNS]
+        ordered = ([c for c in COLUMNS if c != "features"] + extra
+                   + [c for c in feats.columns if c not in COLUMNS and c not in extra])
     else:
         frame["features"] = [_encode(f).decode() for f in features]
-        ordered = COLUMNS
+        ordered = COLUMNS + extra
     frame = frame.sort_values(["ts", "request_id", "role"], kind="stable").reset_index(drop=True)
     return frame[ordered]
+
+
+def _migrate(engine: Engine) -> None:
+    """Bring a store created before classes and JSON labels up to this schema: the new nullable
+    columns are added; on Postgres the float label column becomes text (a float is valid JSON)."""
+    from sqlalchemy import inspect, text
+
+    inspector = inspect(engine)
+    have = {c["name"]: c for c in inspector.get_columns(batches_table.name)}
+    missing = [c for c in ("classes", "positive", "probabilities") if c not in have]
+    label_type = {c["name"]: c for c in inspector.get_columns(labels_table.name)}["label"]["type"]
+    alter_label = engine.dialect.name == "postgresql" and not isinstance(label_type, String)
+    if not missing and not alter_label:
+        return
+    prep = engine.dialect.identifier_preparer
+    for name in missing:
+        kind = batches_table.c[name].type.compile(dialect=engine.dialect)
+        # another process may add it meanwhile: then this one fails, harmlessly
+        with contextlib.suppress(DBAPIError), engine.connect() as conn, conn.begin():
+            conn.execute(text(f"ALTER TABLE {prep.format_table(batches_table)} "
+                              f"ADD COLUMN {prep.quote(name)} {kind}"))
+    with engine.connect() as conn, conn.begin():
+        if alter_label:
+            conn.execute(text(f"ALTER TABLE {prep.format_table(labels_table)} ALTER COLUMN label "
+                              "TYPE TEXT USING label::text"))
 
 
 def _upsert_insert(dialect: str) -> Callable[[Table], Any] | None:

@@ -14,8 +14,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GATE_TAG = "gate.status"
+
+
+class Scores(NamedTuple):
+    """One model call's answer for n records."""
+
+    prediction: np.ndarray  # class labels in the dataset's own type, or values (regression)
+    probability: np.ndarray | None  # positive class's (binary) or predicted class's (multi-class)
+    probabilities: np.ndarray | None  # (n, k) in `classes.labels` order (classification)
+    index: np.ndarray | None  # the predicted class's column (classification)
 
 
 @dataclass(frozen=True)
@@ -39,18 +48,37 @@ class LoadedModel:
     tags: dict[str, str] = field(default_factory=dict)
     categories: dict[str, frozenset] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
+    classes: Any = None  # model.ClassInfo of a classifier (derived from the model when omitted)
+
+    def __post_init__(self) -> None:
+        if self.classes is None and self.task == "classification" and hasattr(self.model, "classes_"):
+            from mlops_pipeline.model import class_info
+
+            object.__setattr__(self, "classes", class_info(self.model))
+        if self.classes is not None:
+            object.__setattr__(self, "_labels", np.asarray(self.classes.labels, dtype=object)
+                               if any(isinstance(c, str | bool) for c in self.classes.labels)
+                               else np.asarray(self.model.classes_))
 
     @property
     def gate_status(self) -> str:
         return self.tags.get(GATE_TAG, "unknown")
 
-    def score(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
-        """(prediction, positive-class probability or None): one model call for both."""
+    def score(self, X: pd.DataFrame) -> Scores:
+        """Labels, the answer's probability and every class's probability: one model call."""
         if self.task == "classification":
             proba = np.asarray(self.model.predict_proba(X))
-            classes = np.asarray(self.model.classes_)
-            return classes[proba.argmax(axis=1)], proba[:, -1]
-        return np.asarray(self.model.predict(X), dtype="float64"), None
+            index = proba.argmax(axis=1)
+            labels = getattr(self, "_labels", None)
+            if labels is None:
+                labels = np.asarray(self.model.classes_)
+            if proba.shape[1] == 2:
+                positive = 1 if self.classes is None else self.classes.positive
+                probability = proba[:, positive]
+            else:
+                probability = proba[np.arange(len(proba)), index]
+            return Scores(labels[index], probability, proba, index)
+        return Scores(np.asarray(self.model.predict(X), dtype="float64"), None, None, None)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "gate_status": self.gate_status,
@@ -235,13 +263,11 @@ class ModelWatcher:
         version, tags = target
         if current is not None and current.version == version:
             if current.tags != tags:  # e.g. gate.status changed: cheap, no reload
-                return LoadedModel(current.name, current.version, current.model, current.task, tags,
-                                   current.categories, current.loaded_at)
+                return replace(current, tags=tags)
             return current
         started = time.perf_counter()
         loaded = load_version(self.name, version, self.prepare)
-        loaded = LoadedModel(loaded.name, loaded.version, loaded.model, loaded.task, tags,
-                             loaded.categories)
+        loaded = replace(loaded, tags=tags, loaded_at=time.time())
         log.info("%s: loaded %s v%s in %.2fs", slot, self.name, version, time.perf_counter() - started)
         if self.on_swap:
             self.on_swap(slot, current, loaded)
