@@ -65,3 +65,15 @@ def test_the_newest_batch_is_the_one_with_the_latest_timestamps_not_the_last_nam
     assert name == "a_march.parquet" and (batch["month"] == 3).all() and len(batch) == 50
     with pytest.raises(LandingError, match="no landed batches match"):
         newest_batch(str(tmp_path / "*.csv"), "csv", "time_hour")
+
+
+def test_without_a_time_column_the_newest_batch_is_the_last_landed(tmp_path, flights):
+    import os
+
+    from mlops_pipeline.snapshots import newest_batch
+
+    flights[flights["month"] == 3].head(40).to_parquet(tmp_path / "a_late.parquet", index=False)
+    flights[flights["month"] == 1].head(30).to_parquet(tmp_path / "z_early.parquet", index=False)
+    os.utime(tmp_path / "z_early.parquet", ns=(1_000_000_000, 1_000_000_000))  # landed long ago
+    name, batch = newest_batch(str(tmp_path / "*.parquet"), "parquet", None)
+    assert name == "a_late.parquet" and len(batch) == 40
