@@ -155,12 +155,29 @@ class RedactingFormatter(logging.Formatter):
 
 
 def configure_logging(settings: ServeSettings | None) -> None:
-    """Process logging for serving: INFO to stderr, every line through `RedactingFormatter`."""
-    formatter = RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                   secrets_of(settings))
+    """Process logging for serving: INFO to stderr, credentials masked in every record of every
+    logger. Libraries that bring their own handlers (MLflow's logger does not propagate) are
+    covered too: the record factory masks the message and the traceback when a record is made,
+    before any handler sees it; the root handler's `RedactingFormatter` masks the rest."""
+    secrets = secrets_of(settings)
+    formatter = RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
     logging.basicConfig(level=logging.INFO)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        for handler in logging.getLogger(name).handlers:
-            handler.setFormatter(formatter)
+    base = logging.getLogRecordFactory()
+    if getattr(base, "redacting", False):
+        base = base.base  # type: ignore[attr-defined]
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        try:
+            record.msg, record.args = redact(record.getMessage(), secrets), None
+        except Exception:  # noqa: BLE001 - a malformed record is logging's to report, not ours
+            return record
+        if record.exc_info and record.exc_info[0] is not None:
+            record.exc_text = redact(formatter.formatException(record.exc_info), secrets)
+        return record
+
+    factory.redacting = True  # type: ignore[attr-defined]
+    factory.base = base  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
