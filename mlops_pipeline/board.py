@@ -73,7 +73,10 @@ def parse_serving_metrics(text: str) -> dict[str, Any]:
 
 
 def traffic_summary(log: pd.DataFrame, score_column: str) -> dict[str, Any]:
-    """Latency percentiles, QPS and per-day prediction distribution from captured predictions."""
+    """Latency percentiles, QPS and per-day prediction distribution from captured predictions.
+
+    `score_column` is `probability` for a classifier (the positive class's for binary, the
+    predicted class's for multi-class) and `prediction` for regression."""
     served = log[log["role"].isin(SERVED_ROLES)] if len(log) else log
     if served.empty:
         return {"served": 0}
@@ -85,6 +88,9 @@ def traffic_summary(log: pd.DataFrame, score_column: str) -> dict[str, Any]:
         **{f"store_p{q}_ms": float(np.percentile(served["latency_ms"], q)) for q in (50, 95, 99)},
         "mean_prediction": float(served[score_column].mean()),
         "by_version": served.groupby("model_version").size().astype(int).to_dict(),
+        # a classifier's answers per class (its `score_column` is a probability)
+        **({"by_class": served["prediction"].astype(str).value_counts().astype(int).to_dict()}
+           if score_column == "probability" and "prediction" in served.columns else {}),
     }
 
 

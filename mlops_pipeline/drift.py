@@ -172,6 +172,21 @@ def _evidently_columns(snap: Any) -> list[ColumnDrift]:
     ]
 
 
+def prediction_kind(reference: pd.DataFrame, categorical: list[str],
+                    numerical: list[str]) -> tuple[list[str], list[str]]:
+    """The column lists with `prediction` where its values belong: numerical for a score or a
+    value, categorical for predicted classes (strings, booleans, any non-numeric column)."""
+    if PREDICTION_COLUMN not in reference.columns or PREDICTION_COLUMN not in {*categorical, *numerical}:
+        return categorical, numerical
+    column = reference[PREDICTION_COLUMN]
+    is_class = not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
+    rest_cat = [c for c in categorical if c != PREDICTION_COLUMN]
+    rest_num = [c for c in numerical if c != PREDICTION_COLUMN]
+    if is_class:
+        return [*rest_cat, PREDICTION_COLUMN], rest_num
+    return rest_cat, [*rest_num, PREDICTION_COLUMN]
+
+
 def _sample(frame: pd.DataFrame, rows: int | None, seed: int) -> pd.DataFrame:
     """A seeded row sample; the frame itself (no copy: 1M rows are ~10 bytes a cell) when it fits."""
     if rows is None or len(frame) <= rows:
@@ -187,11 +202,15 @@ def compute_drift(
     settings: DriftSpec,
     seed: int = 0,
 ) -> DriftResult:
-    """Per-column drift of `current` against `reference` (include `prediction` as numerical)."""
+    """Per-column drift of `current` against `reference` (include `prediction` as numerical).
+
+    A `prediction` column that holds classes (a multi-class model's predicted class, see
+    `model.drift_scores`) is compared as a categorical column, whichever list names it."""
     if reference.empty or current.empty:
         raise ValueError(
             f"drift needs rows on both sides (reference {len(reference)}, current {len(current)})"
         )
+    categorical, numerical = prediction_kind(reference, categorical, numerical)
     cols = [*categorical, *numerical]
     ref = _sample(reference, settings.sample_rows, seed)
     cur = _sample(current, settings.sample_rows, seed)

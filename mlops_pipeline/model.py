@@ -228,12 +228,22 @@ def predict_scores(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
     return np.asarray(model.predict(X), dtype="float64")
 
 
+def class_name(label: Any) -> str:
+    """A class as text, the same whether it comes from the model (3) or the prediction store (3.0):
+    how a multi-class prediction column is compared as a category."""
+    label = to_python(label)
+    if isinstance(label, float) and label.is_integer():
+        return str(int(label))
+    return str(label)
+
+
 def drift_scores(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
     """The one prediction column drift watches: the numeric score for binary and regression, the
-    predicted class (a category) for multi-class."""
+    predicted class as text (`class_name`, a category) for multi-class."""
     scores = predict_scores(model, X, task)
     if scores.ndim == 2:
-        return np.asarray(class_info(model).labels, dtype=object)[scores.argmax(axis=1)]
+        names = np.asarray([class_name(c) for c in class_info(model).labels], dtype=object)
+        return names[scores.argmax(axis=1)]
     return scores
 
 

@@ -58,7 +58,10 @@ class Reproduction:
 
 
 def compare_predictions(registered: np.ndarray, rebuilt: np.ndarray, atol: float = 0.0) -> PredictionDiff:
-    """Exact by default: a reproduction is only "identical" when every score is bit-for-bit equal."""
+    """Exact by default: a reproduction is only "identical" when every score is bit-for-bit equal.
+
+    Scores are 1-D (positive-class probability, value) or (n, k) class probabilities for a
+    multi-class model, where a row differs when any of its classes' probabilities does."""
     a = np.asarray(registered, dtype="float64")
     b = np.asarray(rebuilt, dtype="float64")
     if a.shape != b.shape:
@@ -66,8 +69,10 @@ def compare_predictions(registered: np.ndarray, rebuilt: np.ndarray, atol: float
     delta = np.abs(a - b)
     # NaN == NaN counts as equal (a regression model can legitimately predict NaN nowhere, but be safe).
     differs = (delta > atol) | (np.isnan(a) != np.isnan(b))
+    if differs.ndim == 2:
+        differs = differs.any(axis=1)
     return PredictionDiff(
-        rows=int(a.size),
+        rows=int(len(differs)),
         differing_rows=int(differs.sum()),
         max_abs_diff=float(np.nanmax(delta)) if a.size and not np.isnan(delta).all() else 0.0,
     )
@@ -131,7 +136,9 @@ def environment_warnings(manifest: dict[str, Any], tags: dict[str, str] | None =
     if git_then.get("sha") != git_now["sha"]:
         out.append(f"git SHA differs: recorded {git_then.get('sha')}, checkout {git_now['sha']}")
     if git_then.get("dirty"):
-        out.append("the version was trained from a dirty working tree: uncommitted changes were not recorded")
+        unpinned = git_then.get("uncommitted_inputs") or {}
+        out.append("the version was trained from a dirty working tree: uncommitted changes were not recorded"
+                   + "".join(f"; {path} was {why}" for path, why in unpinned.items()))
     for role, recorded in (manifest.get("inputs") or {}).items():
         # The config and contract that trained the version, by hash: an edit since is named.
         path = Path(recorded.get("path") or "")

@@ -45,7 +45,11 @@ def training_features(
         "target": spec.target.name,
     }
     if spec.task == "classification":
-        metadata["positive_rate"] = float(df[spec.target.name].mean())
+        # the share of each class (any label type); a derived 0/1 target keeps its positive rate
+        shares = df[spec.target.name].value_counts(normalize=True).sort_index()
+        metadata["class_balance"] = dg.MetadataValue.json({str(k): float(v) for k, v in shares.items()})
+        if spec.target.expression:
+            metadata["positive_rate"] = float(df[spec.target.name].mean())
     return dg.Output(df, metadata=metadata)
 
 

@@ -25,7 +25,7 @@ DAILY = dg.DailyPartitionsDefinition(
     start_date=os.environ.get("MLOPS_PREDICTIONS_START", "2026-01-01"), end_offset=1
 )
 LOG_COLUMNS = ["request_id", "role", "ts", "model_name", "model_version", "prediction", "probability",
-               "latency_ms", "label", "label_ts"]
+               "probabilities", "latency_ms", "label", "label_ts"]
 MAX_UNSEEN_CATEGORY_SHARE = 0.05
 
 
@@ -103,7 +103,8 @@ def prediction_log(
     spec = dataset.spec()
     window = context.partition_time_window
     log = predictions.store().read_window(
-        window.start, window.end, model_name=spec.name, expand_features=True
+        window.start, window.end, model_name=spec.name, expand_features=True,
+        probabilities=spec.task == "classification",
     )
     served = _served(log)
     latency = served["latency_ms"] if len(served) else pd.Series(dtype=float)
@@ -198,13 +199,54 @@ def production_drift(
         context.log.warning(f"drift skips {len(champion_rows) - len(keep)} rows that break the contract")
         current = validate(keep[spec.features.columns], features)
         champion_rows = keep
-    score = "probability" if spec.task == "classification" else "prediction"
-    current[PREDICTION_COLUMN] = champion_rows[score].to_numpy(dtype=float)
     reference = champion_reference(spec, storage, mlflow)
+    current[PREDICTION_COLUMN] = drift_predictions(champion_rows, reference.frame[PREDICTION_COLUMN], spec)
     return publish_drift(
         context, spec, reference, current, f"production_{context.partition_key}", storage, mlflow,
         check_prefix="production_", extra_metadata={"partition": context.partition_key},
     )
+
+
+def drift_predictions(rows: pd.DataFrame, reference: pd.Series, spec) -> np.ndarray:
+    """The logged predictions as the drift reference holds them (`model.drift_scores`): the
+    positive-class probability (binary), the value (regression), the predicted class (multi-class,
+    a category: the reference column is then not numeric)."""
+    if spec.task == "classification" and not pd.api.types.is_numeric_dtype(reference):
+        from mlops_pipeline.model import class_name
+
+        return np.asarray([class_name(v) for v in rows["prediction"]], dtype=object)
+    score = "probability" if spec.task == "classification" else "prediction"
+    return rows[score].to_numpy(dtype=float)
+
+
+def quality_scores(rows: pd.DataFrame) -> tuple[np.ndarray, Any]:
+    """Scores for `model.compute_metrics` from logged classifier answers, and their classes: the
+    positive-class probability for binary answers, the (n, k) matrix for multi-class ones (over
+    the union of the versions' classes)."""
+    from mlops_pipeline.model import ClassInfo
+
+    dicts = rows["probabilities"].tolist() if "probabilities" in rows.columns else []
+    if not dicts or any(d is None for d in dicts):  # answers logged without their classes
+        return rows["probability"].to_numpy(dtype=float), None
+    labels = tuple(dict.fromkeys(c for d in dicts for c in d))
+    if len(labels) == 2:  # {negative: 1-p, positive: p}, as the store builds it
+        positive = labels.index(list(dicts[0])[-1])
+        return rows["probability"].to_numpy(dtype=float), ClassInfo(labels, positive)
+    matrix = np.array([[d.get(c, 0.0) for c in labels] for d in dicts], dtype=float)
+    return matrix, ClassInfo(labels, None)
+
+
+def calibration(y: np.ndarray, scores: np.ndarray, classes: Any) -> tuple[list[dict], float]:
+    """Binary: the reliability curve of the positive class's probability. Multi-class: top-label
+    calibration (the predicted class's probability against how often it was right)."""
+    from mlops_pipeline.model import ClassInfo
+
+    classes = classes or ClassInfo((0, 1), 1)
+    codes = pd.Index(list(classes.labels)).get_indexer(pd.Index(y))
+    if scores.ndim == 1:
+        return reliability((codes == classes.positive).astype(float), scores)
+    top = scores.argmax(axis=1)
+    return reliability((codes == top).astype(float), scores.max(axis=1))
 
 
 def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[list[dict], float]:
@@ -249,6 +291,10 @@ def model_quality(
         "label_coverage": float(len(labelled) / len(served)) if len(served) else 0.0,
         "mean_prediction": float(served[score_column].mean()) if len(served) else 0.0,
     }
+    if spec.task == "classification" and len(served):
+        shares = served["prediction"].astype(str).value_counts(normalize=True)
+        metadata["predicted_class_share"] = dg.MetadataValue.json(
+            {str(k): float(v) for k, v in shares.items()})
     if labelled.empty:
         return dg.MaterializeResult(
             metadata={**metadata, "status": "no labels yet: see production_prediction_drift for the "
@@ -258,18 +304,22 @@ def model_quality(
                 description="no labels yet for this partition")],
         )
     y = target_from_feedback(labelled["label"], spec)
-    scores = labelled[score_column].to_numpy(dtype=float)
-    metrics = compute_metrics(spec.task, y, scores)
+    if spec.task == "classification":
+        scores, classes = quality_scores(labelled)
+    else:
+        scores, classes = labelled[score_column].to_numpy(dtype=float), None
+    metrics = compute_metrics(spec.task, y, scores, classes)
     metadata.update({f"production_{k}": float(v) for k, v in metrics.items()})
     by_version = {
-        str(v): compute_metrics(spec.task, y[mask], scores[mask])
+        str(v): compute_metrics(spec.task, y[mask], scores[mask], classes)
         for v in labelled["model_version"].unique()
         if (mask := (labelled["model_version"] == v).to_numpy()).sum() >= 30
         and (spec.task != "classification" or len(np.unique(y[mask])) > 1)
     }
     metadata["by_version"] = dg.MetadataValue.json(by_version)
     if spec.task == "classification":
-        curve, ece = reliability(y, scores)
+        curve, ece = calibration(y, scores, classes)
+        metadata["calibration"] = "positive class" if scores.ndim == 1 else "top label (predicted class)"
         metadata["expected_calibration_error"] = ece
         metadata["reliability_curve"] = dg.MetadataValue.json(curve)
     floors = {m: rule for m, rule in spec.gate.items() if rule.floor is not None}
@@ -314,7 +364,10 @@ def feedback_batch(
     from mlops_pipeline.contract import load_contract, validate
 
     batch = labelled[needed].reset_index(drop=True)
-    batch[spec.label_source] = labelled["label"].to_numpy(dtype=float)
+    # The label as the dataset holds it: the observed number for a derived target or regression,
+    # the class in its own type (a string, say) for a classification target that is a column.
+    plain_class = spec.task == "classification" and not spec.target.expression
+    batch[spec.label_source] = labelled["label"].to_numpy(dtype=object if plain_class else float)
     # Same dtypes as the landed batches (JSON turned timestamps into text): coerce by the contract.
     batch = validate(batch, load_contract(spec).for_columns([*needed, spec.label_source]))
     batch["_provenance"] = [

@@ -39,14 +39,15 @@ def score_version(mlflow: MLflowResource, name: str, version: str, df: pd.DataFr
     import mlflow as mlflow_lib
 
     from mlops_pipeline.contract import load_contract, validate
-    from mlops_pipeline.model import compute_metrics, predict_scores
+    from mlops_pipeline.model import class_info, compute_metrics, predict_scores
     from mlops_pipeline.preparation import xy
 
     mlflow.configure()
     model = mlflow_lib.sklearn.load_model(f"models:/{name}/{version}")
     X, y = xy(df, spec, "holdout")
     X = validate(X, load_contract(spec).for_columns(spec.features.columns))
-    return compute_metrics(spec.task, y, predict_scores(model, X, spec.task))
+    classes = class_info(model) if spec.task == "classification" else None
+    return compute_metrics(spec.task, y, predict_scores(model, X, spec.task), classes)
 
 
 @dg.asset(
