@@ -58,6 +58,7 @@ def _latest(context: dg.AssetExecutionContext, asset: str, field: str) -> Any:
 
 
 def _daily_quality(log: pd.DataFrame, spec) -> pd.DataFrame:
+    from mlops_pipeline.assets.production import quality_scores
     from mlops_pipeline.model import compute_metrics
     from mlops_pipeline.preparation import target_from_feedback
 
@@ -70,8 +71,12 @@ def _daily_quality(log: pd.DataFrame, spec) -> pd.DataFrame:
         y = target_from_feedback(rows["label"], spec)
         if spec.task == "classification" and len(set(y)) < 2:
             continue
-        metrics = compute_metrics(spec.task, y, rows[score].to_numpy(dtype=float))
-        out.append({"day": day, **{k: metrics[k] for k in ("roc_auc", "brier", "mae") if k in metrics}})
+        if spec.task == "classification":  # binary: positive-class probability; multi-class: matrix
+            metrics = compute_metrics(spec.task, y, *quality_scores(rows))
+        else:
+            metrics = compute_metrics(spec.task, y, rows[score].to_numpy(dtype=float))
+        keep = ("roc_auc", "brier", "accuracy", "mae")
+        out.append({"day": day, **{k: metrics[k] for k in keep if k in metrics}})
     return pd.DataFrame(out)
 
 
@@ -102,7 +107,8 @@ def monitoring_board(
     spec = dataset.spec()
     score = "probability" if spec.task == "classification" else "prediction"
     since = datetime.now(UTC) - timedelta(days=WINDOW_DAYS)
-    log = predictions.store().read_window(since, None, model_name=spec.name)
+    log = predictions.store().read_window(since, None, model_name=spec.name,
+                                          probabilities=spec.task == "classification")
 
     system: dict[str, Any] = {"window": f"last {WINDOW_DAYS} days", **traffic_summary(log, score)}
     text = serving.metrics_text()
