@@ -41,11 +41,12 @@ class ServingMetrics:
         )
         self.errors = Counter("mlops_errors", "Errors by kind.", ["kind"], registry=r)
         self.probability = Histogram(
-            "mlops_prediction_probability", "Positive-class probability of scored records.",
+            "mlops_prediction_probability",
+            "Probability of the answer: positive class (binary), predicted class (multi-class).",
             ["role"], buckets=PROBABILITY_BUCKETS, registry=r,
         )
         self.value = Histogram(
-            "mlops_prediction_value", "Predicted value (regression) or class (classification).",
+            "mlops_prediction_value", "Predicted value (regression).",
             ["role"], buckets=regression_buckets or (0, 1, 5, 10, 15, 30, 60, 120, 240), registry=r,
         )
         self.batch_rows = Histogram(
