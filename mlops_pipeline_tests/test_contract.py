@@ -11,6 +11,7 @@ import pytest
 from mlops_pipeline.contract import (
     ContractError,
     infer_contract,
+    left_as_object,
     load_contract,
     null_rate_violations,
     validate,
@@ -110,3 +111,55 @@ def test_inferred_draft_drops_observed_ranges_and_round_trips(flights, spec, tmp
 def test_a_missing_contract_says_how_to_make_one(spec, tmp_path):
     with pytest.raises(FileNotFoundError, match="mlops-pipeline contract infer"):
         load_contract(spec, tmp_path / "nope.yaml")
+
+
+def test_inference_parses_time_columns_and_drafts_the_domain_with_a_margin(flights, spec):
+    as_csv = flights[flights["month"] == 1].copy()
+    as_csv["time_hour"] = as_csv["time_hour"].astype(str)  # a CSV has text, not timestamps
+    as_csv["booked"] = "2012-12-01 10:00"  # a date column the config does not name
+    wide = spec.model_copy(update={"key_columns": [*spec.key_columns, "booked"]})
+    doc = infer_contract(as_csv, wide)
+    columns = doc["schema"]["columns"]
+    assert columns["time_hour"]["dtype"].startswith("datetime64")
+    assert columns["booked"]["dtype"].startswith("datetime64")
+    assert set(left_as_object(doc)) == {"carrier", "origin", "dest"}
+    domain = doc["domain"]
+    assert set(domain["categories"]["origin"]) == {"EWR", "JFK", "LGA"}
+    temp = as_csv["temp"]
+    span = temp.max() - temp.min()
+    assert domain["ranges"]["temp"]["min"] <= temp.min() - 0.09 * span  # widened, for review
+    assert domain["ranges"]["temp"]["max"] >= temp.max() + 0.09 * span
+    assert domain["ranges"]["distance"]["min"] >= 0  # nothing observed was negative
+    window = domain["time_window"]["time_hour"]
+    assert pd.Timestamp(window["start"]) < pd.Timestamp("2013-01-01")
+    assert pd.Timestamp(window["end"]) >= pd.Timestamp("2014-01-31")  # a year's horizon
+
+
+def test_an_unparseable_time_column_is_named_when_inferring(flights, spec):
+    rows = flights[flights["month"] == 1].head(200).copy()
+    rows["time_hour"] = rows["time_hour"].astype(str)
+    rows.loc[rows.index[5], "time_hour"] = "yesterday-ish"
+    with pytest.raises(ContractError, match="column 'time_hour'.*yesterday-ish"):
+        infer_contract(rows, spec)
+
+
+def test_the_committed_contract_has_a_reviewed_domain(contract):
+    assert {"carrier", "origin", "dest"} <= set(contract.domain.categories)
+    assert contract.domain.ranges["humid"][1] == 100.0  # reviewed: the draft's margin went past 100%
+    start, end = contract.domain.time_window["time_hour"]
+    assert start < pd.Timestamp("2013-01-01") and pd.Timestamp("2013-12-31 23:00") < end
+
+
+def test_a_request_with_an_unparseable_timestamp_is_refused_naming_the_field(rows, spec, contract):
+    from mlops_pipeline.serving.inputs import RecordChecker, validate_batch
+
+    checker = RecordChecker(contract.for_columns(spec.features.columns), spec.features.columns)
+    records = rows[spec.features.columns].head(2).astype(object)
+    records["time_hour"] = records["time_hour"].astype(str)
+    good, bad = records.to_dict("records")
+    bad["time_hour"] = "not a date"
+    parsed = [checker.parse(pd.Series([r]).to_json(orient="values").encode(), 10)[0] for r in (good, bad)]
+    frame, errors = validate_batch(checker, parsed)
+    assert frame is not None and len(frame) == 1  # the other request is answered
+    assert errors[0] == [] and {e.field for e in errors[1]} == {"time_hour"}
+    assert any(e.value == "not a date" for e in errors[1])
