@@ -118,6 +118,7 @@ def hash_split(df: pd.DataFrame, spec: DatasetSpec, strategy: str) -> pd.DataFra
     """`random`, `stratified` or `group` (see the module docstring): holdout rows by content hash."""
     fraction, seed = spec.split.holdout_fraction, spec.split.seed
     content = [c for c in df.columns if c != SPLIT_COLUMN]
+    whole_row = row_hash(df, content)  # breaks ties between rows sharing a key, and orders rows
     if strategy == "group":
         group = spec.split.group_column
         if group not in df.columns:
@@ -136,13 +137,13 @@ def hash_split(df: pd.DataFrame, spec: DatasetSpec, strategy: str) -> pd.DataFra
             for cls in pd.unique(labels):
                 rows = np.flatnonzero(labels == cls)
                 take = int(round(fraction * len(rows)))
-                holdout[rows[np.argsort(u[rows], kind="stable")[:take]]] = True
+                holdout[rows[np.lexsort((whole_row[rows], u[rows]))[:take]]] = True
         else:
             raise ValueError(f"split.strategy: unknown {strategy!r}")
     out = df.copy()
     out[SPLIT_COLUMN] = np.where(holdout, "holdout", "train")
     # Row order by content too: the same rows landed in another order train the same model.
-    order = np.argsort(row_hash(df, content), kind="stable")
+    order = np.argsort(whole_row, kind="stable")
     return out.iloc[order].reset_index(drop=True)
 
 
