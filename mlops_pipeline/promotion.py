@@ -90,7 +90,7 @@ def promote_version(
     why = gate_reason(None if report is None else report.result, forced)
     moves = mlflow.promote(name, str(version), actor=who, reason=f"{why}; {reason}" if reason else why)
     client.set_model_version_tag(name, str(version), "promoted_by", who)
-    if force and (report is None or not report.passed):
+    if forced:
         client.set_model_version_tag(name, str(version), "promotion.forced", "true")
         reasons = "gate could not run" if report is None else "; ".join(report.result.failures())
         client.set_model_version_tag(name, str(version), "promotion.forced_reasons", reasons[:4000])
