@@ -5,6 +5,13 @@ non-blocking check does not fail a run (#29896). `gate` therefore executes the r
 in-process on a small seeded sample, reads every check evaluation from the run, adds one comparison
 against a reference (the registry's champion, or a committed baseline file), and turns all of it into
 an exit code, a table and JUnit XML.
+
+What it trains on: for the flights dataset, by default, a seeded sample of the bundled months
+(`--months`, `--sample`), so CI needs no landed data; for any other dataset (or with
+`--sample-rows`), a seeded sample of the configured dataset's landed batches, batch by batch.
+What it compares with: the registry's champion when one answers, else the baseline file
+(`data/baselines/<dataset>.json`). A dataset's first gate has neither: it passes on the metric
+floors alone and says how to record the first baseline (`--write-baseline`, then commit it).
 """
 
 from __future__ import annotations
@@ -26,7 +33,6 @@ DEFAULT_MONTHS = [1, 2, 3]
 DEFAULT_SAMPLE = 0.12
 SAMPLE_SEED = 0
 BASELINE_DIR = PROJECT_ROOT / "data" / "baselines"
-REFRESH_HINT = "uv run mlops-pipeline gate --write-baseline"
 # Environment the loop's resources read; the gate points them at its own sandbox while it runs.
 SANDBOXED_ENV = ["MLOPS_DATA_DIR", "DAGSTER_HOME", "MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_UI_URL",
                  "MLOPS_DATASET_CONFIG"]
@@ -82,7 +88,7 @@ def key_metric(metadata: dict[str, Any]) -> str:
         text = f"{first['metric']}={_fmt(first['candidate'])}"
         return text + (f" (champion {_fmt(first['champion'])})" if first.get("champion") is not None else "")
     for key in _PREFERRED:
-        if key in metadata:
+        if key in metadata and metadata[key].value not in ("", None):
             return f"{key}={_fmt(metadata[key].value)}"
     if "actual" in metadata:
         return f"content_id={str(metadata['actual'].value)[:12]}"
@@ -216,43 +222,184 @@ def write_junit(outcome: GateOutcome, path: Path) -> None:
 
 
 # ---- the command -------------------------------------------------------------------------------
-def _run_sandboxed(data_root: Path, config: str, months: list[int], sample: float, shuffle: bool):
+@dataclass(frozen=True)
+class SamplePlan:
+    """Where the gate's rows come from, as recorded in a baseline (two plans compare only if equal)."""
+
+    bundled_flights: bool
+    months: list[int]
+    fraction: float | None
+    rows: int | None
+    source_glob: str = ""
+
+    def record(self) -> dict[str, Any]:
+        if self.bundled_flights:
+            return {"months": self.months, "fraction": self.fraction, "seed": SAMPLE_SEED}
+        return {"source": "landed", "rows": self.rows, "fraction": self.fraction, "seed": SAMPLE_SEED}
+
+    def describe(self) -> str:
+        if self.bundled_flights:
+            return (f"months {self.months} of the bundled flights, sample {self.fraction:g} "
+                    f"(seed {SAMPLE_SEED})")
+        size = (f"{self.rows} rows" if self.rows else f"fraction {self.fraction:g}" if self.fraction
+                else "every row")
+        return f"{size} of the landed batches {self.source_glob} (seed {SAMPLE_SEED})"
+
+    def cli_args(self) -> str:
+        if self.bundled_flights:
+            return f"--months {' '.join(map(str, self.months))} --sample {self.fraction:g}"
+        return (f"--sample-rows {self.rows}" if self.rows else f"--sample {self.fraction:g}" if self.fraction
+                else "")
+
+
+def plan_sample(args: argparse.Namespace, spec, user_root: Path) -> SamplePlan:
+    """Bundled flights months for the flights dataset (unless `--sample-rows`); landed data otherwise."""
+    from mlops_pipeline.settings import load_spec
+
+    flights_glob = load_spec(DEFAULT_DATASET_CONFIG).landing_glob(user_root)
+    is_flights = spec.landing_glob(user_root) == flights_glob
+    months = sorted(set(args.months))
+    if is_flights and args.sample_rows is None:
+        return SamplePlan(True, months, DEFAULT_SAMPLE if args.sample is None else args.sample, None)
+    return SamplePlan(False, months, args.sample, args.sample_rows, spec.landing_glob(user_root))
+
+
+def sample_landed(plan: SamplePlan, spec, landing: Path) -> list[Path]:
+    """Copy a seeded sample of every landed batch into `landing` (same file names and format).
+
+    `rows` is split across batches in proportion to their size, so the newest batch (what drift
+    compares) and the per-batch checks keep their meaning. Nothing to sample: the files are copied.
+    """
+    import glob
+    import shutil
+
+    import pandas as pd
+
+    files = sorted(glob.glob(plan.source_glob))
+    if not files:
+        raise GateSetupError(
+            f"no data landed for dataset {spec.name!r}: nothing matches {plan.source_glob}; land it first "
+            f"(`uv run mlops-pipeline land --from FILE --config CONFIG`)")
+    landing.mkdir(parents=True, exist_ok=True)
+    if not plan.rows and not plan.fraction:
+        for f in files:
+            shutil.copyfile(f, landing / Path(f).name)
+        return [landing / Path(f).name for f in files]
+    read = pd.read_parquet if spec.source.format == "parquet" else pd.read_csv
+    frames = {f: read(f) for f in files}
+    total = sum(len(df) for df in frames.values())
+    written = []
+    for f, df in frames.items():
+        n = round(plan.rows * len(df) / total) if plan.rows else round(plan.fraction * len(df))
+        part = df.sample(n=min(max(n, 1), len(df)), random_state=SAMPLE_SEED).sort_index()
+        out = landing / Path(f).name
+        if spec.source.format == "parquet":
+            part.to_parquet(out, index=False)
+        else:
+            part.to_csv(out, index=False)
+        written.append(out)
+    return written
+
+
+class GateSetupError(RuntimeError):
+    """The gate cannot start (no data, registry required but absent): exit 2, before training."""
+
+
+def _run_sandboxed(data_root: Path, config: str, plan: SamplePlan, spec, shuffle: bool, verbose: bool):
     """Land the sample (unless already there) and run `mlops_loop` with every resource pointed at
     `data_root`: its own landing, snapshots, SQLite MLflow and Dagster instance."""
     from mlops_pipeline.cli.common import run_loop
     from mlops_pipeline.landing import land_months
-    from mlops_pipeline.settings import load_spec
 
+    landing = Path(spec.landing_glob(data_root)).parent
+    if not any(landing.glob("*")):
+        if plan.bundled_flights:
+            land_months(landing, plan.months, plan.fraction, seed=SAMPLE_SEED)
+        else:
+            sample_landed(plan, spec, landing)
     os.environ["MLOPS_DATA_DIR"] = str(data_root)
     os.environ["DAGSTER_HOME"] = str(data_root / "dagster_home")
     os.environ["MLOPS_DATASET_CONFIG"] = config
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("MLOPS_MLFLOW_UI_URL", None)
-    spec = load_spec(config)
-    landing = Path(spec.landing_glob(data_root)).parent
-    if not any(landing.glob("*")):
-        land_months(landing, months, sample, seed=SAMPLE_SEED)
     run_config = {"ops": {"trained_model": {"config": {"shuffle_labels": True}}}} if shuffle else None
-    return spec, run_loop(run_config)
+    seed_mlflow_db(data_root / "mlflow" / "mlflow.db")
+    from threadpoolctl import threadpool_limits
+
+    # One OpenMP thread: on a gate-sized sample HistGradientBoosting's threads mostly wait for each
+    # other, and on a busy CI machine they spin (6,366 rows of `fair`: 22 s with two threads on a
+    # loaded 2-core box, 0.6 s with one). Histograms are summed per feature, so the model is the same.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return run_loop(run_config, verbose=verbose, say=print)
+
+
+def seed_mlflow_db(target: Path) -> None:
+    """Start the sandbox's SQLite registry from an empty, already-migrated copy.
+
+    Creating an MLflow SQLite store runs every schema migration (seconds, more on a busy machine);
+    the empty store is made once per MLflow version under ~/.cache and copied from then on.
+    """
+    import shutil
+    from importlib import metadata
+
+    if target.exists():
+        return
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlops-pipeline"
+    template = cache / f"mlflow-{metadata.version('mlflow')}-empty.db"
+    try:
+        if not template.exists():
+            import mlflow
+
+            cache.mkdir(parents=True, exist_ok=True)
+            fresh = cache / f"{template.name}.{os.getpid()}.tmp"
+            mlflow.MlflowClient(f"sqlite:///{fresh}").search_experiments()
+            os.replace(fresh, template)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, target)
+    except OSError:
+        return  # no cache dir: the run creates the store itself, only slower
+
+
+def refresh_hint(config_arg: str | None, plan: SamplePlan) -> str:
+    config = f" --config {config_arg}" if config_arg else ""
+    sample = f" {plan.cli_args()}" if plan.cli_args() and not (
+        plan.bundled_flights and plan.months == DEFAULT_MONTHS and plan.fraction == DEFAULT_SAMPLE) else ""
+    return f"uv run mlops-pipeline gate{config}{sample} --write-baseline"
 
 
 def run_gate(args: argparse.Namespace) -> tuple[GateOutcome, dict[str, Any] | None]:
     """Returns the outcome and, when the run trained a model, what a baseline file would record."""
-    from mlops_pipeline.settings import resolve_path
+    from mlops_pipeline.settings import data_dir, load_spec, resolve_path
 
     started = time.monotonic()
     config_arg = args.config or os.environ.get("MLOPS_DATASET_CONFIG") or DEFAULT_DATASET_CONFIG
     config = str(resolve_path(config_arg))
+    spec = load_spec(config)
+    user_root = data_dir()
+    plan = plan_sample(args, spec, user_root)
+    hint = refresh_hint(args.config, plan)
     user_tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    saved = {k: os.environ.get(k) for k in SANDBOXED_ENV}
-    months = sorted(set(args.months))
     outcome = GateOutcome()
+
+    # The reference is looked up before anything trains: a registry that must answer and does not
+    # fails the gate in seconds.
+    reference = None
+    if args.reference in ("auto", "champion"):
+        res, champion, why = registry_champion(user_tracking_uri, spec.name)
+        if champion is not None:
+            reference = (res, champion, why)
+        elif args.reference == "champion":
+            raise GateSetupError(f"--reference champion, but {why}")
+        else:
+            outcome.notes.append(f"no registry champion to compare with ({why})")
+
+    saved = {k: os.environ.get(k) for k in SANDBOXED_ENV}
     tmp = None if args.data_dir else tempfile.TemporaryDirectory(prefix="mlops-gate-")
     try:
         root = Path(args.data_dir or tmp.name).resolve()  # type: ignore[union-attr]
         root.mkdir(parents=True, exist_ok=True)
-        print(f"gate: months {months}, sample {args.sample:g} (seed {SAMPLE_SEED}) in {root}", flush=True)
-        spec, result = _run_sandboxed(root, config, months, args.sample, args.shuffle_labels)
+        print(f"gate: {plan.describe()}, in {root}", flush=True)
+        result = _run_sandboxed(root, config, plan, spec, args.shuffle_labels, args.verbose)
         outcome.run_id = result.run_id
         outcome.run_success = result.success
         outcome.run_failures = [
@@ -272,13 +419,15 @@ def run_gate(args: argparse.Namespace) -> tuple[GateOutcome, dict[str, Any] | No
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        if tmp is not None:
+            tmp.cleanup()
 
     record = None
     if trained is not None:
         record = {
             "dataset": spec.name,
             "config_fingerprint": spec.fingerprint(),
-            "sample": {"months": months, "fraction": args.sample, "seed": SAMPLE_SEED},
+            "sample": plan.record(),
             "snapshot_id": trained.snapshot_id,
             "holdout_rows": int((features["_split"] == "holdout").sum()),
             "metrics": {k: float(v) for k, v in trained.metrics.items()},
@@ -287,42 +436,44 @@ def run_gate(args: argparse.Namespace) -> tuple[GateOutcome, dict[str, Any] | No
                 "packages": {k: v for k, v in trained.manifest.get("packages", {}).items()
                              if k in ("scikit-learn", "numpy", "pandas")},
             },
-            "refresh": REFRESH_HINT,
+            "refresh": hint,
         }
-        _add_reference_row(args, outcome, spec, trained, features, user_tracking_uri, record)
+        _add_reference_row(args, outcome, spec, trained, features, reference, record, hint)
     else:
         outcome.notes.append("no model was trained, so there is nothing to compare with a reference")
     outcome.seconds = time.monotonic() - started
     return outcome, record
 
 
-def _add_reference_row(args, outcome: GateOutcome, spec, trained, features, tracking_uri: str,
-                       record: dict[str, Any]) -> None:
-    if args.reference in ("auto", "champion"):
-        res, champion, why = registry_champion(tracking_uri, spec.name)
-        if champion is not None:
-            from mlops_pipeline.assets.registry import score_version
+def _add_reference_row(args, outcome: GateOutcome, spec, trained, features, reference,
+                       record: dict[str, Any], hint: str) -> None:
+    if reference is not None:
+        from mlops_pipeline.assets.registry import score_version
 
-            # Scored on the candidate's holdout, as the in-pipeline no_regression check does.
-            champ_metrics = score_version(res, spec.name, str(champion.version), features, spec)
-            outcome.reference = why
-            outcome.rows.append(compare_row(trained.metrics, champ_metrics, spec, f"v{champion.version}"))
-            return
-        outcome.notes.append(f"no registry champion to compare with ({why})")
-        if args.reference == "champion":
-            outcome.rows.append(CheckRow("model_version", "no_regression_vs_champion", False, "ERROR", "-",
-                                         f"--reference champion, but {why}"))
-            return
+        res, champion, why = reference
+        # Scored on the candidate's holdout, as the in-pipeline no_regression check does.
+        champ_metrics = score_version(res, spec.name, str(champion.version), features, spec)
+        outcome.reference = why
+        outcome.rows.append(compare_row(trained.metrics, champ_metrics, spec, f"v{champion.version}"))
+        return
     if args.reference == "none":
         outcome.reference = "none (--reference none)"
         return
     path = baseline_path(spec.name, args.baseline)
     if args.write_baseline:
+        outcome.reference = f"none (--write-baseline: recording {path})"
         outcome.notes.append(f"--write-baseline: not comparing with the old baseline {path}")
         return
     if not path.exists():
-        outcome.rows.append(CheckRow("model_version", "no_regression_vs_baseline", False, "ERROR", "-",
-                                     f"no baseline at {path}; record one with `{REFRESH_HINT}`"))
+        if args.reference == "baseline":
+            outcome.rows.append(CheckRow("model_version", "no_regression_vs_baseline", False, "ERROR", "-",
+                                         f"no baseline at {path}; record one with `{hint}`"))
+            return
+        outcome.reference = "none: first gate of this dataset, the metric floors decide"
+        outcome.notes.append(
+            f"no baseline at {path} and no registry champion: the candidate was judged by the "
+            f"floors in its config only. Record the first baseline with `{hint}` and commit it; "
+            "later gates fail when a candidate regresses against it beyond the config's tolerances")
         return
     baseline = json.loads(path.read_text())
     outcome.reference = f"baseline {path}"
@@ -331,7 +482,7 @@ def _add_reference_row(args, outcome: GateOutcome, spec, trained, features, trac
             "model_version", "no_regression_vs_baseline", False, "ERROR", "-",
             f"baseline {path} was recorded on sample {baseline.get('sample')}, this run used "
             f"{record['sample']}: metrics of different samples are not comparable; run with the baseline's "
-            f"--months/--sample or refresh it with `{REFRESH_HINT}`"))
+            f"sample options or refresh it with `{hint}`"))
         return
     if baseline.get("snapshot_id") != record["snapshot_id"]:
         outcome.notes.append("the sample's snapshot id differs from the baseline's: the landed data changed")
@@ -341,7 +492,14 @@ def _add_reference_row(args, outcome: GateOutcome, spec, trained, features, trac
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    outcome, record = run_gate(args)
+    if args.sample_rows is not None and args.sample is not None:
+        print("error: --sample-rows and --sample are alternatives; give one", file=sys.stderr)
+        return 2
+    try:
+        outcome, record = run_gate(args)
+    except (GateSetupError, FileNotFoundError, ValueError) as exc:
+        print(f"gate cannot start: {exc}", file=sys.stderr)
+        return 2
     print()
     print_table(outcome.rows)
     print(f"\nreference: {outcome.reference}")
@@ -367,7 +525,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         path = baseline_path(record["dataset"], args.baseline)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2) + "\n")
-        print(f"wrote baseline {path}: commit it")
+        print(f"wrote baseline {path}: commit it; later gates compare with it")
     return 0 if outcome.passed else 1
 
 
@@ -408,8 +566,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     gate.add_argument("--config",
                       help=f"dataset config (default $MLOPS_DATASET_CONFIG or {DEFAULT_DATASET_CONFIG})")
-    gate.add_argument("--months", type=int, nargs="+", default=DEFAULT_MONTHS, help="months to land")
-    gate.add_argument("--sample", type=float, default=DEFAULT_SAMPLE, help="fraction of each month")
+    gate.add_argument("--months", type=int, nargs="+", default=DEFAULT_MONTHS,
+                      help="flights only: bundled months to sample (default 1 2 3)")
+    gate.add_argument("--sample", type=float, default=None,
+                      help=f"fraction to sample: of each bundled flights month (default {DEFAULT_SAMPLE}), "
+                      "or of each landed batch of another dataset (default: every row)")
+    gate.add_argument("--sample-rows", type=int, default=None,
+                      help="a seeded sample of this many rows of the configured dataset's landed batches "
+                      "(any dataset; for flights it replaces the bundled months)")
     gate.add_argument("--data-dir", help="sandbox data dir to use and keep (default: a temporary one)")
     gate.add_argument("--reference", choices=["auto", "champion", "baseline", "none"], default="auto",
                       help="auto: the champion of $MLFLOW_TRACKING_URI when reachable, else the baseline")
@@ -419,6 +583,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     gate.add_argument("--shuffle-labels", action="store_true",
                       help="train on shuffled labels: see the gate fail")
     gate.add_argument("--junit-xml", help="write the checks as JUnit XML to this path")
+    gate.add_argument("--verbose", action="store_true", help="show Dagster's full event log of the run")
     gate.set_defaults(func=cmd_gate)
 
     rep = sub.add_parser(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -13,8 +14,6 @@ import pytest
 from mlops_pipeline.cli import main
 from mlops_pipeline.cli.ci import BASELINE_DIR, compare_row
 from mlops_pipeline.settings import load_spec
-
-pytestmark = pytest.mark.slow
 
 LOOP_CHECKS = {
     ("dataset_snapshot", "snapshot_matches_content_id"),
@@ -37,6 +36,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_gate_passes_against_the_committed_baseline(tmp_path, monkeypatch, capsys):
     """What CI runs. No registry answers, so the committed baseline is the reference."""
     user_data = tmp_path / "user_data"
@@ -63,6 +63,7 @@ def test_gate_passes_against_the_committed_baseline(tmp_path, monkeypatch, capsy
     assert mlflow.get_tracking_uri() != f"sqlite:///{user_data}"
 
 
+@pytest.mark.slow
 def test_gate_blocks_a_bad_model_and_reports_it_in_junit(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLOPS_DATASET_CONFIG", raising=False)
@@ -86,6 +87,7 @@ def test_gate_blocks_a_bad_model_and_reports_it_in_junit(tmp_path, monkeypatch, 
     assert int(root.get("failures")) == 2 and int(root.get("skipped")) == 2
 
 
+@pytest.mark.slow
 def test_gate_compares_with_the_registry_champion_and_refreshes_a_baseline(
     registry, tmp_path, monkeypatch, capsys
 ):
@@ -119,3 +121,68 @@ def test_reference_comparison_is_the_gate_policy():
     worse = compare_row({"roc_auc": 0.68, "log_loss": 0.53}, baseline, spec, "baseline")
     assert not worse.passed and worse.blocking_failure
     assert "roc_auc=0.6800 vs baseline 0.7000 (limit 0.6900)" in worse.description
+
+
+@pytest.mark.slow
+def test_gate_on_a_new_dataset_without_a_time_column_first_run_baseline_then_comparison(
+    fair, tmp_path, monkeypatch, capsys
+):
+    """`fair` (statsmodels), no time column, CSV batches landed by the user: the first gate passes on
+    the floors and says how to record a baseline; --write-baseline records it; the next gate compares."""
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(fair.root))
+    for key in ("MLFLOW_TRACKING_URI", "MLOPS_DATASET_CONFIG", "DAGSTER_HOME"):
+        monkeypatch.delenv(key, raising=False)
+    baseline = tmp_path / "fair_baseline.json"
+    args = ["gate", "--config", str(fair.config), "--sample-rows", "4000", "--baseline", str(baseline)]
+
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "4000 rows of the landed batches" in out and str(fair.root / "landing" / "fair") in out
+    assert "reference: none: first gate of this dataset, the metric floors decide" in out
+    assert f"--config {fair.config} --sample-rows 4000 --write-baseline" in out
+    assert "gate PASSED" in out
+    assert not baseline.exists()
+
+    assert main([*args, "--write-baseline"]) == 0
+    written = json.loads(baseline.read_text())
+    assert written["dataset"] == "fair_affairs"
+    assert written["sample"] == {"source": "landed", "rows": 4000, "fraction": None, "seed": 0}
+    assert 0.6 <= written["metrics"]["roc_auc"] <= 1
+    capsys.readouterr()
+
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"reference: baseline {baseline}" in out
+    row = next(ln for ln in out.splitlines() if ln.startswith("model_version") and "vs_baseline" in ln)
+    assert row.split()[2] == "True"
+    # The sample is seeded: the same rows give the same model and the same metrics as recorded.
+    auc = written["metrics"]["roc_auc"]
+    assert f"roc_auc={auc:.4f} (baseline {auc:.4f})" in row
+    assert sorted(p.name for p in (fair.root / "landing" / "fair").iterdir()) == ["fair_1.csv", "fair_2.csv"]
+    assert not (fair.root / "mlflow").exists()  # the user's data dir only lent its landed files
+
+
+def test_gate_needs_landed_data_for_a_new_dataset_and_says_how_to_land_it(fair, monkeypatch, capsys):
+    empty = fair.root.parent / "empty_data"
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(empty))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    assert main(["gate", "--config", str(fair.config), "--sample-rows", "100"]) == 2
+    err = capsys.readouterr().err
+    assert "no data landed for dataset 'fair_affairs'" in err
+    assert "mlops-pipeline land --from FILE --config" in err
+
+
+def test_gate_fails_in_seconds_when_the_required_registry_does_not_answer(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.delenv("MLOPS_DATASET_CONFIG", raising=False)
+    started = time.monotonic()
+
+    code = main(["gate", "--reference", "champion"])
+
+    assert code == 2
+    assert time.monotonic() - started < 30
+    err = capsys.readouterr().err
+    assert "--reference champion, but registry" in err and "is not reachable" in err
+    assert not (tmp_path / "data").exists()  # nothing landed, nothing trained
