@@ -126,8 +126,10 @@ def monitoring_board(
         model.update({f"latest_{k}": float(v) for k, v in quality.iloc[-1].items() if k != "day"})
     checks = _check_rows(context)
     drift = {
-        "training batch drift share": _latest(context, "drift_report", "drift_share"),
-        "training batch drifted columns": _latest(context, "drift_report", "drifted_columns"),
+        "new training data drift share": _latest(context, "drift_report", "drift_share"),
+        "new training data drifted columns": _latest(context, "drift_report", "drifted_columns"),
+        "new training data": _latest(context, "drift_report", "status")
+        or _latest(context, "drift_report", "current_basis"),
         "production drift share": _latest(context, "production_drift", "drift_share"),
         "production drifted columns": _latest(context, "production_drift", "drifted_columns"),
         "production calibration error": _latest(context, "model_quality", "expected_calibration_error"),

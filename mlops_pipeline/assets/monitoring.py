@@ -160,6 +160,18 @@ def publish_drift(
     )
 
 
+def _rows_digest(frame: pd.DataFrame) -> str:
+    """A short content id of the compared rows: one report file per distinct new data."""
+    import hashlib
+
+    import numpy as np
+
+    from mlops_pipeline.deployment.holdout import content_keys
+
+    keys = np.sort(content_keys(frame, list(frame.columns)))
+    return hashlib.sha256(keys.tobytes()).hexdigest()[:12]
+
+
 def input_drift_severity(spec: DatasetSpec) -> dg.AssetCheckSeverity:
     """ERROR (blocks promotion: `input_drift` is a blocking check) only when the dataset config sets
     `drift.block_promotion`; a WARN failure of a blocking check does not stop the run."""
@@ -249,7 +261,7 @@ def drift_report(
         times = pd.to_datetime(fresh[time_col])
         span = {"current_from": str(times.min()), "current_to": str(times.max())}
     return publish_drift(
-        context, spec, reference, current, f"new_since_v{version}", storage, mlflow,
+        context, spec, reference, current, f"new_{_rows_digest(fresh)}", storage, mlflow,
         extra_metadata={"current_basis": basis, **span},
         input_severity=input_drift_severity(spec),
     )
