@@ -33,3 +33,38 @@ def test_stop_group_reaches_children_and_kills_what_ignores_sigterm(tmp_path):
     assert time.monotonic() - started < 8
     time.sleep(0.2)
     assert not _alive(child)
+
+
+PARENT = """
+import subprocess, sys, time
+from mlops_pipeline.processes import default_signals, watch_children
+server = subprocess.Popen(["bash", "-c", "sleep 120 & echo $! > " + sys.argv[1] + "; wait"],
+                          start_new_session=True, preexec_fn=default_signals)
+watcher = watch_children([server], poll_s=0.1)
+print(server.pid, watcher.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_servers_do_not_outlive_a_kill_9_of_the_process_that_started_them(tmp_path):
+    """`up` killed with -9 runs no handler: the watcher it started stops the servers' groups."""
+    import signal
+    import sys
+
+    pidfile = tmp_path / "grandchild.pid"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(pidfile)], stdout=subprocess.PIPE, text=True)
+    server, watcher = map(int, parent.stdout.readline().split())
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    grandchild = int(pidfile.read_text())
+    assert _alive(server) and _alive(grandchild) and _alive(watcher)
+
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+
+    deadline = time.monotonic() + 15
+    while any(_alive(p) for p in (server, grandchild, watcher)):
+        assert time.monotonic() < deadline, "a server outlived the kill -9 of its parent"
+        time.sleep(0.1)
