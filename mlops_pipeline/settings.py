@@ -118,6 +118,40 @@ class ChecksSpec(_Strict):
     max_null_rate: float = Field(
         default=0.05, description="Default per-column null-rate limit; the contract can override."
     )
+    # Per landed batch (and overall), against the contract's `domain:` section.
+    max_unseen_category_share: float = Field(
+        default=0.01, ge=0, le=1,
+        description="Largest share of a categorical's values outside the contract's allowed set.",
+    )
+    max_out_of_range_share: float = Field(
+        default=0.001, ge=0, le=1,
+        description="Largest share of a numeric column's values outside the contract's range.",
+    )
+    max_outside_time_window_share: float = Field(
+        default=0.0, ge=0, le=1,
+        description="Largest share of timestamps outside the contract's time window.",
+    )
+    future_tolerance_hours: float = Field(
+        default=24.0, ge=0,
+        description="Timestamps this far past the batch's landing are tolerated (time zones).",
+    )
+    min_class_share: float = Field(
+        default=0.01, ge=0, lt=1,
+        description="Classification: a batch whose rarest class is below this share is refused.",
+    )
+    class_balance_min_rows: int = Field(
+        default=100, ge=1, description="Batches with fewer labelled rows skip the class-balance check."
+    )
+    max_duplicate_share: float = Field(
+        default=0.01, ge=0, le=1,
+        description="Largest share of fully duplicated rows when no key columns are configured "
+        "(with keys, any duplicated key fails).",
+    )
+    null_rate_allowance_sigmas: float = Field(
+        default=3.0, ge=0,
+        description="A batch's null rate may exceed the column's limit by this many binomial "
+        "standard deviations: sampling noise in small batches, not dilution in large ones.",
+    )
 
 
 class DriftSpec(_Strict):

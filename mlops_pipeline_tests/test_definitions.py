@@ -9,6 +9,7 @@ import sys
 
 import dagster as dg
 
+from mlops_pipeline.data.batch_checks import BATCH_CHECKS, OVERALL_CHECKS
 from mlops_pipeline.definitions import build_definitions
 from mlops_pipeline.settings import PROJECT_ROOT
 
@@ -40,6 +41,7 @@ def test_every_check_has_a_description_and_the_gate_blocks():
     assert blocking == {
         "snapshot_matches_content_id", "contract_schema", "null_rates", "min_rows", "unique_keys",
         "eval_floor", "no_regression", "input_drift",
+        *BATCH_CHECKS, *OVERALL_CHECKS,  # per landed batch, and the domain over all data
     }
     # input_drift is blocking in its spec but fails with WARN (which blocks nothing) unless the
     # dataset config sets drift.block_promotion; prediction drift only warns.
