@@ -19,9 +19,17 @@ from mlops_pipeline.snapshots import (
 
 MAX_FINDING_ROWS = 50
 
-# The snapshot's content id is its DataVersion (what `data_version_changed` automation reads).
-# Dagster marks `Output(data_version=...)` beta on every call; we depend on it knowingly.
-warnings.filterwarnings("ignore", message="Parameter `data_version`", category=dg.BetaWarning)
+
+
+def _versioned_output(value, version: str, metadata: dict) -> dg.Output:
+    """The snapshot's content id as its DataVersion (what `data_version_changed` automation reads).
+
+    Dagster marks `Output(data_version=...)` beta and warns on every call; we depend on it
+    knowingly, so the warning is silenced here, where it arises, and nowhere else.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Parameter `data_version`", category=dg.BetaWarning)
+        return dg.Output(value, data_version=dg.DataVersion(version), metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -75,9 +83,9 @@ def dataset_snapshot(
         batches=len(storage.list_uris(pattern)),
         batch_findings=findings,
     )
-    return dg.Output(
+    return _versioned_output(
         ref,
-        data_version=dg.DataVersion(snapshot_id),
+        snapshot_id,
         metadata={
             "snapshot_id": snapshot_id,
             "path": dg.MetadataValue.path(ref.path),
