@@ -106,8 +106,17 @@ def run_simulation(
     token: str = "",
     seed: int = 0,
     say: Callable[[str], None] = print,
+    execute: Callable[..., Any] | None = None,
 ) -> list[MonthReport]:
-    """Drive the loop month by month (see the module docstring); returns what happened."""
+    """Drive the loop month by month (see the module docstring); returns what happened.
+
+    `execute(job, instance=..., **kwargs)` runs a job (default: `job.execute_in_process`); the CLI
+    passes one that prints a line per step instead of Dagster's event log.
+    """
+    if execute is None:
+        def execute(job, **kwargs):
+            return job.execute_in_process(**kwargs)
+
     import dagster as dg
 
     from mlops_pipeline import automation
@@ -147,8 +156,8 @@ def run_simulation(
             say(f"   {report.answered} answered, {report.labelled} labels fed back")
 
             partition = datetime.now(UTC).strftime("%Y-%m-%d")
-            result = production.execute_in_process(
-                instance=instance, partition_key=partition, raise_on_error=False,
+            result = execute(
+                production, instance=instance, partition_key=partition, raise_on_error=False,
                 tags={automation.TRIGGER_TAG: "simulation"},
             )
             report.checks = _checks(result)
@@ -175,8 +184,8 @@ def run_simulation(
                     trigger = request.tags.get(automation.TRIGGER_TAG, name)
                     report.triggers.append(trigger)
                     say(f"   {name} requested a retraining ({trigger}); running it through the gate")
-                    run = loop.execute_in_process(
-                        instance=instance, tags=dict(request.tags), raise_on_error=False
+                    run = execute(
+                        loop, instance=instance, tags=dict(request.tags), raise_on_error=False
                     )
                     checks = _checks(run)
                     report.retrain_runs.append({

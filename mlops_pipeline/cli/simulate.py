@@ -10,7 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-from mlops_pipeline.cli.common import ensure_dagster_home, set_dataset
+from mlops_pipeline.cli.common import (
+    RegistryUnreachable,
+    check_registry,
+    ensure_dagster_home,
+    execute_job,
+    print_summary,
+    set_dataset,
+)
 from mlops_pipeline.processes import stop_group
 from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG
 
@@ -41,8 +48,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from mlops_pipeline.simulation import run_simulation
 
     set_dataset(args.config)
+    try:
+        check_registry()
+    except RegistryUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     ensure_dagster_home()
     spec = load_spec()
+
+    def execute(job, instance, **kwargs):
+        """Each run as one line per step; a retraining also gets its metrics table and decision."""
+        print(f"   run of {job.name}:")
+        result = execute_job(job, instance, verbose=args.verbose, say=print, **kwargs)
+        if job.name == "mlops_loop":
+            print_summary(result)
+        return result
     server = None
     url = args.server_url
     if not url:
@@ -59,7 +79,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         reports = run_simulation(
             load_flights_with_weather(), spec, url, months=args.months, sample=args.sample,
             label_share=args.label_share, label_delay=args.label_delay,
-            token=os.environ.get("MLOPS_SERVE_TOKEN", ""),
+            token=os.environ.get("MLOPS_SERVE_TOKEN", ""), execute=execute,
         )
     finally:
         if server is not None:
@@ -82,4 +102,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--label-share", type=float, default=1.0, help="share of predictions that get a label")
     sim.add_argument("--label-delay", type=float, default=2.0, help="seconds before labels are posted")
     sim.add_argument("--server-url", help="a running `mlops-pipeline serve` (default: start one)")
+    sim.add_argument("--verbose", action="store_true", help="show Dagster's full event log of each run")
     sim.set_defaults(func=cmd_simulate)
