@@ -1,0 +1,164 @@
+"""Every command in the README's ```bash blocks is run by some test, as a subprocess.
+
+`COVERED` maps each command (comments stripped, whitespace collapsed) to the test that runs it and
+to words that test's file must contain (the command as the test spells it). A README command
+missing from the table fails `test_every_readme_command_is_run_by_a_test`: add the test that runs
+it (here, when no other file fits; `slow` when it materializes the loop) and its row.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlops_pipeline.settings import PROJECT_ROOT
+
+BIN = Path(sys.executable).parent
+README = PROJECT_ROOT / "README.md"
+LOOP_COMMANDS = "mlops_pipeline_tests/cli/test_loop_commands.py"
+THIS = "mlops_pipeline_tests/test_readme.py"
+
+#: command -> (test file, test function, words the file must contain); None: run by CI itself.
+COVERED: dict[str, tuple[str, str, tuple[str, ...]] | None] = {
+    "uv run mlops-pipeline up": (
+        LOOP_COMMANDS, "test_up_in_the_background_stops_both_servers_on_sigterm", ('"up"', "--port")),
+    "uv run pytest": None,  # the suite itself: .ci/run runs exactly this
+    "uv run mlops-pipeline land --months 4": (
+        LOOP_COMMANDS, "test_land_up_materialize_and_a_blocked_materialize_talk_like_a_tool",
+        ('"land", "--months", "4"',)),
+    "uv run mlops-pipeline materialize": (
+        LOOP_COMMANDS, "test_land_up_materialize_and_a_blocked_materialize_talk_like_a_tool",
+        ('_run("materialize", env=env)',)),
+    "uv run mlops-pipeline materialize --shuffle-labels": (
+        LOOP_COMMANDS, "test_land_up_materialize_and_a_blocked_materialize_talk_like_a_tool",
+        ('"materialize", "--shuffle-labels"',)),
+    "export DAGSTER_HOME=$PWD/data/dagster_home": (
+        THIS, "test_headless_dagster_job_execute_runs_the_loop", ('"DAGSTER_HOME"',)),
+    "uv run dagster job execute -j mlops_loop -m mlops_pipeline.definitions": (
+        THIS, "test_headless_dagster_job_execute_runs_the_loop",
+        ('"job", "execute", "-j", "mlops_loop", "-m", "mlops_pipeline.definitions"',)),
+    "uv run dg check defs": (THIS, "test_dg_check_defs_loads_the_code_location", ('"check", "defs"',)),
+    "uv run dagster dev -w workspace.yaml": (
+        "mlops_pipeline_tests/ui/test_dagster_ui.py",
+        "test_materialize_all_from_the_asset_graph_and_open_the_drift_report", ('"dev"', "workspace.yaml")),
+    "uv run mlops-pipeline serve": (
+        "mlops_pipeline_tests/test_simulation.py",
+        "test_traffic_and_feedback_flow_back_into_a_gated_retraining", ('"serve"',)),
+    "uv run mlops-pipeline simulate --months 4 8 12": (
+        THIS, "test_simulate_replays_a_month_through_a_server_it_starts", ('"simulate", "--months"',)),
+    "uv run mlops-pipeline contract infer --config data/configs/my_data.yaml": (
+        "mlops_pipeline_tests/cli/conftest.py", "fair", ('"contract", "infer", "--config"',)),
+    "MLOPS_DATASET_CONFIG=data/configs/my_data.yaml uv run mlops-pipeline up": (
+        LOOP_COMMANDS, "test_up_runs_a_new_dataset_named_by_mlops_dataset_config",
+        ('MLOPS_DATASET_CONFIG=str(fair.config)', '_run("up"')),
+}
+
+
+def readme_commands(text: str) -> list[str]:
+    """Commands of the ```bash blocks: comments dropped, continuation lines joined."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                commands.append(" ".join(line.split()))
+    return commands
+
+
+def test_readme_commands_are_extracted_as_a_user_would_type_them():
+    text = "```bash\nuv run a --x 1   # note\n# only a comment\nuv run b \\\n  --y\n```\n```yaml\nc: 1\n```"
+    assert readme_commands(text) == ["uv run a --x 1", "uv run b --y"]
+
+
+def test_every_readme_command_is_run_by_a_test():
+    commands = readme_commands(README.read_text())
+    assert "uv run dagster job execute -j mlops_loop -m mlops_pipeline.definitions" in commands
+    assert not any("asset materialize --select" in c for c in commands)  # fails on partitioned assets
+    missing = [c for c in commands if c not in COVERED]
+    assert not missing, f"README commands no test runs (add a test and a COVERED row): {missing}"
+    stale = [c for c in COVERED if c not in commands]
+    assert not stale, f"COVERED rows for commands the README no longer has: {stale}"
+    for command, where in COVERED.items():
+        if where is None:
+            continue
+        path, test, words = where
+        source = (PROJECT_ROOT / path).read_text()
+        assert re.search(rf"^def {test}\(", source, flags=re.M), f"{command}: no {test} in {path}"
+        for word in words:
+            assert word in source, f"{command}: {path} does not contain {word!r}"
+
+
+# ---- commands no other test runs --------------------------------------------------------------
+def _env(data: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "MLOPS_DATA_DIR": str(data), **extra}
+    for key in ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_UI_URL", "MLOPS_DATASET_CONFIG"):
+        if key not in extra:
+            env.pop(key, None)
+    return env
+
+
+def _run(argv: list[str], env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=timeout)
+
+
+def test_dg_check_defs_loads_the_code_location(tmp_path):
+    proc = _run([str(BIN / "dg"), "check", "defs"], _env(tmp_path / "data"), timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_headless_dagster_job_execute_runs_the_loop(tmp_path):
+    """`export DAGSTER_HOME=...` then `dagster job execute -j mlops_loop -m mlops_pipeline.definitions`
+    on a fresh data dir: the whole loop, recorded in that instance."""
+    import dagster as dg
+
+    data = tmp_path / "data"
+    home = data / "dagster_home"
+    env = _env(data, DAGSTER_HOME=str(home))
+    landed = _run([str(BIN / "mlops-pipeline"), "land", "--months", "1", "2", "--sample", "0.06"], env)
+    assert landed.returncode == 0, landed.stderr
+    home.mkdir(parents=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")  # what `up` sets up
+
+    dagster = str(BIN / "dagster")
+    proc = _run([dagster, "job", "execute", "-j", "mlops_loop", "-m", "mlops_pipeline.definitions"], env)
+
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    old = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            runs = instance.get_runs()
+            assert [(r.job_name, r.status) for r in runs] == [("mlops_loop", dg.DagsterRunStatus.SUCCESS)]
+            assert instance.get_latest_materialization_event(dg.AssetKey("champion_model")) is not None
+    finally:
+        if old is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = old
+
+
+@pytest.mark.slow
+def test_simulate_replays_a_month_through_a_server_it_starts(tmp_path):
+    """`mlops-pipeline simulate --months ...` after `up`: it starts a server, replays, prints its table."""
+    env = _env(tmp_path / "data")
+    cli = str(BIN / "mlops-pipeline")
+    assert _run([cli, "land", "--months", "1", "2", "3", "--sample", "0.06"], env).returncode == 0
+    up = _run([cli, "up", "--no-ui"], env)
+    assert up.returncode == 0, up.stdout + up.stderr[-3000:]
+
+    argv = [cli, "simulate", "--months", "4", "--sample", "0.01", "--label-delay", "0"]
+    proc = _run(argv, env, timeout=900)
+
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "started a serving process at http://127.0.0.1:" in proc.stdout
+    table = proc.stdout[proc.stdout.index("month  sent"):].splitlines()
+    row = table[1].split()
+    assert row[0] == "4" and int(row[1]) > 0 and int(row[2]) > 0
+    assert " - DEBUG - " not in proc.stdout + proc.stderr  # Dagster's event log only with --verbose
