@@ -90,8 +90,13 @@ def test_drift_failure_requests_retraining_once_per_cooldown(data_dir, land, run
         assert calm.run_requests == [] and "no new drift" in calm.skip_message
 
         land(months=(12,))
+        # Drift compares the run's new rows (December) with the champion's training data, so the
+        # run takes the snapshot and its features too (their data checks are tested elsewhere).
         drift_only = defs.resolve_job_def("mlops_loop").get_subset(
-            asset_selection={dg.AssetKey("drift_report")}
+            asset_selection={dg.AssetKey(a) for a in
+                             ("dataset_snapshot", "training_features", "drift_report")},
+            asset_check_selection={dg.AssetCheckKey(dg.AssetKey("drift_report"), name)
+                                   for name in ("input_drift", "prediction_drift")},
         )
         assert drift_only.execute_in_process(instance=instance).success  # WARN: the run still succeeds
         fired = _tick(automation.drift_sensor, instance, calm.cursor, resources)
