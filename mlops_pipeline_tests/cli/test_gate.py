@@ -13,6 +13,7 @@ import pytest
 
 from mlops_pipeline.cli import main
 from mlops_pipeline.cli.ci import BASELINE_DIR, compare_row
+from mlops_pipeline.data.batch_checks import BATCH_CHECKS, OVERALL_CHECKS
 from mlops_pipeline.settings import load_spec
 
 LOOP_CHECKS = {
@@ -21,6 +22,8 @@ LOOP_CHECKS = {
     ("training_features", "min_rows"), ("training_features", "unique_keys"),
     ("model_version", "eval_floor"), ("model_version", "no_regression"),
     ("drift_report", "input_drift"), ("drift_report", "prediction_drift"),
+    *(("dataset_snapshot", name) for name in BATCH_CHECKS),
+    *(("training_features", name) for name in OVERALL_CHECKS),
 }
 
 
