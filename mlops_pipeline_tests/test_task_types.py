@@ -141,3 +141,18 @@ def test_old_binary_call_sites_keep_their_meaning():
     assert compute_metrics("classification", y, s) == compute_metrics(
         "classification", y, s, ClassInfo((0, 1), 1))
     assert evaluate_gate({"roc_auc": 0.7}, None, {"roc_auc": MetricGate(floor=0.6)}).passed
+
+
+def test_a_multi_class_prediction_column_drifts_as_a_category():
+    from mlops_pipeline.drift import PREDICTION_COLUMN, compute_drift, prediction_kind
+    from mlops_pipeline.settings import DriftSpec
+
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({"amount": rng.normal(size=2000),
+                        PREDICTION_COLUMN: rng.choice(["high", "low", "mid"], 2000, p=[0.2, 0.5, 0.3])})
+    cur = pd.DataFrame({"amount": rng.normal(size=2000),
+                        PREDICTION_COLUMN: rng.choice(["high", "low", "mid"], 2000, p=[0.6, 0.2, 0.2])})
+    assert prediction_kind(ref, [], ["amount", PREDICTION_COLUMN]) == ([PREDICTION_COLUMN], ["amount"])
+    result = compute_drift(ref, cur, [], ["amount", PREDICTION_COLUMN], DriftSpec())
+    assert result.prediction.method == "jensenshannon" and result.prediction.drifted
+    assert result.drifted_columns == []
