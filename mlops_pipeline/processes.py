@@ -3,6 +3,12 @@
 Every child is started with `start_new_session=True`, so its PID is its process-group id and
 SIGTERM reaches the workers it spawned too; whatever is still alive after the grace period gets
 SIGKILL. The CLI, the tests and the benchmarks all stop their processes this one way.
+
+A supervisor (`mlops-pipeline up`) also makes sure its servers end with it: `stop_on_signals`
+turns SIGTERM/SIGINT into KeyboardInterrupt (even when SIGINT was inherited ignored),
+`default_signals` gives the servers default signal handling back, and `watch_children` starts a
+small watcher that stops their groups when the supervisor dies without running any handler
+(`kill -9`).
 """
 
 from __future__ import annotations
