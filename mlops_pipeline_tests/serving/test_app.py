@@ -189,7 +189,10 @@ def test_shadow_is_logged_but_never_returned(stack, full_server, store, models):
             assert r.status_code == 200
             body = r.json()
             assert (body["role"], body["model_version"]) == ("champion", "1")
-            assert all(set(p) == {"request_id", "prediction", "probability"} for p in body["predictions"])
+            assert all(set(p) == {"request_id", "prediction", "probability", "probabilities"}
+                       for p in body["predictions"])
+            assert all(p["probabilities"] == {"0": pytest.approx(1 - p["probability"]),
+                                              "1": p["probability"]} for p in body["predictions"])
             ids += [p["request_id"] for p in body["predictions"]]
     deadline = time.time() + 10
     while True:
