@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dagster as dg
+import pandas as pd
 
-from mlops_pipeline.assets.registry import flagged_batches
+from mlops_pipeline.assets.registry import flagged_batches, trusted_holdout
 from mlops_pipeline.definitions import build_definitions
+from mlops_pipeline.preparation import SPLIT_COLUMN, prepare
+from mlops_pipeline.resources import DatasetResource, StorageResource
+from mlops_pipeline.snapshots import canonicalize, read_landing
 
 
 def _downstream(graph, key: dg.AssetKey) -> set[dg.AssetKey]:
@@ -74,4 +78,44 @@ def test_the_gate_collects_the_batches_failed_checks_of_its_run_name():
             "flights_2013_04.parquet": "warns_on_two_batches",
             "flights_2013_05.parquet": "warns_on_two_batches",
             "flights_2013_06.parquet": "fails_with_a_list",
+        }
+
+
+def test_the_gate_compares_without_the_rows_of_a_flagged_batch(data_dir, land):
+    """The candidate's holdout (prepared from the snapshot, as in a run) loses exactly the rows of
+    the batch a check flagged; the champion's snapshot only counts the known rows."""
+    january, february = land(months=(1, 2), sample=0.02)
+    spec = DatasetResource().spec()
+    prepared = prepare(canonicalize(read_landing(str(data_dir / "landing/flights/*.parquet"), "parquet")),
+                       spec).frame
+    prepared[SPLIT_COLUMN] = "holdout"
+    champion_rows = canonicalize(pd.read_parquet(january))
+    labelled = {f.name: len(pd.read_parquet(f).dropna(subset=["arr_delay"])) for f in (january, february)}
+
+    class Champion:
+        tags = {"snapshot_id": "champion-snapshot"}
+
+    @dg.asset
+    def landed() -> int:
+        return 1
+
+    @dg.asset_check(asset=landed, blocking=True)
+    def february_looks_odd() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"batch": february.name})
+
+    @dg.asset(deps=[landed])
+    def gate(context, storage: StorageResource) -> dict:
+        storage.write_snapshot("champion-snapshot", champion_rows)
+        result = trusted_holdout(context, spec, storage, prepared, Champion())
+        return {"compared": result.compared_rows, "excluded": result.excluded_rows,
+                "known": result.known_rows, "flagged": result.flagged_batches}
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize([landed, gate, february_looks_odd], instance=instance,
+                                resources={"storage": StorageResource(root=str(data_dir))})
+        assert result.success
+        assert result.output_for_node("gate") == {
+            "compared": labelled[january.name], "excluded": labelled[february.name],
+            "known": labelled[january.name], "flagged": (february.name,),
         }
