@@ -156,3 +156,14 @@ def test_a_multi_class_prediction_column_drifts_as_a_category():
     result = compute_drift(ref, cur, [], ["amount", PREDICTION_COLUMN], DriftSpec())
     assert result.prediction.method == "jensenshannon" and result.prediction.drifted
     assert result.drifted_columns == []
+
+
+def test_reproduce_compares_multi_class_predictions_row_by_row():
+    from mlops_pipeline.reproduce import compare_predictions
+
+    a = np.array([[0.2, 0.8, 0.0], [0.5, 0.25, 0.25], [1.0, 0.0, 0.0]])
+    b = a.copy()
+    b[1, 2] += 1e-3
+    diff = compare_predictions(a, b)
+    assert (diff.rows, diff.differing_rows) == (3, 1) and diff.max_abs_diff == pytest.approx(1e-3)
+    assert compare_predictions(a, a.copy()).identical
