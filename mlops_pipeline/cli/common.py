@@ -352,17 +352,3 @@ def print_summary(result, say: Callable[[str], None] = print) -> bool:
         say(line)
     return summary.ok
 
-
-def print_checks(result) -> bool:
-    """Print every check's verdict; True when no ERROR-severity check failed."""
-    ok = True
-    print(f"{'asset':<20} {'check':<28} {'passed':<7} {'severity':<8} description")
-    for evaluation in result.get_asset_check_evaluations():
-        severity = evaluation.severity.value
-        print(
-            f"{evaluation.asset_key.to_user_string():<20} {evaluation.check_name:<28} "
-            f"{str(evaluation.passed):<7} {severity:<8} {evaluation.description or ''}"
-        )
-        if not evaluation.passed and severity == "ERROR":
-            ok = False
-    return ok
