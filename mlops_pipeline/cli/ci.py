@@ -369,6 +369,7 @@ def refresh_hint(config_arg: str | None, plan: SamplePlan) -> str:
 
 def run_gate(args: argparse.Namespace) -> tuple[GateOutcome, dict[str, Any] | None]:
     """Returns the outcome and, when the run trained a model, what a baseline file would record."""
+    from mlops_pipeline.cli.common import error_summary
     from mlops_pipeline.settings import data_dir, load_spec, resolve_path
 
     started = time.monotonic()
@@ -403,7 +404,7 @@ def run_gate(args: argparse.Namespace) -> tuple[GateOutcome, dict[str, Any] | No
         outcome.run_id = result.run_id
         outcome.run_success = result.success
         outcome.run_failures = [
-            f"{e.step_key}: {e.event_specific_data.error.message.strip().splitlines()[0]}"
+            f"{e.step_key}: {error_summary(e.event_specific_data.error)}"
             for e in result.all_events
             if e.event_type_value == "STEP_FAILURE" and e.event_specific_data and e.event_specific_data.error
         ]

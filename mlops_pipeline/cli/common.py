@@ -172,8 +172,7 @@ class StepPrinter:
             seconds = getattr(data, "duration_ms", None)
             lines = self._fold(self._pending.pop(event.step_key, []))
             if kind == "STEP_FAILURE":
-                error = getattr(data, "error", None)
-                message = error.message.strip().splitlines()[0] if error and error.message else ""
+                message = error_summary(getattr(data, "error", None))
                 if "blocking asset checks failed" in message:
                     lines.append(StepLine(None, "blocked", event.step_key, "downstream steps do not run"))
                 else:
@@ -209,9 +208,21 @@ class StepPrinter:
 
     def _emit(self, line: StepLine) -> None:
         self.lines.append(line)
-        limit = 100 if line.outcome != "passed" or ": " not in line.name else 400
+        folded = line.outcome == "passed" and ": " in line.name
+        limit = 400 if folded else 220 if line.outcome == "ERROR" else 100
         detail = line.detail if len(line.detail) <= limit else line.detail[: limit - 3] + "..."
         self.say(f"  {_fmt_seconds(line.seconds):>6}  {line.outcome:<7} {line.name:<40} {detail}".rstrip())
+
+
+def error_summary(error) -> str:
+    """The first line of the error that started it all (Dagster wraps a step's exception in its
+    own `DagsterExecutionStepExecutionError`, whose first line names only the op)."""
+    if error is None:
+        return ""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    lines = (error.message or "").strip().splitlines()
+    return lines[0] if lines else getattr(error, "cls_name", "") or ""
 
 
 def _asset_detail(metadata: dict[str, Any], shown: set) -> str:
