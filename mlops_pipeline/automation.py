@@ -1,8 +1,9 @@
-"""One retraining job, three triggers, one gate — plus alerts when something fails.
+"""One retraining job, four triggers, one gate — plus alerts when something fails.
 
-The schedule, the new-data sensor and the drift sensor all launch the same `mlops_loop` job, so
-every retraining goes through the same blocking contract checks and the same eval gate; a model
-becomes champion only through that gate. Each run is tagged `mlops/trigger` with what started it.
+The schedule, the new-data sensor, the drift sensor and the estimated-performance sensor all
+launch the same `mlops_loop` job, so every retraining goes through the same blocking contract
+checks and the same eval gate; a model becomes champion only through that gate. Each run is
+tagged `mlops/trigger` with what started it.
 """
 
 from __future__ import annotations
@@ -145,6 +146,49 @@ def drift_sensor(context: dg.SensorEvaluationContext, dataset: DatasetResource):
             TRIGGER_TAG: "drift",
             "mlops/drift_check": key.to_user_string(),
             "mlops/drift_run": record.run_id,
+        },
+    )
+
+
+#: The check whose failure means "the estimate says the champion got worse" (before labels).
+ESTIMATE_CHECK = dg.AssetCheckKey(dg.AssetKey("estimated_performance"), "estimated_quality")
+
+
+@dg.sensor(
+    job_name=LOOP_JOB,
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Estimated performance clear below the gate's line (before any label) -> gated "
+    "retraining, at most once per cooldown (drift.retrain_cooldown_hours) while it persists.",
+)
+def estimated_performance_sensor(context: dg.SensorEvaluationContext, dataset: DatasetResource):
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    cursor = json.loads(context.cursor) if context.cursor else {"seen": 0, "triggered_at": 0.0}
+    record = context.instance.get_latest_asset_check_evaluation_record(ESTIMATE_CHECK)
+    if record is None or record.id <= cursor["seen"]:
+        return dg.SkipReason("no new performance estimate")
+    seen = {**cursor, "seen": record.id}
+    if record.status != AssetCheckExecutionRecordStatus.FAILED:
+        context.update_cursor(json.dumps(seen))
+        return dg.SkipReason("the latest estimate is clear of the gate's lines")
+    cooldown = dataset.spec().drift.retrain_cooldown_hours * 3600
+    now = time.time()
+    if now - cursor["triggered_at"] < cooldown:
+        context.update_cursor(json.dumps(seen))
+        wait = (cursor["triggered_at"] + cooldown - now) / 3600
+        return dg.SkipReason(f"estimated degradation persists; retraining is in cooldown for "
+                             f"{wait:.1f} more hours")
+    context.update_cursor(json.dumps({"seen": record.id, "triggered_at": now}))
+    evaluation = record.event.dagster_event.event_specific_data if record.event else None
+    return dg.RunRequest(
+        run_key=f"estimate-{record.id}",
+        tags={
+            TRIGGER_TAG: "estimated_performance",
+            "mlops/estimate_check": ESTIMATE_CHECK.to_user_string(),
+            "mlops/estimate_run": record.run_id,
+            **({"mlops/estimate_partition": str(evaluation.partition)}
+               if evaluation is not None and getattr(evaluation, "partition", None) else {}),
         },
     )
 

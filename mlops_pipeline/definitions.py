@@ -12,7 +12,16 @@ import os
 import dagster as dg
 
 from mlops_pipeline import automation
-from mlops_pipeline.assets import board, dataset, features, monitoring, production, registry, training
+from mlops_pipeline.assets import (
+    board,
+    dataset,
+    estimation,
+    features,
+    monitoring,
+    production,
+    registry,
+    training,
+)
 from mlops_pipeline.profile import check_profile, io_manager
 from mlops_pipeline.resources import AlertResource, DatasetResource, MLflowResource, StorageResource
 from mlops_pipeline.resources.predictions import PredictionStoreResource
@@ -53,10 +62,10 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
 
 
 def build_definitions() -> dg.Definitions:
-    modules = [dataset, features, training, registry, monitoring, production, board]
+    modules = [dataset, features, training, registry, monitoring, production, estimation, board]
     assets = dg.load_assets_from_modules(modules)
     checks = dg.load_asset_checks_from_modules(modules)
-    production_assets = dg.AssetSelection.assets(*dg.load_assets_from_modules([production]))
+    production_assets = dg.AssetSelection.assets(*dg.load_assets_from_modules([production, estimation]))
     board_asset = dg.AssetSelection.assets("monitoring_board")
     loop_job = dg.define_asset_job(
         "mlops_loop",
@@ -86,6 +95,7 @@ def build_definitions() -> dg.Definitions:
         sensors=[
             automation.new_data_sensor,
             automation.drift_sensor,
+            automation.estimated_performance_sensor,
             automation.alert_on_run_failure,
             automation.alert_on_check_failure,
         ],

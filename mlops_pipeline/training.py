@@ -59,3 +59,13 @@ def drift_reference(model: Any, X_train: pd.DataFrame, task: str) -> pd.DataFram
     reference = X_train.reset_index(drop=True)
     reference[PREDICTION_COLUMN] = drift_scores(model, reference, task)
     return reference
+
+
+def performance_estimator(fitted: Fitted, task: str, seed: int) -> Any:
+    """The version's label-free performance estimator (`monitoring.estimation`), fitted on its
+    holdout: calibrators of its probabilities (classification) or models of its loss (regression).
+    Built here beside the drift reference and stored with the version the same way."""
+    from mlops_pipeline.monitoring.estimation import fit_estimator
+
+    return fit_estimator(fitted.model, fitted.X_hold, fitted.y_hold, fitted.scores, task,
+                         fitted.classes, seed)

@@ -18,6 +18,7 @@ GROUPS = {
     "model_version": "deployment", "champion_model": "deployment", "drift_report": "monitoring",
     "prediction_log": "monitoring", "production_drift": "monitoring", "model_quality": "monitoring",
     "feedback_batch": "monitoring", "monitoring_board": "monitoring",
+    "estimated_performance": "monitoring", "estimate_vs_realized": "monitoring",
 }
 
 
@@ -47,7 +48,8 @@ def test_every_check_has_a_description_and_the_gate_blocks():
     # dataset config sets drift.block_promotion; prediction drift only warns.
     assert "prediction_drift" in set(checks) - blocking
     assert {"inference_contract", "inference_null_rates", "training_serving_skew",
-            "production_input_drift", "production_quality"} <= set(checks) - blocking
+            "production_input_drift", "production_quality", "estimated_quality",
+            "estimate_within_band", "concept_drift"} <= set(checks) - blocking
 
 
 def test_loading_the_code_location_imports_no_heavy_library():

@@ -31,6 +31,8 @@ class CandidateVersion:
     champion_metrics: dict[str, float] | None
 
     def gate(self, policy) -> GateResult:
+        """THE gate on these numbers; `inference_cost` is among them when the spec's cost rule is
+        on (measured for both versions in `model_version`, same step, same holdout)."""
         return evaluate_gate(self.metrics, self.champion_metrics, policy, self.champion_version)
 
 
@@ -70,7 +72,8 @@ def model_version(
     batches a check of this run flagged). No trusted row left: fail before registering."""
     import mlflow as mlflow_lib
 
-    from mlops_pipeline.manifest import manifest_tags
+    from mlops_pipeline.gate import COST_METRIC
+    from mlops_pipeline.promotion import version_costs
 
     spec = dataset.spec()
     name = spec.name
@@ -86,31 +89,44 @@ def model_version(
     champion_metrics = None
     if champion is not None:
         champion_metrics = score_version(mlflow, name, str(champion.version), comparison.frame, spec)
+    # Only the tags a person searches versions by; the full manifest is the run's manifest.yaml
+    # (and its `manifest.*` run tags), the summary is the model card (the description).
     tags = {
-        **manifest_tags(trained_model.manifest),
         "snapshot_id": trained_model.snapshot_id,
         "git_sha": str(trained_model.manifest.get("git", {}).get("sha")),
         "run_id": trained_model.run_id,
         "dagster_run_id": context.run_id,
         **({"drift_reference": trained_model.reference_uri} if trained_model.reference_uri else {}),
+        **({"performance_estimator": trained_model.estimator_uri}
+           if getattr(trained_model, "estimator_uri", "") else {}),
         **{f"holdout_{k}": f"{v:.6f}" for k, v in trained_model.metrics.items()},
     }
     mv = mlflow_lib.register_model(trained_model.model_uri, name, tags=tags)
+    metrics = dict(trained_model.metrics if comparison.complete
+                   else score_version(mlflow, name, str(mv.version), comparison.frame, spec))
+    if COST_METRIC in spec.gate:  # both versions loaded and timed here, interleaved
+        costs = version_costs(mlflow, name, [str(mv.version), *([champion_version] if champion_metrics
+                                                                 else [])], comparison.frame, spec)
+        metrics[COST_METRIC] = costs[str(mv.version)]
+        if champion_metrics is not None:
+            champion_metrics[COST_METRIC] = costs[champion_version]
     candidate = CandidateVersion(
         name=name,
         version=str(mv.version),
         run_id=trained_model.run_id,
         snapshot_id=trained_model.snapshot_id,
-        metrics=(trained_model.metrics if comparison.complete
-                 else score_version(mlflow, name, str(mv.version), comparison.frame, spec)),
+        metrics=metrics,
         champion_version=champion_version,
         champion_metrics=champion_metrics,
     )
     verdict = candidate.gate(spec.gate)
     client = mlflow.client()
     client.set_model_version_tag(name, mv.version, "gate.status", "passed" if verdict.passed else "failed")
+    client.set_model_version_tag(name, mv.version, "gate.champion_version", champion_version or "none")
     if not verdict.passed:
         client.set_model_version_tag(name, mv.version, "gate.reasons", "; ".join(verdict.failures()))
+    client.update_model_version(name, mv.version, description=_card(
+        spec, candidate, trained_model, training_features, verdict, storage))
     mlflow.set_alias(name, CHALLENGER, mv.version)
     url = mlflow.model_version_url(name, mv.version)
     metadata = {
@@ -125,6 +141,30 @@ def model_version(
         **{f"champion_{k}": float(v) for k, v in (champion_metrics or {}).items()},
     }
     return dg.Output(candidate, metadata=metadata)
+
+
+def _card(spec, candidate: CandidateVersion, trained: TrainedModel, features: pd.DataFrame,
+          verdict: GateResult, storage: StorageResource) -> str:
+    """The version's model card (`deployment.card`), from what this step already holds."""
+    from mlops_pipeline.deployment.card import CardFacts, model_card
+    from mlops_pipeline.deployment.lineage import read_snapshot_batches
+    from mlops_pipeline.preparation import SPLIT_COLUMN
+
+    period = None
+    if spec.time_column and spec.time_column in features and len(features):
+        times = pd.to_datetime(features[spec.time_column])
+        period = (str(times.min()), str(times.max()))
+    counts = features[SPLIT_COLUMN].value_counts() if SPLIT_COLUMN in features else {}
+    recorded = read_snapshot_batches(storage, candidate.snapshot_id) or {}
+    git = trained.manifest.get("git", {}) or {}
+    facts = CardFacts(
+        version=candidate.version, run_id=candidate.run_id, snapshot_id=candidate.snapshot_id,
+        snapshot_rows=recorded.get("rows"), period=period,
+        train_rows=int(counts.get("train", 0)) if len(counts) else None,
+        holdout_rows=int(counts.get("holdout", 0)) if len(counts) else None,
+        git_sha=str(git.get("sha", "unknown")), git_dirty=git.get("dirty"),
+    )
+    return model_card(spec, facts, verdict)
 
 
 def flagged_batches(context: dg.AssetExecutionContext) -> dict[str, str]:

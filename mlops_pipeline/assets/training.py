@@ -10,7 +10,7 @@ import pandas as pd
 
 from mlops_pipeline.assets.dataset import SnapshotRef
 from mlops_pipeline.resources import DatasetResource, MLflowResource, StorageResource
-from mlops_pipeline.training import drift_reference, fit_and_score
+from mlops_pipeline.training import drift_reference, fit_and_score, performance_estimator
 
 
 class TrainingConfig(dg.Config):
@@ -30,6 +30,7 @@ class TrainedModel:
     seed: int
     manifest: dict = field(default_factory=dict)
     reference_uri: str = ""  # the drift reference: the train split scored by this model
+    estimator_uri: str = ""  # the performance estimator fitted on the holdout (before labels)
 
 
 def _log_model(model, X: pd.DataFrame, scores) -> str:
@@ -130,10 +131,13 @@ def trained_model(
         reference = drift_reference(model, X_train, spec.task)
         reference_uri = storage.write_reference(run.info.run_id, reference)
         mlflow_lib.set_tag("drift_reference", reference_uri)
+        estimator_uri = storage.write_estimator(
+            run.info.run_id, performance_estimator(fitted, spec.task, seed).to_bytes())
+        mlflow_lib.set_tag("performance_estimator", estimator_uri)
         model_uri = _log_model(model, X_train, reference[PREDICTION_COLUMN].to_numpy()[:100])
 
     trained = TrainedModel(run.info.run_id, model_uri, snapshot_id, metrics, seed, manifest,
-                           reference_uri)
+                           reference_uri, estimator_uri)
     url = mlflow.run_url(run.info.run_id)
     return dg.Output(
         trained,
@@ -143,6 +147,7 @@ def trained_model(
             "model_uri": model_uri,
             "snapshot_id": snapshot_id,
             "drift_reference": dg.MetadataValue.path(reference_uri),
+            "performance_estimator": dg.MetadataValue.path(estimator_uri),
             "seed": seed,
             **{f"holdout_{k}": float(v) for k, v in metrics.items()},
         },

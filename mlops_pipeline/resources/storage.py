@@ -29,7 +29,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -366,6 +366,33 @@ class StorageResource(dg.ConfigurableResource):
         """A model's drift reference (its training split, scored by it), written once per run."""
         uri = self.reference_uri(run_id)
         self._write_once(uri, df)
+        return uri
+
+    # ---- performance estimators ----------------------------------------------------------------
+    def estimator_uri(self, run_id: str) -> str:
+        return self.uri(f"estimators/{run_id}.skops")
+
+    def write_estimator(self, run_id: str, data: bytes) -> str:
+        """A model's performance estimator (`monitoring.estimation`), written once per run like
+        the drift reference: a second write of the same run keeps the first."""
+        uri = self.estimator_uri(run_id)
+        if self.is_s3:
+            if not self._exists(uri):
+                self._put(uri, data, "application/octet-stream", if_absent=True)
+            return uri
+        final = Path(uri)
+        if final.exists():
+            return uri
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".incoming-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        try:
+            os.chmod(tmp, 0o444)
+            with suppress(FileExistsError):  # another writer of the same run won: keep theirs
+                os.link(tmp, final)
+        finally:
+            os.unlink(tmp)
         return uri
 
 

@@ -1,0 +1,1 @@
+"""Monitoring computations without Dagster: estimation of performance before labels arrive."""
