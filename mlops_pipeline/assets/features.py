@@ -170,8 +170,11 @@ def training_features_checks(
         dups = duplicate_findings("(all batches)", df, spec, check="unique_keys")
         duplicates = int(df.astype(str).duplicated().sum()) if dups else 0
         keys_ok, keys_said = not dups, summary("unique_keys", dups, "no key columns; duplicated rows")
+    # Without a key, a repeated row may be a legitimate repeat (two survey answers alike): it warns.
+    # A repeated key is a duplicated record: it blocks.
     yield dg.AssetCheckResult(
-        check_name="unique_keys", passed=keys_ok, severity=error, description=keys_said,
+        check_name="unique_keys", passed=keys_ok,
+        severity=error if spec.key_columns else dg.AssetCheckSeverity.WARN, description=keys_said,
         metadata={"duplicate_rows": duplicates},
     )
 

@@ -93,7 +93,12 @@ def loop(servers: Servers, flights: pd.DataFrame, tmp_path_factory: pytest.TempP
 
         mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
         mlflow.set_registry_uri(env["MLFLOW_TRACKING_URI"])
-        land_on_s3(StorageResource(), flights, tmp / "landed")
+        # Two runs, as in life: v1 becomes champion on Jan-Feb; March lands and v2 is trained, its
+        # new rows compared with v1's training data (drift report on S3) and promoted through the gate.
+        land_on_s3(StorageResource(), flights, tmp / "landed", months=(1, 2))
+        first = run_job()
+        assert first.success, step_errors(first)
+        land_on_s3(StorageResource(), flights, tmp / "landed", months=(3,))
         result = run_job()
         yield Loop(servers, env, data_dir, result)
 
@@ -126,7 +131,7 @@ def test_whole_loop_stores_everything_on_the_servers(loop: Loop):
     # Model: registered on the tracking server, its artifacts in the S3 bucket behind it.
     client = mlflow_client(loop.servers.mlflow.url)
     champion = client.get_model_version_by_alias(MODEL, "champion")
-    assert champion.version == "1" and champion.tags["snapshot_id"] == loop.snapshot_id
+    assert champion.version == "2" and champion.tags["snapshot_id"] == loop.snapshot_id
     assert champion.tags["gate.status"] == "passed"
     artifact_keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="mlflow/")["Contents"]]
     owner = champion.source.rstrip("/").rsplit("/", 1)[-1]  # MLflow 3: models:/m-<logged model id>
@@ -191,7 +196,7 @@ def test_two_serving_replicas_load_from_the_server_and_log_to_one_postgres_store
                 time.sleep(0.5)
             health = httpx.get(f"{url}/health", timeout=5).json()
             assert health["status"] == "ok", health
-            assert str(health["champion"]["version"]) == "1"
+            assert str(health["champion"]["version"]) == "2"
 
         spec = load_spec()
         before = store.count()
@@ -212,7 +217,7 @@ def test_two_serving_replicas_load_from_the_server_and_log_to_one_postgres_store
         assert store.count() - before == 400  # every acknowledged prediction is in the shared store
         logged = store.read_window()
         assert set(ids) <= set(logged["request_id"])
-        assert set(logged[logged["request_id"].isin(ids)]["model_version"].astype(str)) == {"1"}
+        assert set(logged[logged["request_id"].isin(ids)]["model_version"].astype(str)) == {"2"}
 
         loop.servers.postgres.stop()
         loop.servers.postgres.start()
@@ -242,8 +247,8 @@ def test_mlflow_server_down_fails_the_run_clearly_and_registers_nothing(loop: Lo
     assert "model_version" not in materialized(result)
     client = mlflow_client(server.url)
     versions = client.search_model_versions(f"name='{MODEL}'")
-    assert [v.version for v in versions] == ["1"]  # no half-registered version
-    assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
+    assert sorted(v.version for v in versions) == ["1", "2"]  # no half-registered version
+    assert client.get_model_version_by_alias(MODEL, "champion").version == "2"
 
 
 class CuttingProxy:
