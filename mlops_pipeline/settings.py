@@ -175,6 +175,63 @@ class DriftSpec(_Strict):
     )
 
 
+class LatencySLO(_Strict):
+    max_p99_ratio: float = Field(
+        default=1.5, gt=0, description="Challenger (canary) p99 latency at most this times the "
+        "champion's p99 over the same window, plus `slack_ms`.")
+    slack_ms: float = Field(
+        default=5.0, ge=0, description="Absolute allowance on top of the ratio, so a few ms of "
+        "noise on a fast champion is not a breach.")
+    min_requests: int = Field(default=100, ge=1, description="Requests per side before it decides.")
+
+
+class ErrorSLO(_Strict):
+    max_error_rate: float = Field(default=0.01, ge=0, le=1,
+                                  description="Challenger error rate at most this (server /metrics).")
+    min_requests: int = Field(default=100, ge=1, description="Challenger requests before it decides.")
+
+
+class ShiftSLO(_Strict):
+    max_psi: float = Field(default=0.2, ge=0, description="PSI of the challenger's scores against "
+                           "the champion's (binary probability, regression value).")
+    max_js: float = Field(default=0.1, ge=0, description="Jensen-Shannon distance of the predicted "
+                          "classes (multi-class).")
+    min_records: int = Field(default=300, ge=1, description="Records per side before it decides.")
+
+
+class AgreementSLO(_Strict):
+    min_agreement: float = Field(default=0.9, ge=0, le=1, description="Shadow: share of shared "
+                                 "records where challenger and champion predict the same class.")
+    max_mean_abs_diff: float = Field(default=0.1, ge=0, description="Shadow: mean absolute "
+                                     "difference of the scores on the same records.")
+    min_records: int = Field(default=200, ge=1, description="Shared records before it decides.")
+
+
+class QualitySLO(_Strict):
+    metric: str | None = Field(default=None, description="Gate metric compared on labelled "
+                               "requests (default: the first of `gate:`); tolerance is the gate's.")
+    confidence: float = Field(default=0.95, gt=0, lt=1, description="Bootstrap interval level.")
+    bootstrap_samples: int = Field(default=300, ge=50)
+    min_labelled: int = Field(default=300, ge=10, description="Labelled records per side first.")
+    required: bool = Field(default=True, description="Ready to promote only once quality passed.")
+
+
+class ReleaseSpec(_Strict):
+    """How a challenger earns (or loses) its place: see `mlops_pipeline.deployment.release`."""
+
+    window_hours: float = Field(default=24.0, gt=0, description="Rolling window of captured traffic.")
+    guard: bool = Field(default=True, description="The `release_guard` sensor acts (false: only "
+                        "the `challenger_analysis` asset reports).")
+    auto_promote: bool = Field(default=False, description="All checks passed: promote through the "
+                               "eval gate (true) or alert 'ready to promote' (false).")
+    guard_interval_seconds: int = Field(default=60, ge=10)
+    latency: LatencySLO = LatencySLO()
+    errors: ErrorSLO = ErrorSLO()
+    shift: ShiftSLO = ShiftSLO()
+    agreement: AgreementSLO = AgreementSLO()
+    quality: QualitySLO = QualitySLO()
+
+
 class DatasetSpec(_Strict):
     name: str = Field(description="Also the registered model name in MLflow.")
     task: Literal["classification", "regression"] = Field(description="classification or regression")
@@ -191,10 +248,22 @@ class DatasetSpec(_Strict):
     split: SplitSpec = SplitSpec()
     model: ModelSpec = ModelSpec()
     gate: dict[str, MetricGate] = Field(
-        description="Metric bounds a candidate must meet, e.g. `roc_auc: {floor: 0.6, tolerance: 0.01}`"
+        description="Metric bounds a candidate must meet, e.g. `roc_auc: {floor: 0.6, tolerance: 0.01}`; "
+        "optional `inference_cost: {tolerance: 0.25}`: CPU seconds per 1,000 holdout rows at most "
+        "25% above the champion's"
     )
     checks: ChecksSpec = ChecksSpec()
     drift: DriftSpec = DriftSpec()
+    release: ReleaseSpec = ReleaseSpec()
+    description: str | None = Field(
+        default=None, description="What the model predicts, one sentence (the model card's first line)."
+    )
+    intended_use: str | None = Field(
+        default=None, description="Who may rely on the answers, and for what (in the model card)."
+    )
+    limitations: str | None = Field(
+        default=None, description="Known limits of the model and its data (in the model card)."
+    )
 
     _config_file: Path | None = PrivateAttr(default=None)
 
