@@ -136,7 +136,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     stop_on_signals()  # SIGTERM (and SIGINT, even if inherited ignored) ends `up` and its servers
     set_dataset(args.config)
     config = os.environ.get("MLOPS_DATASET_CONFIG") or DEFAULT_DATASET_CONFIG
-    spec = load_spec(config)
+    try:
+        spec = load_spec(config)
+    except (FileNotFoundError, ValueError) as exc:  # ConfigError is a ValueError naming file and field
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not _registry_or_exit():
         return 2
     home = ensure_dagster_home()
