@@ -13,6 +13,13 @@ Per metric in the dataset spec's `gate:` section:
   `MetricThreshold(min_absolute_change=...)` demands an *improvement*; a retrain on fresh data that
   is merely as good as the champion must be able to ship, so the gate uses a tolerance instead.
 The first model (no champion yet) passes on the floors alone. A NaN metric never passes.
+
+The optional `inference_cost` rule (`gate: {inference_cost: {tolerance: 0.25}}`) judges CPU seconds
+per 1,000 holdout rows, single-threaded, measured for candidate and champion on the same machine in
+the same step (`promotion.inference_costs`): its tolerance is *relative* (0.25 = at most 25% above
+the champion's) and its optional floor an absolute ceiling. Only the callers that load both models
+from the registry (`model_version`, `promote`) can measure it; where the candidate's metrics carry
+no cost (CI against a baseline, production quality) the rule is not part of the verdict.
 """
 
 from __future__ import annotations
@@ -25,7 +32,11 @@ from mlops_pipeline.settings import MetricGate
 GREATER_IS_BETTER = {
     "roc_auc": True, "f1": True, "r2": True, "accuracy": True, "macro_f1": True,
     "log_loss": False, "brier": False, "mae": False, "rmse": False,
+    "inference_cost": False,
 }
+
+#: The gate's cost rule: CPU seconds per 1,000 rows (see the module docstring).
+COST_METRIC = "inference_cost"
 
 #: Which targets each metric is computed for (see `model.compute_metrics`).
 REGRESSION_METRICS = frozenset({"mae", "rmse", "r2"})
@@ -38,6 +49,8 @@ def metric_task_problem(metric: str, task: str, n_classes: int | None = None) ->
     `n_classes` is known only once a model is trained: at config load only the task is checked."""
     if metric not in GREATER_IS_BETTER:
         return f"gate metric {metric!r} is unknown; use one of {sorted(GREATER_IS_BETTER)}"
+    if metric == COST_METRIC:
+        return None
     if task == "regression" and metric not in REGRESSION_METRICS:
         return (f"gate metric {metric!r} needs a classification target; for regression use "
                 f"{sorted(REGRESSION_METRICS)}")
@@ -61,6 +74,16 @@ class MetricVerdict:
     greater_is_better: bool
     meets_floor: bool
     no_regression: bool
+    #: The tolerance is a share of the champion's value (the cost rule), not an absolute amount.
+    relative: bool = False
+
+    @property
+    def limit(self) -> float | None:
+        """The worst value still accepted against the champion (None without a champion)."""
+        if self.champion is None:
+            return None
+        slack = self.champion * self.tolerance if self.relative else self.tolerance
+        return self.champion + slack if not self.greater_is_better else self.champion - slack
 
     @property
     def passed(self) -> bool:
@@ -91,9 +114,7 @@ class GateResult:
             if kind in ("all", "floor") and not v.meets_floor:
                 out.append(f"{v.metric}={v.candidate:.4f} is not {better} floor {v.floor}")
             if kind in ("all", "regression") and not v.no_regression:
-                limit = (
-                    v.champion - v.tolerance if v.greater_is_better else v.champion + v.tolerance
-                )
+                limit = v.limit
                 out.append(
                     f"{v.metric}={v.candidate:.4f} regresses against champion "
                     f"v{self.champion_version} ({v.champion:.4f}; limit {limit:.4f})"
@@ -116,6 +137,8 @@ def evaluate_gate(
 ) -> GateResult:
     verdicts = []
     for metric, rule in policy.items():
+        if metric == COST_METRIC and metric not in candidate:
+            continue  # not measurable here (see the module docstring)
         if metric not in GREATER_IS_BETTER:
             raise ValueError(f"gate metric {metric!r} is unknown; use one of {sorted(GREATER_IS_BETTER)}")
         if metric not in candidate:
@@ -127,11 +150,13 @@ def evaluate_gate(
             floor_ok = _ok(cand)
         else:
             floor_ok = _ok(cand) and (cand >= rule.floor if up else cand <= rule.floor)
+        relative = metric == COST_METRIC
+        slack = (float(champ) * rule.tolerance if relative else rule.tolerance) if champ is not None else 0
         if champ is None or not _ok(champ):
             regression_ok = _ok(cand)
         else:
             regression_ok = _ok(cand) and (
-                cand >= champ - rule.tolerance if up else cand <= champ + rule.tolerance
+                cand >= champ - slack if up else cand <= champ + slack
             )
         verdicts.append(
             MetricVerdict(
@@ -143,6 +168,7 @@ def evaluate_gate(
                 greater_is_better=up,
                 meets_floor=floor_ok,
                 no_regression=regression_ok,
+                relative=relative,
             )
         )
     return GateResult(verdicts=verdicts, champion_version=champion_version)

@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "mlops_pipeline.cli.ci",
     "mlops_pipeline.cli.deploy",
     "mlops_pipeline.cli.history",
+    "mlops_pipeline.cli.explain",
     "mlops_pipeline.cli.simulate",
 ]
 
