@@ -62,6 +62,13 @@ def dataset_snapshot(
     batches = read_batches(pattern, spec.source.format, storage=storage)
     findings = check_batches(batches, load_contract(spec), spec)
     df = concat_batches(batches)
+    problems: dict[str, list[str]] = {}
+    for check, found in findings.items():
+        for f in found:
+            problems.setdefault(f.batch, []).append(f"{check}: {f.message}")
+    landed = [{"name": b.name, "content_id": content_id(b.frame), "rows": len(b.frame),
+               "landed_at": None if b.landed_at is None else b.landed_at.isoformat(),
+               "check_findings": problems.get(b.name, [])} for b in batches]
     del batches
     snapshot_id = content_id(df)
     order = [c for c in [spec.time_column, *spec.key_columns] if c in df.columns]
@@ -75,6 +82,7 @@ def dataset_snapshot(
     )
     has_time = spec.time_column is not None and spec.time_column in df
     start, end = time_range(df, spec.time_column) if has_time else ("", "")
+    _record_batches(storage, snapshot_id, pattern, landed, len(df), start, end)
     ref = SnapshotRef(
         id=snapshot_id,
         path=storage.snapshot_uri(snapshot_id),
@@ -98,6 +106,23 @@ def dataset_snapshot(
             "batches_lacking_columns": dg.MetadataValue.json(gaps),
         },
     )
+
+
+def _record_batches(storage: StorageResource, snapshot_id: str, pattern: str, landed: list[dict],
+                    rows: int, start: str, end: str) -> None:
+    """Beside the snapshot, which landed files made it, each with its own content id
+    (`lineage.batches_relative`), so `mlops-pipeline explain` names them without guessing what was landed
+    then. Written once: the first landing that produced this content is the one recorded."""
+    import json
+
+    from mlops_pipeline.deployment.lineage import batches_relative
+
+    relative = batches_relative(snapshot_id)
+    if storage.exists(storage.uri(relative)):
+        return
+    record = {"snapshot_id": snapshot_id, "rows": rows, "time_start": start, "time_end": end,
+              "landing": pattern, "batches": landed}
+    storage.write_bytes(relative, json.dumps(record, indent=1).encode(), "application/json")
 
 
 @dg.asset_check(
