@@ -72,6 +72,57 @@ def parse_serving_metrics(text: str) -> dict[str, Any]:
     return out
 
 
+#: Per (model_version, role) counters of the serving process's cost accounting (serving/metrics.py).
+_COST_SAMPLES = {
+    "mlops_scored_records_total": "predictions",
+    "mlops_scoring_cpu_seconds_total": "cpu_seconds",
+    "mlops_scoring_wall_seconds_total": "wall_seconds",
+    "mlops_scoring_cost_usd_total": "cost_usd",
+}
+
+
+def serving_by_version(text: str) -> list[dict[str, Any]]:
+    """One row per model version and role from the serving process's `/metrics`: records scored,
+    p50/p95/p99 latency (receipt to prediction), CPU seconds and USD per 1,000 predictions — the
+    cost next to the latency, by version, as on-call compares a canary with the champion. Counters
+    are summed over worker processes (multiprocess mode exposes one sample per label set)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals: dict[tuple[str, str], dict[str, float]] = {}
+    buckets: dict[tuple[str, str], dict[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if "model_version" not in labels:
+                continue
+            key = (labels["model_version"], labels.get("role", ""))
+            if sample.name in _COST_SAMPLES:
+                row = totals.setdefault(key, {})
+                name = _COST_SAMPLES[sample.name]
+                row[name] = row.get(name, 0.0) + sample.value
+            elif sample.name == "mlops_scoring_latency_seconds_bucket":
+                bound = float(labels["le"])
+                per = buckets.setdefault(key, {})
+                per[bound] = per.get(bound, 0.0) + sample.value
+    rows = []
+    for key in sorted(set(totals) | set(buckets), key=lambda k: (_version_order(k[0]), k[1])):
+        t = totals.get(key, {})
+        n = t.get("predictions", 0.0)
+        pairs = list(buckets.get(key, {}).items())
+        row: dict[str, Any] = {"version": f"v{key[0]}", "role": key[1], "predictions": int(n)}
+        for q in (0.5, 0.95, 0.99):
+            v = histogram_quantile(q, pairs)
+            row[f"p{int(q * 100)}_ms"] = None if v is None else v * 1000
+        row["cpu_s_per_1k"] = t["cpu_seconds"] * 1000 / n if n and "cpu_seconds" in t else None
+        row["usd_per_1k"] = t["cost_usd"] * 1000 / n if n and "cost_usd" in t else None
+        rows.append(row)
+    return rows
+
+
+def _version_order(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (1 << 30, version)
+
+
 def traffic_summary(log: pd.DataFrame, score_column: str) -> dict[str, Any]:
     """Latency percentiles, QPS and per-day prediction distribution from captured predictions.
 
@@ -102,6 +153,8 @@ class Board:
     drift: dict[str, Any]
     model: dict[str, Any]
     figures: list[Any] = field(default_factory=list)
+    #: `serving_by_version` rows: latency and cost per 1,000 predictions by version and role.
+    versions: list[dict[str, Any]] = field(default_factory=list)
 
 
 def figures_for(log: pd.DataFrame, score_column: str, quality: pd.DataFrame | None) -> list[Any]:
@@ -174,6 +227,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}}.ok{{background:#df
 <h1>{title}</h1>
 <h2>Model</h2>{kv(board.model)}
 <h2>System</h2>{kv(board.system)}
+<h2>Serving by version (latency, cost per 1,000 predictions)</h2>{_table(board.versions)}
 <h2>Data</h2>{_table(board.data)}
 <h2>Drift</h2>{kv(board.drift)}
 <h2>Over time</h2>{figs or "<p>no traffic captured yet</p>"}

@@ -101,6 +101,7 @@ def monitoring_board(
         figures_for,
         parse_serving_metrics,
         render_board,
+        serving_by_version,
         traffic_summary,
     )
 
@@ -112,6 +113,7 @@ def monitoring_board(
 
     system: dict[str, Any] = {"window": f"last {WINDOW_DAYS} days", **traffic_summary(log, score)}
     text = serving.metrics_text()
+    versions = serving_by_version(text) if text is not None else []
     if text is not None:
         system.update({f"server_{k}": v for k, v in parse_serving_metrics(text).items()})
     else:
@@ -137,7 +139,7 @@ def monitoring_board(
     board = Board(
         title=f"{spec.name} — monitoring board ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         system=system, data=checks, drift=drift, model=model,
-        figures=figures_for(log, score, quality),
+        figures=figures_for(log, score, quality), versions=versions,
     )
     path = storage.reports_dir / f"board_{spec.name}.html"
     path.write_text(render_board(board))
@@ -163,4 +165,5 @@ def monitoring_board(
         "failing_checks": ", ".join(failing) or "none",
         "checks_not_run": ", ".join(not_run) or "none",
         "production_drift_share": num(drift["production drift share"]),
+        **({"serving_by_version": dg.MetadataValue.json(versions)} if versions else {}),
     })
