@@ -15,7 +15,9 @@ import time
 
 import dagster as dg
 
-from mlops_pipeline.resources import AlertResource, DatasetResource, StorageResource
+from mlops_pipeline.resources import AlertResource, DatasetResource, MLflowResource, StorageResource
+from mlops_pipeline.resources.predictions import PredictionStoreResource
+from mlops_pipeline.resources.serving import ServingResource
 
 LOOP_JOB = "mlops_loop"
 PRODUCTION_JOB = "production_monitoring"
@@ -241,3 +243,80 @@ def alert_on_check_failure(context: dg.SensorEvaluationContext, alerts: AlertRes
             sent += 1
     context.update_cursor(str(newest))
     return dg.SkipReason(f"{sent} check failure alert(s) sent" if sent else "no new failed checks")
+
+
+#: The guard's cadence floor (seconds); the dataset spec's `release.guard_interval_seconds` (60 by
+#: default) spaces its decisions further.
+GUARD_SECONDS = int(os.environ.get("MLOPS_RELEASE_GUARD_SECONDS", "30"))
+_IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+
+def training_in_progress(instance: dg.DagsterInstance) -> bool:
+    """A run of the loop (or anything tagged `mlops/training`) that has not finished may move
+    aliases: the guard waits for it (the `mlflow_registry` pool serialises the loop's moves, not
+    the guard's)."""
+    for filters in (dg.RunsFilter(job_name=LOOP_JOB, statuses=_IN_PROGRESS),
+                    dg.RunsFilter(tags={"mlops/training": "true"}, statuses=_IN_PROGRESS)):
+        if instance.get_runs(filters=filters, limit=1):
+            return True
+    return False
+
+
+@dg.sensor(
+    minimum_interval_seconds=GUARD_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Release guard: judges the challenger on captured traffic and the server's /metrics "
+    "(release: in the dataset spec). A failed SLO removes the challenger alias (the server stops "
+    "canary and shadow); every check passed: promote through the gate (auto_promote) or alert "
+    "'ready to promote'. Never while a training run is in progress.",
+)
+def release_guard(context: dg.SensorEvaluationContext, dataset: DatasetResource,
+                  mlflow: MLflowResource, predictions: PredictionStoreResource,
+                  serving: ServingResource, alerts: AlertResource, storage: StorageResource):
+    from mlops_pipeline.assets.release import run_analysis
+    from mlops_pipeline.deployment import release
+
+    spec = dataset.spec()
+    if not spec.release.guard:
+        return dg.SkipReason("release.guard is false in the dataset spec: analysis only")
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    now = time.time()
+    if now - cursor.get("last", 0.0) < spec.release.guard_interval_seconds:
+        return dg.SkipReason("within release.guard_interval_seconds of the last decision")
+    busy = training_in_progress(context.instance)
+    analysis = run_analysis(spec, mlflow, predictions.store(), serving.metrics_text())
+    version = analysis.challenger_version
+    decision = release.decide(analysis, spec.release, training_busy=busy,
+                              announced=version is not None and cursor.get("announced") == version)
+    cursor["last"] = now
+    name = spec.name
+    if decision.action == release.REMOVE:
+        move = release.remove_challenger(mlflow.registry(), name, version, decision.reason)
+        reloaded = release.reload_server(serving.url, os.environ.get("MLOPS_SERVE_TOKEN"))
+        alerts.send(f"{name} v{version} removed as challenger: {decision.reason}" + (
+            "" if move else " (the alias had already moved)"), log=context.log, kind="release_rollback",
+            model=name, version=str(version), reloaded=str(reloaded))
+    elif decision.action == release.ANNOUNCE:
+        cursor["announced"] = version
+        alerts.send(f"{name} {decision.reason}", log=context.log, kind="release_ready",
+                    model=name, version=str(version))
+    elif decision.action == release.PROMOTE:
+        from mlops_pipeline.promotion import PromotionRefused, promote_version
+
+        try:
+            promote_version(mlflow, storage, spec, str(version), actor=release.GUARD_ACTOR,
+                            reason=decision.reason)
+        except PromotionRefused as exc:
+            if cursor.get("refused") != version:
+                cursor["refused"] = version
+                alerts.send(f"{name} v{version} passed the release checks but the eval gate refused "
+                            f"it: {exc}", log=context.log, kind="release_gate_refused",
+                            model=name, version=str(version))
+            context.update_cursor(json.dumps(cursor))
+            return dg.SkipReason(f"gate refused v{version}: {exc}")
+        release.reload_server(serving.url, os.environ.get("MLOPS_SERVE_TOKEN"))
+        alerts.send(f"{name} v{version} promoted to champion by the release guard: {decision.reason}",
+                    log=context.log, kind="release_promoted", model=name, version=str(version))
+    context.update_cursor(json.dumps(cursor))
+    return dg.SkipReason(f"{decision.action}: {decision.reason}"[:2000])

@@ -22,6 +22,7 @@ from mlops_pipeline.assets import (
     registry,
     training,
 )
+from mlops_pipeline.assets import release as release_assets
 from mlops_pipeline.profile import check_profile, io_manager
 from mlops_pipeline.resources import AlertResource, DatasetResource, MLflowResource, StorageResource
 from mlops_pipeline.resources.predictions import PredictionStoreResource
@@ -62,14 +63,16 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
 
 
 def build_definitions() -> dg.Definitions:
-    modules = [dataset, features, training, registry, monitoring, production, estimation, board]
+    modules = [dataset, features, training, registry, monitoring, production, estimation, board,
+               release_assets]
     assets = dg.load_assets_from_modules(modules)
     checks = dg.load_asset_checks_from_modules(modules)
     production_assets = dg.AssetSelection.assets(*dg.load_assets_from_modules([production, estimation]))
     board_asset = dg.AssetSelection.assets("monitoring_board")
+    analysis_asset = dg.AssetSelection.assets("challenger_analysis")
     loop_job = dg.define_asset_job(
         "mlops_loop",
-        selection=dg.AssetSelection.all() - production_assets - board_asset,
+        selection=dg.AssetSelection.all() - production_assets - board_asset - analysis_asset,
         description="The whole loop: snapshot -> features -> train -> register -> gate -> drift "
         "of the new data -> champion. Promotion is the last step: nothing after it can fail the "
         "run once the alias moved. Tagged so that only one runs at a time (dagster.yaml).",
@@ -98,6 +101,7 @@ def build_definitions() -> dg.Definitions:
             automation.estimated_performance_sensor,
             automation.alert_on_run_failure,
             automation.alert_on_check_failure,
+            automation.release_guard,
         ],
         resources=build_resources(),
         executor=run_worker_executor,
