@@ -61,11 +61,20 @@ def drift_reference(model: Any, X_train: pd.DataFrame, task: str) -> pd.DataFram
     return reference
 
 
-def performance_estimator(fitted: Fitted, task: str, seed: int) -> Any:
+def performance_estimator(fitted: Fitted, spec: Any, seed: int) -> Any:
     """The version's label-free performance estimator (`monitoring.estimation`), fitted on its
     holdout: calibrators of its probabilities (classification) or models of its loss (regression).
     Built here beside the drift reference and stored with the version the same way."""
     from mlops_pipeline.monitoring.estimation import fit_estimator
 
-    return fit_estimator(fitted.model, fitted.X_hold, fitted.y_hold, fitted.scores, task,
-                         fitted.classes, seed)
+    return fit_estimator(fitted.model, fitted.X_hold, fitted.y_hold, fitted.scores, spec.task,
+                         fitted.classes, seed, groups=holdout_days(fitted.X_hold, spec))
+
+
+def holdout_days(X_hold: pd.DataFrame, spec: Any) -> Any:
+    """The holdout rows' calendar day (the production assets' partition), or None without a
+    time column among the features."""
+    column = spec.time_column
+    if not column or column not in X_hold.columns:
+        return None
+    return pd.to_datetime(X_hold[column]).dt.strftime("%Y-%m-%d").to_numpy()

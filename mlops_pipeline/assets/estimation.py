@@ -179,6 +179,8 @@ def estimated_performance(
         "champion_version": champ.version,
         "method": "DLE (loss model)" if champ.estimator.kind == "regression" else "CBPE (calibrated)",
         "estimator_source": champ.source,
+        "estimator_day_bias": dg.MetadataValue.json(champ.estimator.bias),
+        "estimator_day_spread": dg.MetadataValue.json(champ.estimator.extra_sd),
         "estimates": dg.MetadataValue.md(_estimate_table(estimates, spec, champ.holdout)),
     }
     for m, e in estimates.items():

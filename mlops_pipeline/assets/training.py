@@ -132,7 +132,7 @@ def trained_model(
         reference_uri = storage.write_reference(run.info.run_id, reference)
         mlflow_lib.set_tag("drift_reference", reference_uri)
         estimator_uri = storage.write_estimator(
-            run.info.run_id, performance_estimator(fitted, spec.task, seed).to_bytes())
+            run.info.run_id, performance_estimator(fitted, spec, seed).to_bytes())
         mlflow_lib.set_tag("performance_estimator", estimator_uri)
         model_uri = _log_model(model, X_train, reference[PREDICTION_COLUMN].to_numpy()[:100])
 

@@ -26,8 +26,12 @@ Uncertainty bands (95 %), from the day's sample size:
   the realized metric of these rows falls if the calibration holds.
 - regression: the analytic standard error `sigma / sqrt(n)`, sigma being the out-of-fold spread of
   the loss model's residuals on the holdout (for RMSE and R2 through the delta method).
-Neither band covers a calibrator that stopped being right (concept drift): that is what checking
-the estimate against the realized metric, once labels arrive, is for.
+Day correction (`correct_by_groups`, when the data has a time column): a day's labels are not
+independent given the probabilities (weather delays a whole day's flights), so per-day realized
+metrics sit off the estimate by a consistent amount; that bias, measured on the holdout's days, is
+added to every estimate. The bands cover label sampling only: neither the remaining day-to-day
+spread (`extra_sd`, reported) nor a calibrator that stopped being right (concept drift) is in them,
+which is what checking the estimate against the realized metric, once labels arrive, is for.
 """
 
 from __future__ import annotations
@@ -80,6 +84,11 @@ class PerformanceEstimator:
     target_var: float = float("nan")
     holdout_rows: int = 0
     holdout_ece: dict[str, float] = field(default_factory=dict)  # before / after calibration
+    # Per metric, measured on the holdout's days (`correct_by_groups`): the mean of realized less
+    # estimated, added to every estimate, and the spread of that error beyond the band's own
+    # (reported, not added to the band: see `_corrected`).
+    bias: dict[str, float] = field(default_factory=dict)
+    extra_sd: dict[str, float] = field(default_factory=dict)
 
     # ---- calibration ------------------------------------------------------------------------
     def calibrate(self, scores: np.ndarray) -> np.ndarray:
@@ -111,6 +120,7 @@ class PerformanceEstimator:
             "loss_models": dict(self.loss_models), "residual_sd": dict(self.residual_sd),
             "target_var": float(self.target_var), "holdout_rows": int(self.holdout_rows),
             "holdout_ece": dict(self.holdout_ece),
+            "bias": dict(self.bias), "extra_sd": dict(self.extra_sd),
         }
         return sio.dumps(state)
 
@@ -132,6 +142,7 @@ class PerformanceEstimator:
             loss_models=dict(state["loss_models"]), residual_sd=dict(state["residual_sd"]),
             target_var=float(state["target_var"]), holdout_rows=int(state["holdout_rows"]),
             holdout_ece=dict(state["holdout_ece"]),
+            bias=dict(state.get("bias", {})), extra_sd=dict(state.get("extra_sd", {})),
         )
 
 
@@ -209,11 +220,72 @@ def fit_regression_estimator(model: Any, X_hold: Any, y_hold: Any, predictions: 
 
 
 def fit_estimator(model: Any, X_hold: Any, y_hold: Any, scores: np.ndarray, task: str,
-                  classes: Any = None, seed: int = 0) -> PerformanceEstimator:
-    """The version's estimator from its holdout (the training step's `Fitted` holds every input)."""
+                  classes: Any = None, seed: int = 0, groups: Any = None) -> PerformanceEstimator:
+    """The version's estimator from its holdout (the training step's `Fitted` holds every input).
+    `groups` (the holdout rows' day, when the data has a time column) adds the day correction."""
     if task == "classification":
-        return fit_classification_estimator(scores, y_hold, classes)
-    return fit_regression_estimator(model, X_hold, y_hold, scores, seed)
+        est = fit_classification_estimator(scores, y_hold, classes)
+    else:
+        est = fit_regression_estimator(model, X_hold, y_hold, scores, seed)
+    if groups is not None:
+        correct_by_groups(est, model, X_hold, y_hold, scores, classes, groups, seed)
+    return est
+
+
+#: A holdout day takes part in the day correction from this many rows; the correction needs
+#: this many such days.
+GROUP_MIN_ROWS = 30
+GROUP_MIN_COUNT = 5
+
+
+def correct_by_groups(est: PerformanceEstimator, model: Any, X_hold: Any, y_hold: Any,
+                      scores: np.ndarray, classes: Any, groups: Any, seed: int = 0) -> None:
+    """Measure the estimator on the holdout's days and keep its error there (in place).
+
+    The estimate is made per day, and a day's labels are not independent given the calibrated
+    probabilities (a storm delays every flight of that day): realized per-day metrics then sit
+    consistently off the CBPE/DLE value (on flights, a day's AUC is below the pooled calibration's)
+    and spread wider than the label-sampling band. Per metric: `bias`, the row-weighted mean of
+    realized less estimated over the holdout's days, is added to every later estimate; `extra_sd`
+    is the spread of that error the bands do not account for."""
+    from mlops_pipeline.model import compute_metrics
+
+    groups = np.asarray(groups)
+    y = np.asarray(y_hold)
+    task = "regression" if est.kind == "regression" else "classification"
+    errors: dict[str, list[tuple[float, float, float]]] = {}
+    for g in np.unique(groups):
+        idx = np.nonzero(groups == g)[0]
+        if len(idx) < GROUP_MIN_ROWS:
+            continue
+        if task == "classification":
+            if len(np.unique(y[idx])) < 2:
+                continue
+            estimates = estimate_classification(est, scores[idx], seed=seed, corrected=False)
+        else:
+            estimates = estimate_regression(est, model, X_hold.iloc[idx], scores[idx], corrected=False)
+        realized = compute_metrics(task, y[idx], scores[idx], classes)
+        for m, e in estimates.items():
+            if m in realized and math.isfinite(realized[m]) and math.isfinite(e.value):
+                half = (e.upper - e.lower) / (2 * Z95)
+                errors.setdefault(m, []).append((realized[m] - e.value, half ** 2, len(idx)))
+    for m, rows in errors.items():
+        if len(rows) < GROUP_MIN_COUNT:
+            continue
+        err, band_var, w = (np.asarray(c, dtype="float64") for c in zip(*rows, strict=True))
+        bias = float(np.average(err, weights=w))
+        spread = float(np.average((err - bias) ** 2, weights=w))
+        est.bias[m] = bias
+        est.extra_sd[m] = math.sqrt(max(0.0, spread - float(np.average(band_var, weights=w))))
+
+
+def _corrected(est: PerformanceEstimator, m: str, value: float, lower: float, upper: float,
+               rows: int) -> Estimate:
+    """An estimate and its band moved by the estimator's day bias. The band is not widened by
+    `extra_sd` (reported beside it): on flights that spread is as large as a real degradation, and
+    a band that covers it could never be clear of a threshold, so the sensor would never fire."""
+    bias = est.bias.get(m, 0.0)
+    return Estimate(m, value + bias, lower + bias, upper + bias, rows)
 
 
 def _ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
@@ -349,9 +421,10 @@ def _band(draws: np.ndarray) -> tuple[float, float]:
 
 def estimate_classification(est: PerformanceEstimator, scores: np.ndarray,
                             metrics: list[str] | None = None, seed: int = 0,
-                            bootstrap: int = BOOTSTRAP) -> dict[str, Estimate]:
+                            bootstrap: int = BOOTSTRAP, corrected: bool = True) -> dict[str, Estimate]:
     """CBPE of the day's served scores (as `model.predict_scores` or the prediction log gives
-    them): each metric's expected value and its 95 % parametric-bootstrap band."""
+    them): each metric's expected value and its 95 % parametric-bootstrap band, moved and
+    widened by the estimator's day correction unless `corrected=False`."""
     s = np.asarray(scores, dtype="float64")
     p = est.calibrate(s)
     metrics = metrics or est.metrics()
@@ -378,14 +451,16 @@ def estimate_classification(est: PerformanceEstimator, scores: np.ndarray,
     for m in metrics:
         draws = np.concatenate([c[m] for c in chunks])
         lo, hi = _band(draws)
-        out[m] = Estimate(m, point[m], min(lo, point[m]), max(hi, point[m]), n)
+        e = Estimate(m, point[m], min(lo, point[m]), max(hi, point[m]), n)
+        out[m] = _corrected(est, m, e.value, e.lower, e.upper, n) if corrected else e
     return out
 
 
 # ---- DLE --------------------------------------------------------------------------------------
 def estimate_regression(est: PerformanceEstimator, model: Any, X: Any, predictions: np.ndarray,
-                        metrics: list[str] | None = None) -> dict[str, Estimate]:
-    """DLE of the day's rows: MAE, RMSE and R2 from the predicted losses, analytic 95 % bands."""
+                        metrics: list[str] | None = None, corrected: bool = True) -> dict[str, Estimate]:
+    """DLE of the day's rows: MAE, RMSE and R2 from the predicted losses, analytic 95 % bands
+    (with the estimator's day correction unless `corrected=False`)."""
     features = loss_features(model, X, predictions)
     abs_err = np.clip(est.loss_models["abs"].predict(features), 0, None)
     sq_err = np.clip(est.loss_models["sq"].predict(features), 0, None)
@@ -401,7 +476,8 @@ def estimate_regression(est: PerformanceEstimator, model: Any, X: Any, predictio
     out = {}
     for m in metrics or est.metrics():
         v, se = values[m]
-        out[m] = Estimate(m, v, max(0.0, v - Z95 * se) if m != "r2" else v - Z95 * se, v + Z95 * se, n)
+        e = Estimate(m, v, v - Z95 * se, v + Z95 * se, n)
+        out[m] = _corrected(est, m, e.value, e.lower, e.upper, n) if corrected else e
     return out
 
 
