@@ -47,7 +47,7 @@ def model_card(spec: DatasetSpec, facts: CardFacts, verdict: GateResult) -> str:
     lines = [
         f"# {spec.name} v{facts.version}",
         "",
-        f"**Predicts:** {predicts(spec)}.",
+        f"**Predicts:** {predicts(spec).rstrip('.')}.",
         "",
         "## Training data",
         f"- Snapshot `{facts.snapshot_id}`"

@@ -2,7 +2,9 @@
 
 Stack: `dagster dev` (webserver + daemon, QueuedRunCoordinator from the project's dagster.yaml) and
 `mlflow server` on free loopback ports, both on one temporary data dir with a landed ~12% sample and
-one SQLite MLflow database, exactly the pair `mlops-pipeline up` starts. The MLflow server is what
+one SQLite MLflow database, exactly the pair `mlops-pipeline up` starts. The loop runs twice, as in
+production: Jan-Feb landed, run (v1 becomes champion; no champion yet, so no drift report); March
+landed, run again (v2 is compared with v1, and the new rows' drift report is made). The MLflow server is what
 makes the drift report one click away: the asset's `report` link (MLOPS_MLFLOW_UI_URL) opens the
 MLflow run, which serves the Evidently HTML as an artifact over HTTP; browsers refuse `file://` links
 from an http page, so `report_path` alone could not be opened.
@@ -49,12 +51,7 @@ def _screenshot_dir(tmp: Path) -> Path:
     return DOCS if os.environ.get("MLOPS_UPDATE_SCREENSHOTS") == "1" else tmp
 LOOP_ASSETS = ["dataset_snapshot", "training_features", "trained_model", "model_version",
                "champion_model", "drift_report"]
-CHECKS = {
-    "dataset_snapshot": ["snapshot_matches_content_id"],
-    "training_features": ["contract_schema", "null_rates", "min_rows", "unique_keys"],
-    "model_version": ["eval_floor", "no_regression"],
-    "drift_report": ["input_drift", "prediction_drift"],
-}
+CHECKED_ASSETS = ["dataset_snapshot", "training_features", "model_version", "drift_report"]
 RUN_TIMEOUT_S = 300
 LOCATION = "mlops_pipeline.definitions"  # workspace.yaml's python_module
 
@@ -175,7 +172,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, flights: pd.DataFrame) -> It
                           {"id": sensor["sensorState"]["id"]})
         assert all(x["sensorState"]["status"] == "STOPPED" for x in _sensor_states(s))
         assert s.runs() == []
-        land_months(data / "landing" / "flights", (1, 2, 3), SAMPLE, frame=flights)
+        land_months(data / "landing" / "flights", (1, 2), SAMPLE, frame=flights)
         # The first-visit "Join the community" dialog would cover the page.
         assert s.graphql("mutation { setNuxSeen }")["setNuxSeen"] is True
         _wait_http(f"{s.mlflow_url}/health", mlflow_proc, logs / "mlflow.log")
@@ -222,7 +219,39 @@ def _wait_for_run(stack: Stack, run_id: str) -> str:
     return status
 
 
-def test_materialize_all_from_the_asset_graph_and_open_the_drift_report(stack: Stack, browser, tmp_path):
+def _checks() -> dict[str, list[str]]:
+    """Every check the code location defines on the loop's checked assets (what the UI must list)."""
+    from mlops_pipeline.definitions import build_definitions
+
+    keys = build_definitions().resolve_asset_graph().asset_check_keys
+    out = {asset: sorted(k.name for k in keys if k.asset_key.to_user_string() == asset)
+           for asset in CHECKED_ASSETS}
+    assert "snapshot_matches_content_id" in out["dataset_snapshot"]
+    assert {"eval_floor", "no_regression"} <= set(out["model_version"])
+    assert {"input_drift", "prediction_drift"} <= set(out["drift_report"])
+    return out
+
+
+def _launch_loop(stack: Stack, page, runs_before: int) -> str:
+    """ "Materialize all" on the loop job's graph: one more run, queued then started by the daemon.
+    (The location also holds partitioned production assets, for which the global "Materialize all"
+    opens a backfill dialog instead.)"""
+    page.goto(f"{stack.dagster_url}/locations/{LOCATION}/jobs/mlops_loop")
+    page.get_by_role("button", name=re.compile("Materialize all")).click()
+    deadline = time.monotonic() + 30
+    while len(runs := stack.runs()) == runs_before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(runs) == runs_before + 1, runs
+    return runs[0]["runId"]  # newest first
+
+
+def _assert_success(stack: Stack, run_id: str) -> None:
+    status = _wait_for_run(stack, run_id)
+    assert status == "SUCCESS", (status, (stack.logs / "dagster.log").read_text()[-4000:])
+
+
+def test_materialize_all_from_the_asset_graph_and_open_the_drift_report(
+        stack: Stack, browser, tmp_path, flights: pd.DataFrame):
     shots = _screenshot_dir(tmp_path)
     shots.mkdir(exist_ok=True)
     context = browser.new_context(viewport={"width": 1440, "height": 900})
@@ -235,27 +264,22 @@ def test_materialize_all_from_the_asset_graph_and_open_the_drift_report(stack: S
     for asset in LOOP_ASSETS:
         page.get_by_text(asset, exact=True).filter(visible=True).first.wait_for()
 
-    # 2. On the loop job's own graph (the location also holds partitioned production assets, for
-    # which the global "Materialize all" opens a backfill dialog instead), "Materialize all"
-    # launches one run of the loop: queued, then started by the daemon.
-    page.goto(f"{stack.dagster_url}/locations/{LOCATION}/jobs/mlops_loop")
-    page.get_by_role("button", name=re.compile("Materialize all")).click()
-    deadline = time.monotonic() + 30
-    while not (runs := stack.runs()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert len(runs) == 1, runs
-    run_id = runs[0]["runId"]
+    # 2. On the loop job's own graph, "Materialize all" launches the first run (Jan-Feb landed).
+    run_id = _launch_loop(stack, page, 0)
 
     # 3. While it runs: every check of the loop is listed on its asset's Checks tab.
-    for asset, checks in CHECKS.items():
+    for asset, checks in _checks().items():
         page.goto(f"{stack.dagster_url}/assets/{asset}?view=checks")
         page.get_by_text(f"Checks ({len(checks)})").wait_for()
         for check in checks:
             page.get_by_text(check, exact=True).filter(visible=True).first.wait_for()
 
-    # 4. The run succeeds, and its page says so.
-    status = _wait_for_run(stack, run_id)
-    assert status == "SUCCESS", (status, (stack.logs / "dagster.log").read_text()[-4000:])
+    # 4. The first run succeeds: v1 is champion. March lands and the second run compares v2 with
+    # it and reports the new rows' drift; its page says it succeeded.
+    _assert_success(stack, run_id)
+    land_months(stack.data_dir / "landing" / "flights", (3,), SAMPLE, frame=flights)
+    run_id = _launch_loop(stack, page, 1)
+    _assert_success(stack, run_id)
     page.goto(f"{stack.dagster_url}/runs/{run_id}")
     page.get_by_text("Success", exact=True).filter(visible=True).first.wait_for()
     page.get_by_text("drift_report", exact=True).filter(visible=True).first.wait_for()
@@ -288,7 +312,18 @@ def test_materialize_all_from_the_asset_graph_and_open_the_drift_report(stack: S
         close.first.click()
     mlflow_page.wait_for_timeout(1500)
     mlflow_page.screenshot(path=str(shots / "drift-report.png"))
+
+    # 6. The MLflow UI's page of v2 shows its model card as the version's description.
+    mlflow_page.goto(f"{stack.mlflow_url}/#/models/flights_delay/versions/2")
+    mlflow_page.get_by_text("Intended use").first.wait_for(timeout=60_000)
+    mlflow_page.get_by_text(re.compile("Gate:")).first.wait_for()
+    mlflow_page.get_by_text(re.compile("passed against champion v1")).first.wait_for()
+    mlflow_page.get_by_text("Known limits").first.wait_for()
+    if close.count():
+        close.first.click()
+    mlflow_page.wait_for_timeout(1500)
+    mlflow_page.screenshot(path=str(shots / "model-card.png"), full_page=True)
     context.close()
 
-    for name in ("asset-graph.png", "run-success.png", "drift-report.png"):
+    for name in ("asset-graph.png", "run-success.png", "drift-report.png", "model-card.png"):
         assert (shots / name).stat().st_size > 20_000, name
