@@ -6,7 +6,8 @@ from its own calibrated probabilities (CBPE) or its loss model (DLE), with a ban
 `estimated_quality` fails when a band is clear of the gate's line, which the
 `estimated_performance_sensor` turns into a gated retraining. `estimate_vs_realized` runs when
 labels have come: realized against estimated on the same rows (`estimate_within_band`), and
-`concept_drift` when quality dropped while the day's inputs did not drift.
+`concept_drift` when quality dropped past the gate's line and below the estimate's band
+while the day's inputs did not drift.
 """
 
 import math
@@ -239,8 +240,9 @@ def _input_drift_passed(context: dg.AssetExecutionContext, spec: DatasetSpec) ->
         dg.AssetCheckSpec("estimate_within_band", asset="estimate_vs_realized",
                           description="Is each realized gate metric inside the estimate's band?"),
         dg.AssetCheckSpec("concept_drift", asset="estimate_vs_realized",
-                          description="Did realized quality stay up, or drop while the day's "
-                          "inputs did not drift (the relation between inputs and target moved)?"),
+                          description="Did realized quality drop past the gate's line and below "
+                          "the estimate's band while the day's inputs did not drift (the relation "
+                          "between inputs and target moved)?"),
     ],
 )
 def estimate_vs_realized(
@@ -251,6 +253,7 @@ def estimate_vs_realized(
     mlflow: MLflowResource,
 ) -> dg.MaterializeResult:
     from mlops_pipeline.assets.production import quality_scores
+    from mlops_pipeline.gate import GREATER_IS_BETTER
     from mlops_pipeline.model import compute_metrics
     from mlops_pipeline.monitoring.estimation import realized_drop
     from mlops_pipeline.preparation import target_from_feedback
@@ -288,11 +291,16 @@ def estimate_vs_realized(
         **{f"estimate_error_{m}": v for m, v in errors.items()},
         **{f"estimate_abs_error_{m}": abs(v) for m, v in errors.items()},
     }
-    drops = realized_drop(realized, spec.gate, champ.holdout)
+    # Concept drift: quality past the gate's line AND worse than the estimate's band (the inputs
+    # did not announce the drop: a drop the estimate foresaw is covariate shift), inputs steady.
+    below_band = {m for m, e in estimates.items() if m in realized and not e.contains(realized[m])
+                  and ((realized[m] < e.lower) if GREATER_IS_BETTER[m] else (realized[m] > e.upper))}
+    drops = realized_drop({m: realized[m] for m in below_band}, spec.gate, champ.holdout)
     inputs_ok = _input_drift_passed(context, spec)
     concept = bool(drops) and inputs_ok is not False
     if not drops:
-        concept_text = "realized quality holds against the champion's holdout"
+        concept_text = ("realized quality holds against the champion's holdout, or the estimate "
+                        "foresaw its drop")
     elif inputs_ok is False:
         concept_text = ("quality dropped but the inputs drifted too (see production_input_drift): "
                         + "; ".join(drops))
