@@ -23,6 +23,9 @@ BIN = Path(sys.executable).parent
 README = PROJECT_ROOT / "README.md"
 LOOP_COMMANDS = "mlops_pipeline_tests/cli/test_loop_commands.py"
 THIS = "mlops_pipeline_tests/test_readme.py"
+BYOD = "mlops_pipeline_tests/test_bring_your_own_data.py"
+EXPORT_FAIR = ('uv run python -c "import statsmodels.api as sm; '
+               "sm.datasets.fair.load_pandas().data.to_csv('fair.csv', index=False)\"")
 
 #: command -> (test file, test function, words the file must contain); None: run by CI itself.
 COVERED: dict[str, tuple[str, str, tuple[str, ...]] | None] = {
@@ -54,9 +57,19 @@ COVERED: dict[str, tuple[str, str, tuple[str, ...]] | None] = {
         THIS, "test_simulate_replays_a_month_through_a_server_it_starts", ('"simulate", "--months"',)),
     "uv run mlops-pipeline contract infer --config data/configs/my_data.yaml": (
         "mlops_pipeline_tests/cli/conftest.py", "fair", ('"contract", "infer", "--config"',)),
-    "MLOPS_DATASET_CONFIG=data/configs/my_data.yaml uv run mlops-pipeline up": (
-        LOOP_COMMANDS, "test_up_runs_a_new_dataset_named_by_mlops_dataset_config",
-        ('MLOPS_DATASET_CONFIG=str(fair.config)', '_run("up"')),
+    # "Bring your own data": the walkthrough, each dataset of it run as a user would.
+    EXPORT_FAIR: (BYOD, "test_a_csv_on_disk_becomes_a_served_gated_champion",
+                  ("sm.datasets.fair.load_pandas().data.to_csv('fair.csv', index=False)",)),
+    "uv run mlops-pipeline land --from fair.csv --config data/configs/fair.yaml": (
+        BYOD, "test_a_csv_on_disk_becomes_a_served_gated_champion",
+        ('"land", "--from"', '"data/configs/fair.yaml"')),
+    "uv run mlops-pipeline materialize --config data/configs/fair.yaml": (
+        BYOD, "test_a_csv_on_disk_becomes_a_served_gated_champion", ('"materialize", "--config"',)),
+    "uv run mlops-pipeline serve --config data/configs/fair.yaml": (
+        BYOD, "test_a_csv_on_disk_becomes_a_served_gated_champion", ('"serve", "--config"',)),
+    "uv run mlops-pipeline gate --config data/configs/fair.yaml --sample-rows 3000": (
+        BYOD, "test_a_csv_on_disk_becomes_a_served_gated_champion",
+        ('"gate", "--config"', '"--sample-rows", "3000"')),
 }
 
 
