@@ -299,6 +299,7 @@ def release_guard(context: dg.SensorEvaluationContext, dataset: DatasetResource,
             model=name, version=str(version), reloaded=str(reloaded))
     elif decision.action == release.ANNOUNCE:
         cursor["announced"] = version
+        mlflow.client().set_model_version_tag(name, str(version), release.READY_TAG, decision.reason[:4000])
         alerts.send(f"{name} {decision.reason}", log=context.log, kind="release_ready",
                     model=name, version=str(version))
     elif decision.action == release.PROMOTE:

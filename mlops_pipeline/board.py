@@ -153,6 +153,8 @@ class Board:
     drift: dict[str, Any]
     model: dict[str, Any]
     figures: list[Any] = field(default_factory=list)
+    #: The latest `challenger_analysis` verdicts (check, verdict, value, threshold, evidence, detail).
+    release: list[dict[str, Any]] = field(default_factory=list)
     #: `serving_by_version` rows: latency and cost per 1,000 predictions by version and role.
     versions: list[dict[str, Any]] = field(default_factory=list)
 
@@ -200,6 +202,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
 def _cls(row: dict[str, Any], col: str) -> str:
     if col == "passed":
         return "ok" if row[col] else ("warn" if row.get("severity") == "WARN" else "bad")
+    if col == "verdict":  # a release check: pass, fail, insufficient (evidence), n/a
+        return {"pass": "ok", "fail": "bad", "insufficient": "warn"}.get(row[col], "")
     if col == "status":  # a check's state: passed, failed, not run (planned, never evaluated), ...
         if row[col] == "failed":
             return "warn" if row.get("severity") == "WARN" else "bad"
@@ -211,6 +215,16 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return "—" if v is None else str(v)
+
+
+def release_panel(verdicts: list[dict[str, Any]]) -> str:
+    """The challenger's release verdicts as a table (empty when no analysis ran yet)."""
+    if not verdicts:
+        return ""
+    rows = [{"check": v.get("check"), "verdict": v.get("status"), "value": v.get("value"),
+             "threshold": v.get("threshold"), "evidence": f"{v.get('evidence')}/{v.get('needed')}",
+             "detail": v.get("detail")} for v in verdicts]
+    return f"<h2>Release (challenger on live traffic)</h2>{_table(rows)}"
 
 
 def render_board(board: Board) -> str:
@@ -226,6 +240,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}}.ok{{background:#df
 .warn{{background:#ffd}}h2{{border-bottom:2px solid #333}}</style></head><body>
 <h1>{title}</h1>
 <h2>Model</h2>{kv(board.model)}
+{release_panel(board.release)}
 <h2>System</h2>{kv(board.system)}
 <h2>Serving by version (latency, cost per 1,000 predictions)</h2>{_table(board.versions)}
 <h2>Data</h2>{_table(board.data)}

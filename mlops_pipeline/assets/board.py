@@ -140,6 +140,7 @@ def monitoring_board(
         title=f"{spec.name} — monitoring board ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         system=system, data=checks, drift=drift, model=model,
         figures=figures_for(log, score, quality), versions=versions,
+        release=_latest(context, "challenger_analysis", "verdicts") or [],
     )
     path = storage.reports_dir / f"board_{spec.name}.html"
     path.write_text(render_board(board))

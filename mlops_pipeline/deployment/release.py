@@ -43,6 +43,8 @@ GUARD_ACTOR = "sensor:release_guard"
 #: Version tags the guard writes on a challenger it removed.
 ROLLBACK_TAG = "release.rolled_back"
 ROLLBACK_REASON_TAG = "release.rollback_reason"
+#: Version tag the guard writes when it announces a challenger as ready to promote.
+READY_TAG = "release.ready_to_promote"
 
 
 @dataclass(frozen=True)

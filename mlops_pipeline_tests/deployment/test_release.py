@@ -222,3 +222,16 @@ def test_rows_of_other_versions_do_not_judge_this_challenger(tmp_path):
     assert analysis.roles["shadow"].records == 0 and analysis.roles["champion"].records == 50
     assert isinstance(analysis.roles["champion"].distribution, dict)
     assert release.decide(release.ReleaseAnalysis("m", "1", None, T0, T0), _spec().release).action == "wait"
+
+
+def test_the_board_shows_the_release_verdicts(tmp_path):
+    from mlops_pipeline.board import Board, render_board
+
+    spec = _spec(latency={"min_requests": 30})
+    analysis = _analyse(_store(tmp_path, n=100, canary=40, canary_ms=60.0), spec, _metrics(canary_ok=40))
+    board = Board(title="t", system={}, data=[], drift={}, model={},
+                  release=[v.as_dict() for v in analysis.verdicts])
+    page = render_board(board)
+    assert "Release (challenger on live traffic)" in page
+    assert "<td class='bad'>fail</td>" in page and "canary p99" in page
+    assert "Release (" not in render_board(Board(title="t", system={}, data=[], drift={}, model={}))
