@@ -158,6 +158,11 @@ def test_honest_labels_keep_the_estimate_in_band_and_no_concept_drift(data_dir, 
         assert defs.resolve_job_def("mlops_loop").execute_in_process(instance=instance).success
         rows = flights[flights["month"] <= 3].dropna(subset=["arr_delay"]).sample(800, random_state=9)
         _serve(rows, labels=rows["arr_delay"].to_numpy())
+        # A version registered before estimators were stored gets one rebuilt from its holdout.
+        spec = load_spec()
+        client = mlflow.MlflowClient()
+        v1 = client.get_model_version_by_alias(spec.name, "champion")
+        client.delete_model_version_tag(spec.name, v1.version, "performance_estimator")
 
         result = _run_production(instance)
         checks = check_results(result)
@@ -166,3 +171,5 @@ def test_honest_labels_keep_the_estimate_in_band_and_no_concept_drift(data_dir, 
         assert checks["estimated_quality"].passed
         meta = result.asset_materializations_for_node("estimate_vs_realized")[0].metadata
         assert meta["labelled"].value == 800 and meta["realized_roc_auc"].value > 0.6
+        estimated = result.asset_materializations_for_node("estimated_performance")[0].metadata
+        assert estimated["estimator_source"].value.startswith("rebuilt from snapshot")
