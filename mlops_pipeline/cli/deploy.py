@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from mlops_pipeline.cli.common import set_dataset
-from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG
+from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG, load_spec
 
 
 def _registry():
@@ -63,7 +63,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not settings.loopback:
         print(f"warning: binding {settings.host}: the server is reachable from other machines "
               "(/feedback and /admin/* require the token)", file=sys.stderr)
-    print(f"serving {settings.model_name or '(dataset model)'}@{settings.version or settings.alias} "
+    name = settings.model_name or load_spec().name
+    print(f"serving {name}@{settings.version or settings.alias} "
           f"on {settings.url}", flush=True)
     try:
         serve(settings)
