@@ -23,8 +23,9 @@ def _clients(args: argparse.Namespace):
     from mlops_pipeline.deployment.history import AliasHistory
     from mlops_pipeline.resources.predictions import PredictionStore
 
-    store = PredictionStore(args.predictions_url or None)
-    history = AliasHistory(args.history_url or args.predictions_url or None)
+    url = args.predictions_url or os.environ.get("MLOPS_PREDICTIONS_URL") or None
+    store = PredictionStore(url)
+    history = AliasHistory(args.history_url or url)
     return store, history, _registry().client(), _storage()
 
 
