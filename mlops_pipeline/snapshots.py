@@ -51,28 +51,31 @@ def read_batches(pattern: str, fmt: str, storage: StorageResource | None = None)
     file and the column, instead of surfacing later as a raw `OutOfBoundsDatetime` from a concat.
     `landed_at` is the file's modification time (UTC, naive) for local files, None on S3.
     """
-    store_down: tuple[type[Exception], ...] = ()
-    if storage is not None:  # plain files need no Dagster resource (nor its import)
-        from mlops_pipeline.resources.storage import StorageError
-
-        store_down = (StorageError,)
     files = _files(pattern, storage)
     if not files:
         raise LandingError(f"no landed batches match {pattern!r} (run `mlops-pipeline land`)")
-    batches = []
-    for f in files:
-        try:
-            frame = _read(f, fmt, storage)
-        except store_down:
-            raise  # the store is down: say so, not "this file is bad"
-        except Exception as exc:  # noqa: BLE001 - re-raised with the file name
-            raise LandingError(f"cannot read landed batch {f}: {exc}") from exc
-        _refuse_out_of_bounds_times(f, frame)
-        landed = None
-        if "://" not in f:
-            landed = pd.Timestamp(Path(f).stat().st_mtime_ns, unit="ns")
-        batches.append(Batch(f.rsplit("/", 1)[-1], frame, landed))
-    return batches
+    return [read_batch(f, fmt, storage) for f in files]
+
+
+def read_batch(f: str, fmt: str, storage: StorageResource | None = None) -> Batch:
+    """One landed file (a path or `s3://` URI) as `read_batches` reads each: same checks, same
+    dtypes, so its row hashes are the ones the whole landing area would give it."""
+    store_down: tuple[type[Exception], ...] = ()
+    if storage is not None:
+        from mlops_pipeline.resources.storage import StorageError
+
+        store_down = (StorageError,)
+    try:
+        frame = _read(f, fmt, storage)
+    except store_down:
+        raise  # the store is down: say so, not "this file is bad"
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file name
+        raise LandingError(f"cannot read landed batch {f}: {exc}") from exc
+    _refuse_out_of_bounds_times(f, frame)
+    landed = None
+    if "://" not in f:
+        landed = pd.Timestamp(Path(f).stat().st_mtime_ns, unit="ns")
+    return Batch(f.rsplit("/", 1)[-1], frame, landed)
 
 
 def _refuse_out_of_bounds_times(f: str, frame: pd.DataFrame) -> None:
@@ -178,11 +181,25 @@ def canonicalize(df: pd.DataFrame) -> pd.DataFrame:
 def content_id(df: pd.DataFrame) -> str:
     """SHA-256 of the canonical multiset of rows plus the schema (see the module docstring)."""
     canon = canonicalize(df)
-    row_hashes = np.sort(pd.util.hash_pandas_object(canon, index=False).to_numpy(np.uint64))
+    return id_from_hashes(len(canon), schema_of(canon), sorted_row_hashes(canon))
+
+
+def sorted_row_hashes(canon: pd.DataFrame) -> np.ndarray:
+    """The sorted uint64 hash of each row of a `canonicalize`d frame (what `content_id` feeds)."""
+    return np.sort(pd.util.hash_pandas_object(canon, index=False).to_numpy(np.uint64))
+
+
+def schema_of(canon: pd.DataFrame) -> str:
+    """Names and dtypes of a `canonicalize`d frame, as `content_id` hashes them."""
+    return ";".join(f"{c}:{canon[c].dtype}" for c in canon.columns)
+
+
+def id_from_hashes(rows: int, schema: str, sorted_hashes: np.ndarray) -> str:
+    """`content_id` from its parts, so an id can be derived from row hashes stored per batch
+    (`mlops_pipeline.data.batch_index`) without re-reading the rows."""
     h = hashlib.sha256()
-    schema = ";".join(f"{c}:{canon[c].dtype}" for c in canon.columns)
-    h.update(f"rows={len(canon)};{schema}".encode())
-    h.update(row_hashes.tobytes())
+    h.update(f"rows={rows};{schema}".encode())
+    h.update(np.ascontiguousarray(sorted_hashes, dtype=np.uint64).tobytes())
     return h.hexdigest()
 
 

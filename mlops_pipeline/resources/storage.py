@@ -273,6 +273,21 @@ class StorageResource(dg.ConfigurableResource):
             os.replace(tmp, path)
         return target
 
+    def write_bytes_at(self, location: str, data: bytes,
+                       content_type: str = "application/octet-stream") -> str:
+        """Store `data` at a full location (a path or `s3://` URI, e.g. one `listing` returned)
+        rather than under the root; locally through a temporary name and a rename."""
+        if location.startswith(S3_SCHEME):
+            self._put(location, data, content_type)
+            return location
+        path = Path(location)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+        return location
+
     def exists(self, location: str) -> bool:
         return self._exists(location) if location.startswith(S3_SCHEME) else Path(location).exists()
 
