@@ -198,7 +198,7 @@ def _categorical(model: Any) -> Any:
 def fit_regression_estimator(model: Any, X_hold: Any, y_hold: Any, predictions: np.ndarray,
                              seed: int = 0) -> PerformanceEstimator:
     """DLE: models of the champion's absolute and squared error on the holdout. The residual
-    spread behind the band is measured out of fold (3 folds), the final models fit on it all."""
+    spread behind the band is measured out of fold (2 folds), the final models fit on it all."""
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.model_selection import KFold, cross_val_predict
 
@@ -210,9 +210,9 @@ def fit_regression_estimator(model: Any, X_hold: Any, y_hold: Any, predictions: 
     models, sd = {}, {}
     for name, target in targets.items():
         make = lambda: HistGradientBoostingRegressor(  # noqa: E731
-            max_iter=100, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=40,
+            max_iter=60, learning_rate=0.08, max_leaf_nodes=15, min_samples_leaf=40,
             categorical_features=categorical, random_state=seed)
-        oof = cross_val_predict(make(), X, target, cv=KFold(3, shuffle=True, random_state=seed))
+        oof = cross_val_predict(make(), X, target, cv=KFold(2, shuffle=True, random_state=seed))
         sd[name] = float(np.std(target - np.clip(oof, 0, None)))
         models[name] = make().fit(X, target)
     return PerformanceEstimator("regression", loss_models=models, residual_sd=sd,

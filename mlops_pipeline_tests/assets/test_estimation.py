@@ -173,3 +173,42 @@ def test_honest_labels_keep_the_estimate_in_band_and_no_concept_drift(data_dir, 
         assert meta["labelled"].value == 800 and meta["realized_roc_auc"].value > 0.6
         estimated = result.asset_materializations_for_node("estimated_performance")[0].metadata
         assert estimated["estimator_source"].value.startswith("rebuilt from snapshot")
+
+
+def test_a_regression_champion_is_estimated_by_its_loss_model_and_checked_once_labels_come(
+        data_dir, land, flights, monkeypatch):
+    monkeypatch.setenv("MLOPS_DATASET_CONFIG", "data/configs/flights_regression.yaml")
+    land()
+    defs = build_definitions()
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert defs.resolve_job_def("mlops_loop").execute_in_process(instance=instance).success
+        spec = load_spec("data/configs/flights_regression.yaml")
+        model = mlflow.sklearn.load_model(f"models:/{spec.name}@champion")
+        version = str(mlflow.MlflowClient().get_model_version_by_alias(spec.name, "champion").version)
+        rows = flights[flights["month"] == 4].dropna(subset=["arr_delay"]).sample(400, random_state=4)
+        prediction = model.predict(rows[spec.features.columns])
+        records = rows[list(dict.fromkeys([*spec.features.columns, *spec.key_columns]))].astype(object)
+        records = records.where(records.notna(), None)
+        features = [{k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in rec.items()}
+                    for rec in records.to_dict("records")]
+        batch = PredictionBatch.from_records(features, prediction.tolist(), model_name=spec.name,
+                                             model_version=version)
+        store = PredictionStore()
+        store.write([batch])
+        for rid, label in zip(batch.request_ids[:200], rows["arr_delay"].to_numpy()[:200], strict=True):
+            store.set_label(rid, float(label))
+        store.close()
+
+        result = _run_production(instance)
+
+        assert result.success
+        meta = result.asset_materializations_for_node("estimated_performance")[0].metadata
+        assert meta["method"].value == "DLE (loss model)" and meta["rows"].value == 400
+        assert 5 < meta["estimated_mae"].value < 60
+        mae = meta["estimated_mae"].value
+        assert meta["estimated_mae_lower"].value < mae < meta["estimated_mae_upper"].value
+        assert meta["floor_r2"].value == 0.02 and "estimated_r2" in meta
+        realized = result.asset_materializations_for_node("estimate_vs_realized")[0].metadata
+        assert realized["labelled"].value == 200
+        assert realized["estimate_abs_error_mae"].value < 0.5 * realized["realized_mae"].value
+        assert "concept_drift" in check_results(result)

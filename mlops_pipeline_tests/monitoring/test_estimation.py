@@ -249,3 +249,13 @@ def test_thresholds_take_the_stricter_of_floor_and_holdout_less_tolerance():
     assert not E.realized_drop({"roc_auc": 0.695}, gate, {"roc_auc": 0.70})
     assert all(m in GREATER_IS_BETTER for kind in E.ESTIMABLE.values() for m in kind)
     assert math.isnan(E.cbpe_roc_auc(np.zeros(5), np.arange(5.0)))
+
+
+def test_logged_multi_class_answers_are_scored_in_the_estimators_class_order():
+    from mlops_pipeline.assets.estimation import served_scores
+
+    est = E.PerformanceEstimator("multiclass", labels=(1, 2, 3))
+    rows = pd.DataFrame({"probabilities": [{"3": 0.2, "1": 0.5, "2": 0.3}, {3.0: 0.6, 1.0: 0.1, 2.0: 0.3}]})
+    np.testing.assert_allclose(served_scores(rows, est), [[0.5, 0.3, 0.2], [0.1, 0.3, 0.6]])
+    binary = E.PerformanceEstimator("binary", labels=("no", "yes"), positive=1)
+    np.testing.assert_allclose(served_scores(pd.DataFrame({"probability": [0.2, 0.9]}), binary), [0.2, 0.9])
