@@ -89,7 +89,7 @@ def build_production_schedule(job: dg.UnresolvedAssetJobDefinition) -> dg.Schedu
 def new_data_sensor(
     context: dg.SensorEvaluationContext, dataset: DatasetResource, storage: StorageResource
 ):
-    from mlops_pipeline.snapshots import content_id, read_landing
+    from mlops_pipeline.data.batch_index import landing_content_id
 
     spec = dataset.spec()
     pattern = storage.landing_glob(spec)
@@ -100,7 +100,8 @@ def new_data_sensor(
     fingerprint = landing_fingerprint(files)
     if cursor.get("fingerprint") == fingerprint:
         return dg.SkipReason("landing area unchanged")
-    cid = content_id(read_landing(pattern, spec.source.format, storage=storage))
+    # Only batches not indexed yet are read; the id comes from every batch's stored row hashes.
+    cid, _ = landing_content_id(pattern, spec.source.format, storage=storage, log=context.log.info)
     context.update_cursor(json.dumps({"fingerprint": fingerprint, "content_id": cid}))
     if cid == cursor.get("content_id"):
         return dg.SkipReason(f"files changed but the content ({cid[:12]}) did not")
