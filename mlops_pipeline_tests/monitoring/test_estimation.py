@@ -259,3 +259,14 @@ def test_logged_multi_class_answers_are_scored_in_the_estimators_class_order():
     np.testing.assert_allclose(served_scores(rows, est), [[0.5, 0.3, 0.2], [0.1, 0.3, 0.6]])
     binary = E.PerformanceEstimator("binary", labels=("no", "yes"), positive=1)
     np.testing.assert_allclose(served_scores(pd.DataFrame({"probability": [0.2, 0.9]}), binary), [0.2, 0.9])
+
+
+def test_a_string_multi_class_estimator_survives_its_storage_format():
+    rng = np.random.default_rng(2)
+    scores = rng.dirichlet([1.0, 1.0, 1.0], 3000)
+    y = np.array(["low", "mid", "high"])[(rng.random((3000, 1)) > np.cumsum(scores, axis=1)).sum(axis=1)]
+    est = E.fit_classification_estimator(scores, y, ClassInfo(("low", "mid", "high"), None))
+    loaded = E.PerformanceEstimator.from_bytes(est.to_bytes())
+    assert loaded.labels == ("low", "mid", "high") and loaded.kind == "multiclass"
+    np.testing.assert_allclose(loaded.calibrate(scores[:50]), est.calibrate(scores[:50]))
+    assert E.estimate_classification(loaded, scores[:400]) == E.estimate_classification(est, scores[:400])
