@@ -12,7 +12,6 @@ from mlops_pipeline.snapshots import (
     canonicalize,
     concat_batches,
     content_id,
-    missing_columns_by_batch,
     read_batches,
     time_range,
 )
@@ -57,38 +56,60 @@ def dataset_snapshot(
     spec = dataset.spec()
     pattern = storage.landing_glob(spec)
     from mlops_pipeline.contract import load_contract
+    from mlops_pipeline.data import batch_index
     from mlops_pipeline.data.batch_checks import check_batches
 
-    batches = read_batches(pattern, spec.source.format, storage=storage)
-    findings = check_batches(batches, load_contract(spec), spec)
-    df = concat_batches(batches)
-    problems: dict[str, list[str]] = {}
-    for check, found in findings.items():
-        for f in found:
-            problems.setdefault(f.batch, []).append(f"{check}: {f.message}")
-    landed = [{"name": b.name, "content_id": content_id(b.frame), "rows": len(b.frame),
-               "landed_at": None if b.landed_at is None else b.landed_at.isoformat(),
-               "check_findings": problems.get(b.name, [])} for b in batches]
-    del batches
-    snapshot_id = content_id(df)
-    order = [c for c in [spec.time_column, *spec.key_columns] if c in df.columns]
-    stored = canonicalize(df).sort_values(order, kind="stable") if order else canonicalize(df)
-    created = storage.write_snapshot(snapshot_id, stored)
-    gaps = missing_columns_by_batch(pattern, spec.source.format, storage=storage)
+    # Only batches not indexed yet are read here; the id comes from every batch's stored row hashes.
+    index = batch_index.index_landing(pattern, spec.source.format, storage=storage)
+    snapshot_id = index.snapshot_id()
+    if snapshot_id is None:
+        context.log.info(f"snapshot id from the whole landing area (not the batch index): {index.mismatch()}")
+    digest = _checks_digest(spec)
+    reused = _already_stored(storage, index, snapshot_id, digest) if snapshot_id else None
+    gaps = index.gaps()
+    if reused is not None:  # the same files made this snapshot and were checked: nothing to read
+        assert snapshot_id is not None
+        findings, record = reused
+        created, rows, columns = False, index.rows, len(index.columns)
+        start, end = record.get("time_start", ""), record.get("time_end", "")
+        landing_read = "skipped: snapshot already stored and these files already checked"
+    else:
+        batches = read_batches(pattern, spec.source.format, storage=storage)
+        findings = check_batches(batches, load_contract(spec), spec)
+        df = concat_batches(batches)
+        problems: dict[str, list[str]] = {}
+        for check, found in findings.items():
+            for f in found:
+                problems.setdefault(f.batch, []).append(f"{check}: {f.message}")
+        indexed = {e.name: e.content_id for e in index.entries}
+        landed = [{"name": b.name, "content_id": indexed.get(b.name) or content_id(b.frame),
+                   "rows": len(b.frame),
+                   "landed_at": None if b.landed_at is None else b.landed_at.isoformat(),
+                   "check_findings": problems.get(b.name, [])} for b in batches]
+        del batches
+        snapshot_id = snapshot_id or content_id(df)
+        order = [c for c in [spec.time_column, *spec.key_columns] if c in df.columns]
+        stored = canonicalize(df).sort_values(order, kind="stable") if order else canonicalize(df)
+        created = storage.write_snapshot(snapshot_id, stored)
+        del stored
+        has_time = spec.time_column is not None and spec.time_column in df
+        start, end = time_range(df, spec.time_column) if has_time else ("", "")
+        rows, columns = len(df), df.shape[1]
+        _record_batches(storage, snapshot_id, pattern, landed, rows, start, end)
+        batch_index.save_findings(index, snapshot_id, digest, findings, storage)
+        landing_read = f"{len(index.entries)} batch(es)"
     if gaps:
         context.log.warning(f"batches lacking columns other batches have (null there): {gaps}")
     context.log.info(
-        f"snapshot {snapshot_id[:12]} {'written' if created else 'already stored; left untouched'}"
+        f"snapshot {snapshot_id[:12]} {'written' if created else 'already stored; left untouched'}; "
+        f"landing read: {landing_read}"
     )
-    has_time = spec.time_column is not None and spec.time_column in df
-    start, end = time_range(df, spec.time_column) if has_time else ("", "")
-    _record_batches(storage, snapshot_id, pattern, landed, len(df), start, end)
     ref = SnapshotRef(
         id=snapshot_id,
         path=storage.snapshot_uri(snapshot_id),
-        rows=len(df),
-        columns=df.shape[1],
-        batches=len(storage.list_uris(pattern)),
+        rows=rows,
+        columns=columns,
+        batches=len(index.entries),
         batch_findings=findings,
     )
     return _versioned_output(
@@ -103,9 +124,44 @@ def dataset_snapshot(
             "time_start": start,
             "time_end": end,
             "newly_written": created,
+            "landing_read": landing_read,
+            "batches_indexed_now": len(index.stats.batches_read),
             "batches_lacking_columns": dg.MetadataValue.json(gaps),
         },
     )
+
+
+def _checks_digest(spec) -> str:
+    """Names what the per-batch checks' findings depend on besides the files: the contract, the
+    dataset spec and the checks' code."""
+    import hashlib
+    from pathlib import Path
+
+    from mlops_pipeline.data import batch_checks
+
+    h = hashlib.sha256()
+    try:
+        h.update(spec.contract_path().read_bytes())
+    except OSError:
+        h.update(b"no contract")
+    h.update(spec.model_dump_json().encode())
+    h.update(Path(batch_checks.__file__).read_bytes())
+    return h.hexdigest()
+
+
+def _already_stored(storage: StorageResource, index, snapshot_id: str, digest: str):
+    """(findings, batches record) when this snapshot is stored and these very files were checked
+    under this contract, spec and code; else None (read the landing area as for a new snapshot)."""
+    from mlops_pipeline.data import batch_index
+    from mlops_pipeline.deployment.lineage import read_snapshot_batches
+
+    if not storage.has_snapshot(snapshot_id):
+        return None
+    record = read_snapshot_batches(storage, snapshot_id)
+    if record is None or record.get("rows") != index.rows:
+        return None
+    findings = batch_index.load_findings(index, snapshot_id, digest, storage)
+    return None if findings is None else (findings, record)
 
 
 def _record_batches(storage: StorageResource, snapshot_id: str, pattern: str, landed: list[dict],

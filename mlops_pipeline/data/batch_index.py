@@ -85,6 +85,8 @@ class LandingIndex:
 
     entries: list[BatchEntry]
     stats: ReadStats
+    #: Changes whenever a landed file does (its name, size, version): the exact landing state.
+    fingerprint: str = ""
 
     @property
     def rows(self) -> int:
@@ -238,8 +240,10 @@ def index_landing(
     stored = _stored({loc.rsplit("/", 1)[0] for loc, _, _ in files}, storage)
     stats = ReadStats()
     entries = []
+    state = hashlib.sha256()
     for location, size, version in files:
         where = index_location(location, _key(location, size, version))
+        state.update(f"{where};".encode())
         entry = None
         if where in stored:
             data = _read(where, storage)
@@ -258,7 +262,41 @@ def index_landing(
                 on_read(batch)
             del batch
         entries.append(entry)
-    return LandingIndex(entries, stats)
+    return LandingIndex(entries, stats, state.hexdigest())
+
+
+# ---- per-batch check findings of one landing state -------------------------------------------
+def _findings_location(index: LandingIndex, snapshot_id: str, checks_digest: str) -> str:
+    key = hashlib.sha256(f"{index.fingerprint};{snapshot_id};{checks_digest}".encode()).hexdigest()[:24]
+    folder = index.entries[0].location.rsplit("/", 1)[0]
+    return f"{folder}/{INDEX_DIR}/findings-{key}.json"
+
+
+def save_findings(index: LandingIndex, snapshot_id: str, checks_digest: str, findings: dict,
+                  storage: StorageResource | None = None) -> None:
+    """Keep what the per-batch checks found on exactly these files (`checks_digest` names the
+    contract, the spec and the checks' code), so a run on an unchanged landing need not re-read it."""
+    from dataclasses import asdict
+
+    doc = {check: [asdict(f) for f in found] for check, found in findings.items()}
+    _write(_findings_location(index, snapshot_id, checks_digest), json.dumps(doc).encode(), storage)
+
+
+def load_findings(index: LandingIndex, snapshot_id: str, checks_digest: str,
+                  storage: StorageResource | None = None) -> dict | None:
+    """The findings `save_findings` kept for this landing state, or None."""
+    from mlops_pipeline.data.batch_checks import Finding
+
+    where = _findings_location(index, snapshot_id, checks_digest)
+    exists = storage.exists(where) if storage is not None else Path(where).exists()
+    if not exists:
+        return None
+    try:
+        doc = json.loads(_read(where, storage))
+        return {check: [Finding(**{**f, "examples": tuple(f["examples"])}) for f in found]
+                for check, found in doc.items()}
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def landing_content_id(
