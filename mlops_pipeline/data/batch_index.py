@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,21 @@ if TYPE_CHECKING:
 INDEX_DIR = ".index"
 SUFFIX = ".rowindex"
 MAGIC = b"MLOPS-ROWINDEX-1\n"
+#: A long-lived process (Dagster's code server, which evaluates every sensor tick) keeps the last
+#: landing state's merged row hashes (8 bytes a row, up to this many rows) and each batch's header,
+#: so a tick after one new batch reads that batch only, not even the old batches' index files.
+CACHE_ROWS = int(os.environ.get("MLOPS_BATCH_INDEX_CACHE_ROWS", "50000000"))
+_lock = threading.Lock()
+_headers: dict[str, BatchEntry] = {}  # index location -> entry without its hashes
+_merged: tuple[frozenset[str], np.ndarray] | None = None  # index locations -> their merged hashes
+
+
+def clear_cache() -> None:
+    """Forget what this process remembers (the next index reads every index file again)."""
+    global _merged
+    with _lock:
+        _headers.clear()
+        _merged = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +77,10 @@ class BatchEntry:
     #: column -> [dtype as read, canonical dtype], in sorted column order.
     columns: dict[str, list[str]]
     content_id: str
-    hashes: np.ndarray
+    #: None when the hashes are already in the process's merged cache (`CACHE_ROWS`).
+    hashes: np.ndarray | None
+    #: Where this entry is stored (`index_location`).
+    index_at: str = ""
 
     def header(self) -> dict:
         return {"name": self.name, "rows": self.rows, "columns": self.columns,
@@ -87,6 +106,8 @@ class LandingIndex:
     stats: ReadStats
     #: Changes whenever a landed file does (its name, size, version): the exact landing state.
     fingerprint: str = ""
+    #: The process's merged hashes of a subset of these entries (those without `hashes`).
+    prior: tuple[frozenset[str], np.ndarray] | None = None
 
     @property
     def rows(self) -> int:
@@ -125,9 +146,28 @@ class LandingIndex:
             return None
         first = self.entries[0]
         schema = ";".join(f"{c}:{dtypes[1]}" for c, dtypes in first.columns.items())
-        merged = np.concatenate([e.hashes for e in self.entries])
-        merged.sort(kind="stable")  # timsort: merges the already sorted runs
+        if self.prior is not None:
+            known, prior = self.prior
+            added = [e.hashes for e in self.entries if e.index_at not in known]
+            new = np.sort(np.concatenate(added)) if added else np.empty(0, np.uint64)
+            merged = np.insert(prior, np.searchsorted(prior, new), new)  # prior stays untouched
+        else:
+            merged = np.concatenate([e.hashes for e in self.entries])
+            merged.sort(kind="stable")  # timsort: merges the already sorted runs
+        _remember(self.entries, merged)
         return id_from_hashes(self.rows, schema, merged)
+
+
+def _remember(entries: list[BatchEntry], merged: np.ndarray) -> None:
+    global _merged
+    if len(merged) > CACHE_ROWS or any(not e.index_at for e in entries):
+        return
+    with _lock:
+        _headers.clear()
+        for e in entries:
+            _headers[e.index_at] = e if e.hashes is None else BatchEntry(
+                e.name, e.location, e.rows, e.columns, e.content_id, None, e.index_at)
+        _merged = (frozenset(_headers), merged)
 
 
 # ---- one batch ------------------------------------------------------------------------------
@@ -165,6 +205,11 @@ def decode(data: bytes, location: str) -> BatchEntry:
         raise ValueError(f"row index holds {len(hashes)} hashes for {header['rows']} rows")
     return BatchEntry(header["name"], location, header["rows"], header["columns"],
                       header["content_id"], hashes)
+
+
+def _with_index_at(entry: BatchEntry, where: str) -> BatchEntry:
+    return BatchEntry(entry.name, entry.location, entry.rows, entry.columns, entry.content_id,
+                      entry.hashes, where)
 
 
 # ---- where entries live -----------------------------------------------------------------------
@@ -241,10 +286,16 @@ def index_landing(
     stats = ReadStats()
     entries = []
     state = hashlib.sha256()
-    for location, size, version in files:
-        where = index_location(location, _key(location, size, version))
+    wheres = [index_location(location, _key(location, size, version)) for location, size, version in files]
+    with _lock:
+        prior = _merged if _merged is not None and _merged[0] <= set(wheres) else None
+        cached = {w: _headers[w] for w in wheres if prior is not None and w in prior[0]}
+    for (location, size, _), where in zip(files, wheres, strict=True):
         state.update(f"{where};".encode())
-        entry = None
+        entry = cached.get(where)
+        if entry is not None:
+            entries.append(entry)
+            continue
         if where in stored:
             data = _read(where, storage)
             stats.index_bytes += len(data)
@@ -261,8 +312,8 @@ def index_landing(
             if on_read is not None:
                 on_read(batch)
             del batch
-        entries.append(entry)
-    return LandingIndex(entries, stats, state.hexdigest())
+        entries.append(_with_index_at(entry, where))
+    return LandingIndex(entries, stats, state.hexdigest(), prior)
 
 
 # ---- per-batch check findings of one landing state -------------------------------------------

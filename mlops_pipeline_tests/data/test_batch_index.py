@@ -145,8 +145,10 @@ def test_only_new_batches_are_read_and_rewritten_ones_are_read_again(tmp_path, m
 def test_a_damaged_index_file_is_rebuilt(tmp_path):
     pattern = _land(tmp_path / "land", _split(_frame(100, 10), 3, 10))
     first = batch_index.index_landing(pattern, "parquet")
+    assert first.snapshot_id()
     victim = sorted((tmp_path / "land" / ".index").glob("*.rowindex"))[1]
     victim.write_bytes(victim.read_bytes()[:-8])
+    batch_index.clear_cache()  # a fresh process: index files are read
     again = batch_index.index_landing(pattern, "parquet")
     assert again.stats.batches_read == ["b001.parquet"] and again.snapshot_id() == first.snapshot_id()
 
@@ -179,3 +181,29 @@ def test_the_index_never_derives_an_id_the_whole_table_would_not(tmp_path, seed)
     derived = batch_index.index_landing(pattern, "parquet").snapshot_id()
     assert derived in (None, whole)
     assert batch_index.landing_content_id(pattern, "parquet")[0] == whole
+
+
+def test_a_long_lived_process_reads_neither_old_batches_nor_their_index_files(tmp_path):
+    frames = _split(_frame(3000, 11), 13, 11)
+    folder = tmp_path / "land"
+    pattern = _land(folder, frames[:10])
+    batch_index.index_landing(pattern, "parquet").snapshot_id()  # the previous tick
+    _land(folder, frames[10:12], start=10)
+    warm = batch_index.index_landing(pattern, "parquet")
+    assert warm.prior is not None and warm.stats.index_bytes == 0
+    assert warm.stats.batches_read == ["b010.parquet", "b011.parquet"]
+    whole = content_id(read_landing(pattern, "parquet"))
+    assert warm.snapshot_id() == whole and warm.snapshot_id() == whole  # twice: prior untouched
+
+    batch_index.clear_cache()  # a fresh process reads every index file, reads no batch
+    cold = batch_index.index_landing(pattern, "parquet")
+    assert cold.prior is None and cold.stats.batches_read == [] and cold.stats.index_bytes > 0
+    assert cold.snapshot_id() == whole
+
+    (folder / "b004.parquet").unlink()  # a batch removed: the cache no longer covers the state
+    gone = batch_index.index_landing(pattern, "parquet")
+    assert gone.prior is None and gone.snapshot_id() == content_id(read_landing(pattern, "parquet"))
+    _land(folder, frames[12:], start=12)
+    more = batch_index.index_landing(pattern, "parquet")
+    assert more.prior is not None and more.stats.batches_read == ["b012.parquet"]
+    assert more.snapshot_id() == content_id(read_landing(pattern, "parquet"))
