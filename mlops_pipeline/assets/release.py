@@ -6,6 +6,7 @@ and the server's `/metrics`, analyse, and report a verdict per check as an asset
 """
 
 import dagster as dg
+import pandas as pd
 
 from mlops_pipeline.resources import DatasetResource, MLflowResource
 from mlops_pipeline.resources.mlflow import CHALLENGER, CHAMPION
@@ -38,7 +39,8 @@ def run_analysis(spec, mlflow: MLflowResource, store, metrics_text: str | None):
     champion = mlflow.version_by_alias(spec.name, CHAMPION)
     challenger = mlflow.version_by_alias(spec.name, CHALLENGER)
     start, end = release.window(spec.release)
-    rows = release.read_traffic(store, spec.name, start, end)
+    # Without a challenger there is nothing to judge: the window is not read at all.
+    rows = release.read_traffic(store, spec.name, start, end) if challenger else pd.DataFrame()
     return release.analyse(rows, spec, str(champion.version) if champion else None,
                            str(challenger.version) if challenger else None, metrics_text, start, end)
 

@@ -585,7 +585,7 @@ def decide(analysis: ReleaseAnalysis, spec: ReleaseSpec, training_busy: bool = F
         if announced:
             return Decision(WAIT, "already announced as ready to promote")
         return Decision(ANNOUNCE, f"v{analysis.challenger_version} ready to promote: {summary}")
-    waiting = ", ".join(v.check for v in analysis.verdicts if v.status == INSUFFICIENT)
+    waiting = "; ".join(f"{v.check} ({v.detail})" for v in analysis.verdicts if v.status == INSUFFICIENT)
     return Decision(WAIT, f"not enough evidence yet: {waiting}")
 
 
