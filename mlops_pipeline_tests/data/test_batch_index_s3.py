@@ -1,0 +1,66 @@
+"""The batch index on the production profile's store: S3 (SeaweedFS on loopback)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlops_pipeline.data import batch_index
+from mlops_pipeline.resources.storage import StorageResource
+from mlops_pipeline.snapshots import content_id, read_landing
+from mlops_pipeline_tests.data.test_batch_index import _frame, _split
+
+
+@pytest.fixture(scope="module")
+def seaweed() -> Iterator:
+    from mlops_pipeline_tests.production.conftest import SeaweedFS
+
+    root = Path(tempfile.mkdtemp(prefix="mlops-batch-index-s3-"))
+    s3 = SeaweedFS(root)
+    try:
+        s3.start()
+        yield s3
+    finally:
+        s3.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_indexing_on_s3_reads_only_new_objects(seaweed, monkeypatch):
+    from mlops_pipeline_tests.production.conftest import ACCESS_KEY, BUCKET
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.secret)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    storage = StorageResource(root=f"s3://{BUCKET}/batch-index", endpoint_url=seaweed.endpoint)
+    frames = _split(_frame(900, 21), 6, 21)
+
+    def land(i: int) -> None:
+        buf = io.BytesIO()
+        frames[i].to_parquet(buf, index=False)
+        storage.write_bytes(f"landing/b{i}.parquet", buf.getvalue())
+
+    for i in range(5):
+        land(i)
+    pattern = storage.uri("landing/*.parquet")
+    first = batch_index.index_landing(pattern, "parquet", storage)
+    assert len(first.stats.batches_read) == 5
+    assert first.snapshot_id() == content_id(read_landing(pattern, "parquet", storage))
+    stored = storage.list_uris(storage.uri("landing/.index/*.rowindex"))
+    assert len(stored) == 5 and all(u.startswith(f"s3://{BUCKET}/") for u in stored)
+
+    got: list[str] = []
+    real = StorageResource._get
+    monkeypatch.setattr(StorageResource, "_get", lambda self, uri: (got.append(uri), real(self, uri))[1])
+    land(5)
+    batch_index.clear_cache()  # a fresh process: index objects are read, old batches are not
+    cold = batch_index.index_landing(pattern, "parquet", storage)
+    assert [u for u in got if u.endswith(".parquet")] == [storage.uri("landing/b5.parquet")]
+    assert sorted(u for u in got if u.endswith(".rowindex")) == sorted(stored)
+    monkeypatch.setattr(StorageResource, "_get", real)
+    assert cold.snapshot_id() == content_id(read_landing(pattern, "parquet", storage))
+    assert [e.name for e in cold.entries] == [f"b{i}.parquet" for i in range(6)]
