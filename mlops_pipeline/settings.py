@@ -232,6 +232,14 @@ class ReleaseSpec(_Strict):
     quality: QualitySLO = QualitySLO()
 
 
+class LabelingSpec(_Strict):
+    """The daily labeling queue: which served predictions a human should label first."""
+
+    max_per_day: int = Field(default=200, ge=0, description="Queue items per day at most.")
+    shadow_disagreement: bool = Field(default=True, description="Also queue records where the "
+                                      "shadow challenger's answer differs from the champion's.")
+
+
 class DatasetSpec(_Strict):
     name: str = Field(description="Also the registered model name in MLflow.")
     task: Literal["classification", "regression"] = Field(description="classification or regression")
@@ -255,6 +263,7 @@ class DatasetSpec(_Strict):
     checks: ChecksSpec = ChecksSpec()
     drift: DriftSpec = DriftSpec()
     release: ReleaseSpec = ReleaseSpec()
+    labeling: LabelingSpec = LabelingSpec()
     description: str | None = Field(
         default=None, description="What the model predicts, one sentence (the model card's first line)."
     )

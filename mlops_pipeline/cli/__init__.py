@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "mlops_pipeline.cli.history",
     "mlops_pipeline.cli.explain",
     "mlops_pipeline.cli.simulate",
+    "mlops_pipeline.cli.labels",
 ]
 
 
