@@ -157,6 +157,24 @@ class Board:
     release: list[dict[str, Any]] = field(default_factory=list)
     #: `serving_by_version` rows: latency and cost per 1,000 predictions by version and role.
     versions: list[dict[str, Any]] = field(default_factory=list)
+    #: `labeling_summary`: the labeling queue's size and how many of its items got labels.
+    labeling: dict[str, Any] = field(default_factory=dict)
+
+
+def labeling_summary(log: pd.DataFrame, queued: dict[str, list[str]]) -> dict[str, Any]:
+    """The labeling queue over the board's window: items queued (`queued`: day -> request ids),
+    how many have a label by now (in `log`), and the share; the latest day's the same way."""
+    if not queued:
+        return {}
+    labelled = set(log.loc[log["label"].notna(), "request_id"]) if len(log) else set()
+    ids = {r for day in queued.values() for r in day}
+    done = len(ids & labelled)
+    last = max(queued)
+    out = {"queued items": len(ids), "queued items labelled": done,
+           "labelled share": done / len(ids) if ids else None,
+           f"queue {last}": len(queued[last]),
+           f"queue {last} labelled": len(set(queued[last]) & labelled)}
+    return out
 
 
 def figures_for(log: pd.DataFrame, score_column: str, quality: pd.DataFrame | None) -> list[Any]:
@@ -240,6 +258,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}}.ok{{background:#df
 .warn{{background:#ffd}}h2{{border-bottom:2px solid #333}}</style></head><body>
 <h1>{title}</h1>
 <h2>Model</h2>{kv(board.model)}
+{f"<h2>Labeling queue</h2>{kv(board.labeling)}" if board.labeling else ""}
 {release_panel(board.release)}
 <h2>System</h2>{kv(board.system)}
 <h2>Serving by version (latency, cost per 1,000 predictions)</h2>{_table(board.versions)}

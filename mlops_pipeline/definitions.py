@@ -17,6 +17,7 @@ from mlops_pipeline.assets import (
     dataset,
     estimation,
     features,
+    labeling,
     monitoring,
     production,
     registry,
@@ -63,11 +64,12 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
 
 
 def build_definitions() -> dg.Definitions:
-    modules = [dataset, features, training, registry, monitoring, production, estimation, board,
-               release_assets]
+    modules = [dataset, features, training, registry, monitoring, production, estimation, labeling,
+               board, release_assets]
     assets = dg.load_assets_from_modules(modules)
     checks = dg.load_asset_checks_from_modules(modules)
-    production_assets = dg.AssetSelection.assets(*dg.load_assets_from_modules([production, estimation]))
+    production_assets = dg.AssetSelection.assets(
+        *dg.load_assets_from_modules([production, estimation, labeling]))
     board_asset = dg.AssetSelection.assets("monitoring_board")
     analysis_asset = dg.AssetSelection.assets("challenger_analysis")
     loop_job = dg.define_asset_job(

@@ -19,6 +19,7 @@ GROUPS = {
     "prediction_log": "monitoring", "production_drift": "monitoring", "model_quality": "monitoring",
     "feedback_batch": "monitoring", "monitoring_board": "monitoring",
     "estimated_performance": "monitoring", "estimate_vs_realized": "monitoring",
+    "labeling_queue": "monitoring",
     "challenger_analysis": "deployment",
 }
 

@@ -57,6 +57,23 @@ def _latest(context: dg.AssetExecutionContext, asset: str, field: str) -> Any:
     return None if value is None else value.value
 
 
+def _labeling_queues(storage: StorageResource, since: datetime) -> dict[str, list[str]]:
+    """The request ids of each day's labeling queue export in the window (day -> ids)."""
+    import io
+
+    from mlops_pipeline.assets.labeling import QUEUE_DIR
+
+    out: dict[str, list[str]] = {}
+    day, today = since.date(), datetime.now(UTC).date()
+    while day <= today:
+        location = storage.uri(f"{QUEUE_DIR}/{day.isoformat()}.csv")
+        if storage.exists(location):
+            frame = pd.read_csv(io.BytesIO(storage.read_bytes(location)), usecols=["request_id"], dtype=str)
+            out[day.isoformat()] = frame["request_id"].dropna().tolist()
+        day += timedelta(days=1)
+    return out
+
+
 def _daily_quality(log: pd.DataFrame, spec) -> pd.DataFrame:
     from mlops_pipeline.assets.production import quality_scores
     from mlops_pipeline.model import compute_metrics
@@ -99,6 +116,7 @@ def monitoring_board(
     from mlops_pipeline.board import (
         Board,
         figures_for,
+        labeling_summary,
         parse_serving_metrics,
         render_board,
         serving_by_version,
@@ -141,6 +159,7 @@ def monitoring_board(
         system=system, data=checks, drift=drift, model=model,
         figures=figures_for(log, score, quality), versions=versions,
         release=_latest(context, "challenger_analysis", "verdicts") or [],
+        labeling=labeling_summary(log, _labeling_queues(storage, since)),
     )
     path = storage.reports_dir / f"board_{spec.name}.html"
     path.write_text(render_board(board))
@@ -166,5 +185,7 @@ def monitoring_board(
         "failing_checks": ", ".join(failing) or "none",
         "checks_not_run": ", ".join(not_run) or "none",
         "production_drift_share": num(drift["production drift share"]),
+        "labeling_queued": int(board.labeling.get("queued items", 0)),
+        "labeling_labelled": int(board.labeling.get("queued items labelled", 0)),
         **({"serving_by_version": dg.MetadataValue.json(versions)} if versions else {}),
     })
