@@ -33,12 +33,14 @@ def _explain(capsys, *args: str) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
-def _wait_captured(store: PredictionStore, n: int, timeout: float = 30.0) -> pd.DataFrame:
+def _wait_captured(store: PredictionStore, n: int, rid: str, timeout: float = 30.0) -> None:
+    """Every answered record captured, and the shadow answer of `rid` too (shadows are scored
+    after the answer is sent, so they land a moment later)."""
     deadline = time.monotonic() + timeout
-    while True:
+    while time.monotonic() < deadline:
         frame = store.read_window()
-        if len(frame[frame["role"] != "shadow"]) >= n or time.monotonic() > deadline:
-            return frame
+        if len(frame[frame["role"] != "shadow"]) >= n and len(store.get(rid)) == 2:
+            return
         time.sleep(0.1)
 
 
@@ -49,6 +51,11 @@ def test_explain_a_served_prediction_and_what_a_snapshot_served(stack: Stack, ca
         served: Counter = Counter()
         answers = []
         with httpx.Client(base_url=srv.url, timeout=30) as client:
+            # /ready means the champion answers; the challenger (canary, shadow) loads just after
+            deadline = time.monotonic() + 60
+            while str((client.get("/health").json().get("challenger") or {}).get("version")) != "2":
+                assert time.monotonic() < deadline, client.get("/health").json()
+                time.sleep(0.1)
             for i in range(12):
                 batch = records(stack, 1 + i % 3, offset=i * 3)
                 body = client.post("/predict", json={"records": batch},
@@ -62,9 +69,10 @@ def test_explain_a_served_prediction_and_what_a_snapshot_served(stack: Stack, ca
                                headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
         assert {role for _, role in served} == {"champion", "canary"}, served
         store = PredictionStore(srv.predictions_url)
-        frame = _wait_captured(store, sum(served.values()))
+        _wait_captured(store, sum(served.values()), rid)
     finally:
         stop(srv.proc)
+    frame = store.read_window()  # all the server captured, read after it stopped
 
     # ---- one prediction, in words and as JSON ----------------------------------------------------
     args = ["--predictions-url", srv.predictions_url, "--history-url", history_db]
