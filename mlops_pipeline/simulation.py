@@ -2,10 +2,14 @@
 
 For each month: the month's flights are sent to `POST /predict` as they would be at schedule
 time (features and the flight's key, never the outcome); after a delay, the true arrival delay is
-posted to `POST /feedback`; the day's production assets are materialized (prediction log and its
-checks, drift, quality, the labelled rows landed back); then the sensors are evaluated, and
-whatever they request — a retraining on the new content id, or on drift — runs through the same
-job and the same gate. Everything lands in the Dagster instance, so the UI and the board show it.
+posted to `POST /feedback` (for `label_share` of the requests; with `label_lag_days` N, the labels
+of a replayed month are posted only when the month N steps later is replayed, as late labels
+arrive, so the estimated metric leads the realized one); the day's production assets are
+materialized (prediction log and its checks, drift, quality, the estimate of performance before
+labels and its check once they come, the labelled rows landed back); then the sensors are
+evaluated, and whatever they request — a retraining on the new content id, on drift, or on an
+estimated degradation — runs through the same job and the same gate. Everything lands in the
+Dagster instance, so the UI and the board show it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,13 @@ class MonthReport:
     retrain_runs: list[dict[str, Any]] = field(default_factory=list)
     champion_before: str | None = None
     champion_after: str | None = None
+    #: Labels held back for a later step (delayed-label mode) after this step.
+    labels_pending: int = 0
+    #: The champion's gate metrics estimated before labels (`estimated_performance`, on the
+    #: day's served traffic so far) and realized on the labels that had arrived (`model_quality`,
+    #: every served version: a retrained champion's estimate has no labels of its own yet).
+    estimated: dict[str, float] = field(default_factory=dict)
+    realized: dict[str, float] = field(default_factory=dict)
 
 
 def request_records(frame: pd.DataFrame, spec: DatasetSpec) -> list[dict[str, Any]]:
@@ -78,6 +89,26 @@ def replay(
             return [rid for ids in pool.map(send, chunks) for rid in ids]
 
 
+def wait_for_version(url: str, version: str | None, token: str = "", timeout: float = 30.0) -> bool:
+    """Wait until the server answers with `version` (it polls the registry): a month replayed right
+    after a promotion is then served, and estimated, by the new champion. False on timeout."""
+    import httpx
+
+    if version is None:
+        return True
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if str(httpx.get(f"{url}/health", headers=headers, timeout=5.0).json().get("model_version")) \
+                    == str(version):
+                return True
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.2)
+    return False
+
+
 def post_feedback(url: str, pairs: list[tuple[str, float]], token: str = "", concurrency: int = 8) -> int:
     import httpx
 
@@ -89,6 +120,24 @@ def post_feedback(url: str, pairs: list[tuple[str, float]], token: str = "", con
 
         with ThreadPoolExecutor(concurrency) as pool:
             return sum(pool.map(send, pairs))
+
+
+def _metadata_numbers(result, asset: str, prefix: str) -> dict[str, float]:
+    """`<prefix><metric>` numbers of an asset's materialization in a run (band ends left out)."""
+    found = result.asset_materializations_for_node(asset)
+    if not found:
+        return {}
+    return {k[len(prefix):]: float(v.value) for k, v in found[0].metadata.items()
+            if k.startswith(prefix) and not k.endswith(("_lower", "_upper"))
+            and isinstance(v.value, int | float)}
+
+
+def month_metric(reports: list[MonthReport], spec: DatasetSpec) -> str | None:
+    """The metric the simulate table shows: the gate's first metric that was estimated."""
+    for m in spec.gate:
+        if any(m in r.estimated or m in r.realized for r in reports):
+            return m
+    return None
 
 
 def _checks(result) -> dict[str, bool]:
@@ -103,6 +152,7 @@ def run_simulation(
     sample: float = 0.05,
     label_share: float = 1.0,
     label_delay: float = 2.0,
+    label_lag_days: int = 0,
     token: str = "",
     seed: int = 0,
     say: Callable[[str], None] = print,
@@ -112,6 +162,10 @@ def run_simulation(
 
     `execute(job, instance=..., **kwargs)` runs a job (default: `job.execute_in_process`); the CLI
     passes one that prints a line per step instead of Dagster's event log.
+
+    `label_lag_days` N > 0: a month's labels are posted when the month N steps later is replayed
+    (those of the last N months stay pending), and the estimated-performance sensor is evaluated
+    with the others: with late labels, the estimate is what can react first.
     """
     if execute is None:
         def execute(job, **kwargs):
@@ -129,7 +183,11 @@ def run_simulation(
     production = defs.resolve_job_def(automation.PRODUCTION_JOB)
     registry = MLflowResource()
     sensor_resources = {"dataset": DatasetResource(), "storage": StorageResource()}
-    cursors: dict[str, str | None] = {"new_data_sensor": None, "drift_sensor": None}
+    sensors = ["drift_sensor", "new_data_sensor"]
+    if label_lag_days > 0:
+        sensors.append("estimated_performance_sensor")
+    cursors: dict[str, str | None] = dict.fromkeys(sensors)
+    pending: dict[int, list[tuple[str, float]]] = {}
     reports = []
 
     def champion() -> str | None:
@@ -137,11 +195,13 @@ def run_simulation(
         return None if mv is None else str(mv.version)
 
     with dg.DagsterInstance.get() as instance:
-        for month in months:
+        for step, month in enumerate(months):
             report = MonthReport(month=month, champion_before=champion())
             rows = flights[flights["month"] == month]
             rows = rows.sample(frac=sample, random_state=seed + month) if sample < 1 else rows
             rows = rows.sort_values(spec.time_column) if spec.time_column else rows
+            if not wait_for_version(server_url, report.champion_before, token=token):
+                say(f"   the server does not serve champion v{report.champion_before} yet; replaying anyway")
             say(f"== month {month}: replaying {len(rows)} flights through {server_url}/predict")
             ids = replay(server_url, request_records(rows, spec), token=token)
             report.sent, report.answered = len(rows), sum(i is not None for i in ids)
@@ -152,8 +212,13 @@ def run_simulation(
                 if rid is not None and not (isinstance(y, float) and math.isnan(y))
             ]
             pairs = pairs[: int(len(pairs) * label_share)]
+            if label_lag_days > 0:  # these arrive later; the ones due now (months ago) arrive
+                pending[step + label_lag_days] = pairs
+                pairs = pending.pop(step, [])
             report.labelled = post_feedback(server_url, pairs, token=token)
-            say(f"   {report.answered} answered, {report.labelled} labels fed back")
+            report.labels_pending = sum(len(p) for p in pending.values())
+            say(f"   {report.answered} answered, {report.labelled} labels fed back"
+                + (f" ({report.labels_pending} still to come)" if label_lag_days > 0 else ""))
 
             partition = datetime.now(UTC).strftime("%Y-%m-%d")
             result = execute(
@@ -169,11 +234,13 @@ def run_simulation(
                 report.quality = {
                     k: float(v.value) for k, v in quality[0].metadata.items() if k.startswith("production_")
                 }
+            report.estimated = _metadata_numbers(result, "estimated_performance", "estimated_")
+            report.realized = {k[len("production_"):]: v for k, v in report.quality.items()}
             say(f"   production checks: {json.dumps(report.checks)}; drift share {report.drift_share}")
 
             # Drift first: when it fires, its retraining also consumes the new batch, and the
             # new-data sensor then sees its content already snapshotted.
-            for name in ("drift_sensor", "new_data_sensor"):
+            for name in sensors:
                 sensor = defs.resolve_sensor_def(name)
                 context = dg.build_sensor_context(
                     instance=instance, cursor=cursors[name], resources=sensor_resources, definitions=defs

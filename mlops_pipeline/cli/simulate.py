@@ -79,19 +79,41 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         reports = run_simulation(
             load_flights_with_weather(), spec, url, months=args.months, sample=args.sample,
             label_share=args.label_share, label_delay=args.label_delay,
+            label_lag_days=args.label_lag_days,
             token=os.environ.get("MLOPS_SERVE_TOKEN", ""), execute=execute,
         )
     finally:
         if server is not None:
             stop_group(server, timeout=20)
-    print("\nmonth  sent  labelled  drift  retrained(trigger: gate)            champion")
+    print_table(reports, spec, args.label_lag_days)
+    return 0
+
+
+def print_table(reports, spec, label_lag_days: int = 0) -> None:
+    """One line per replayed month: traffic, labels, drift, retrainings, champion, and the gate's
+    first metric estimated before labels next to the realized one."""
+    from mlops_pipeline.simulation import month_metric
+
+    metric = month_metric(reports, spec)
+    shown = (f"  est. {metric}  realized" if metric else "")
+    print("\nmonth  sent  labelled  drift  retrained(trigger: gate)            "
+          + (f"{'champion':<12}{shown}" if metric else "champion"))
     for r in reports:
         runs = ", ".join(f"{x['trigger']}: {'passed' if x['gate_passed'] else 'blocked'}"
                          for x in r.retrain_runs) or "no"
         drift = "—" if r.drift_share is None else f"{r.drift_share:.0%}"
+        metrics = ""
+        if metric:
+            est, real = r.estimated.get(metric), r.realized.get(metric)
+            metrics = (f"  {'—' if est is None else f'{est:.3f}':>{len(metric) + 5}}"
+                       f"  {'—' if real is None else f'{real:.3f}':>8}")
         print(f"{r.month:>5}  {r.sent:>4}  {r.labelled:>8}  {drift:>5}  {runs:<33}  "
-              f"v{r.champion_before} -> v{r.champion_after}")
-    return 0
+              f"{f'v{r.champion_before} -> v{r.champion_after}':<12}{metrics}")
+    if reports and reports[-1].labels_pending:
+        print(f"{reports[-1].labels_pending} labels still to come (--label-lag-days {label_lag_days})")
+    if metric:
+        print(f"est. {metric}: estimated before labels on the day's served traffic so far; realized: "
+              "on the labels that had arrived")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -101,6 +123,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--sample", type=float, default=0.05, help="fraction of each month's flights to replay")
     sim.add_argument("--label-share", type=float, default=1.0, help="share of predictions that get a label")
     sim.add_argument("--label-delay", type=float, default=2.0, help="seconds before labels are posted")
+    sim.add_argument("--label-lag-days", type=int, default=0, metavar="N",
+                     help="delayed labels: a month's labels are posted when the month N steps later "
+                     "is replayed (default 0: at once); the estimated-performance sensor then runs too")
     sim.add_argument("--server-url", help="a running `mlops-pipeline serve` (default: start one)")
     sim.add_argument("--verbose", action="store_true", help="show Dagster's full event log of each run")
     sim.set_defaults(func=cmd_simulate)
