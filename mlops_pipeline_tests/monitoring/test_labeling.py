@@ -197,3 +197,25 @@ def test_cli_imports_a_csv(store, tmp_path, monkeypatch, capsys, data_dir):
     bad.write_text(f"request_id,label\n{ids['f3']},late\n")
     assert main(["labels", "import", str(bad)]) == 1
     assert "expected a number" in capsys.readouterr().out
+
+
+def test_import_validates_labels_exactly_like_post_feedback(data_dir):
+    """`labels import` must accept and store what `POST /feedback` accepts and stores: the server's
+    own `_feedback_label` and `feedback_label` agree on every label for every kind of class list."""
+    from types import SimpleNamespace
+
+    from mlops_pipeline.serving.app import Server
+
+    derived = load_spec()
+    column = derived.model_copy(update={"target": derived.target.model_copy(update={"expression": None})})
+    regression = column.model_copy(update={"task": "regression"})
+    labels = ["late", "", 3, 3.5, 0, True, False, None, [1]]
+    for spec in (derived, column, regression):
+        for classes in ((), ("late", "on_time"), (False, True), (0, 1, 2), (0.0, 1.0)):
+            champion = SimpleNamespace(classes=SimpleNamespace(labels=classes) if classes else None)
+            server = SimpleNamespace(spec=spec, watcher=SimpleNamespace(champion=champion))
+            for label in labels:
+                want = Server._feedback_label(server, label)
+                got = feedback_label(label, spec, classes)
+                assert (got[0], got[1] is None) == (want[0], want[1] is None), (spec.task, classes, label)
+                assert type(got[0]) is type(want[0])
