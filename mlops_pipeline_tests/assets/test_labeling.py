@@ -108,3 +108,35 @@ def test_the_day_queue_is_exported_and_its_labels_show_on_the_board(data_dir, la
         html = (data_dir / "reports" / f"board_{spec.name}.html").read_text()
         assert "Labeling queue" in html and "queued items labelled" in html
         assert np.isfinite(queue["margin"]).all()
+
+
+def test_a_regression_queue_is_ranked_by_the_loss_models_estimate(data_dir, land, flights, monkeypatch):
+    monkeypatch.setenv("MLOPS_DATASET_CONFIG", "data/configs/flights_regression.yaml")
+    land()
+    defs = build_definitions()
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert defs.resolve_job_def("mlops_loop").execute_in_process(instance=instance).success
+        spec = load_spec("data/configs/flights_regression.yaml")
+        model = mlflow.sklearn.load_model(f"models:/{spec.name}@champion")
+        version = str(mlflow.MlflowClient().get_model_version_by_alias(spec.name, "champion").version)
+        rows = flights[flights["month"] == 4].dropna(subset=["arr_delay"]).sample(300, random_state=4)
+        records = rows[list(dict.fromkeys([*spec.features.columns, *spec.key_columns]))].astype(object)
+        records = records.where(records.notna(), None)
+        features = [{k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in rec.items()}
+                    for rec in records.to_dict("records")]
+        batch = PredictionBatch.from_records(features, model.predict(rows[spec.features.columns]).tolist(),
+                                             model_name=spec.name, model_version=version)
+        store = PredictionStore()
+        store.write([batch])
+        store.close()
+
+        result = defs.resolve_job_def("production_monitoring").execute_in_process(
+            instance=instance, partition_key=TODAY,
+            asset_selection=[dg.AssetKey("prediction_log"), dg.AssetKey("labeling_queue")])
+        assert result.success
+        meta = result.asset_materializations_for_node("labeling_queue")[0].metadata
+        assert meta["ranked_by"].value == "estimated loss (DLE)"
+        assert meta["queued"].value == spec.labeling.max_per_day == 200
+        queue = pd.read_csv(data_dir / "labeling" / f"{TODAY}.csv", dtype={"request_id": str})
+        assert queue["estimated_loss"].is_monotonic_decreasing and (queue["estimated_loss"] > 0).all()
+        assert set(queue["reason"]) == {"least_confident"}
