@@ -254,10 +254,16 @@ def _read(location: str, storage: StorageResource | None) -> bytes:
 
 
 def _write(location: str, data: bytes, storage: StorageResource | None) -> None:
-    """Write-once and atomic: a temporary name renamed into place locally, one PUT on S3. A
-    landing folder that cannot be written only costs the next run a re-read."""
+    """Write-once and atomic: a temporary name renamed into place locally, one PUT on S3. An
+    index that cannot be written only costs the next run a re-read (a store that is down fails
+    the run where it writes what is not a cache: the snapshot)."""
     if storage is not None and "://" in location:
-        storage.write_bytes_at(location, data)
+        from mlops_pipeline.resources.storage import StorageError
+
+        try:
+            storage.write_bytes_at(location, data)
+        except StorageError:
+            return
         return
     path = Path(location)
     try:
