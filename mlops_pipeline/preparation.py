@@ -15,7 +15,9 @@ landed in another order train the same model.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,6 +58,34 @@ def derive_target(df: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, in
             raise ValueError(f"cannot derive target '{t.name}' from {t.expression!r}: {exc}") from exc
         out[t.name] = values.astype(int) if spec.task == "classification" else values
     return out.reset_index(drop=True), dropped
+
+
+def feedback_label(label: Any, spec: Any, classes: Sequence[Any] = ()) -> tuple[Any, str | None]:
+    """The label as `POST /feedback` stores it (the dataset's own label type) or why it is not one:
+    a derived target or regression takes a number, a classification target a class of the model's
+    type (string, boolean or number, judged by `classes`, the answering model's classes). One
+    rule for `POST /feedback` and `labels import`, beside the derivation that turns the label
+    into the target (`target_from_feedback`)."""
+    numeric = isinstance(label, int | float) and not isinstance(label, bool)
+    if spec.target.expression or spec.task == "regression":
+        if isinstance(label, bool):
+            return int(label), None
+        if numeric:
+            return float(label), None
+        return None, f"expected a number (the observed '{spec.label_source}')"
+    labels = tuple(classes)
+    if any(isinstance(c, str) for c in labels):
+        return (label, None) if isinstance(label, str) and label else (
+            None, f"expected a string class of '{spec.target.name}', e.g. {labels[0]!r}")
+    if labels and all(isinstance(c, bool) for c in labels):
+        return (label, None) if isinstance(label, bool) else (
+            None, f"expected true or false (the class of '{spec.target.name}')")
+    if labels:
+        return (label, None) if numeric else (
+            None, f"expected a number (the class of '{spec.target.name}')")
+    if isinstance(label, str | bool) or numeric:
+        return label, None
+    return None, f"expected the class of '{spec.target.name}' (a string, number or boolean)"
 
 
 def target_from_feedback(labels, spec: DatasetSpec) -> np.ndarray:

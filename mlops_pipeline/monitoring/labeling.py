@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlops_pipeline.preparation import feedback_label
+
 SERVED_ROLES = ("champion", "canary")
 #: Columns of the queue before the features (the features follow, in the log's order).
 QUEUE_COLUMNS = ["request_id", "ts", "model_version", "key", "reason", "prediction",
@@ -236,33 +238,6 @@ def read_labels(path: str | Path) -> tuple[list[LabelRow], list[str]]:
         elif label:
             problems.append(f"line {line}: no request_id")
     return rows, problems
-
-
-def feedback_label(label: Any, spec: Any, classes: Sequence[Any] = ()) -> tuple[Any, str | None]:
-    """The label as `POST /feedback` stores it (the dataset's own label type) or why it is not one:
-    a derived target or regression takes a number, a classification target a class of the model's
-    type (string, boolean or number, judged by `classes`, the answering model's classes). The
-    rules are the server's (`Server._feedback_label`)."""
-    numeric = isinstance(label, int | float) and not isinstance(label, bool)
-    if spec.target.expression or spec.task == "regression":
-        if isinstance(label, bool):
-            return int(label), None
-        if numeric:
-            return float(label), None
-        return None, f"expected a number (the observed '{spec.label_source}')"
-    labels = tuple(classes)
-    if any(isinstance(c, str) for c in labels):
-        return (label, None) if isinstance(label, str) and label else (
-            None, f"expected a string class of '{spec.target.name}', e.g. {labels[0]!r}")
-    if labels and all(isinstance(c, bool) for c in labels):
-        return (label, None) if isinstance(label, bool) else (
-            None, f"expected true or false (the class of '{spec.target.name}')")
-    if labels:
-        return (label, None) if numeric else (
-            None, f"expected a number (the class of '{spec.target.name}')")
-    if isinstance(label, str | bool) or numeric:
-        return label, None
-    return None, f"expected the class of '{spec.target.name}' (a string, number or boolean)"
 
 
 def typed_label(raw: Any, spec: Any, classes: Sequence[Any] = ()) -> Any:

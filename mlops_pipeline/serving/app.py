@@ -579,34 +579,13 @@ class Server:
             self.metrics.latency.labels("feedback").observe(time.perf_counter() - received)
 
     def _feedback_label(self, label: Any) -> tuple[Any, str | None]:
-        """The label as stored (the dataset's own label type) or why it is not one.
+        """The label as stored, or why it is not one (`preparation.feedback_label`), judged by the
+        loaded champion's classes."""
+        from mlops_pipeline.preparation import feedback_label
 
-        A derived target (flights: `arr_delay > 15`) takes its source's number; regression a
-        number; a classification target that is a column takes a class in its own type (a string
-        for string classes, a number or boolean for numeric or boolean ones, judged by the loaded
-        champion's classes)."""
-        spec = self.spec
-        numeric = isinstance(label, int | float) and not isinstance(label, bool)
-        if spec.target.expression or spec.task == "regression":
-            if isinstance(label, bool):  # true/false as 1/0, as before
-                return int(label), None
-            if numeric:
-                return float(label), None
-            return None, f"expected a number (the observed '{spec.label_source}')"
         champion = self.watcher.champion
-        labels = champion.classes.labels if champion is not None and champion.classes else ()
-        if any(isinstance(c, str) for c in labels):
-            return (label, None) if isinstance(label, str) and label else (
-                None, f"expected a string class of '{spec.target.name}', e.g. {labels[0]!r}")
-        if labels and all(isinstance(c, bool) for c in labels):
-            return (label, None) if isinstance(label, bool) else (
-                None, f"expected true or false (the class of '{spec.target.name}')")
-        if labels:
-            return (label, None) if numeric else (
-                None, f"expected a number (the class of '{spec.target.name}')")
-        if isinstance(label, str | bool) or numeric:
-            return label, None
-        return None, f"expected the class of '{spec.target.name}' (a string, number or boolean)"
+        classes = champion.classes.labels if champion is not None and champion.classes else ()
+        return feedback_label(label, self.spec, classes)
 
     async def reload(self, request: Request) -> Response:
         try:
