@@ -226,11 +226,16 @@ def _batch_check_specs() -> list[dg.AssetCheckSpec]:
 
 
 @dg.multi_asset_check(specs=_batch_check_specs(), ins={"dataset_snapshot": dg.AssetIn("dataset_snapshot")})
-def landed_batch_checks(dataset_snapshot: SnapshotRef) -> Iterator[dg.AssetCheckResult]:
+def landed_batch_checks(
+    dataset_snapshot: SnapshotRef, dataset: DatasetResource
+) -> Iterator[dg.AssetCheckResult]:
     """Each landed batch on its own (a bad small batch is not diluted by the rest): every check
-    blocks and names the batch file, the column and example values."""
+    blocks and names the batch file, the column and example values — except duplicated rows in a
+    dataset without key columns, which warn: with no key, two equal rows may be two real records
+    (a file landed twice cannot happen: `land --from` names batches by content)."""
     from mlops_pipeline.data.batch_checks import BATCH_CHECKS, summary
 
+    keyless = not dataset.spec().key_columns
     found = getattr(dataset_snapshot, "batch_findings", None)
     for name in BATCH_CHECKS:
         if found is None:  # a snapshot stored before these checks existed: never checked, not passed
@@ -240,8 +245,10 @@ def landed_batch_checks(dataset_snapshot: SnapshotRef) -> Iterator[dg.AssetCheck
                 "materialize dataset_snapshot again")
             continue
         findings = found.get(name, [])
+        warn_only = keyless and name == "batch_duplicates"
         yield dg.AssetCheckResult(
-            check_name=name, passed=not findings, severity=dg.AssetCheckSeverity.ERROR,
+            check_name=name, passed=not findings,
+            severity=dg.AssetCheckSeverity.WARN if warn_only else dg.AssetCheckSeverity.ERROR,
             description=summary(name, findings, f"{dataset_snapshot.batches} landed batch(es)"),
             metadata={
                 "failing_batches": ", ".join(sorted({f.batch for f in findings})),
