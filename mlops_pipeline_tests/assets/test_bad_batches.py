@@ -221,7 +221,11 @@ def test_a_bad_batch_is_blocked_by_name_and_the_champion_stays(
     assert len(res.client().search_model_versions(f"name='{MODEL}'")) == versions_before
     after = _snapshot_bytes(root)
     assert {k: v for k, v in after.items() if k in snapshots_before} == snapshots_before
-    # Nothing half-written: every stored snapshot is whole, and hashes to its name.
-    assert all(name.endswith(".parquet") for name in after), sorted(after)
+    # Nothing half-written: every stored file is a whole snapshot (hashing to its name) or the
+    # record of which landed files made one (`<id>.batches.json`, what `explain` prints), no temp file.
+    assert all(name.endswith((".parquet", ".batches.json")) for name in after), sorted(after)
     for name in set(after) - set(snapshots_before):
-        assert content_id(pd.read_parquet(root / "snapshots" / name)) == name.removesuffix(".parquet")
+        if name.endswith(".parquet"):
+            assert content_id(pd.read_parquet(root / "snapshots" / name)) == name.removesuffix(".parquet")
+        else:
+            assert (root / "snapshots" / name.replace(".batches.json", ".parquet")).exists(), name
