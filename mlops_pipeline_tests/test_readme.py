@@ -55,6 +55,12 @@ COVERED: dict[str, tuple[str, str, tuple[str, ...]] | None] = {
         "test_traffic_and_feedback_flow_back_into_a_gated_retraining", ('"serve"',)),
     "uv run mlops-pipeline simulate --months 4 8 12": (
         THIS, "test_simulate_replays_a_month_through_a_server_it_starts", ('"simulate", "--months"',)),
+    "uv run mlops-pipeline simulate --months 4 8 12 --label-share 0.5 --label-lag-days 1": (
+        THIS, "test_simulate_replays_a_month_through_a_server_it_starts",
+        ('"--label-share", "0.5", "--label-lag-days", "1"',)),
+    "uv run mlops-pipeline labels import data/labeling/2013-04-01.csv": (
+        "mlops_pipeline_tests/monitoring/test_labeling.py", "test_cli_imports_a_csv",
+        ('main(["labels", "import", str(path)])',)),
     "uv run mlops-pipeline contract infer --config data/configs/my_data.yaml": (
         "mlops_pipeline_tests/cli/conftest.py", "fair", ('"contract", "infer", "--config"',)),
     # "Bring your own data": the walkthrough, each dataset of it run as a user would.
@@ -166,12 +172,18 @@ def test_simulate_replays_a_month_through_a_server_it_starts(tmp_path):
     up = _run([cli, "up", "--no-ui"], env)
     assert up.returncode == 0, up.stdout + up.stderr[-3000:]
 
-    argv = [cli, "simulate", "--months", "4", "--sample", "0.01", "--label-delay", "0"]
+    # With the delayed-label flags of the README's second simulate line: half the answers get a
+    # label, a month late (so none within this one month: the estimate stands alone).
+    argv = [cli, "simulate", "--months", "4", "--sample", "0.01", "--label-delay", "0",
+            "--label-share", "0.5", "--label-lag-days", "1"]
     proc = _run(argv, env, timeout=900)
 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "started a serving process at http://127.0.0.1:" in proc.stdout
     table = proc.stdout[proc.stdout.index("month  sent"):].splitlines()
     row = table[1].split()
-    assert row[0] == "4" and int(row[1]) > 0 and int(row[2]) > 0
+    assert row[0] == "4" and int(row[1]) > 0 and row[2] == "0"  # sent; labelled: not yet
+    assert table[0].split()[-3:] == ["est.", "roc_auc", "realized"]
+    assert 0.4 < float(row[-2]) < 1.0 and row[-1] == "—"  # an estimate, no realized metric yet
+    assert "labels still to come (--label-lag-days 1)" in proc.stdout
     assert " - DEBUG - " not in proc.stdout + proc.stderr  # Dagster's event log only with --verbose
