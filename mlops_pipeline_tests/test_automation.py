@@ -161,7 +161,8 @@ def test_failed_checks_and_failed_runs_raise_alerts(data_dir, land, webhook):
         assert not result.success
         tick = _tick(automation.alert_on_check_failure, instance, None, {"alerts": alerts})
         assert "1 check failure alert" in tick.skip_message
-        assert received[-1]["check"] == "training_features:null_rates"
+        # The batch is checked on its own first: its null rate blocks before training_features.
+        assert received[-1]["check"] == "dataset_snapshot:batch_null_rates"
         assert "temp" in received[-1]["text"]
         again = _tick(automation.alert_on_check_failure, instance, tick.cursor, {"alerts": alerts})
         assert "no new failed checks" in again.skip_message and len(received) == 1

@@ -90,7 +90,8 @@ def test_explain_a_served_prediction_and_what_a_snapshot_served(stack: Stack, ca
     assert rec["label"] == 1
     model = out["model"]
     assert model["version"] == "1" and model["aliases_then"]["aliases"]["champion"] == "1"
-    assert model["aliases_then"]["version_held"] == ["champion"]
+    # (the shared stack's earlier tests may have parked other aliases on v1 too)
+    assert "champion" in model["aliases_then"]["version_held"]
     assert model["aliases_then"]["champion_move"]["actor"].startswith("dagster:")
     assert model["aliases_now"]["challenger"] == "2"
     assert model["description"].startswith(f"# {MODEL} v1")  # the model card
@@ -119,7 +120,7 @@ def test_explain_a_served_prediction_and_what_a_snapshot_served(stack: Stack, ca
     canary_rid = next(b for b, _ in answers if b["role"] == "canary")["predictions"][0]["request_id"]
     code, raw = _explain(capsys, canary_rid, "--json", *args)
     v2 = json.loads(raw)
-    assert v2["model"]["version"] == "2" and v2["model"]["aliases_then"]["version_held"] == ["challenger"]
+    assert v2["model"]["version"] == "2" and "challenger" in v2["model"]["aliases_then"]["version_held"]
     assert v2["gate"]["champion_version"] == "1"
     assert v2["gate"]["champion"]["tags"]["snapshot_id"] == snap["id"]
     assert len(v2["snapshot"]["batches"]) == 3
