@@ -301,6 +301,8 @@ def release_guard(context: dg.SensorEvaluationContext, dataset: DatasetResource,
     elif decision.action == release.ANNOUNCE:
         cursor["announced"] = version
         mlflow.client().set_model_version_tag(name, str(version), release.READY_TAG, decision.reason[:4000])
+        mlflow.registry().record_decision(name, "challenger", str(version), actor=release.GUARD_ACTOR,
+                                          reason=f"ready to promote: {decision.reason}")
         alerts.send(f"{name} {decision.reason}", log=context.log, kind="release_ready",
                     model=name, version=str(version))
     elif decision.action == release.PROMOTE:

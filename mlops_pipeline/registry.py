@@ -122,6 +122,13 @@ class Registry:
         move = AliasMove(name, alias, str(before.version) if before else None, str(version))
         return self._record(move, actor, reason)
 
+    def record_decision(self, name: str, alias: str, version: str, actor: str | None = None,
+                        reason: str = "") -> AliasMove:
+        """Record a decision about the version `alias` names that moves nothing (the release
+        guard's "ready to promote"): a history row from and to the same version, so "who decided
+        what, and when" has one place to look, without a move that did not happen."""
+        return self._record(AliasMove(name, alias, str(version), str(version)), actor, reason)
+
     def remove_alias(self, name: str, alias: str, actor: str | None = None,
                      reason: str = "") -> AliasMove | None:
         """Delete `alias` and record it (None, and nothing recorded, when it did not exist)."""

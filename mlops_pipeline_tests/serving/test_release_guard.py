@@ -333,6 +333,14 @@ def test_good_challenger_is_announced_then_promoted_and_its_shadow_agreement_mat
         assert any(a.get("kind") == "release_ready" and a["version"] == version
                    for a in rel.webhook.received)
         assert str(rel.mlflow.version_by_alias(NAME, "champion").version) == "1"  # announced only
+        # The decision is in the history: a row that moves nothing, with who and why.
+        history = AliasHistory(srv.predictions_url)
+        try:
+            said = history.events(model=NAME, alias="challenger")[-1]
+        finally:
+            history.close()
+        assert (said.from_version, said.to_version) == (version, version)
+        assert said.actor == release.GUARD_ACTOR and said.reason.startswith("ready to promote")
 
         # Shadow analysis against a direct computation from the store (traffic stopped; wait for
         # the shadow queue to drain: every champion record has its shadow answer).
