@@ -102,7 +102,8 @@ def test_nullable_ints_with_nulls_in_one_batch_fall_back(tmp_path):
 def test_numbers_sent_as_text_in_one_batch_fall_back(tmp_path):
     parts = _split(_frame(200, 7), 5, 7)
     parts[4]["n"] = parts[4]["n"].astype(str)
-    _fallback_case(tmp_path, parts)
+    _, said = _fallback_case(tmp_path, parts)
+    assert "'n'" in said, said  # the text column is named
 
 
 def test_categoricals_with_other_categories_fall_back(tmp_path):
@@ -110,7 +111,8 @@ def test_categoricals_with_other_categories_fall_back(tmp_path):
     for p in parts:
         p["s"] = p["s"].astype("category")
     parts[0]["s"] = parts[0]["s"].cat.add_categories(["zzz"])
-    _fallback_case(tmp_path, parts)
+    _, said = _fallback_case(tmp_path, parts)
+    assert "'s'" in said, said  # the categorical column is named
 
 
 def test_only_new_batches_are_read_and_rewritten_ones_are_read_again(tmp_path, monkeypatch):
