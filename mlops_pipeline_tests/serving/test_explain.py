@@ -92,7 +92,18 @@ def test_explain_a_served_prediction_and_what_a_snapshot_served(stack: Stack, ca
     assert model["version"] == "1" and model["aliases_then"]["aliases"]["champion"] == "1"
     # (the shared stack's earlier tests may have parked other aliases on v1 too)
     assert "champion" in model["aliases_then"]["version_held"]
-    assert model["aliases_then"]["champion_move"]["actor"].startswith("dagster:")
+    # The move that made v1 champion before this request, as the history recorded it (the loop's
+    # run, or an earlier test on the shared stack that put v1 back): the same row the history gives.
+    from mlops_pipeline.deployment.history import AliasHistory
+
+    move = model["aliases_then"]["champion_move"]
+    assert move["to_version"] == "1" and move["actor"]
+    history = AliasHistory(history_db)
+    try:
+        then = history.event_at(MODEL, "champion", pd.Timestamp(answer["at"]).to_pydatetime())
+    finally:
+        history.close()
+    assert then is not None and then.actor == move["actor"] and then.to_version == "1"
     assert model["aliases_now"]["challenger"] == "2"
     assert model["description"].startswith(f"# {MODEL} v1")  # the model card
     manifest = out["run"]["manifest"]
