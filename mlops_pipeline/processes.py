@@ -20,18 +20,36 @@ import subprocess
 
 
 def stop_group(*procs: subprocess.Popen, timeout: float = 15.0) -> None:
-    """SIGTERM every group at once, wait up to `timeout` for each, then SIGKILL what lingers."""
+    """SIGTERM every group at once and return only when each whole group is gone.
+
+    The leader exiting is not enough: its workers (Dagster's code server, gunicorn's workers) are
+    in the same group and may take longer. What still lingers after `timeout` gets SIGKILL.
+    """
+    import time
+
     for proc in procs:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
+        if proc.poll() is None or group_alive(proc.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
     for proc in procs:
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        while group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.poll() is None or group_alive(proc.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
+            _wait_group_gone(proc.pid, 5.0)
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def default_signals() -> None:
@@ -72,28 +90,48 @@ def watch_children(procs: list[subprocess.Popen], poll_s: float = 0.5) -> subpro
     )
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+def group_alive(pgid: int) -> bool:
+    """Whether any process of group `pgid` still runs; zombies (dead, waiting to be reaped) do not count.
+
+    Reads /proc on Linux, since `killpg(pgid, 0)` also succeeds while a dead orphan waits for
+    init to reap it; elsewhere falls back to that signal probe.
+    """
+    proc = "/proc"
+    if not os.path.isdir(proc):
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
         return True
-    return True
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ..."; comm may hold spaces and parentheses.
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def _watch(parent: int, poll_s: float, pgids: list[int], grace_s: float = 10.0) -> None:
     import time
 
     while os.getppid() == parent:
-        if not any(_group_alive(g) for g in pgids):
+        if not any(group_alive(g) for g in pgids):
             return
         time.sleep(poll_s)
     for g in pgids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(g, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_group_alive(g) for g in pgids):
+    while time.monotonic() < deadline and any(group_alive(g) for g in pgids):
         time.sleep(0.2)
     for g in pgids:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 
-from mlops_pipeline.processes import stop_group
+from mlops_pipeline.processes import group_alive, stop_group
 
 
 def _alive(pid: int) -> bool:
@@ -31,8 +31,25 @@ def test_stop_group_reaches_children_and_kills_what_ignores_sigterm(tmp_path):
     stop_group(proc, timeout=1)
     assert proc.poll() is not None
     assert time.monotonic() - started < 8
-    time.sleep(0.2)
     assert not _alive(child)
+
+
+def test_stop_group_returns_only_when_a_slow_worker_of_the_group_has_exited(tmp_path):
+    """The leader exits at once on SIGTERM; its worker takes a while to finish. `stop_group` must not
+    return in between (that race let a Dagster code server outlive `up`)."""
+    pidfile = tmp_path / "worker.pid"
+    worker = "trap 'sleep 1.5; exit 0' TERM; while true; do sleep 0.1; done"
+    script = f"bash -c \"{worker}\" & echo $! > {pidfile}; trap 'exit 0' TERM; wait"
+    proc = subprocess.Popen(["bash", "-c", script], start_new_session=True)
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    child = int(pidfile.read_text())
+    stop_group(proc, timeout=10)
+    assert proc.poll() is not None
+    assert not _alive(child)
+    assert not group_alive(proc.pid)
 
 
 PARENT = """

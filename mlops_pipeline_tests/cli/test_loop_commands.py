@@ -141,12 +141,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+def _gone(pgid: int) -> bool:
+    from mlops_pipeline.processes import group_alive
+
+    return not group_alive(pgid)
 
 
 def _wait(what: str, probe, timeout: float, proc: subprocess.Popen, log: Path) -> None:
