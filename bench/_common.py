@@ -183,9 +183,9 @@ def run_assets(assets: list[str]) -> Any:
 def register_versions(root: Path, sample: float = 1.0) -> list[dict]:
     """v1 = champion (Jan-Feb), v2 = challenger (Jan-Mar), both trained and registered by the
     pipeline itself; returns v2's holdout rows as a client sends them (JSON records)."""
-    from mlops_pipeline.landing import land_months
-    from mlops_pipeline.preparation import SPLIT_COLUMN
-    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.data.landing import land_months
+    from mlops_pipeline.data.preparation import SPLIT_COLUMN
+    from mlops_pipeline.spec import load_spec
 
     use_env(bench_env(root))
     landing = root / "data" / "landing" / "flights"

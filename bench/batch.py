@@ -53,8 +53,8 @@ def in_process(records_path: Path, model_uri: str, reps: int, seconds: float) ->
     import mlflow
     import pandas as pd
 
-    from mlops_pipeline.contract import load_contract, validate
-    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.data.contract import load_contract, validate
+    from mlops_pipeline.spec import load_spec
 
     spec = load_spec()
     records = json.loads(records_path.read_text())
@@ -168,7 +168,7 @@ def main() -> int:
 def _serve_load(root: Path, label: str, workers: int, connections: int, body: str,
                 args: argparse.Namespace) -> tuple:
     """(load result, connections, server CPU in cores, (records stored, records answered))."""
-    from mlops_pipeline.resources.predictions import PredictionStore
+    from mlops_pipeline.defs.resources.predictions import PredictionStore
 
     env = {**bench_env(root), **SERVER_LIMITS}
     name = f"ours-{workers}"

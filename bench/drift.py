@@ -1,4 +1,5 @@
-"""Drift report at scale: 1M rows x 20 columns per side through `mlops_pipeline.drift.compute_drift`
+"""Drift report at scale: 1M rows x 20 columns per side through
+`mlops_pipeline.monitoring.drift.compute_drift`
 (exact PSI / Jensen-Shannon on every row + the Evidently HTML report from a 50k-row sample) against
 Evidently's DataDriftPreset on the full frames, with a per-column verdict comparison.
 
@@ -54,8 +55,8 @@ def make_frames(rows: int, seed: int = 0) -> tuple:
 
 
 def child(mode: str, rows: int, out: Path) -> None:
-    from mlops_pipeline.drift import compute_drift
-    from mlops_pipeline.settings import DriftSpec
+    from mlops_pipeline.monitoring.drift import compute_drift
+    from mlops_pipeline.spec import DriftSpec
 
     ref, cur = make_frames(rows)
     if mode == "data":
@@ -67,7 +68,7 @@ def child(mode: str, rows: int, out: Path) -> None:
         result.save_html(out.with_suffix(".html"))
         cols = {c.column: (c.score, c.drifted) for c in result.columns}
     else:
-        from mlops_pipeline.drift import _evidently_columns, _evidently_report
+        from mlops_pipeline.monitoring.drift import _evidently_columns, _evidently_report
 
         snap = _evidently_report(ref, cur, CATEGORICAL, NUMERICAL, spec)
         snap.save_html(str(out.with_suffix(".html")))

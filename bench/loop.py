@@ -37,7 +37,7 @@ def land_replicas(landing: Path, scale: float) -> int:
     below 1, a seeded sample of that share of the year."""
     import pandas as pd
 
-    from mlops_pipeline.landing import load_flights_with_weather
+    from mlops_pipeline.data.landing import load_flights_with_weather
 
     df = load_flights_with_weather()
     if scale < 1:
@@ -70,21 +70,21 @@ def plain(root: Path) -> dict:
     import skops.io
     import yaml
 
-    from mlops_pipeline.contract import load_contract, null_rate_violations, validate
-    from mlops_pipeline.drift import PREDICTION_COLUMN, compute_drift
-    from mlops_pipeline.gate import evaluate_gate
-    from mlops_pipeline.manifest import build_manifest
-    from mlops_pipeline.model import predict_scores
-    from mlops_pipeline.preparation import SPLIT_COLUMN, prepare
-    from mlops_pipeline.settings import load_spec, resolve_path
-    from mlops_pipeline.snapshots import (
+    from mlops_pipeline.data.contract import load_contract, null_rate_violations, validate
+    from mlops_pipeline.data.preparation import SPLIT_COLUMN, prepare
+    from mlops_pipeline.data.snapshots import (
         canonicalize,
         content_id,
         missing_columns_by_batch,
         newest_batch,
         read_landing,
     )
-    from mlops_pipeline.training import drift_reference, fit_and_score
+    from mlops_pipeline.deployment.gate import evaluate_gate
+    from mlops_pipeline.monitoring.drift import PREDICTION_COLUMN, compute_drift
+    from mlops_pipeline.spec import load_spec, resolve_path
+    from mlops_pipeline.training.fit import drift_reference, fit_and_score
+    from mlops_pipeline.training.manifest import build_manifest
+    from mlops_pipeline.training.model import predict_scores
 
     spec = load_spec()
     data = root / "data"
@@ -145,7 +145,7 @@ def init_stores(root: Path) -> dict:
     import dagster as dg
 
     from mlops_pipeline.cli.common import ensure_dagster_home
-    from mlops_pipeline.resources import MLflowResource
+    from mlops_pipeline.defs.resources import MLflowResource
 
     ensure_dagster_home()
     with dg.DagsterInstance.get() as instance:

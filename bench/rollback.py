@@ -69,7 +69,7 @@ class Client(threading.Thread):
 
 
 def _promote_v2(url: str) -> None:
-    from mlops_pipeline.resources.mlflow import MLflowResource
+    from mlops_pipeline.defs.resources.mlflow import MLflowResource
 
     MLflowResource().promote(MODEL, "2")
     deadline = time.time() + 60

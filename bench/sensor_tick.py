@@ -37,7 +37,7 @@ def rchar() -> int:
 
 def months(rows_per_batch: int | None) -> list:
     """The flights year as 12 monthly frames (a seeded sample of each when `rows_per_batch`)."""
-    from mlops_pipeline.landing import load_flights_with_weather
+    from mlops_pipeline.data.landing import load_flights_with_weather
 
     df = load_flights_with_weather()
     out = [m for _, m in df.groupby("month")]
@@ -60,12 +60,12 @@ def batch(monthly: list, i: int):
 def measure(root: Path, monthly: list, n: int, repeat: int) -> dict:
     import dagster as dg
 
-    from mlops_pipeline import automation
     from mlops_pipeline.data import batch_index
     from mlops_pipeline.data.batch_index import INDEX_DIR
+    from mlops_pipeline.data.snapshots import content_id, read_landing
     from mlops_pipeline.definitions import build_definitions
-    from mlops_pipeline.resources import DatasetResource, StorageResource
-    from mlops_pipeline.snapshots import content_id, read_landing
+    from mlops_pipeline.defs import automation
+    from mlops_pipeline.defs.resources import DatasetResource, StorageResource
 
     def old_way(pattern, fmt, storage=None, log=None):
         """The tick before the index: re-read and re-hash every landed batch."""

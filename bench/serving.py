@@ -47,7 +47,7 @@ def _measure(server: Server, path: str, bodies: list[str], args: argparse.Namesp
 
 
 def _captured(db: Path) -> int:
-    from mlops_pipeline.resources.predictions import PredictionStore
+    from mlops_pipeline.defs.resources.predictions import PredictionStore
 
     store = PredictionStore(f"sqlite:///{db}")
     try:

@@ -11,25 +11,23 @@ import os
 
 import dagster as dg
 
-from mlops_pipeline import automation
-from mlops_pipeline.assets import (
-    board,
-    dataset,
-    estimation,
-    features,
-    labeling,
-    monitoring,
-    production,
-    registry,
-    training,
+from mlops_pipeline.defs import automation
+from mlops_pipeline.defs.data import dataset_snapshot, training_features
+from mlops_pipeline.defs.deployment import challenger_analysis, registered_model
+from mlops_pipeline.defs.monitoring import (
+    drift_report,
+    estimated_performance,
+    labeling_queue,
+    monitoring_board,
+    traffic,
 )
-from mlops_pipeline.assets import release as release_assets
+from mlops_pipeline.defs.resources import AlertResource, DatasetResource, MLflowResource, StorageResource
+from mlops_pipeline.defs.resources.predictions import PredictionStoreResource
+from mlops_pipeline.defs.resources.serving import ServingResource
+from mlops_pipeline.defs.runtime import RunCachedIOManager, run_worker_executor
+from mlops_pipeline.defs.training import trained_model
 from mlops_pipeline.profile import check_profile, io_manager
-from mlops_pipeline.resources import AlertResource, DatasetResource, MLflowResource, StorageResource
-from mlops_pipeline.resources.predictions import PredictionStoreResource
-from mlops_pipeline.resources.serving import ServingResource
-from mlops_pipeline.runtime import RunCachedIOManager, run_worker_executor
-from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG
+from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG
 
 TRAINING_TAG = {"mlops/training": "true"}
 
@@ -64,12 +62,12 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
 
 
 def build_definitions() -> dg.Definitions:
-    modules = [dataset, features, training, registry, monitoring, production, estimation, labeling,
-               board, release_assets]
+    modules = [dataset_snapshot, training_features, trained_model, registered_model, drift_report, traffic,
+               estimated_performance, labeling_queue, monitoring_board, challenger_analysis]
     assets = dg.load_assets_from_modules(modules)
     checks = dg.load_asset_checks_from_modules(modules)
     production_assets = dg.AssetSelection.assets(
-        *dg.load_assets_from_modules([production, estimation, labeling]))
+        *dg.load_assets_from_modules([traffic, estimated_performance, labeling_queue]))
     board_asset = dg.AssetSelection.assets("monitoring_board")
     analysis_asset = dg.AssetSelection.assets("challenger_analysis")
     loop_job = dg.define_asset_job(

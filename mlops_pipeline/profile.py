@@ -77,7 +77,7 @@ def io_manager(env: Mapping[str, str] | None = None) -> dg.ConfigurableIOManager
         return None
     from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
-    from mlops_pipeline.resources.storage import split_s3_uri
+    from mlops_pipeline.defs.resources.storage import split_s3_uri
 
     bucket, prefix = split_s3_uri(io_root)
     endpoint = dg.EnvVar("MLOPS_S3_ENDPOINT_URL") if env.get("MLOPS_S3_ENDPOINT_URL") else None

@@ -26,7 +26,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from mlops_pipeline.settings import PROJECT_ROOT
+from mlops_pipeline.spec import PROJECT_ROOT
 from mlops_pipeline_tests.serving.conftest import free_port, start, stop, wait_http
 
 pytestmark = pytest.mark.slow

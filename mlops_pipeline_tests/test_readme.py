@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_pipeline.settings import PROJECT_ROOT
+from mlops_pipeline.spec import PROJECT_ROOT
 
 BIN = Path(sys.executable).parent
 README = PROJECT_ROOT / "README.md"
@@ -51,7 +51,7 @@ COVERED: dict[str, tuple[str, str, tuple[str, ...]] | None] = {
         "mlops_pipeline_tests/ui/test_dagster_ui.py",
         "test_materialize_all_from_the_asset_graph_and_open_the_drift_report", ('"dev"', "workspace.yaml")),
     "uv run mlops-pipeline serve": (
-        "mlops_pipeline_tests/test_simulation.py",
+        "mlops_pipeline_tests/defs/test_simulation.py",
         "test_traffic_and_feedback_flow_back_into_a_gated_retraining", ('"serve"',)),
     "uv run mlops-pipeline simulate --months 4 8 12": (
         THIS, "test_simulate_replays_a_month_through_a_server_it_starts", ('"simulate", "--months"',)),

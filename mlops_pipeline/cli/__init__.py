@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _config_problem(args: argparse.Namespace) -> str | None:
     """Validate the dataset config of a command that takes `--config` before it lands or launches
     anything; the one-line problem, or None when the config is fine."""
-    from mlops_pipeline.settings import ConfigError, load_spec
+    from mlops_pipeline.spec import ConfigError, load_spec
 
     if not hasattr(args, "config"):
         return None
@@ -50,7 +50,7 @@ def _config_problem(args: argparse.Namespace) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Parse, check the dataset config, run the command. An invalid config is one line on stderr
     (`<file>: <field>: <problem> — <fix>`) and exit code 2, never a traceback."""
-    from mlops_pipeline.settings import ConfigError
+    from mlops_pipeline.spec import ConfigError
 
     args = build_parser().parse_args(argv)
     problem = _config_problem(args)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG, PROJECT_ROOT
+from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG, PROJECT_ROOT
 
 DEFAULT_MONTHS = [1, 2, 3]
 DEFAULT_SAMPLE = 0.12
@@ -137,8 +137,8 @@ def registry_champion(tracking_uri: str, name: str):
         return None, None, f"{tracking_uri} does not exist"
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    from mlops_pipeline.resources import MLflowResource
-    from mlops_pipeline.resources.mlflow import CHAMPION
+    from mlops_pipeline.defs.resources import MLflowResource
+    from mlops_pipeline.defs.resources.mlflow import CHAMPION
 
     res = MLflowResource(tracking_uri=tracking_uri)
     try:
@@ -157,7 +157,7 @@ def baseline_path(name: str, override: str | None) -> Path:
 
 def compare_row(candidate: dict[str, float], reference: dict[str, float], spec, label: str) -> CheckRow:
     """THE gate's regression rule (`evaluate_gate`), applied to the candidate against `reference`."""
-    from mlops_pipeline.gate import evaluate_gate
+    from mlops_pipeline.deployment.gate import evaluate_gate
 
     verdict = evaluate_gate(candidate, reference, spec.gate, champion_version=label)
     parts, failed = [], []
@@ -254,7 +254,7 @@ class SamplePlan:
 
 def plan_sample(args: argparse.Namespace, spec, user_root: Path) -> SamplePlan:
     """Bundled flights months for the flights dataset (unless `--sample-rows`); landed data otherwise."""
-    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.spec import load_spec
 
     flights_glob = load_spec(DEFAULT_DATASET_CONFIG).landing_glob(user_root)
     is_flights = spec.landing_glob(user_root) == flights_glob
@@ -309,7 +309,7 @@ def _run_sandboxed(data_root: Path, config: str, plan: SamplePlan, spec, shuffle
     """Land the sample (unless already there) and run `mlops_loop` with every resource pointed at
     `data_root`: its own landing, snapshots, SQLite MLflow and Dagster instance."""
     from mlops_pipeline.cli.common import run_loop
-    from mlops_pipeline.landing import land_months
+    from mlops_pipeline.data.landing import land_months
 
     landing = Path(spec.landing_glob(data_root)).parent
     if not any(landing.glob("*")):
@@ -370,7 +370,7 @@ def refresh_hint(config_arg: str | None, plan: SamplePlan) -> str:
 def run_gate(args: argparse.Namespace) -> tuple[GateOutcome, dict[str, Any] | None]:
     """Returns the outcome and, when the run trained a model, what a baseline file would record."""
     from mlops_pipeline.cli.common import error_summary
-    from mlops_pipeline.settings import data_dir, load_spec, resolve_path
+    from mlops_pipeline.spec import data_dir, load_spec, resolve_path
 
     started = time.monotonic()
     config_arg = args.config or os.environ.get("MLOPS_DATASET_CONFIG") or DEFAULT_DATASET_CONFIG
@@ -449,7 +449,7 @@ def run_gate(args: argparse.Namespace) -> tuple[GateOutcome, dict[str, Any] | No
 def _add_reference_row(args, outcome: GateOutcome, spec, trained, features, reference,
                        record: dict[str, Any], hint: str) -> None:
     if reference is not None:
-        from mlops_pipeline.assets.registry import score_version
+        from mlops_pipeline.defs.deployment.registered_model import score_version
 
         res, champion, why = reference
         # Scored on the candidate's holdout, as the in-pipeline no_regression check does.
@@ -532,9 +532,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 # ---- reproduce ---------------------------------------------------------------------------------
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from mlops_pipeline.reproduce import ReproduceError, reproduce
-    from mlops_pipeline.resources import MLflowResource, StorageResource
-    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.defs.resources import MLflowResource, StorageResource
+    from mlops_pipeline.spec import load_spec
+    from mlops_pipeline.training.reproduce import ReproduceError, reproduce
 
     name = args.model or load_spec(args.config or os.environ.get("MLOPS_DATASET_CONFIG")
                                    or DEFAULT_DATASET_CONFIG).name

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from mlops_pipeline.settings import PROJECT_ROOT, data_dir
+from mlops_pipeline.spec import PROJECT_ROOT, data_dir
 
 #: Dagster's console logger silenced: the step lines say what happened, warnings included.
 QUIET_LOGGERS = {"console": {"config": {"log_level": "CRITICAL"}}}
@@ -64,7 +64,7 @@ def redact(uri: str) -> str:
 
 def tracking_uri() -> str:
     """The tracking URI the loop's resources will use (MLFLOW_TRACKING_URI, else embedded SQLite)."""
-    from mlops_pipeline.registry import default_tracking_uri
+    from mlops_pipeline.deployment.registry import default_tracking_uri
 
     return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
@@ -288,7 +288,7 @@ def run_loop(run_config: dict | None = None, raise_on_error: bool = False, *, ve
     import dagster as dg
 
     from mlops_pipeline.definitions import build_definitions
-    from mlops_pipeline.runtime import tune_collector
+    from mlops_pipeline.defs.runtime import tune_collector
 
     ensure_dagster_home()
     tune_collector()  # this process runs the job and ends, like a run worker

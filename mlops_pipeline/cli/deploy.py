@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 from mlops_pipeline.cli.common import set_dataset
-from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG, load_spec
+from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG, load_spec
 
 
 def _registry():
-    from mlops_pipeline.resources.mlflow import MLflowResource
+    from mlops_pipeline.defs.resources.mlflow import MLflowResource
 
     return MLflowResource(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
                           ui_url=os.environ.get("MLOPS_MLFLOW_UI_URL", ""))
@@ -27,7 +27,7 @@ def _registry():
 
 def _storage():
     """The same storage the pipeline uses (local data dir or S3), so the candidate's snapshot is found."""
-    from mlops_pipeline.resources.storage import StorageResource
+    from mlops_pipeline.defs.resources.storage import StorageResource
 
     return StorageResource(
         root=os.environ.get("MLOPS_STORAGE_ROOT") or os.environ.get("MLOPS_DATA_DIR", ""),
@@ -157,8 +157,8 @@ def _report_server(name: str, version: str, args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from mlops_pipeline.promotion import PromotionRefused, promote_version
-    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.deployment.promotion import PromotionRefused, promote_version
+    from mlops_pipeline.spec import load_spec
 
     set_dataset(args.config)
     spec = load_spec()
@@ -190,7 +190,7 @@ def _print_gate(report) -> None:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.spec import load_spec
 
     set_dataset(args.config)
     spec = load_spec()
@@ -210,7 +210,7 @@ def _rollback_through(url: str, name: str, token: str, timeout: float, reason: s
     reachable): the caller then moves the aliases itself."""
     import httpx
 
-    from mlops_pipeline.registry import CHAMPION, registry_fingerprint
+    from mlops_pipeline.deployment.registry import CHAMPION, registry_fingerprint
 
     started = time.perf_counter()
     body = {"model_name": name,
@@ -244,7 +244,7 @@ def _rollback_through(url: str, name: str, token: str, timeout: float, reason: s
 def _rollback_here(name: str, args: argparse.Namespace) -> int:
     # The plain registry, not the Dagster resource: rollback is a hot path (seconds count), and
     # importing Dagster would add most of a second before the alias moves.
-    from mlops_pipeline.registry import CHAMPION, Registry, RegistryError, client_for
+    from mlops_pipeline.deployment.registry import CHAMPION, Registry, RegistryError, client_for
 
     registry = Registry(client_for(os.environ.get("MLFLOW_TRACKING_URI", "")))
     try:

@@ -15,13 +15,13 @@ import sys
 from typing import Any
 
 from mlops_pipeline.cli.common import set_dataset
-from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG
+from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG
 
 
 def _clients(args: argparse.Namespace):
     from mlops_pipeline.cli.deploy import _registry, _storage
+    from mlops_pipeline.defs.resources.predictions import PredictionStore
     from mlops_pipeline.deployment.history import AliasHistory
-    from mlops_pipeline.resources.predictions import PredictionStore
 
     url = args.predictions_url or os.environ.get("MLOPS_PREDICTIONS_URL") or None
     store = PredictionStore(url)
@@ -127,7 +127,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     try:
         if args.snapshot:
             set_dataset(args.config)
-            from mlops_pipeline.settings import load_spec
+            from mlops_pipeline.spec import load_spec
 
             model = args.model or load_spec().name
             out = explain_snapshot(args.snapshot, model=model, store=store, client=client,

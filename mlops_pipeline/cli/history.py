@@ -11,13 +11,13 @@ import json
 import sys
 
 from mlops_pipeline.cli.common import set_dataset
-from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG
+from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG
 
 
 def _model_name(args: argparse.Namespace) -> str:
     if args.model:
         return args.model
-    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.spec import load_spec
 
     set_dataset(args.config)
     return load_spec().name

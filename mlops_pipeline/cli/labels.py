@@ -14,15 +14,15 @@ import os
 import sys
 
 from mlops_pipeline.cli.common import set_dataset
-from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG
+from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG
 
 SHOWN = 20
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from mlops_pipeline.defs.resources.predictions import PredictionStore
     from mlops_pipeline.monitoring.labeling import import_labels, read_labels
-    from mlops_pipeline.resources.predictions import PredictionStore
-    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.spec import load_spec
 
     set_dataset(args.config)
     spec = load_spec()

@@ -18,14 +18,14 @@ from mlops_pipeline.cli.common import (
     set_dataset,
 )
 from mlops_pipeline.processes import default_signals, stop_group
-from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG, PROJECT_ROOT, data_dir
+from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG, PROJECT_ROOT, data_dir
 
 
 def cmd_land(args: argparse.Namespace) -> int:
     """`--from PATH` lands your own files into the configured dataset's landing area; without it,
     NYC flights months, and only when the configured dataset lands where flights land."""
-    from mlops_pipeline.landing import LandingInputError, land_files, land_months
-    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.data.landing import LandingInputError, land_files, land_months
+    from mlops_pipeline.spec import load_spec
 
     config = getattr(args, "config", None)
     source = getattr(args, "from_", None)
@@ -79,9 +79,9 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
 
 def cmd_contract(args: argparse.Namespace) -> int:
-    from mlops_pipeline.contract import ContractError, infer_contract, left_as_object, write_contract
-    from mlops_pipeline.settings import load_spec
-    from mlops_pipeline.snapshots import read_landing
+    from mlops_pipeline.data.contract import ContractError, infer_contract, left_as_object, write_contract
+    from mlops_pipeline.data.snapshots import read_landing
+    from mlops_pipeline.spec import load_spec
 
     spec = load_spec(args.config)
     out = Path(args.out) if args.out else spec.contract_path()
@@ -131,7 +131,7 @@ def _missing_data_hint(spec, config: str) -> str | None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from mlops_pipeline.processes import stop_on_signals, watch_children
-    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.spec import load_spec
 
     stop_on_signals()  # SIGTERM (and SIGINT, even if inherited ignored) ends `up` and its servers
     set_dataset(args.config)
@@ -160,7 +160,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.no_ui:
         return 0 if ok else 1
 
-    from mlops_pipeline.resources import MLflowResource
+    from mlops_pipeline.defs.resources import MLflowResource
 
     mlflow_res = MLflowResource()
     bin_dir = Path(sys.executable).parent

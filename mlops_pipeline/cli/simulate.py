@@ -19,7 +19,7 @@ from mlops_pipeline.cli.common import (
     set_dataset,
 )
 from mlops_pipeline.processes import stop_group
-from mlops_pipeline.settings import DEFAULT_DATASET_CONFIG
+from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG
 
 
 def _free_port() -> int:
@@ -43,9 +43,9 @@ def _wait_ready(url: str, timeout: float = 120.0) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from mlops_pipeline.landing import load_flights_with_weather
-    from mlops_pipeline.settings import load_spec
-    from mlops_pipeline.simulation import run_simulation
+    from mlops_pipeline.data.landing import load_flights_with_weather
+    from mlops_pipeline.defs.simulation import run_simulation
+    from mlops_pipeline.spec import load_spec
 
     set_dataset(args.config)
     try:
@@ -92,7 +92,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def print_table(reports, spec, label_lag_days: int = 0) -> None:
     """One line per replayed month: traffic, labels, drift, retrainings, champion, and the gate's
     first metric estimated before labels next to the realized one."""
-    from mlops_pipeline.simulation import month_metric
+    from mlops_pipeline.defs.simulation import month_metric
 
     metric = month_metric(reports, spec)
     shown = (f"  est. {metric}  realized" if metric else "")

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mlops_pipeline.contract import Contract, parse_timestamps
-from mlops_pipeline.settings import DatasetSpec
-from mlops_pipeline.snapshots import Batch
+from mlops_pipeline.data.contract import Contract, parse_timestamps
+from mlops_pipeline.data.snapshots import Batch
+from mlops_pipeline.spec import DatasetSpec
 
 #: Check name -> what it asks, for the Dagster check specs and the README.
 BATCH_CHECKS: dict[str, str] = {
@@ -232,7 +232,7 @@ def class_balance_findings(
     name: str, df: pd.DataFrame, spec: DatasetSpec, check: str = "batch_class_balance"
 ) -> list[Finding]:
     """Classification: the rarest class's share in a batch with enough labelled rows."""
-    from mlops_pipeline.preparation import derive_target
+    from mlops_pipeline.data.preparation import derive_target
 
     if spec.task != "classification":
         return []

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mlops_pipeline.snapshots import (
+from mlops_pipeline.data.snapshots import (
     Batch,
     LandingError,
     canonicalize,
@@ -44,7 +44,7 @@ from mlops_pipeline.snapshots import (
 )
 
 if TYPE_CHECKING:
-    from mlops_pipeline.resources.storage import StorageResource
+    from mlops_pipeline.defs.resources.storage import StorageResource
 
 INDEX_DIR = ".index"
 SUFFIX = ".rowindex"
@@ -258,7 +258,7 @@ def _write(location: str, data: bytes, storage: StorageResource | None) -> None:
     index that cannot be written only costs the next run a re-read (a store that is down fails
     the run where it writes what is not a cache: the snapshot)."""
     if storage is not None and "://" in location:
-        from mlops_pipeline.resources.storage import StorageError
+        from mlops_pipeline.defs.resources.storage import StorageError
 
         try:
             storage.write_bytes_at(location, data)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlops_pipeline.gate import COST_METRIC, GateResult
-from mlops_pipeline.settings import DatasetSpec
+from mlops_pipeline.deployment.gate import COST_METRIC, GateResult
+from mlops_pipeline.spec import DatasetSpec
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Alias history: every move of a registry alias, append-only, where the deployment's state lives.
 
 MLflow keeps only where an alias points *now*. To answer "which model answered at 03:00 last
-Tuesday, and who moved it there?", every alias move made through `mlops_pipeline.registry.Registry`
+Tuesday, and who moved it there?", every alias move made through `mlops_pipeline.deployment.registry.Registry`
 (the loop, `promote`, `rollback` from the CLI or the server, `--force`, the release guard) appends
 one row to the table `alias_events`: model, alias, from-version, to-version (NULL when the alias
 was removed), when (UTC, taken right after MLflow accepted the move), by what (`dagster:<run id>`,
@@ -42,7 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
-from mlops_pipeline.settings import data_dir
+from mlops_pipeline.spec import data_dir
 
 #: The prediction store's URL variable: the history lives in the same database.
 URL_ENV = "MLOPS_PREDICTIONS_URL"

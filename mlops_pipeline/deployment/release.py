@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_pipeline.settings import DatasetSpec, ReleaseSpec
+from mlops_pipeline.spec import DatasetSpec, ReleaseSpec
 
 PASS, FAIL, INSUFFICIENT, NA = "pass", "fail", "insufficient", "n/a"
 CHAMPION, CANARY, SHADOW = "champion", "canary", "shadow"
@@ -298,7 +298,7 @@ def prediction_shift(champion: pd.DataFrame, challenger: pd.DataFrame) -> tuple[
     """(method, score) of the challenger's predictions against the champion's, with the drift
     module's own functions: PSI of scores (binary probability, regression value), Jensen-Shannon
     distance of predicted classes (multi-class)."""
-    from mlops_pipeline.drift import column_score
+    from mlops_pipeline.monitoring.drift import column_score
 
     if _is_classification(champion) and not _binary(champion):
         ref = champion["prediction"].astype(str).rename("prediction")
@@ -329,7 +329,7 @@ def metric_value(metric: str, y: np.ndarray, s: np.ndarray, classes: Any) -> flo
     """The gate's metric (`model.compute_metrics`) of scores `s` against truths `y`; binary
     roc_auc, log_loss, brier and accuracy computed directly with numpy (the bootstrap calls this
     hundreds of times)."""
-    from mlops_pipeline.model import _codes
+    from mlops_pipeline.training.model import _codes
 
     if s.ndim == 1 and classes is not None and metric in _FAST:
         pidx = 1 if classes.positive is None else classes.positive
@@ -342,14 +342,14 @@ def metric_value(metric: str, y: np.ndarray, s: np.ndarray, classes: Any) -> flo
         if metric == "brier":
             return float(np.mean((s - pos) ** 2))
         return float(np.mean(pos == (s >= 0.5)))
-    from mlops_pipeline.model import compute_metrics
+    from mlops_pipeline.training.model import compute_metrics
 
     return float(compute_metrics("classification" if classes is not None else "regression",
                                  y, s, classes)[metric])
 
 
 def _scores_and_classes(rows: pd.DataFrame, labels: tuple | None = None) -> tuple[np.ndarray, Any]:
-    from mlops_pipeline.model import ClassInfo
+    from mlops_pipeline.training.model import ClassInfo
 
     if not _is_classification(rows):
         return rows["prediction"].to_numpy(dtype=float), None
@@ -392,8 +392,8 @@ def quality(rows: pd.DataFrame, spec: DatasetSpec, metric: str, seed: int = 0) -
     """The gate's `metric`, challenger against champion on labelled records, with its interval:
     paired over shadow's shared labelled records when there are enough, else canary against
     champion (unpaired). None when no labelled record of the challenger exists."""
-    from mlops_pipeline.gate import GREATER_IS_BETTER
-    from mlops_pipeline.preparation import target_from_feedback
+    from mlops_pipeline.data.preparation import target_from_feedback
+    from mlops_pipeline.deployment.gate import GREATER_IS_BETTER
 
     q = spec.release.quality
     up = GREATER_IS_BETTER[metric]

@@ -128,7 +128,7 @@ class PerformanceEstimator:
     def from_bytes(cls, data: bytes) -> PerformanceEstimator:
         import skops.io as sio
 
-        from mlops_pipeline.model import SKOPS_TRUSTED_TYPES
+        from mlops_pipeline.training.model import SKOPS_TRUSTED_TYPES
 
         state = sio.loads(data, trusted=[*SKOPS_TRUSTED_TYPES, *LOSS_MODEL_TYPES])
         cast = {"int": int, "float": float, "bool": lambda s: s == "True", "str": str}
@@ -163,7 +163,7 @@ def fit_classification_estimator(scores: np.ndarray, y_hold: Any, classes: Any) 
 
     `scores` as `model.predict_scores` gives them (positive-class probability, or the (n, k)
     matrix in `classes.labels` order); `classes` a `model.ClassInfo`."""
-    from mlops_pipeline.model import _align, _codes
+    from mlops_pipeline.training.model import _align, _codes
 
     scores = np.asarray(scores, dtype="float64")
     codes = _codes(_align(np.asarray(y_hold), classes.labels), classes.labels)
@@ -248,7 +248,7 @@ def correct_by_groups(est: PerformanceEstimator, model: Any, X_hold: Any, y_hold
     and spread wider than the label-sampling band. Per metric: `bias`, the row-weighted mean of
     realized less estimated over the holdout's days, is added to every later estimate; `extra_sd`
     is the spread of that error the bands do not account for."""
-    from mlops_pipeline.model import compute_metrics
+    from mlops_pipeline.training.model import compute_metrics
 
     groups = np.asarray(groups)
     y = np.asarray(y_hold)
@@ -485,7 +485,7 @@ def estimate_regression(est: PerformanceEstimator, model: Any, X: Any, predictio
 def threshold(metric: str, rule: Any, holdout: dict[str, float] | None) -> float | None:
     """The line an estimate must stay on the right side of: the gate's floor, or the champion's
     holdout metric less the gate's tolerance, whichever is stricter."""
-    from mlops_pipeline.gate import GREATER_IS_BETTER
+    from mlops_pipeline.deployment.gate import GREATER_IS_BETTER
 
     up = GREATER_IS_BETTER[metric]
     lines = [] if rule.floor is None else [rule.floor]
@@ -500,7 +500,7 @@ def degradation(estimates: dict[str, Estimate], gate: dict, holdout: dict[str, f
                 ) -> list[str]:
     """Why the estimate says the model got worse, one line per metric whose whole band is on the
     wrong side of its threshold (`threshold`); empty when none is."""
-    from mlops_pipeline.gate import GREATER_IS_BETTER
+    from mlops_pipeline.deployment.gate import GREATER_IS_BETTER
 
     reasons = []
     for metric, rule in gate.items():
@@ -519,7 +519,7 @@ def realized_drop(realized: dict[str, float], gate: dict, holdout: dict[str, flo
                   ) -> list[str]:
     """Realized metrics worse than the champion's holdout by more than the gate's tolerance (or
     past the floor): half of the concept-drift signal, the other half being unchanged inputs."""
-    from mlops_pipeline.gate import GREATER_IS_BETTER
+    from mlops_pipeline.deployment.gate import GREATER_IS_BETTER
 
     reasons = []
     for metric, rule in gate.items():

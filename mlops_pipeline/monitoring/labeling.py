@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_pipeline.preparation import feedback_label
+from mlops_pipeline.data.preparation import feedback_label
 
 SERVED_ROLES = ("champion", "canary")
 #: Columns of the queue before the features (the features follow, in the log's order).

@@ -42,8 +42,13 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from mlops_pipeline.contract import load_contract
-from mlops_pipeline.resources.predictions import PredictionBatch, PredictionStore, new_batch_id, request_ids
+from mlops_pipeline.data.contract import load_contract
+from mlops_pipeline.defs.resources.predictions import (
+    PredictionBatch,
+    PredictionStore,
+    new_batch_id,
+    request_ids,
+)
 from mlops_pipeline.serving.batching import MicroBatcher
 from mlops_pipeline.serving.capture import CaptureWriter
 from mlops_pipeline.serving.inputs import (
@@ -74,7 +79,7 @@ from mlops_pipeline.serving.workers import (
     supervise,
     write_json,
 )
-from mlops_pipeline.settings import DatasetSpec, load_spec
+from mlops_pipeline.spec import DatasetSpec, load_spec
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +243,7 @@ class Server:
         self.metrics.leave()
 
     def _prepare_example(self, df: pd.DataFrame) -> pd.DataFrame:
-        from mlops_pipeline.contract import validate
+        from mlops_pipeline.data.contract import validate
 
         self._example = validate(df[self.checker.columns], self.checker.schema)
         return self._example
@@ -581,7 +586,7 @@ class Server:
     def _feedback_label(self, label: Any) -> tuple[Any, str | None]:
         """The label as stored, or why it is not one (`preparation.feedback_label`), judged by the
         loaded champion's classes."""
-        from mlops_pipeline.preparation import feedback_label
+        from mlops_pipeline.data.preparation import feedback_label
 
         champion = self.watcher.champion
         classes = champion.classes.labels if champion is not None and champion.classes else ()
@@ -615,7 +620,7 @@ class Server:
 
         The moves are recorded in the alias history of this server's prediction store, as made by
         this server on behalf of the caller (the `actor` and `reason` it sends)."""
-        from mlops_pipeline.registry import Registry, RegistryError, registry_fingerprint
+        from mlops_pipeline.deployment.registry import Registry, RegistryError, registry_fingerprint
 
         try:
             self.check_token(request, required=True)
@@ -731,7 +736,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from mlops_pipeline.resources.mlflow import MLflowResource
+        from mlops_pipeline.defs.resources.mlflow import MLflowResource
 
         ds = spec or load_spec()
         reg = registry or MLflowResource(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""))

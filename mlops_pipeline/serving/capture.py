@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_pipeline.resources.predictions import PredictionBatch, PredictionStore
+from mlops_pipeline.defs.resources.predictions import PredictionBatch, PredictionStore
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from mlops_pipeline.contract import ContractError, validate
+from mlops_pipeline.data.contract import ContractError, validate
 
 if TYPE_CHECKING:
     import pandera.pandas as pa

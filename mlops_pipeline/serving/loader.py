@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from mlops_pipeline.resources.mlflow import MLflowResource
+    from mlops_pipeline.defs.resources.mlflow import MLflowResource
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class LoadedModel:
 
     def __post_init__(self) -> None:
         if self.classes is None and self.task == "classification" and hasattr(self.model, "classes_"):
-            from mlops_pipeline.model import class_info
+            from mlops_pipeline.training.model import class_info
 
             object.__setattr__(self, "classes", class_info(self.model))
         if self.classes is not None:

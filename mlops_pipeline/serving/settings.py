@@ -88,7 +88,7 @@ class ServeSettings(BaseModel):
 
 def state_path(settings: ServeSettings, model_name: str) -> Path:
     """Where a running server records its URL and pid, so `promote`/`rollback` can find it."""
-    from mlops_pipeline.settings import data_dir
+    from mlops_pipeline.spec import data_dir
 
     return Path(settings.state_file) if settings.state_file else (
         data_dir() / "serving" / f"{model_name}.json")

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_pipeline.landing import land_months
-from mlops_pipeline.settings import PROJECT_ROOT
+from mlops_pipeline.data.landing import land_months
+from mlops_pipeline.spec import PROJECT_ROOT
 from mlops_pipeline_tests.conftest import SAMPLE
 
 LOOP_ENV = ["MLOPS_DATA_DIR", "DAGSTER_HOME", "MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_UI_URL",

@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from mlops_pipeline.settings import PROJECT_ROOT
+from mlops_pipeline.spec import PROJECT_ROOT
 
 
 def _cli(*args: str, env: dict) -> tuple[subprocess.CompletedProcess, float]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from mlops_pipeline.gate import COST_METRIC, evaluate_gate
-from mlops_pipeline.settings import MetricGate, load_spec
+from mlops_pipeline.deployment.gate import COST_METRIC, evaluate_gate
+from mlops_pipeline.spec import MetricGate, load_spec
 from mlops_pipeline_tests.cli.conftest import Registry
 
 pytestmark = pytest.mark.slow
@@ -37,10 +37,10 @@ def _register(registry: Registry, spec, max_iter: int | None) -> str:
     retrained with `max_iter` trees."""
     import mlflow
 
-    from mlops_pipeline.assets.training import _log_model
-    from mlops_pipeline.preparation import prepare
-    from mlops_pipeline.resources import StorageResource
-    from mlops_pipeline.training import fit_and_score
+    from mlops_pipeline.data.preparation import prepare
+    from mlops_pipeline.defs.resources import StorageResource
+    from mlops_pipeline.defs.training.trained_model import _log_model
+    from mlops_pipeline.training.fit import fit_and_score
 
     mlflow.set_tracking_uri(registry.tracking_uri)
     mlflow.set_registry_uri(registry.tracking_uri)
@@ -61,8 +61,8 @@ def _register(registry: Registry, spec, max_iter: int | None) -> str:
 
 def test_cost_rule_blocks_a_ten_times_costlier_candidate_and_passes_an_equal_one(
         registry: Registry, monkeypatch, tmp_path):
-    from mlops_pipeline.promotion import gate_version
-    from mlops_pipeline.resources import MLflowResource, StorageResource
+    from mlops_pipeline.defs.resources import MLflowResource, StorageResource
+    from mlops_pipeline.deployment.promotion import gate_version
 
     registry.use(monkeypatch)
     raw = yaml.safe_load(registry.config.read_text())

@@ -14,7 +14,7 @@ import pytest
 from mlops_pipeline.cli import main
 from mlops_pipeline.cli.ci import BASELINE_DIR, compare_row
 from mlops_pipeline.data.batch_checks import BATCH_CHECKS, OVERALL_CHECKS
-from mlops_pipeline.settings import load_spec
+from mlops_pipeline.spec import load_spec
 
 LOOP_CHECKS = {
     ("dataset_snapshot", "snapshot_matches_content_id"),

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from mlops_pipeline.cli import main
-from mlops_pipeline.reproduce import compare_predictions, environment_warnings
-from mlops_pipeline.settings import PROJECT_ROOT, load_spec
+from mlops_pipeline.spec import PROJECT_ROOT, load_spec
+from mlops_pipeline.training.reproduce import compare_predictions, environment_warnings
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,7 @@ def test_unknown_version_is_an_error(registry, monkeypatch, capsys):
 
 
 def test_environment_differences_are_one_warning_each():
-    from mlops_pipeline.manifest import file_sha256, git_state, package_versions
+    from mlops_pipeline.training.manifest import file_sha256, git_state, package_versions
 
     manifest = {
         "uv_lock_sha256": "0" * 64,
@@ -107,9 +107,9 @@ def test_compare_predictions_measures_the_difference():
 
 def test_seed_matters_only_when_the_model_draws_random_numbers(flights, seeded_config):
     """What docs/ci.md claims: the committed spec trains the same model whatever the seed."""
-    from mlops_pipeline.preparation import prepare
-    from mlops_pipeline.snapshots import canonicalize
-    from mlops_pipeline.training import fit_and_score
+    from mlops_pipeline.data.preparation import prepare
+    from mlops_pipeline.data.snapshots import canonicalize
+    from mlops_pipeline.training.fit import fit_and_score
 
     df = canonicalize(flights[flights["month"] == 1].sample(frac=0.1, random_state=0))
     for config, seed_matters in [(PROJECT_ROOT / "data/configs/flights.yaml", False), (seeded_config, True)]:

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mlops_pipeline.contract import load_contract
 from mlops_pipeline.data.batch_checks import check_batches, check_overall
-from mlops_pipeline.settings import load_spec
-from mlops_pipeline.snapshots import Batch, LandingError, read_batches
+from mlops_pipeline.data.contract import load_contract
+from mlops_pipeline.data.snapshots import Batch, LandingError, read_batches
+from mlops_pipeline.spec import load_spec
 
 NOW = pd.Timestamp("2026-01-01")
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mlops_pipeline.data import batch_index
-from mlops_pipeline.snapshots import content_id, read_landing
+from mlops_pipeline.data.snapshots import content_id, read_landing
 
 
 def _frame(n: int, seed: int) -> pd.DataFrame:

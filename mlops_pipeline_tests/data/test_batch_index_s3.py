@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from mlops_pipeline.data import batch_index
-from mlops_pipeline.resources.storage import StorageResource
-from mlops_pipeline.snapshots import content_id, read_landing
+from mlops_pipeline.data.snapshots import content_id, read_landing
+from mlops_pipeline.defs.resources.storage import StorageResource
 from mlops_pipeline_tests.data.test_batch_index import _frame, _split
 
 

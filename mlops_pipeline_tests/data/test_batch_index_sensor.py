@@ -5,10 +5,10 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from mlops_pipeline import automation
+from mlops_pipeline.data.snapshots import content_id, read_landing
 from mlops_pipeline.definitions import build_definitions
-from mlops_pipeline.resources import DatasetResource, StorageResource
-from mlops_pipeline.snapshots import content_id, read_landing
+from mlops_pipeline.defs import automation
+from mlops_pipeline.defs.resources import DatasetResource, StorageResource
 
 
 def test_the_tick_after_one_new_batch_reads_only_that_batch(data_dir, land, monkeypatch):

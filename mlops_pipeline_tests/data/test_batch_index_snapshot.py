@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mlops_pipeline.snapshots import content_id, read_landing
+from mlops_pipeline.data.snapshots import content_id, read_landing
 from mlops_pipeline_tests.conftest import check_results
 
 

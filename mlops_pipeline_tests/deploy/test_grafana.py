@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from mlops_pipeline.settings import PROJECT_ROOT
+from mlops_pipeline.spec import PROJECT_ROOT
 
 GRAFANA = PROJECT_ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "mlops.json"

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_pipeline.settings import PROJECT_ROOT
+from mlops_pipeline.spec import PROJECT_ROOT
 from mlops_pipeline_tests.conftest import SAMPLE, skip_or_fail
 
 PROM_DIR = PROJECT_ROOT / "deploy" / "prometheus"
@@ -72,7 +72,7 @@ def test_every_alert_has_unit_tests_that_fire_and_stay_quiet() -> None:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, flights: pd.DataFrame) -> Iterator[Any]:
     """`mlops-pipeline serve` on a champion registered by the pipeline (embedded registry)."""
-    from mlops_pipeline.landing import land_months
+    from mlops_pipeline.data.landing import land_months
     from mlops_pipeline_tests.serving.conftest import BIN, Stack, _run_assets, start_server, stop
 
     root = tmp_path_factory.mktemp("prom")
@@ -91,8 +91,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, flights: pd.DataFrame) -> I
         result = _run_assets(["dataset_snapshot", "training_features", "trained_model",
                               "model_version", "champion_model"])
         assert result.success, "registering a champion through the pipeline failed"
-        from mlops_pipeline.preparation import SPLIT_COLUMN
-        from mlops_pipeline.settings import load_spec
+        from mlops_pipeline.data.preparation import SPLIT_COLUMN
+        from mlops_pipeline.spec import load_spec
 
         features = load_spec().features.columns
         frame = result.output_for_node("training_features")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mlops_pipeline.deployment.history import AliasHistory, open_history, parse_time
-from mlops_pipeline.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, Registry, client_for
+from mlops_pipeline.deployment.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, Registry, client_for
 
 T0 = datetime(2026, 11, 3, 3, 0, tzinfo=UTC)
 
@@ -136,7 +136,7 @@ def test_a_history_that_cannot_be_written_is_loud_but_the_move_stands(data_dir, 
     blocker = data_dir / "not-a-dir"
     blocker.write_text("a file where the history's directory should be")
     broken = Registry(registry.client, history_url=f"sqlite:///{blocker / 'predictions.db'}")
-    with caplog.at_level(logging.ERROR, logger="mlops_pipeline.registry"):
+    with caplog.at_level(logging.ERROR, logger="mlops_pipeline.deployment.registry"):
         moves = broken.promote("toy", "1", actor="cli:alice", reason="gate passed")
     assert [str(m) for m in moves] == ["toy@champion: (none) -> v1"]
     assert moves[0].history_error and "not-a-dir" in moves[0].history_error

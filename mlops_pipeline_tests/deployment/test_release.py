@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from mlops_pipeline.defs.resources.predictions import PredictionBatch, PredictionStore
 from mlops_pipeline.deployment import release
-from mlops_pipeline.resources.predictions import PredictionBatch, PredictionStore
-from mlops_pipeline.settings import load_spec
+from mlops_pipeline.spec import load_spec
 
 T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
 
@@ -149,7 +149,7 @@ def test_shifted_shadow_fails_shift_and_agreement(tmp_path):
     assert bad.verdict("shift").status == release.FAIL and bad.verdict("shift").value > 0.2
     assert bad.verdict("agreement").status == release.FAIL
     # the drift module's own PSI on the same two score columns
-    from mlops_pipeline.drift import column_score
+    from mlops_pipeline.monitoring.drift import column_score
 
     rows = bad_store.read_window(probabilities=True)
     expected = column_score(rows[rows.role == "champion"]["probability"].rename("prediction"),
@@ -158,7 +158,7 @@ def test_shifted_shadow_fails_shift_and_agreement(tmp_path):
 
 
 def test_fast_metrics_equal_the_gates_compute_metrics():
-    from mlops_pipeline.model import ClassInfo, compute_metrics
+    from mlops_pipeline.training.model import ClassInfo, compute_metrics
 
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 500)
@@ -170,7 +170,7 @@ def test_fast_metrics_equal_the_gates_compute_metrics():
 
 
 def test_paired_bootstrap_interval_covers_the_difference_and_shrinks_with_pairs():
-    from mlops_pipeline.model import ClassInfo
+    from mlops_pipeline.training.model import ClassInfo
 
     rng = np.random.default_rng(2)
     y = rng.integers(0, 2, 600)
@@ -225,7 +225,7 @@ def test_rows_of_other_versions_do_not_judge_this_challenger(tmp_path):
 
 
 def test_the_board_shows_the_release_verdicts(tmp_path):
-    from mlops_pipeline.board import Board, render_board
+    from mlops_pipeline.monitoring.board import Board, render_board
 
     spec = _spec(latency={"min_requests": 30})
     analysis = _analyse(_store(tmp_path, n=100, canary=40, canary_ms=60.0), spec, _metrics(canary_ok=40))

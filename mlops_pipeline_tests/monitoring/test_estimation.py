@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_pipeline.contract import load_contract, validate
-from mlops_pipeline.gate import GREATER_IS_BETTER
-from mlops_pipeline.model import ClassInfo, compute_metrics, predict_scores
+from mlops_pipeline.data.contract import load_contract, validate
+from mlops_pipeline.data.preparation import prepare
+from mlops_pipeline.deployment.gate import GREATER_IS_BETTER
 from mlops_pipeline.monitoring import estimation as E
-from mlops_pipeline.preparation import prepare
-from mlops_pipeline.settings import MetricGate, load_spec
-from mlops_pipeline.training import fit_and_score, performance_estimator
+from mlops_pipeline.spec import MetricGate, load_spec
+from mlops_pipeline.training.fit import fit_and_score, performance_estimator
+from mlops_pipeline.training.model import ClassInfo, compute_metrics, predict_scores
 
 WEATHER = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
 #: The share of a day's flights each replayed day serves: the volume the loop tests land (~110 a day).
@@ -252,7 +252,7 @@ def test_thresholds_take_the_stricter_of_floor_and_holdout_less_tolerance():
 
 
 def test_logged_multi_class_answers_are_scored_in_the_estimators_class_order():
-    from mlops_pipeline.assets.estimation import served_scores
+    from mlops_pipeline.defs.monitoring.estimated_performance import served_scores
 
     est = E.PerformanceEstimator("multiclass", labels=(1, 2, 3))
     rows = pd.DataFrame({"probabilities": [{"3": 0.2, "1": 0.5, "2": 0.3}, {3.0: 0.6, 1.0: 0.1, 2.0: 0.3}]})

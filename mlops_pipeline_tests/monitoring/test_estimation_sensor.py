@@ -1,7 +1,7 @@
 """The estimated-performance sensor on a real (ephemeral) instance: a failed `estimated_quality`
 evaluation requests one gated retraining, tagged with its trigger, then waits out the cooldown.
 (The whole path, from served traffic to the retraining, is the slow test in
-mlops_pipeline_tests/assets/test_estimation.py.)"""
+mlops_pipeline_tests/defs/monitoring/test_estimated_performance.py.)"""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import json
 import dagster as dg
 import pytest
 
-from mlops_pipeline import automation
-from mlops_pipeline.resources import DatasetResource
+from mlops_pipeline.defs import automation
+from mlops_pipeline.defs.resources import DatasetResource
 
 
 def _estimate(instance: dg.DagsterInstance, passed: bool) -> None:

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from mlops_pipeline.cli import main
+from mlops_pipeline.defs.resources.predictions import PredictionBatch, PredictionStore
 from mlops_pipeline.monitoring.labeling import (
     LEAST_CONFIDENT,
     SHADOW_DISAGREEMENT,
@@ -28,8 +29,7 @@ from mlops_pipeline.monitoring.labeling import (
     select_queue,
     typed_label,
 )
-from mlops_pipeline.resources.predictions import PredictionBatch, PredictionStore
-from mlops_pipeline.settings import load_spec
+from mlops_pipeline.spec import load_spec
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_pipeline.settings import PROJECT_ROOT
+from mlops_pipeline.spec import PROJECT_ROOT
 from mlops_pipeline_tests.conftest import skip_or_fail
 
 LOOPBACK = "127.0.0.1"

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_pipeline.resources.storage import StorageResource
-from mlops_pipeline.snapshots import content_id
+from mlops_pipeline.data.snapshots import content_id
+from mlops_pipeline.defs.resources.storage import StorageResource
 from mlops_pipeline_tests.production.conftest import LOOPBACK, Servers, free_port, production_env
 from mlops_pipeline_tests.production.test_production import land_on_s3, run_job, step_errors
 
@@ -30,7 +30,7 @@ MODEL = "flights_delay_explained"
 def env(servers: Servers, flights: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory):
     import yaml
 
-    from mlops_pipeline.settings import PROJECT_ROOT
+    from mlops_pipeline.spec import PROJECT_ROOT
 
     tmp = tmp_path_factory.mktemp("explain-production")
     spec = yaml.safe_load((PROJECT_ROOT / "data/configs/flights.yaml").read_text())
@@ -63,9 +63,9 @@ def _explain(env: dict[str, str], *args: str) -> dict:
 def test_explain_on_postgres_s3_and_the_mlflow_server(env, flights: pd.DataFrame, tmp_path: Path):
     import httpx
 
+    from mlops_pipeline.defs.simulation import request_records
     from mlops_pipeline.processes import stop_group
-    from mlops_pipeline.settings import load_spec
-    from mlops_pipeline.simulation import request_records
+    from mlops_pipeline.spec import load_spec
 
     port = free_port()
     log = tmp_path / "serve.log"

@@ -19,9 +19,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlops_pipeline.landing import land_months
-from mlops_pipeline.resources.storage import StorageResource, copy_tree_to_storage
-from mlops_pipeline.snapshots import content_id, read_landing
+from mlops_pipeline.data.landing import land_months
+from mlops_pipeline.data.snapshots import content_id, read_landing
+from mlops_pipeline.defs.resources.storage import StorageResource, copy_tree_to_storage
 from mlops_pipeline_tests.conftest import SAMPLE, check_results, materialized
 from mlops_pipeline_tests.production.conftest import BUCKET, LOOPBACK, Servers, production_env
 
@@ -159,10 +159,10 @@ def test_two_serving_replicas_load_from_the_server_and_log_to_one_postgres_store
 
     import httpx
 
+    from mlops_pipeline.defs.resources.predictions import PredictionStore
+    from mlops_pipeline.defs.simulation import replay, request_records
     from mlops_pipeline.processes import stop_group
-    from mlops_pipeline.resources.predictions import PredictionStore
-    from mlops_pipeline.settings import load_spec
-    from mlops_pipeline.simulation import replay, request_records
+    from mlops_pipeline.spec import load_spec
     from mlops_pipeline_tests.production.conftest import free_port
 
     env = {**os.environ, **loop.env, "MLOPS_DATA_DIR": str(tmp_path / "replica-data"),
@@ -341,7 +341,7 @@ def test_s3_failing_mid_upload_or_unreachable_fails_clearly_with_no_partial_snap
 
 
 def _spec():
-    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.spec import load_spec
 
     return load_spec()
 
@@ -389,7 +389,7 @@ def test_restarting_every_server_loses_nothing(loop: Loop, monkeypatch):
 
 WRITER = """
 import sys
-from mlops_pipeline.resources.predictions import PredictionBatch, PredictionStore
+from mlops_pipeline.defs.resources.predictions import PredictionBatch, PredictionStore
 url, tag, batches, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 store = PredictionStore(url)
 for b in range(batches):
@@ -404,7 +404,7 @@ store.close()
 
 def test_two_writers_share_one_postgres_prediction_store_without_losing_rows(servers: Servers):
     """Two processes (as two serving replicas would) write to one Postgres store at the same time."""
-    from mlops_pipeline.resources.predictions import PredictionStore
+    from mlops_pipeline.defs.resources.predictions import PredictionStore
 
     url = servers.postgres.url("predictions", "postgresql+psycopg2")
     store = PredictionStore(url)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mlops_pipeline.defs.resources.storage import StorageError, StorageResource, _glob_match, split_s3_uri
 from mlops_pipeline.profile import ProfileError, check_profile, io_manager
-from mlops_pipeline.resources.storage import StorageError, StorageResource, _glob_match, split_s3_uri
 
 PRODUCTION = {
     "MLOPS_PROFILE": "production",

@@ -23,7 +23,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from mlops_pipeline.landing import land_months
+from mlops_pipeline.data.landing import land_months
 from mlops_pipeline.processes import stop_group
 
 SAMPLE = 0.12
@@ -121,8 +121,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, flights: pd.DataFrame) -> It
             second = _run_assets(["dataset_snapshot", "training_features", "trained_model",
                                   "model_version"])
             assert second.success, "registering v2 through the pipeline failed"
-            from mlops_pipeline.preparation import SPLIT_COLUMN
-            from mlops_pipeline.settings import load_spec
+            from mlops_pipeline.data.preparation import SPLIT_COLUMN
+            from mlops_pipeline.spec import load_spec
 
             spec = load_spec()
             # build_definitions took the tracking server from MLFLOW_TRACKING_URI: both versions

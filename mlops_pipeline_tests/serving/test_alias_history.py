@@ -21,10 +21,10 @@ import httpx
 import pytest
 
 from mlops_pipeline.cli import main
+from mlops_pipeline.defs.resources import MLflowResource
+from mlops_pipeline.defs.resources.mlflow import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+from mlops_pipeline.defs.resources.predictions import PredictionStore
 from mlops_pipeline.deployment.history import AliasHistory, to_utc
-from mlops_pipeline.resources import MLflowResource
-from mlops_pipeline.resources.mlflow import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
-from mlops_pipeline.resources.predictions import PredictionStore
 from mlops_pipeline_tests.serving.conftest import (
     BIN,
     MODEL,

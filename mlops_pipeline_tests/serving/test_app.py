@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlops_pipeline.resources.predictions import SERVED_ROLES, PredictionStore
+from mlops_pipeline.defs.resources.predictions import SERVED_ROLES, PredictionStore
 from mlops_pipeline.serving.app import canary_bucket
 from mlops_pipeline_tests.serving.conftest import TOKEN, ServeProc, Stack, records
 
@@ -28,7 +28,7 @@ SHARE = 0.3
 def models(stack: Stack) -> dict[str, object]:
     import mlflow
 
-    from mlops_pipeline.resources import MLflowResource
+    from mlops_pipeline.defs.resources import MLflowResource
 
     MLflowResource(tracking_uri=stack.tracking_uri).configure()
     return {v: mlflow.sklearn.load_model(f"models:/flights_delay/{v}") for v in ("1", "2")}
@@ -51,8 +51,8 @@ def keys(route: str, n: int, prefix: str) -> list[str]:
 
 
 def in_process(models: dict, version: str, recs: list[dict]) -> np.ndarray:
-    from mlops_pipeline.contract import load_contract, validate
-    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.data.contract import load_contract, validate
+    from mlops_pipeline.spec import load_spec
 
     spec = load_spec()
     X = validate(pd.DataFrame(recs)[spec.features.columns],

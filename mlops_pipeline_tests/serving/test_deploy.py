@@ -20,10 +20,10 @@ import pytest
 import yaml
 
 from mlops_pipeline.cli import main
-from mlops_pipeline.resources import MLflowResource
-from mlops_pipeline.resources.mlflow import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
-from mlops_pipeline.resources.predictions import PredictionStore
-from mlops_pipeline.settings import PROJECT_ROOT
+from mlops_pipeline.defs.resources import MLflowResource
+from mlops_pipeline.defs.resources.mlflow import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+from mlops_pipeline.defs.resources.predictions import PredictionStore
+from mlops_pipeline.spec import PROJECT_ROOT
 from mlops_pipeline_tests.serving.conftest import (
     MODEL,
     TOKEN,

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from mlops_pipeline.resources.predictions import PredictionStore
+from mlops_pipeline.defs.resources.predictions import PredictionStore
 from mlops_pipeline.serving.app import create_app
 from mlops_pipeline.serving.loader import LoadedModel
 from mlops_pipeline.serving.settings import (
@@ -30,7 +30,7 @@ from mlops_pipeline.serving.settings import (
     redact,
     secrets_of,
 )
-from mlops_pipeline.settings import load_spec
+from mlops_pipeline.spec import load_spec
 
 POISON = "ZZPOISON"  # a carrier value the stand-in model raises on (the contract admits it)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from mlops_pipeline.settings import load_spec
+from mlops_pipeline.spec import load_spec
 from mlops_pipeline_tests.serving.conftest import MODEL, Stack
 
 pytestmark = pytest.mark.slow

@@ -27,12 +27,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from mlops_pipeline.defs.resources import AlertResource, DatasetResource, MLflowResource, StorageResource
+from mlops_pipeline.defs.resources.predictions import PredictionStore, PredictionStoreResource
+from mlops_pipeline.defs.resources.serving import ServingResource
 from mlops_pipeline.deployment import release
 from mlops_pipeline.deployment.history import AliasHistory
-from mlops_pipeline.resources import AlertResource, DatasetResource, MLflowResource, StorageResource
-from mlops_pipeline.resources.predictions import PredictionStore, PredictionStoreResource
-from mlops_pipeline.resources.serving import ServingResource
-from mlops_pipeline.settings import PROJECT_ROOT
+from mlops_pipeline.spec import PROJECT_ROOT
 from mlops_pipeline_tests.serving.conftest import MODEL, TOKEN, Stack, records, start_server, stop
 
 pytestmark = pytest.mark.slow
@@ -155,7 +155,7 @@ def _ensemble_version(rel: Release, members: list[str]) -> str:
     from sklearn.ensemble import VotingClassifier
     from sklearn.preprocessing import LabelEncoder
 
-    from mlops_pipeline.model import POSITIVE_ATTR
+    from mlops_pipeline.training.model import POSITIVE_ATTR
 
     rel.mlflow.configure()
     loaded = {v: mlflow.sklearn.load_model(f"models:/{MODEL}/{v}") for v in set(members)}
@@ -189,9 +189,9 @@ def _register_gated(rel: Release, model, snapshot_of: str) -> str:
     flights_release's champion on that snapshot's holdout (gate.status as the loop sets it)."""
     import mlflow
 
-    from mlops_pipeline.model import SKOPS_TRUSTED_TYPES
-    from mlops_pipeline.promotion import gate_version
-    from mlops_pipeline.settings import load_spec
+    from mlops_pipeline.deployment.promotion import gate_version
+    from mlops_pipeline.spec import load_spec
+    from mlops_pipeline.training.model import SKOPS_TRUSTED_TYPES
 
     with rel.mlflow.start_run("release-test-challenger"):
         info = mlflow.sklearn.log_model(model, name="model", input_example=rel.stack.holdout.head(5),
@@ -208,7 +208,7 @@ def _register_gated(rel: Release, model, snapshot_of: str) -> str:
 
 def _tick(rel: Release, config: Path, predictions_url: str, server_url: str, cursor: str | None = None):
     """One evaluation of the real sensor, on an instance with no run in progress."""
-    from mlops_pipeline.automation import release_guard
+    from mlops_pipeline.defs.automation import release_guard
 
     resources = {
         "dataset": DatasetResource(config_path=str(config)),
@@ -399,6 +399,6 @@ def test_good_challenger_is_announced_then_promoted_and_its_shadow_agreement_mat
 
 
 def _analysis_asset():
-    from mlops_pipeline.assets.release import challenger_analysis
+    from mlops_pipeline.defs.deployment.challenger_analysis import challenger_analysis
 
     return challenger_analysis

@@ -11,8 +11,8 @@ import numpy as np
 
 from mlops_pipeline.serving.app import Server, predictions_body
 from mlops_pipeline.serving.loader import LoadedModel
-from mlops_pipeline.settings import load_spec
-from mlops_pipeline_tests.test_task_types import _fit, _frame, _spec
+from mlops_pipeline.spec import load_spec
+from mlops_pipeline_tests.training.test_task_types import _fit, _frame, _spec
 
 
 def test_a_multi_class_answer_names_the_class_and_every_probability():

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from mlops_pipeline.contract import load_contract
-from mlops_pipeline.resources.predictions import (
+from mlops_pipeline.data.contract import load_contract
+from mlops_pipeline.defs.resources.predictions import (
     PredictionBatch,
     PredictionStore,
     _InsertPlan,
@@ -33,7 +33,7 @@ from mlops_pipeline.serving.capture import CaptureWriter
 from mlops_pipeline.serving.inputs import RecordChecker, RequestError, validate_batch
 from mlops_pipeline.serving.loader import LoadedModel
 from mlops_pipeline.serving.metrics import ServingMetrics
-from mlops_pipeline.settings import load_spec
+from mlops_pipeline.spec import load_spec
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -108,7 +108,7 @@ def test_labels_are_idempotent_and_unknown_ids_match_nothing(store):
 
 
 def test_store_module_imports_neither_mlflow_nor_sklearn():
-    code = ("import sys, mlops_pipeline.resources.predictions; "
+    code = ("import sys, mlops_pipeline.defs.resources.predictions; "
             "print(json.dumps(sorted(m for m in ('mlflow', 'sklearn') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True,
                          check=True)

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from mlops_pipeline.cli import main
-from mlops_pipeline.resources.predictions import PredictionStore
+from mlops_pipeline.defs.resources.predictions import PredictionStore
 from mlops_pipeline_tests.serving.conftest import ServeProc, Stack, records, start_server, stop
 from mlops_pipeline_tests.serving.test_deploy import Traffic, _seconds, restore_aliases
 
@@ -116,7 +116,7 @@ def test_rollback_through_the_server_refuses_what_it_cannot_do(stack, workers_se
     """With the token set, `rollback` asks the running server (it has MLflow loaded) to move the
     aliases; a server that cannot (nothing to roll back to, another model, a wrong token) moves
     nothing."""
-    from mlops_pipeline.registry import registry_fingerprint
+    from mlops_pipeline.deployment.registry import registry_fingerprint
 
     monkeypatch.setenv("MLOPS_SERVE_TOKEN", "test-token")
     restore_aliases()  # no previous-champion

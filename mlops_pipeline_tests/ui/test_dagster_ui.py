@@ -32,9 +32,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_pipeline.landing import land_months
+from mlops_pipeline.data.landing import land_months
 from mlops_pipeline.processes import stop_group
-from mlops_pipeline.settings import PROJECT_ROOT
+from mlops_pipeline.spec import PROJECT_ROOT
 from mlops_pipeline_tests.conftest import SAMPLE, skip_or_fail
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,354 @@
+"""Stage 4: register the candidate as `challenger`, gate it, and only then make it `champion`.
+
+The gate's verdict is computed by `mlops_pipeline.deployment.gate.evaluate_gate` in the blocking checks, and
+computed again by `champion_model` right before it moves the alias: the checked asset is still
+materialized when its gate fails, so promotion must re-check this very candidate rather than trust
+that it is "the latest one".
+"""
+
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dagster as dg
+import pandas as pd
+
+from mlops_pipeline.defs.resources import DatasetResource, MLflowResource, StorageResource
+from mlops_pipeline.defs.resources.mlflow import CHALLENGER, CHAMPION
+from mlops_pipeline.defs.training.trained_model import TrainedModel
+from mlops_pipeline.deployment.gate import GateResult, evaluate_gate
+from mlops_pipeline.deployment.holdout import ComparisonHoldout
+
+
+@dataclass(frozen=True)
+class CandidateVersion:
+    name: str
+    version: str
+    run_id: str
+    snapshot_id: str
+    metrics: dict[str, float]
+    champion_version: str | None
+    champion_metrics: dict[str, float] | None
+
+    def gate(self, policy) -> GateResult:
+        """THE gate on these numbers; `inference_cost` is among them when the spec's cost rule is
+        on (measured for both versions in `model_version`, same step, same holdout)."""
+        return evaluate_gate(self.metrics, self.champion_metrics, policy, self.champion_version)
+
+
+def score_version(mlflow: MLflowResource, name: str, version: str, df: pd.DataFrame, spec) -> dict:
+    """Score a registered version on `df`'s holdout exactly as serving would load it."""
+    import mlflow as mlflow_lib
+
+    from mlops_pipeline.data.contract import load_contract, validate
+    from mlops_pipeline.data.preparation import xy
+    from mlops_pipeline.training.model import class_info, compute_metrics, predict_scores
+
+    mlflow.configure()
+    model = mlflow_lib.sklearn.load_model(f"models:/{name}/{version}")
+    X, y = xy(df, spec, "holdout")
+    X = validate(X, load_contract(spec).for_columns(spec.features.columns))
+    classes = class_info(model) if spec.task == "classification" else None
+    return compute_metrics(spec.task, y, predict_scores(model, X, spec.task), classes)
+
+
+@dg.asset(
+    group_name="deployment",
+    kinds={"mlflow"},
+    pool="mlflow_registry",
+    description="The trained model as an MLflow model version with alias `challenger`, scored "
+    "against the current champion on the same holdout.",
+)
+def model_version(
+    context: dg.AssetExecutionContext,
+    trained_model: TrainedModel,
+    training_features: pd.DataFrame,
+    dataset: DatasetResource,
+    mlflow: MLflowResource,
+    storage: StorageResource,
+) -> dg.Output[CandidateVersion]:
+    """Register the candidate as `challenger` and score it and the champion on the same trusted
+    holdout (`deployment.holdout.comparison_holdout`: the candidate's holdout without the rows of
+    batches a check of this run flagged). No trusted row left: fail before registering."""
+    import mlflow as mlflow_lib
+
+    from mlops_pipeline.deployment.gate import COST_METRIC
+    from mlops_pipeline.deployment.promotion import version_costs
+
+    spec = dataset.spec()
+    name = spec.name
+    mlflow.configure()
+    champion = mlflow.version_by_alias(name, CHAMPION)
+    comparison = trusted_holdout(context, spec, storage, training_features, champion)
+    champion_version = str(champion.version) if champion else None
+    if comparison.compared_rows == 0:
+        raise dg.Failure(
+            f"no holdout row passed every check ({comparison.describe(champion_version)}): "
+            "nothing to compare the candidate with the champion on"
+        )
+    champion_metrics = None
+    if champion is not None:
+        champion_metrics = score_version(mlflow, name, str(champion.version), comparison.frame, spec)
+    # Only the tags a person searches versions by; the full manifest is the run's manifest.yaml
+    # (and its `manifest.*` run tags), the summary is the model card (the description).
+    tags = {
+        "snapshot_id": trained_model.snapshot_id,
+        "git_sha": str(trained_model.manifest.get("git", {}).get("sha")),
+        "run_id": trained_model.run_id,
+        "dagster_run_id": context.run_id,
+        **({"drift_reference": trained_model.reference_uri} if trained_model.reference_uri else {}),
+        **({"performance_estimator": trained_model.estimator_uri}
+           if getattr(trained_model, "estimator_uri", "") else {}),
+        **{f"holdout_{k}": f"{v:.6f}" for k, v in trained_model.metrics.items()},
+    }
+    mv = mlflow_lib.register_model(trained_model.model_uri, name, tags=tags)
+    metrics = dict(trained_model.metrics if comparison.complete
+                   else score_version(mlflow, name, str(mv.version), comparison.frame, spec))
+    if COST_METRIC in spec.gate:  # both versions loaded and timed here, interleaved
+        costs = version_costs(mlflow, name, [str(mv.version), *([champion_version] if champion_metrics
+                                                                 else [])], comparison.frame, spec)
+        metrics[COST_METRIC] = costs[str(mv.version)]
+        if champion_metrics is not None:
+            champion_metrics[COST_METRIC] = costs[champion_version]
+    candidate = CandidateVersion(
+        name=name,
+        version=str(mv.version),
+        run_id=trained_model.run_id,
+        snapshot_id=trained_model.snapshot_id,
+        metrics=metrics,
+        champion_version=champion_version,
+        champion_metrics=champion_metrics,
+    )
+    verdict = candidate.gate(spec.gate)
+    client = mlflow.client()
+    client.set_model_version_tag(name, mv.version, "gate.status", "passed" if verdict.passed else "failed")
+    client.set_model_version_tag(name, mv.version, "gate.champion_version", champion_version or "none")
+    if not verdict.passed:
+        client.set_model_version_tag(name, mv.version, "gate.reasons", "; ".join(verdict.failures()))
+    client.update_model_version(name, mv.version, description=_card(
+        spec, candidate, trained_model, training_features, verdict, storage))
+    mlflow.set_alias(name, CHALLENGER, mv.version)
+    url = mlflow.model_version_url(name, mv.version)
+    metadata = {
+        "model_name": name,
+        "version": candidate.version,
+        **({"mlflow_model_version": dg.MetadataValue.url(url)} if url else {}),
+        "snapshot_id": candidate.snapshot_id,
+        "champion_version": candidate.champion_version or "none",
+        "comparison_holdout": comparison.describe(champion_version),
+        "compared_rows": comparison.compared_rows,
+        **{f"candidate_{k}": float(v) for k, v in candidate.metrics.items()},
+        **{f"champion_{k}": float(v) for k, v in (champion_metrics or {}).items()},
+    }
+    return dg.Output(candidate, metadata=metadata)
+
+
+def _card(spec, candidate: CandidateVersion, trained: TrainedModel, features: pd.DataFrame,
+          verdict: GateResult, storage: StorageResource) -> str:
+    """The version's model card (`deployment.card`), from what this step already holds."""
+    from mlops_pipeline.data.preparation import SPLIT_COLUMN
+    from mlops_pipeline.deployment.card import CardFacts, model_card
+    from mlops_pipeline.deployment.lineage import read_snapshot_batches
+
+    period = None
+    if spec.time_column and spec.time_column in features and len(features):
+        times = pd.to_datetime(features[spec.time_column])
+        period = (str(times.min()), str(times.max()))
+    counts = features[SPLIT_COLUMN].value_counts() if SPLIT_COLUMN in features else {}
+    recorded = read_snapshot_batches(storage, candidate.snapshot_id) or {}
+    git = trained.manifest.get("git", {}) or {}
+    facts = CardFacts(
+        version=candidate.version, run_id=candidate.run_id, snapshot_id=candidate.snapshot_id,
+        snapshot_rows=recorded.get("rows"), period=period,
+        train_rows=int(counts.get("train", 0)) if len(counts) else None,
+        holdout_rows=int(counts.get("holdout", 0)) if len(counts) else None,
+        git_sha=str(git.get("sha", "unknown")), git_dirty=git.get("dirty"),
+    )
+    return model_card(spec, facts, verdict)
+
+
+def flagged_batches(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """Batch file name -> the check of this run that failed naming it (metadata `batch`, or
+    `batches` as a list or comma-separated text). Only checks declared blocking are sure to have
+    run before the gate; failing with ERROR they stop the run, so what is found here are batches
+    that blocking checks flagged with WARN severity."""
+    records = context.instance.get_records_for_run(
+        context.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    flagged: dict[str, str] = {}
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        evaluation = event.event_specific_data if event else None
+        if evaluation is None or evaluation.passed:
+            continue
+        for key in ("batch", "batches"):
+            entry = evaluation.metadata.get(key)
+            value = getattr(entry, "value", entry)
+            names = value if isinstance(value, list | tuple) else str(value or "").split(",")
+            for batch in (str(n).strip().rsplit("/", 1)[-1] for n in names):
+                if batch:
+                    flagged.setdefault(batch, evaluation.check_name)
+    return flagged
+
+
+def trusted_holdout(context, spec, storage: StorageResource, training_features: pd.DataFrame,
+                    champion) -> ComparisonHoldout:
+    """The Dagster side of `comparison_holdout`: reads the flagged batches' rows from the landing
+    area and the champion's training snapshot (for the known/new count only)."""
+    from mlops_pipeline.data.preparation import SPLIT_COLUMN
+    from mlops_pipeline.deployment.holdout import comparison_holdout
+
+    holdout = training_features[training_features[SPLIT_COLUMN] == "holdout"]
+    flagged = flagged_batches(context)
+    rows: dict[str, pd.DataFrame] = {}
+    if flagged:
+        landed = {uri.rsplit("/", 1)[-1]: uri for uri in storage.list_uris(storage.landing_glob(spec))}
+        for batch, check in flagged.items():
+            if batch in landed:
+                rows[batch] = storage.read_table(landed[batch], spec.source.format)
+                context.log.warning(f"holdout rows of {batch} left out of the comparison ({check})")
+    known = None
+    snapshot_id = champion.tags.get("snapshot_id") if champion is not None else None
+    if snapshot_id:
+        try:
+            known = storage.read_snapshot(snapshot_id)
+        except FileNotFoundError:
+            context.log.warning(f"champion's snapshot {snapshot_id[:12]} is gone: rows counted as new")
+    return comparison_holdout(holdout, known, rows)
+
+
+def _gate_table(verdict: GateResult) -> dg.TableMetadataValue:
+    def num(v: float | None) -> float | None:
+        return None if v is None else float(v)
+
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord({
+                "metric": v.metric,
+                "candidate": num(v.candidate),
+                "champion": num(v.champion),
+                "floor": num(v.floor),
+                "tolerance": float(v.tolerance),
+                "passed": bool(v.passed),
+            })
+            for v in verdict.verdicts
+        ],
+        schema=dg.TableSchema(columns=[
+            dg.TableColumn("metric", "string"), dg.TableColumn("candidate", "float"),
+            dg.TableColumn("champion", "float"), dg.TableColumn("floor", "float"),
+            dg.TableColumn("tolerance", "float"), dg.TableColumn("passed", "bool"),
+        ]),
+    )
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            "eval_floor", asset="model_version", blocking=True,
+            description="Does the candidate meet every metric's absolute floor on the holdout?",
+        ),
+        dg.AssetCheckSpec(
+            "no_regression", asset="model_version", blocking=True,
+            description="Is the candidate no worse than the champion (within tolerance) on the "
+            "same holdout?",
+        ),
+    ],
+    ins={"model_version": dg.AssetIn("model_version")},
+)
+def eval_gate(
+    model_version: CandidateVersion, dataset: DatasetResource
+) -> Iterator[dg.AssetCheckResult]:
+    verdict = model_version.gate(dataset.spec().gate)
+    table = _gate_table(verdict)
+    floor_fail = verdict.failures("floor")
+    yield dg.AssetCheckResult(
+        check_name="eval_floor",
+        passed=verdict.meets_floor,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(floor_fail) if floor_fail else "every metric meets its floor",
+        metadata={"metrics": table, "version": model_version.version},
+    )
+    reg_fail = verdict.failures("regression")
+    yield dg.AssetCheckResult(
+        check_name="no_regression",
+        passed=verdict.no_regression,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            "; ".join(reg_fail) if reg_fail
+            else "no champion yet: the floor decides" if model_version.champion_version is None
+            else f"no regression against champion v{model_version.champion_version}"
+        ),
+        metadata={"metrics": table, "champion_version": model_version.champion_version or "none"},
+    )
+
+
+@dataclass(frozen=True)
+class ChampionRecord:
+    name: str
+    version: str
+    previous_version: str | None
+    snapshot_id: str
+
+
+@dg.asset(
+    group_name="deployment",
+    kinds={"mlflow"},
+    pool="mlflow_registry",
+    deps=["drift_report"],
+    description="Moves the `champion` alias to the candidate that passed the gate (and, when "
+    "drift.block_promotion is set, the input-drift check); the old champion stays as "
+    "`previous-champion` for one-step rollback. The last step of the loop.",
+)
+def champion_model(
+    context: dg.AssetExecutionContext,
+    model_version: CandidateVersion,
+    dataset: DatasetResource,
+    mlflow: MLflowResource,
+) -> dg.Output[ChampionRecord]:
+    """Re-gate this very candidate, then move the alias — the last thing a loop run does.
+
+    Everything that can refuse a candidate (contract checks, the eval gate, input drift when
+    blocking) runs upstream of this asset, and no asset or check of the `mlops_loop` job depends
+    on it, so a run cannot fail after the alias moved. Once the alias has moved, bookkeeping that
+    fails (the `promoted_by` tag) is logged and reported in the metadata, never raised.
+    """
+    spec = dataset.spec()
+    verdict = model_version.gate(spec.gate)
+    if not verdict.passed:
+        raise dg.Failure(
+            f"v{model_version.version} did not pass the gate: {'; '.join(verdict.failures())}"
+        )
+    current = mlflow.version_by_alias(model_version.name, CHAMPION)
+    current_version = str(current.version) if current else None
+    if current_version not in (model_version.champion_version, model_version.version):
+        raise dg.Failure(
+            f"champion moved from v{model_version.champion_version} to v{current_version} after "
+            f"v{model_version.version} was gated; rerun so it is compared with the new champion"
+        )
+    from mlops_pipeline.deployment.promotion import gate_reason
+
+    moves = mlflow.promote(model_version.name, model_version.version,
+                           actor=f"dagster:{context.run_id}", reason=gate_reason(verdict))
+    try:
+        mlflow.client().set_model_version_tag(
+            model_version.name, model_version.version, "promoted_by", f"dagster:{context.run_id}"
+        )
+        promoted_by = "tagged"
+    except Exception as exc:  # noqa: BLE001 - the alias has moved: report, never fail the run now
+        promoted_by = f"not written ({type(exc).__name__}: {exc})"
+        context.log.warning(f"v{model_version.version} is champion; promoted_by tag {promoted_by}")
+    for move in moves:
+        context.log.info(f"alias moved: {move}")
+    record = ChampionRecord(
+        model_version.name, model_version.version, current_version, model_version.snapshot_id
+    )
+    return dg.Output(
+        record,
+        metadata={
+            "champion_version": record.version,
+            "previous_champion": record.previous_version or "none",
+            "snapshot_id": record.snapshot_id,
+            "alias_moves": "; ".join(str(m) for m in moves) or "already champion",
+            "promoted_by_tag": promoted_by,
+        },
+    )

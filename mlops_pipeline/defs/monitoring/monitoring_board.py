@@ -1,0 +1,191 @@
+"""The monitoring board: one HTML page with system, data and model health, and key numbers in the UI."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from mlops_pipeline.defs.resources import DatasetResource, MLflowResource, StorageResource
+from mlops_pipeline.defs.resources.mlflow import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+from mlops_pipeline.defs.resources.predictions import SERVED_ROLES, PredictionStoreResource
+from mlops_pipeline.defs.resources.serving import ServingResource
+
+WINDOW_DAYS = 7
+
+
+def _check_rows(context: dg.AssetExecutionContext) -> list[dict[str, Any]]:
+    """The latest verdict of every check the code location defines, in every state the instance can
+    hold: `passed` / `failed` with the evaluation's severity and description, `not run` for a check
+    that was planned but never evaluated (its run failed or stopped first; the detail says which
+    run and how it ended), `running` while that run is still going, `never run` without a record."""
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    from mlops_pipeline.definitions import build_definitions
+
+    keys = build_definitions().resolve_asset_graph().asset_check_keys
+    rows = []
+    for key in sorted(keys, key=lambda k: k.to_user_string()):
+        record = context.instance.get_latest_asset_check_evaluation_record(key)
+        row = {"asset": key.asset_key.to_user_string(), "check": key.name, "status": "never run",
+               "severity": "", "detail": ""}
+        if record is not None and record.status == AssetCheckExecutionRecordStatus.PLANNED:
+            run = context.instance.get_run_by_id(record.run_id)
+            done = run is None or run.is_finished
+            row["status"] = "not run" if done else "running"
+            row["detail"] = (f"planned in run {record.run_id[:8]} "
+                             f"({run.status.value.lower() if run else 'deleted'})")
+        elif record is not None:
+            event = record.event.dagster_event if record.event else None
+            evaluation = event.event_specific_data if event else None
+            passed = getattr(evaluation, "passed", None)
+            if passed is None:  # an evaluation without a verdict: say so rather than guess
+                row["status"] = record.status.value.lower()
+            else:
+                row.update(status="passed" if passed else "failed",
+                           severity=evaluation.severity.value,
+                           detail=(evaluation.description or "")[:160])
+        rows.append(row)
+    return rows
+
+
+def _latest(context: dg.AssetExecutionContext, asset: str, field: str) -> Any:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
+    if event is None or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get(field)
+    return None if value is None else value.value
+
+
+def _labeling_queues(storage: StorageResource, since: datetime) -> dict[str, list[str]]:
+    """The request ids of each day's labeling queue export in the window (day -> ids)."""
+    import io
+
+    from mlops_pipeline.defs.monitoring.labeling_queue import QUEUE_DIR
+
+    out: dict[str, list[str]] = {}
+    day, today = since.date(), datetime.now(UTC).date()
+    while day <= today:
+        location = storage.uri(f"{QUEUE_DIR}/{day.isoformat()}.csv")
+        if storage.exists(location):
+            frame = pd.read_csv(io.BytesIO(storage.read_bytes(location)), usecols=["request_id"], dtype=str)
+            out[day.isoformat()] = frame["request_id"].dropna().tolist()
+        day += timedelta(days=1)
+    return out
+
+
+def _daily_quality(log: pd.DataFrame, spec) -> pd.DataFrame:
+    from mlops_pipeline.data.preparation import target_from_feedback
+    from mlops_pipeline.defs.monitoring.traffic import quality_scores
+    from mlops_pipeline.training.model import compute_metrics
+
+    served = log[log["role"].isin(SERVED_ROLES) & log["label"].notna()] if len(log) else log
+    if served.empty:
+        return pd.DataFrame()
+    score = "probability" if spec.task == "classification" else "prediction"
+    out = []
+    for day, rows in served.groupby(pd.to_datetime(served["ts"], utc=True).dt.date):
+        y = target_from_feedback(rows["label"], spec)
+        if spec.task == "classification" and len(set(y)) < 2:
+            continue
+        if spec.task == "classification":  # binary: positive-class probability; multi-class: matrix
+            metrics = compute_metrics(spec.task, y, *quality_scores(rows))
+        else:
+            metrics = compute_metrics(spec.task, y, rows[score].to_numpy(dtype=float))
+        keep = ("roc_auc", "brier", "accuracy", "mae")
+        out.append({"day": day, **{k: metrics[k] for k in keep if k in metrics}})
+    return pd.DataFrame(out)
+
+
+@dg.asset(
+    group_name="monitoring",
+    kinds={"plotly", "html"},
+    description="The on-call page: latency/errors/QPS, check status, drift, prediction distribution, "
+    "quality and calibration on labelled traffic, and which versions are champion and challenger.",
+)
+def monitoring_board(
+    context: dg.AssetExecutionContext,
+    dataset: DatasetResource,
+    storage: StorageResource,
+    mlflow: MLflowResource,
+    predictions: PredictionStoreResource,
+    serving: ServingResource,
+) -> dg.MaterializeResult:
+    import mlflow as mlflow_lib
+
+    from mlops_pipeline.monitoring.board import (
+        Board,
+        figures_for,
+        labeling_summary,
+        parse_serving_metrics,
+        render_board,
+        serving_by_version,
+        traffic_summary,
+    )
+
+    spec = dataset.spec()
+    score = "probability" if spec.task == "classification" else "prediction"
+    since = datetime.now(UTC) - timedelta(days=WINDOW_DAYS)
+    log = predictions.store().read_window(since, None, model_name=spec.name,
+                                          probabilities=spec.task == "classification")
+
+    system: dict[str, Any] = {"window": f"last {WINDOW_DAYS} days", **traffic_summary(log, score)}
+    text = serving.metrics_text()
+    versions = serving_by_version(text) if text is not None else []
+    if text is not None:
+        system.update({f"server_{k}": v for k, v in parse_serving_metrics(text).items()})
+    else:
+        system["server"] = f"not reachable at {serving.url}" if serving.url else "MLOPS_SERVING_URL not set"
+
+    model: dict[str, Any] = {}
+    for alias in (CHAMPION, CHALLENGER, PREVIOUS_CHAMPION):
+        mv = mlflow.version_by_alias(spec.name, alias)
+        model[alias] = f"v{mv.version} ({mv.tags.get('gate.status', '?')})" if mv else "none"
+    quality = _daily_quality(log, spec)
+    if len(quality):
+        model.update({f"latest_{k}": float(v) for k, v in quality.iloc[-1].items() if k != "day"})
+    checks = _check_rows(context)
+    drift = {
+        "new training data drift share": _latest(context, "drift_report", "drift_share"),
+        "new training data drifted columns": _latest(context, "drift_report", "drifted_columns"),
+        "new training data": _latest(context, "drift_report", "status")
+        or _latest(context, "drift_report", "current_basis"),
+        "production drift share": _latest(context, "production_drift", "drift_share"),
+        "production drifted columns": _latest(context, "production_drift", "drifted_columns"),
+        "production calibration error": _latest(context, "model_quality", "expected_calibration_error"),
+    }
+    board = Board(
+        title=f"{spec.name} — monitoring board ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
+        system=system, data=checks, drift=drift, model=model,
+        figures=figures_for(log, score, quality), versions=versions,
+        release=_latest(context, "challenger_analysis", "verdicts") or [],
+        labeling=labeling_summary(log, _labeling_queues(storage, since)),
+    )
+    path = storage.reports_dir / f"board_{spec.name}.html"
+    path.write_text(render_board(board))
+    location = storage.publish_report(path)
+    with mlflow.start_run(run_name=f"board-{spec.name}", tags={"kind": "monitoring_board"}) as run:
+        mlflow_lib.log_artifact(str(path))
+    url = mlflow.run_url(run.info.run_id)
+    failing = [f"{r['asset']}:{r['check']}" for r in checks if r["status"] == "failed"]
+    not_run = [f"{r['asset']}:{r['check']}" for r in checks if r["status"] == "not run"]
+
+    def num(v: Any) -> float:
+        return float(v) if isinstance(v, int | float) and v is not None else 0.0
+
+    return dg.MaterializeResult(metadata={
+        "board_path": dg.MetadataValue.path(location),
+        **({"board": dg.MetadataValue.url(url)} if url else {}),
+        "champion": model[CHAMPION],
+        "challenger": model[CHALLENGER],
+        "served_predictions": int(system.get("served", 0)),
+        "qps": num(system.get("qps")),
+        "p99_latency_ms": num(system.get("server_p99_ms", system.get("store_p99_ms"))),
+        "error_rate": num(system.get("server_error_rate")),
+        "failing_checks": ", ".join(failing) or "none",
+        "checks_not_run": ", ".join(not_run) or "none",
+        "production_drift_share": num(drift["production drift share"]),
+        "labeling_queued": int(board.labeling.get("queued items", 0)),
+        "labeling_labelled": int(board.labeling.get("queued items labelled", 0)),
+        **({"serving_by_version": dg.MetadataValue.json(versions)} if versions else {}),
+    })

@@ -1,0 +1,162 @@
+"""Promotion from the command line goes through THE gate, exactly like the pipeline's promotion.
+
+`gate_version` re-scores the registered candidate and the current champion on the same holdout,
+the candidate's own snapshot (recorded as the version's `snapshot_id` tag), then lets
+`gate.evaluate_gate` judge the numbers. Scoring both the same way (`score_version`, i.e. loaded
+from the registry as serving loads them) is what makes the comparison fair; nothing here decides
+what "better" means.
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+
+from mlops_pipeline.defs.resources.mlflow import CHAMPION, AliasMove, MLflowResource, RegistryError
+from mlops_pipeline.defs.resources.storage import StorageResource
+from mlops_pipeline.deployment.gate import COST_METRIC, GateResult, evaluate_gate
+from mlops_pipeline.spec import DatasetSpec
+
+
+@dataclass(frozen=True)
+class GateReport:
+    name: str
+    version: str
+    champion_version: str | None
+    snapshot_id: str
+    candidate_metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    result: GateResult
+
+    @property
+    def passed(self) -> bool:
+        return self.result.passed
+
+
+def gate_version(
+    mlflow: MLflowResource, storage: StorageResource, spec: DatasetSpec, version: str
+) -> GateReport:
+    """Score `version` and the current champion on the candidate's holdout and run the gate."""
+    from mlops_pipeline.data.preparation import prepare
+    from mlops_pipeline.defs.deployment.registered_model import score_version
+
+    name = spec.name
+    mv = mlflow.client().get_model_version(name, str(version))
+    snapshot_id = (mv.tags or {}).get("snapshot_id")
+    if not snapshot_id:
+        raise RegistryError(f"{name} v{version} has no snapshot_id tag: cannot rebuild its holdout")
+    frame = prepare(storage.read_snapshot(snapshot_id), spec).frame
+    candidate = score_version(mlflow, name, str(version), frame, spec)
+    champion = mlflow.version_by_alias(name, CHAMPION)
+    champion_version = str(champion.version) if champion is not None else None
+    champion_metrics = None
+    if champion_version is not None and champion_version != str(version):
+        champion_metrics = score_version(mlflow, name, champion_version, frame, spec)
+    if COST_METRIC in spec.gate:
+        versions = [str(version)] + ([champion_version] if champion_metrics is not None else [])
+        costs = version_costs(mlflow, name, versions, frame, spec)
+        candidate[COST_METRIC] = costs[str(version)]
+        if champion_metrics is not None:
+            champion_metrics[COST_METRIC] = costs[champion_version]
+    result = evaluate_gate(candidate, champion_metrics, spec.gate,
+                           champion_version if champion_metrics is not None else None)
+    return GateReport(name, str(version), champion_version, snapshot_id, candidate, champion_metrics,
+                      result)
+
+
+def inference_costs(models: dict[str, object], X, task: str, repeats: int = 5) -> dict[str, float]:
+    """CPU seconds per 1,000 rows of `X` for each model, what the gate's `inference_cost` rule
+    judges: single-threaded (OpenMP and BLAS limited to one thread, so `time.thread_time` sees all
+    the work), the models interleaved in the same loop so machine load hits them alike, and the
+    fastest of `repeats` passes kept (noise only ever adds time)."""
+    import time
+
+    from threadpoolctl import threadpool_limits
+
+    from mlops_pipeline.training.model import predict_scores
+
+    if len(X) == 0:
+        raise ValueError("no rows to measure inference cost on")
+    best = {key: float("inf") for key in models}
+    with threadpool_limits(limits=1):
+        for model in models.values():
+            predict_scores(model, X.head(100), task)  # warm caches and lazy imports first
+        for _ in range(repeats):
+            for key, model in models.items():
+                start = time.thread_time()
+                predict_scores(model, X, task)
+                best[key] = min(best[key], time.thread_time() - start)
+    return {key: seconds * 1000 / len(X) for key, seconds in best.items()}
+
+
+def version_costs(mlflow: MLflowResource, name: str, versions: list[str], df, spec) -> dict[str, float]:
+    """`inference_costs` of registered versions (loaded as serving loads them) on `df`'s holdout."""
+    import mlflow as mlflow_lib
+
+    from mlops_pipeline.data.contract import load_contract, validate
+    from mlops_pipeline.data.preparation import xy
+
+    mlflow.configure()
+    X, _ = xy(df, spec, "holdout")
+    X = validate(X, load_contract(spec).for_columns(spec.features.columns))
+    models = {v: mlflow_lib.sklearn.load_model(f"models:/{name}/{v}") for v in dict.fromkeys(versions)}
+    return inference_costs(models, X, spec.task)
+
+
+def promote_version(
+    mlflow: MLflowResource,
+    storage: StorageResource,
+    spec: DatasetSpec,
+    version: str,
+    force: bool = False,
+    actor: str | None = None,
+    reason: str = "",
+) -> tuple[GateReport | None, list[AliasMove]]:
+    """Gate, then move `champion`; `force` skips a failing verdict but records that it did (on
+    the version's tags and in the alias history, whose reason is the verdict plus `reason`).
+
+    Returns (the gate report, or None when the gate could not run and force was given; the moves).
+    Raises `PromotionRefused` when the gate fails without force.
+    """
+    name = spec.name
+    client = mlflow.client()
+    client.get_model_version(name, str(version))  # fails early on an unknown version
+    who = actor or f"cli:{getpass.getuser()}"
+    report: GateReport | None
+    try:
+        report = gate_version(mlflow, storage, spec, version)
+    except (FileNotFoundError, RegistryError):
+        if not force:
+            raise
+        report = None
+    if report is not None and not report.passed and not force:
+        raise PromotionRefused(report)
+    forced = force and (report is None or not report.passed)
+    why = gate_reason(None if report is None else report.result, forced)
+    moves = mlflow.promote(name, str(version), actor=who, reason=f"{why}; {reason}" if reason else why)
+    client.set_model_version_tag(name, str(version), "promoted_by", who)
+    if forced:
+        client.set_model_version_tag(name, str(version), "promotion.forced", "true")
+        reasons = "gate could not run" if report is None else "; ".join(report.result.failures())
+        client.set_model_version_tag(name, str(version), "promotion.forced_reasons", reasons[:4000])
+        client.set_model_version_tag(name, str(version), "promotion.forced_by", who)
+    return report, moves
+
+
+def gate_reason(result: GateResult | None, forced: bool = False) -> str:
+    """The gate's verdict in one line, as the alias history records why a champion moved."""
+    if result is None:
+        return "FORCED: the gate could not run"
+    if forced:
+        return "FORCED past a failed gate: " + "; ".join(result.failures())
+    vs = f" vs champion v{result.champion_version}" if result.champion_version else ""
+    scores = ", ".join(
+        f"{v.metric}={v.candidate:.4f}" + ("" if v.champion is None else f" ({v.champion:.4f})")
+        for v in result.verdicts)
+    return f"gate passed{vs}: {scores}"
+
+
+class PromotionRefused(RuntimeError):
+    def __init__(self, report: GateReport):
+        super().__init__("; ".join(report.result.failures()))
+        self.report = report

@@ -1,0 +1,268 @@
+"""The one page on-call opens at 3 a.m.: system, data, model, and who is champion.
+
+Plain functions turn the prediction store, the serving process's Prometheus metrics, the latest
+check results and the registry into numbers and plotly figures; `render_board` writes one
+self-contained HTML file (plotly.js inlined: the board opens without network access).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_pipeline.defs.resources.predictions import SERVED_ROLES
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """Prometheus' `histogram_quantile`: linear interpolation inside the cumulative bucket."""
+    buckets = sorted(buckets)
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    total = buckets[-1][1]
+    rank = q * total
+    prev_bound, prev_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return prev_bound
+            width = count - prev_count
+            return prev_bound + (bound - prev_bound) * ((rank - prev_count) / width if width else 0.0)
+        prev_bound, prev_count = bound, count
+    return prev_bound
+
+
+def parse_serving_metrics(text: str) -> dict[str, Any]:
+    """Latency quantiles, request and error totals from the serving process's `/metrics`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    buckets: dict[float, float] = {}
+    requests = 0.0
+    errors: dict[str, float] = {}
+    registry_up = None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "mlops_request_latency_seconds_bucket" and sample.labels.get(
+                "endpoint", "predict"
+            ) == "predict":
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+            elif sample.name == "mlops_predict_requests_total":
+                requests += sample.value
+            elif sample.name == "mlops_errors_total":
+                errors[sample.labels.get("kind", "?")] = sample.value
+            elif sample.name == "mlops_registry_reachable":
+                registry_up = bool(sample.value)
+    pairs = list(buckets.items())
+    out: dict[str, Any] = {
+        f"p{int(q * 100)}_ms": (v * 1000 if (v := histogram_quantile(q, pairs)) is not None else None)
+        for q in (0.5, 0.95, 0.99)
+    }
+    total_errors = sum(errors.values())
+    out.update({
+        "requests": requests,
+        "errors": errors,
+        "error_rate": total_errors / (requests + total_errors) if requests + total_errors else 0.0,
+        "registry_reachable": registry_up,
+    })
+    return out
+
+
+#: Per (model_version, role) counters of the serving process's cost accounting (serving/metrics.py).
+_COST_SAMPLES = {
+    "mlops_scored_records_total": "predictions",
+    "mlops_scoring_cpu_seconds_total": "cpu_seconds",
+    "mlops_scoring_wall_seconds_total": "wall_seconds",
+    "mlops_scoring_cost_usd_total": "cost_usd",
+}
+
+
+def serving_by_version(text: str) -> list[dict[str, Any]]:
+    """One row per model version and role from the serving process's `/metrics`: records scored,
+    p50/p95/p99 latency (receipt to prediction), CPU seconds and USD per 1,000 predictions — the
+    cost next to the latency, by version, as on-call compares a canary with the champion. Counters
+    are summed over worker processes (multiprocess mode exposes one sample per label set)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals: dict[tuple[str, str], dict[str, float]] = {}
+    buckets: dict[tuple[str, str], dict[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if "model_version" not in labels:
+                continue
+            key = (labels["model_version"], labels.get("role", ""))
+            if sample.name in _COST_SAMPLES:
+                row = totals.setdefault(key, {})
+                name = _COST_SAMPLES[sample.name]
+                row[name] = row.get(name, 0.0) + sample.value
+            elif sample.name == "mlops_scoring_latency_seconds_bucket":
+                bound = float(labels["le"])
+                per = buckets.setdefault(key, {})
+                per[bound] = per.get(bound, 0.0) + sample.value
+    rows = []
+    for key in sorted(set(totals) | set(buckets), key=lambda k: (_version_order(k[0]), k[1])):
+        t = totals.get(key, {})
+        n = t.get("predictions", 0.0)
+        pairs = list(buckets.get(key, {}).items())
+        row: dict[str, Any] = {"version": f"v{key[0]}", "role": key[1], "predictions": int(n)}
+        for q in (0.5, 0.95, 0.99):
+            v = histogram_quantile(q, pairs)
+            row[f"p{int(q * 100)}_ms"] = None if v is None else v * 1000
+        row["cpu_s_per_1k"] = t["cpu_seconds"] * 1000 / n if n and "cpu_seconds" in t else None
+        row["usd_per_1k"] = t["cost_usd"] * 1000 / n if n and "cost_usd" in t else None
+        rows.append(row)
+    return rows
+
+
+def _version_order(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (1 << 30, version)
+
+
+def traffic_summary(log: pd.DataFrame, score_column: str) -> dict[str, Any]:
+    """Latency percentiles, QPS and per-day prediction distribution from captured predictions.
+
+    `score_column` is `probability` for a classifier (the positive class's for binary, the
+    predicted class's for multi-class) and `prediction` for regression."""
+    served = log[log["role"].isin(SERVED_ROLES)] if len(log) else log
+    if served.empty:
+        return {"served": 0}
+    ts = pd.to_datetime(served["ts"], utc=True)
+    span = max((ts.max() - ts.min()).total_seconds(), 1.0)
+    return {
+        "served": len(served),
+        "qps": len(served) / span,
+        **{f"store_p{q}_ms": float(np.percentile(served["latency_ms"], q)) for q in (50, 95, 99)},
+        "mean_prediction": float(served[score_column].mean()),
+        "by_version": served.groupby("model_version").size().astype(int).to_dict(),
+        # a classifier's answers per class (its `score_column` is a probability)
+        **({"by_class": served["prediction"].astype(str).value_counts().astype(int).to_dict()}
+           if score_column == "probability" and "prediction" in served.columns else {}),
+    }
+
+
+@dataclass
+class Board:
+    title: str
+    system: dict[str, Any]
+    data: list[dict[str, Any]]
+    drift: dict[str, Any]
+    model: dict[str, Any]
+    figures: list[Any] = field(default_factory=list)
+    #: The latest `challenger_analysis` verdicts (check, verdict, value, threshold, evidence, detail).
+    release: list[dict[str, Any]] = field(default_factory=list)
+    #: `serving_by_version` rows: latency and cost per 1,000 predictions by version and role.
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    #: `labeling_summary`: the labeling queue's size and how many of its items got labels.
+    labeling: dict[str, Any] = field(default_factory=dict)
+
+
+def labeling_summary(log: pd.DataFrame, queued: dict[str, list[str]]) -> dict[str, Any]:
+    """The labeling queue over the board's window: items queued (`queued`: day -> request ids),
+    how many have a label by now (in `log`), and the share; the latest day's the same way."""
+    if not queued:
+        return {}
+    labelled = set(log.loc[log["label"].notna(), "request_id"]) if len(log) else set()
+    ids = {r for day in queued.values() for r in day}
+    done = len(ids & labelled)
+    last = max(queued)
+    out = {"queued items": len(ids), "queued items labelled": done,
+           "labelled share": done / len(ids) if ids else None,
+           f"queue {last}": len(queued[last]),
+           f"queue {last} labelled": len(set(queued[last]) & labelled)}
+    return out
+
+
+def figures_for(log: pd.DataFrame, score_column: str, quality: pd.DataFrame | None) -> list[Any]:
+    import plotly.graph_objects as go
+
+    figs = []
+    served = log[log["role"].isin(SERVED_ROLES)] if len(log) else log
+    if len(served):
+        ts = pd.to_datetime(served["ts"], utc=True)
+        per_min = served.assign(minute=ts.dt.floor("min")).groupby("minute")
+        lat = per_min["latency_ms"].quantile(0.99)
+        figs.append(go.Figure(go.Scatter(x=lat.index, y=lat.values, mode="lines+markers"),
+                              layout={"title": "p99 latency per minute (ms)", "height": 300}))
+        qps = per_min.size() / 60.0
+        figs.append(go.Figure(go.Bar(x=qps.index, y=qps.values),
+                              layout={"title": "Requests per second (per-minute average)", "height": 300}))
+        by_day = served.assign(day=ts.dt.date)
+        figs.append(go.Figure(
+            [go.Box(x=by_day["day"].astype(str), y=by_day[score_column], name="prediction")],
+            layout={"title": "Prediction distribution by day", "height": 300},
+        ))
+    if quality is not None and len(quality):
+        figs.append(go.Figure(
+            [go.Scatter(x=quality["day"].astype(str), y=quality[c], mode="lines+markers", name=c)
+             for c in quality.columns if c != "day"],
+            layout={"title": "Quality on labelled production traffic", "height": 300},
+        ))
+    return figs
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "<p>none</p>"
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td class='{_cls(r, c)}'>{html.escape(_fmt(r[c]))}</td>" for c in cols) + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _cls(row: dict[str, Any], col: str) -> str:
+    if col == "passed":
+        return "ok" if row[col] else ("warn" if row.get("severity") == "WARN" else "bad")
+    if col == "verdict":  # a release check: pass, fail, insufficient (evidence), n/a
+        return {"pass": "ok", "fail": "bad", "insufficient": "warn"}.get(row[col], "")
+    if col == "status":  # a check's state: passed, failed, not run (planned, never evaluated), ...
+        if row[col] == "failed":
+            return "warn" if row.get("severity") == "WARN" else "bad"
+        return {"passed": "ok", "not run": "warn"}.get(row[col], "")
+    return ""
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "—" if v is None else str(v)
+
+
+def release_panel(verdicts: list[dict[str, Any]]) -> str:
+    """The challenger's release verdicts as a table (empty when no analysis ran yet)."""
+    if not verdicts:
+        return ""
+    rows = [{"check": v.get("check"), "verdict": v.get("status"), "value": v.get("value"),
+             "threshold": v.get("threshold"), "evidence": f"{v.get('evidence')}/{v.get('needed')}",
+             "detail": v.get("detail")} for v in verdicts]
+    return f"<h2>Release (challenger on live traffic)</h2>{_table(rows)}"
+
+
+def render_board(board: Board) -> str:
+    figs = "".join(
+        fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(board.figures)
+    )
+    kv = lambda d: _table([{"metric": k, "value": v} for k, v in d.items()])  # noqa: E731
+    title = html.escape(board.title)
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;margin:1.5em;max-width:1200px}}
+table{{border-collapse:collapse;margin:.5em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}}.ok{{background:#dfd}}.bad{{background:#fcc}}
+.warn{{background:#ffd}}h2{{border-bottom:2px solid #333}}</style></head><body>
+<h1>{title}</h1>
+<h2>Model</h2>{kv(board.model)}
+{f"<h2>Labeling queue</h2>{kv(board.labeling)}" if board.labeling else ""}
+{release_panel(board.release)}
+<h2>System</h2>{kv(board.system)}
+<h2>Serving by version (latency, cost per 1,000 predictions)</h2>{_table(board.versions)}
+<h2>Data</h2>{_table(board.data)}
+<h2>Drift</h2>{kv(board.drift)}
+<h2>Over time</h2>{figs or "<p>no traffic captured yet</p>"}
+</body></html>"""

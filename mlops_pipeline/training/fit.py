@@ -1,0 +1,85 @@
+"""Training proper, without Dagster or MLflow: fit the pipeline on the train split, score the
+holdout, and build the drift reference.
+
+Shared by the `trained_model` asset, `mlops-pipeline reproduce` and the loop benchmark's plain
+baseline, so a reproduction or a baseline runs exactly the code that trained a registered version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Fitted:
+    model: Any
+    X_train: pd.DataFrame
+    X_hold: pd.DataFrame
+    y_hold: pd.Series
+    scores: Any  # holdout predictions (positive-class probability, (n, k) matrix, or value)
+    metrics: dict[str, float]
+    classes: Any = None  # model.ClassInfo for classification
+
+
+def fit_and_score(df: pd.DataFrame, spec: Any, seed: int, shuffle_labels: bool = False) -> Fitted:
+    """The training step proper, shared by the asset and `mlops-pipeline reproduce`, so that a
+    reproduction runs exactly the code (contract coercion, seeding, label shuffling) that trained
+    the registered version instead of a look-alike."""
+    import numpy as np
+
+    from mlops_pipeline.data.contract import load_contract, validate
+    from mlops_pipeline.data.preparation import xy
+    from mlops_pipeline.training.model import (
+        build_pipeline,
+        compute_metrics,
+        predict_scores,
+        set_positive_class,
+    )
+
+    features = load_contract(spec).for_columns(spec.features.columns)
+    X_train, y_train = xy(df, spec, "train")
+    X_hold, y_hold = xy(df, spec, "holdout")
+    X_train, X_hold = validate(X_train, features), validate(X_hold, features)
+    if shuffle_labels:
+        y_train = pd.Series(np.random.default_rng(seed).permutation(y_train.to_numpy()))
+    model = build_pipeline(spec, seed=seed).fit(X_train, y_train)
+    classes = set_positive_class(model, y_train, spec) if spec.task == "classification" else None
+    scores = predict_scores(model, X_hold, spec.task)
+    metrics = compute_metrics(spec.task, y_hold, scores, classes)
+    return Fitted(model, X_train, X_hold, y_hold, scores, metrics, classes)
+
+
+def drift_reference(model: Any, X_train: pd.DataFrame, task: str) -> pd.DataFrame:
+    """What drift is measured against once this model is champion: its contract-coerced training
+    features plus its own predictions on them. Built here, where the model and the split are in
+    memory, and stored once per run: monitoring then reads it instead of re-reading the snapshot,
+    re-preparing it and re-scoring it (every drift report and every production day did that).
+    The prediction is `model.drift_scores`: a number, or the predicted class for multi-class."""
+    from mlops_pipeline.monitoring.drift import PREDICTION_COLUMN
+    from mlops_pipeline.training.model import drift_scores
+
+    reference = X_train.reset_index(drop=True)
+    reference[PREDICTION_COLUMN] = drift_scores(model, reference, task)
+    return reference
+
+
+def performance_estimator(fitted: Fitted, spec: Any, seed: int) -> Any:
+    """The version's label-free performance estimator (`monitoring.estimation`), fitted on its
+    holdout: calibrators of its probabilities (classification) or models of its loss (regression).
+    Built here beside the drift reference and stored with the version the same way."""
+    from mlops_pipeline.monitoring.estimation import fit_estimator
+
+    return fit_estimator(fitted.model, fitted.X_hold, fitted.y_hold, fitted.scores, spec.task,
+                         fitted.classes, seed, groups=holdout_days(fitted.X_hold, spec))
+
+
+def holdout_days(X_hold: pd.DataFrame, spec: Any) -> Any:
+    """The holdout rows' calendar day (the production assets' partition), or None without a
+    time column among the features."""
+    column = spec.time_column
+    if not column or column not in X_hold.columns:
+        return None
+    return pd.to_datetime(X_hold[column]).dt.strftime("%Y-%m-%d").to_numpy()

@@ -1,0 +1,137 @@
+"""The run manifest: everything needed to rebuild a model version, attached to it.
+
+Logged as `manifest.yaml` on the MLflow run and flattened into tags on the run and the model
+version, so "can I rebuild this model?" has an answer in the registry itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from mlops_pipeline.spec import PROJECT_ROOT
+
+KEY_PACKAGES = [
+    "mlops-pipeline", "dagster", "mlflow", "scikit-learn", "pandas", "numpy", "pandera",
+    "evidently", "pyarrow",
+]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def shown_path(path: Path) -> str:
+    """A path relative to the project root when under it (as committed), else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def uncommitted(path: Path) -> str | None:
+    """Why git's SHA does not pin `path`: 'untracked', 'modified', 'outside the checkout' (or
+    ignored, or no git at all), or None when it is committed as it is on disk."""
+    rel = shown_path(path)
+    if Path(rel).is_absolute():
+        return "outside the checkout"
+    tracked = _git("ls-files", "--", rel)
+    if tracked is None:
+        return "not under git"
+    if not tracked:
+        return "untracked"
+    return "modified" if _git("status", "--porcelain", "--", rel) else None
+
+
+def git_state(paths: list[Path] | tuple[Path, ...] = ()) -> dict[str, Any]:
+    """HEAD's SHA and whether the tree differs from it: tracked changes anywhere, plus any of
+    `paths` (the files a run used, e.g. its config and contract) that git does not pin."""
+    sha = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    inputs = {shown_path(p): why for p in paths if (why := uncommitted(p))}
+    dirty = (bool(status) or bool(inputs)) if status is not None else None
+    out: dict[str, Any] = {"sha": sha or "unknown", "dirty": dirty}
+    if inputs:
+        out["uncommitted_inputs"] = inputs
+    return out
+
+
+def input_files(paths: dict[str, Path | None]) -> dict[str, dict[str, str | None]]:
+    """Each file a run read (by role: config, contract): its path and SHA-256."""
+    return {
+        role: {"path": shown_path(p), "sha256": file_sha256(Path(p))}
+        for role, p in paths.items() if p is not None
+    }
+
+
+def file_sha256(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def package_versions(names: list[str] = KEY_PACKAGES) -> dict[str, str]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def build_manifest(
+    *,
+    snapshot_id: str,
+    seeds: dict[str, int],
+    config: dict[str, Any],
+    dagster_run_id: str,
+    extra: dict[str, Any] | None = None,
+    inputs: dict[str, Path | None] | None = None,
+) -> dict[str, Any]:
+    """The manifest; `inputs` are the files the run read by role (`config`, `contract`): their
+    SHA-256 is recorded and, when git does not pin them, the tree counts as dirty."""
+    files = {role: Path(p) for role, p in (inputs or {}).items() if p is not None}
+    return {
+        "git": git_state(tuple(files.values())),
+        "inputs": input_files(files),
+        "dataset_snapshot_id": snapshot_id,
+        "uv_lock_sha256": file_sha256(PROJECT_ROOT / "uv.lock"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "seeds": seeds,
+        "dagster_run_id": dagster_run_id,
+        "config": config,
+        **(extra or {}),
+    }
+
+
+def manifest_tags(manifest: dict[str, Any]) -> dict[str, str]:
+    """The manifest's key fields as flat string tags (searchable in the MLflow UI)."""
+    tags = {
+        "manifest.git_sha": str(manifest["git"]["sha"]),
+        "manifest.git_dirty": str(manifest["git"]["dirty"]).lower(),
+        "manifest.dataset_snapshot_id": manifest["dataset_snapshot_id"],
+        "manifest.uv_lock_sha256": str(manifest["uv_lock_sha256"]),
+        "manifest.python": manifest["python"],
+        "manifest.dagster_run_id": manifest["dagster_run_id"],
+        "manifest.config_fingerprint": str(manifest["config"].get("fingerprint", "")),
+    }
+    tags.update({f"manifest.{role}_sha256": str(f.get("sha256"))
+                 for role, f in (manifest.get("inputs") or {}).items()})
+    tags.update({f"manifest.seed.{k}": str(v) for k, v in manifest["seeds"].items()})
+    tags.update({f"manifest.pkg.{k}": v for k, v in manifest["packages"].items()})
+    return tags
