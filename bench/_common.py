@@ -157,7 +157,7 @@ def temp_root(prefix: str, keep: bool = False) -> Iterator[Path]:
 
 
 def use_env(env: dict[str, str]) -> None:
-    """Point this process (the in-process pipeline, MLflowResource) at the benchmark's data dir."""
+    """Point this process (the in-process pipeline, the MLflow client) at the benchmark's data dir."""
     os.environ.clear()
     os.environ.update(env)
 

@@ -168,7 +168,7 @@ def main() -> int:
 def _serve_load(root: Path, label: str, workers: int, connections: int, body: str,
                 args: argparse.Namespace) -> tuple:
     """(load result, connections, server CPU in cores, (records stored, records answered))."""
-    from mlops_pipeline.defs.resources.predictions import PredictionStore
+    from mlops_pipeline.monitoring.predictions import PredictionStore
 
     env = {**bench_env(root), **SERVER_LIMITS}
     name = f"ours-{workers}"

@@ -56,7 +56,7 @@ def make_frames(rows: int, seed: int = 0) -> tuple:
 
 def child(mode: str, rows: int, out: Path) -> None:
     from mlops_pipeline.monitoring.drift import compute_drift
-    from mlops_pipeline.spec import DriftSpec
+    from mlops_pipeline.spec_sections import DriftSpec
 
     ref, cur = make_frames(rows)
     if mode == "data":

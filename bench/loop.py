@@ -145,12 +145,12 @@ def init_stores(root: Path) -> dict:
     import dagster as dg
 
     from mlops_pipeline.cli.common import ensure_dagster_home
-    from mlops_pipeline.defs.resources import MLflowResource
+    from mlops_pipeline.deployment.tracking import MLflow
 
     ensure_dagster_home()
     with dg.DagsterInstance.get() as instance:
         instance.get_runs(limit=1)
-    MLflowResource().experiment_id()
+    MLflow().experiment_id()
     return {}
 
 

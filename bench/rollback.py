@@ -69,9 +69,9 @@ class Client(threading.Thread):
 
 
 def _promote_v2(url: str) -> None:
-    from mlops_pipeline.defs.resources.mlflow import MLflowResource
+    from mlops_pipeline.deployment.tracking import MLflow
 
-    MLflowResource().promote(MODEL, "2")
+    MLflow().promote(MODEL, "2")
     deadline = time.time() + 60
     while httpx.get(f"{url}/health").json().get("model_version") != "2":
         if time.time() > deadline:

@@ -67,7 +67,7 @@ def measure(root: Path, monthly: list, n: int, repeat: int) -> dict:
     from mlops_pipeline.defs import automation
     from mlops_pipeline.defs.resources import DatasetResource, StorageResource
 
-    def old_way(pattern, fmt, storage=None, log=None):
+    def old_way(pattern, fmt, storage=None, log=None, cache_rows=None):
         """The tick before the index: re-read and re-hash every landed batch."""
         return content_id(read_landing(pattern, fmt, storage=storage)), None
 

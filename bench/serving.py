@@ -47,11 +47,12 @@ def _measure(server: Server, path: str, bodies: list[str], args: argparse.Namesp
 
 
 def _captured(db: Path) -> int:
-    from mlops_pipeline.defs.resources.predictions import PredictionStore
+    from mlops_pipeline.deployment.tags import CHAMPION
+    from mlops_pipeline.monitoring.predictions import PredictionStore
 
     store = PredictionStore(f"sqlite:///{db}")
     try:
-        return store.count(["champion"])
+        return store.count([CHAMPION])
     finally:
         store.close()
 

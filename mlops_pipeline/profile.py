@@ -9,17 +9,16 @@ The code is the same for both profiles; only where things live changes:
   (`MLOPS_PREDICTIONS_URL=postgresql://...`) and a Postgres Dagster instance (`DAGSTER_HOME` holding
   `deploy/dagster.yaml`).
 
-The S3 root alone already moves storage and the I/O manager to S3; the profile variable adds a check
-at load time that nothing was left on a local default, because in production a forgotten variable
-would otherwise silently write to a container's disk that disappears with it.
+The S3 root alone already moves storage and the I/O manager to S3 (`defs.resources.io_manager`); the
+profile variable adds a check at load time that nothing was left on a local default, because in
+production a forgotten variable would otherwise silently write to a container's disk that
+disappears with it. No Dagster here: the CLI and tests check a profile without loading it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-
-import dagster as dg
 
 PROFILE_ENV = "MLOPS_PROFILE"
 PRODUCTION = "production"
@@ -33,10 +32,11 @@ PRODUCTION_ENV: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 class ProfileError(RuntimeError):
-    pass
+    """The profile is unknown, or production is missing a variable; the message lists each one."""
 
 
 def profile(env: Mapping[str, str] | None = None) -> str:
+    """The profile name (`MLOPS_PROFILE`, default `local`), lower-cased."""
     env = os.environ if env is None else env
     return (env.get(PROFILE_ENV) or "local").strip().lower()
 
@@ -58,31 +58,3 @@ def check_profile(env: Mapping[str, str] | None = None) -> None:
             problems.append(f"{var}={value!r} should start with {' or '.join(prefixes)} ({what})")
     if problems:
         raise ProfileError(f"{PROFILE_ENV}={PRODUCTION} but: " + "; ".join(problems))
-
-
-def io_manager(env: Mapping[str, str] | None = None) -> dg.ConfigurableIOManager | None:
-    """The S3 pickle I/O manager (dagster-aws) when storage is on S3, else None (Dagster's default
-    filesystem I/O manager). Values passed between assets must be where every run worker can read
-    them; a worker's local disk is not.
-
-    Bucket and prefix are fixed when the code location loads (`MLOPS_IO_MANAGER_ROOT`, default
-    `<MLOPS_STORAGE_ROOT>/dagster-io`); the endpoint is resolved per run.
-    """
-    env = os.environ if env is None else env
-    storage_root = env.get("MLOPS_STORAGE_ROOT", "")
-    io_root = env.get("MLOPS_IO_MANAGER_ROOT") or (
-        f"{storage_root.rstrip('/')}/dagster-io" if storage_root.startswith("s3://") else ""
-    )
-    if not io_root:
-        return None
-    from dagster_aws.s3 import S3PickleIOManager, S3Resource
-
-    from mlops_pipeline.defs.resources.storage import split_s3_uri
-
-    bucket, prefix = split_s3_uri(io_root)
-    endpoint = dg.EnvVar("MLOPS_S3_ENDPOINT_URL") if env.get("MLOPS_S3_ENDPOINT_URL") else None
-    return S3PickleIOManager(
-        s3_resource=S3Resource(endpoint_url=endpoint, max_attempts=3),
-        s3_bucket=bucket,
-        s3_prefix=prefix or "dagster-io",
-    )

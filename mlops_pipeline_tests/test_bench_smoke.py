@@ -28,7 +28,7 @@ def test_bench_module_imports(name: str) -> None:
 def test_drift_bench_frames_and_fast_scores_on_tiny_inputs() -> None:
     drift_bench = importlib.import_module("drift")
     from mlops_pipeline.monitoring.drift import compute_drift
-    from mlops_pipeline.spec import DriftSpec
+    from mlops_pipeline.spec_sections import DriftSpec
 
     ref, cur = drift_bench.make_frames(400)
     assert list(ref.columns) == list(cur.columns) and len(ref) == 400

@@ -1,6 +1,8 @@
 """`mlops-pipeline`: the command line around the loop.
 
-Each module here registers its own subcommands; `mlops-pipeline --help` lists them all.
+Each module here registers its own subcommands; `mlops-pipeline --help` lists them all. A command
+is `cmd(args, settings)`: argument parsing over core functions, with the process settings read once
+by `main`.
 """
 
 from __future__ import annotations
@@ -8,6 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlops_pipeline.settings import Settings
 
 # One module per area, each with `register(subparsers)`.
 COMMAND_MODULES = [
@@ -33,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_problem(args: argparse.Namespace) -> str | None:
+def _config_problem(args: argparse.Namespace, settings: Settings) -> str | None:
     """Validate the dataset config of a command that takes `--config` before it lands or launches
     anything; the one-line problem, or None when the config is fine."""
     from mlops_pipeline.spec import ConfigError, load_spec
@@ -41,22 +47,29 @@ def _config_problem(args: argparse.Namespace) -> str | None:
     if not hasattr(args, "config"):
         return None
     try:
-        load_spec(args.config)
+        load_spec(args.config or settings.dataset_config)
     except (ConfigError, FileNotFoundError) as exc:
         return str(exc)
     return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse, check the dataset config, run the command. An invalid config is one line on stderr
-    (`<file>: <field>: <problem> — <fix>`) and exit code 2, never a traceback."""
+    """Parse, read the process settings (once: every command gets them), check the dataset config,
+    run the command. An invalid config is one line on stderr (`<file>: <field>: <problem> — <fix>`)
+    and exit code 2, never a traceback."""
+    from mlops_pipeline.settings import Settings
     from mlops_pipeline.spec import ConfigError
 
     args = build_parser().parse_args(argv)
-    problem = _config_problem(args)
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problem = _config_problem(args, settings)
     if problem is None:
         try:
-            return int(args.func(args) or 0)
+            return int(args.func(args, settings) or 0)
         except ConfigError as exc:
             problem = str(exc)
     print(f"error: {' '.join(problem.split())}", file=sys.stderr)

@@ -14,36 +14,22 @@ import sys
 import time
 from pathlib import Path
 
-from mlops_pipeline.cli.common import set_dataset
+from mlops_pipeline.cli.common import mlflow_client, storage_client
+from mlops_pipeline.settings import Settings
 from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG, load_spec
 
 
-def _registry():
-    from mlops_pipeline.defs.resources.mlflow import MLflowResource
-
-    return MLflowResource(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
-                          ui_url=os.environ.get("MLOPS_MLFLOW_UI_URL", ""))
-
-
-def _storage():
-    """The same storage the pipeline uses (local data dir or S3), so the candidate's snapshot is found."""
-    from mlops_pipeline.defs.resources.storage import StorageResource
-
-    return StorageResource(
-        root=os.environ.get("MLOPS_STORAGE_ROOT") or os.environ.get("MLOPS_DATA_DIR", ""),
-        endpoint_url=os.environ.get("MLOPS_S3_ENDPOINT_URL", ""),
-    )
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
+def cmd_serve(args: argparse.Namespace, process: Settings) -> int:
+    """Serve a registered model until stopped (`mlops_pipeline.serving`, which reads its own knobs)."""
     # Before numpy/sklearn load: HistGradientBoosting's OpenMP threads only burn the second core
     # on small batches, and a fast failing registry call is what makes /health say "degraded"
     # instead of hanging in MLflow's default retry loop.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    set_dataset(args.config)
-    from mlops_pipeline.serving.app import serve
+    if args.config:  # the serving processes read the dataset from their environment
+        os.environ["MLOPS_DATASET_CONFIG"] = process.with_dataset(args.config).dataset_config
+    from mlops_pipeline.serving.run import serve
     from mlops_pipeline.serving.settings import ServeSettings
 
     settings = ServeSettings.from_env(
@@ -63,7 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not settings.loopback:
         print(f"warning: binding {settings.host}: the server is reachable from other machines "
               "(/feedback and /admin/* require the token)", file=sys.stderr)
-    name = settings.model_name or load_spec().name
+    name = settings.model_name or load_spec(process.with_dataset(args.config).dataset_config).name
     print(f"serving {name}@{settings.version or settings.alias} "
           f"on {settings.url}", flush=True)
     try:
@@ -94,14 +80,13 @@ def _warn_unrecorded(move: str, error: str | None) -> None:
               file=sys.stderr)
 
 
-def _find_server(name: str, explicit: str | None) -> str | None:
+def _find_server(name: str, explicit: str | None, settings: Settings) -> str | None:
     """The server URL: --server-url, MLOPS_SERVE_URL / MLOPS_SERVING_URL, or the state file a live
     server wrote under the data dir."""
     if explicit:
         return explicit
-    for var in ("MLOPS_SERVE_URL", "MLOPS_SERVING_URL"):
-        if os.environ.get(var):
-            return os.environ[var]
+    if settings.serve_url or settings.serving_url:
+        return settings.serve_url or settings.serving_url
     from mlops_pipeline.serving.settings import ServeSettings, state_path
 
     path: Path = state_path(ServeSettings.from_env(), name)
@@ -143,12 +128,12 @@ def wait_for_version(url: str, version: str, timeout: float, token: str = "") ->
     return None
 
 
-def _report_server(name: str, version: str, args: argparse.Namespace) -> int:
-    url = _find_server(name, args.server_url)
+def _report_server(name: str, version: str, args: argparse.Namespace, settings: Settings) -> int:
+    url = _find_server(name, args.server_url, settings)
     if url is None:
         print("no running server found (pass --server-url or set MLOPS_SERVE_URL to wait for one)")
         return 0
-    seconds = wait_for_version(url, version, args.timeout, os.environ.get("MLOPS_SERVE_TOKEN", ""))
+    seconds = wait_for_version(url, version, args.timeout, settings.serve_token)
     if seconds is None:
         print(f"server {url} did not answer with v{version} within {args.timeout:.0f}s", file=sys.stderr)
         return 1
@@ -156,16 +141,15 @@ def _report_server(name: str, version: str, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_promote(args: argparse.Namespace) -> int:
+def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
+    """Promote a version through the eval gate (or `--force`) and wait for a running server."""
     from mlops_pipeline.deployment.promotion import PromotionRefused, promote_version
-    from mlops_pipeline.spec import load_spec
 
-    set_dataset(args.config)
-    spec = load_spec()
-    mlflow = _registry()
+    spec = load_spec(args.config or settings.dataset_config)
+    mlflow = mlflow_client(settings)
     try:
-        report, moves = promote_version(mlflow, _storage(), spec, args.version, force=args.force,
-                                        actor=_cli_actor(), reason=args.reason or "")
+        report, moves = promote_version(mlflow, storage_client(settings), spec, args.version,
+                                        force=args.force, actor=_cli_actor(), reason=args.reason or "")
     except PromotionRefused as exc:
         _print_gate(exc.report)
         print(f"refused: v{args.version} did not pass the gate ({exc}); --force overrides it "
@@ -176,7 +160,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     if args.force and (report is None or not report.passed):
         print("forced: recorded as tags promotion.forced / promotion.forced_reasons on the version")
     _print_moves(moves)
-    return _report_server(spec.name, str(args.version), args) if moves else 0
+    return _report_server(spec.name, str(args.version), args, settings) if moves else 0
 
 
 def _print_gate(report) -> None:
@@ -189,32 +173,32 @@ def _print_gate(report) -> None:
     print(f"gate: {'passed' if report.passed else 'failed'}")
 
 
-def cmd_rollback(args: argparse.Namespace) -> int:
-    from mlops_pipeline.spec import load_spec
-
-    set_dataset(args.config)
-    spec = load_spec()
-    token = os.environ.get("MLOPS_SERVE_TOKEN", "")
-    url = _find_server(spec.name, args.server_url) if token else None
+def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    """Champion back to previous-champion: through a running server when one can, else here."""
+    spec = load_spec(args.config or settings.dataset_config)
+    token = settings.serve_token
+    url = _find_server(spec.name, args.server_url, settings) if token else None
     if url is not None:
-        done = _rollback_through(url, spec.name, token, args.timeout, args.reason or "")
+        done = _rollback_through(url, spec.name, token, args.timeout, settings, args.reason or "")
         if done is not None:
             return done
-    return _rollback_here(spec.name, args)
+    return _rollback_here(spec.name, args, settings)
 
 
-def _rollback_through(url: str, name: str, token: str, timeout: float, reason: str = "") -> int | None:
+def _rollback_through(url: str, name: str, token: str, timeout: float, settings: Settings,
+                      reason: str = "") -> int | None:
     """Ask the running server to move the aliases and reload (`POST /admin/rollback`): it has MLflow
     loaded already, so this costs an HTTP client instead of MLflow's imports and store set-up.
     None when the server cannot do it for us (another registry or model, an older server, not
     reachable): the caller then moves the aliases itself."""
     import httpx
 
-    from mlops_pipeline.deployment.registry import CHAMPION, registry_fingerprint
+    from mlops_pipeline.deployment.registry import registry_fingerprint
+    from mlops_pipeline.deployment.tags import CHAMPION
 
     started = time.perf_counter()
     body = {"model_name": name,
-            "registry": registry_fingerprint(os.environ.get("MLFLOW_TRACKING_URI", ""), token),
+            "registry": registry_fingerprint(settings.tracking_uri, token),
             "actor": _cli_actor(), "reason": reason}
     try:
         r = httpx.post(f"{url.rstrip('/')}/admin/rollback", json=body, timeout=timeout,
@@ -236,17 +220,18 @@ def _rollback_through(url: str, name: str, token: str, timeout: float, reason: s
         _warn_unrecorded(f"{move['model']}@{move['alias']}", move.get("history_error"))
     new = next(str(m["to_version"]) for m in payload["moves"] if m["alias"] == CHAMPION)
     if not _serves(payload, new):
-        return _report_server(name, new, argparse.Namespace(server_url=url, timeout=timeout))
+        return _report_server(name, new, argparse.Namespace(server_url=url, timeout=timeout), settings)
     print(f"server {url} answers with v{new} after {time.perf_counter() - started:.2f}s")
     return 0
 
 
-def _rollback_here(name: str, args: argparse.Namespace) -> int:
+def _rollback_here(name: str, args: argparse.Namespace, settings: Settings) -> int:
     # The plain registry, not the Dagster resource: rollback is a hot path (seconds count), and
     # importing Dagster would add most of a second before the alias moves.
-    from mlops_pipeline.deployment.registry import CHAMPION, Registry, RegistryError, client_for
+    from mlops_pipeline.deployment.registry import Registry, RegistryError, client_for
+    from mlops_pipeline.deployment.tags import CHAMPION
 
-    registry = Registry(client_for(os.environ.get("MLFLOW_TRACKING_URI", "")))
+    registry = Registry(client_for(settings.tracking_uri))
     try:
         moves = registry.rollback(name, actor=_cli_actor(), reason=args.reason or "")
     except RegistryError as exc:
@@ -254,7 +239,7 @@ def _rollback_here(name: str, args: argparse.Namespace) -> int:
         return 1
     _print_moves(moves)
     new = next(m for m in moves if m.alias == CHAMPION).to_version
-    return _report_server(name, new, args)
+    return _report_server(name, new, args, settings)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -14,19 +14,19 @@ import os
 import sys
 from typing import Any
 
-from mlops_pipeline.cli.common import set_dataset
+from mlops_pipeline.cli.common import mlflow_client, storage_client
+from mlops_pipeline.settings import Settings
 from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG
 
 
-def _clients(args: argparse.Namespace):
-    from mlops_pipeline.cli.deploy import _registry, _storage
-    from mlops_pipeline.defs.resources.predictions import PredictionStore
+def _clients(args: argparse.Namespace, settings: Settings):
     from mlops_pipeline.deployment.history import AliasHistory
+    from mlops_pipeline.monitoring.predictions import PredictionStore
 
-    url = args.predictions_url or os.environ.get("MLOPS_PREDICTIONS_URL") or None
+    url = args.predictions_url or settings.predictions_url or None
     store = PredictionStore(url)
     history = AliasHistory(args.history_url or url)
-    return store, history, _registry().client(), _storage()
+    return store, history, mlflow_client(settings).client(), storage_client(settings)
 
 
 def _short(value: Any, n: int = 12) -> str:
@@ -116,20 +116,20 @@ def _print_snapshot(out: dict[str, Any]) -> None:
                   f"{s['first']} to {s['last']}")
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the lineage of one prediction, or what a snapshot's models served."""
     from mlops_pipeline.deployment.lineage import LineageError, explain_request, explain_snapshot
 
     if bool(args.request_id) == bool(args.snapshot):
         print("give a REQUEST_ID or --snapshot ID (one of them)", file=sys.stderr)
         return 2
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    store, history, client, storage = _clients(args)
+    store, history, client, storage = _clients(args, settings)
     try:
         if args.snapshot:
-            set_dataset(args.config)
             from mlops_pipeline.spec import load_spec
 
-            model = args.model or load_spec().name
+            model = args.model or load_spec(args.config or settings.dataset_config).name
             out = explain_snapshot(args.snapshot, model=model, store=store, client=client,
                                    storage=storage)
         else:

@@ -10,20 +10,21 @@ import argparse
 import json
 import sys
 
-from mlops_pipeline.cli.common import set_dataset
+from mlops_pipeline.deployment.tags import CHAMPION
+from mlops_pipeline.settings import Settings
 from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG
 
 
-def _model_name(args: argparse.Namespace) -> str:
+def _model_name(args: argparse.Namespace, settings: Settings) -> str:
     if args.model:
         return args.model
     from mlops_pipeline.spec import load_spec
 
-    set_dataset(args.config)
-    return load_spec().name
+    return load_spec(args.config or settings.dataset_config).name
 
 
-def cmd_history(args: argparse.Namespace) -> int:
+def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the alias moves on record, or which version an alias named at `--at`."""
     from mlops_pipeline.deployment.history import AliasHistory, parse_time
 
     try:
@@ -31,11 +32,11 @@ def cmd_history(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"--at: {exc}", file=sys.stderr)
         return 2
-    history = AliasHistory(args.predictions_url or None)
+    history = AliasHistory(args.predictions_url or settings.predictions_url or None)
     try:
         if at is not None:
-            return _at(history, _model_name(args), args.alias or "champion", at, args.json)
-        model = args.model or (_model_name(args) if args.config else None)
+            return _at(history, _model_name(args, settings), args.alias or CHAMPION, at, args.json)
+        model = args.model or (_model_name(args, settings) if args.config else None)
         events = history.events(model=model, alias=args.alias, limit=args.limit)
     finally:
         history.close()

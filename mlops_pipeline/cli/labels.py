@@ -10,28 +10,27 @@ changes nothing the second time. Imports neither MLflow nor Dagster's definition
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from mlops_pipeline.cli.common import set_dataset
+from mlops_pipeline.settings import Settings
 from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG
 
 SHOWN = 20
 
 
-def cmd_import(args: argparse.Namespace) -> int:
-    from mlops_pipeline.defs.resources.predictions import PredictionStore
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Attach labels from a file to the logged predictions they answer."""
     from mlops_pipeline.monitoring.labeling import import_labels, read_labels
+    from mlops_pipeline.monitoring.predictions import PredictionStore
     from mlops_pipeline.spec import load_spec
 
-    set_dataset(args.config)
-    spec = load_spec()
+    spec = load_spec(args.config or settings.dataset_config)
     try:
         rows, problems = read_labels(args.file)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    url = args.predictions_url or os.environ.get("MLOPS_PREDICTIONS_URL") or None
+    url = args.predictions_url or settings.predictions_url or None
     store = PredictionStore(url)
     try:
         report = import_labels(store, rows, spec)

@@ -13,27 +13,29 @@ from mlops_pipeline.cli.common import (
     RegistryUnreachable,
     check_registry,
     ensure_dagster_home,
-    print_summary,
+    mlflow_client,
     run_loop,
-    set_dataset,
+    tracking_uri,
 )
+from mlops_pipeline.cli.run_output import print_summary
 from mlops_pipeline.processes import default_signals, stop_group
-from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG, PROJECT_ROOT, data_dir
+from mlops_pipeline.settings import Settings
+from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG, PROJECT_ROOT
 
 
-def cmd_land(args: argparse.Namespace) -> int:
+def cmd_land(args: argparse.Namespace, settings: Settings) -> int:
     """`--from PATH` lands your own files into the configured dataset's landing area; without it,
     NYC flights months, and only when the configured dataset lands where flights land."""
     from mlops_pipeline.data.landing import LandingInputError, land_files, land_months
     from mlops_pipeline.spec import load_spec
 
-    config = getattr(args, "config", None)
     source = getattr(args, "from_", None)
-    set_dataset(config)
-    spec = load_spec(config)
+    settings = settings.with_dataset(getattr(args, "config", None))
+    spec = load_spec(settings.dataset_config)
+    root = settings.data_root
     if source:
         try:
-            result = land_files(Path(source), spec)
+            result = land_files(Path(source), spec, spec.landing_glob(root))
         except LandingInputError as exc:
             print(f"error: {exc} (nothing was landed)", file=sys.stderr)
             return 2
@@ -44,9 +46,9 @@ def cmd_land(args: argparse.Namespace) -> int:
         for src, batch in result.already_landed:
             print(f"{src} is already landed as {batch}: nothing written")
         return 0
-    landing = data_dir() / "landing" / "flights"
-    if Path(spec.landing_glob()).parent != landing:
-        print(f"error: {spec.name} lands in {Path(spec.landing_glob()).parent}, not the flights "
+    landing = root / "landing" / "flights"
+    if Path(spec.landing_glob(root)).parent != landing:
+        print(f"error: {spec.name} lands in {Path(spec.landing_glob(root)).parent}, not the flights "
               f"area: land your files with `mlops-pipeline land --from PATH`", file=sys.stderr)
         return 2
     written = land_months(landing, months=args.months, sample_fraction=args.sample)
@@ -57,38 +59,40 @@ def cmd_land(args: argparse.Namespace) -> int:
     return 0
 
 
-def _registry_or_exit() -> bool:
+def _registry_or_exit(settings: Settings) -> bool:
     """Check the registry answers before anything trains; say why not on stderr."""
     try:
-        check_registry()
+        check_registry(tracking_uri(settings))
     except RegistryUnreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return False
     return True
 
 
-def cmd_materialize(args: argparse.Namespace) -> int:
-    set_dataset(args.config)
-    if not _registry_or_exit():
+def cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the loop once, headless; exit 1 when it failed or a blocking check stopped it."""
+    settings = settings.with_dataset(args.config)
+    if not _registry_or_exit(settings):
         return 2
     run_config = None
     if args.shuffle_labels:
         run_config = {"ops": {"trained_model": {"config": {"shuffle_labels": True}}}}
-    result = run_loop(run_config, verbose=args.verbose, say=print)
+    result = run_loop(run_config, verbose=args.verbose, say=print, settings=settings)
     return 0 if print_summary(result) else 1
 
 
-def cmd_contract(args: argparse.Namespace) -> int:
+def cmd_contract(args: argparse.Namespace, settings: Settings) -> int:
+    """Draft a data contract from the landed data (`contract infer`)."""
     from mlops_pipeline.data.contract import ContractError, infer_contract, left_as_object, write_contract
     from mlops_pipeline.data.snapshots import read_landing
     from mlops_pipeline.spec import load_spec
 
-    spec = load_spec(args.config)
+    spec = load_spec(args.config or settings.dataset_config)
     out = Path(args.out) if args.out else spec.contract_path()
     if out.exists() and not args.force:
         print(f"{out} exists; pass --force to overwrite it", file=sys.stderr)
         return 2
-    df = read_landing(spec.landing_glob(), spec.source.format)
+    df = read_landing(spec.landing_glob(settings.data_root), spec.source.format)
     try:
         doc = infer_contract(df, spec, range_margin=args.range_margin, horizon_days=args.horizon_days)
     except ContractError as exc:
@@ -117,55 +121,56 @@ def _free_port(preferred: int) -> int:
     raise RuntimeError("no free port")
 
 
-def _missing_data_hint(spec, config: str) -> str | None:
-    """None when the configured dataset has landed data; else what to land and how."""
+def _missing_data_hint(spec, config: str, root: Path) -> str | None:
+    """None when the configured dataset has landed data under `root`; else what to land and how."""
     import glob
 
-    if glob.glob(spec.landing_glob()):
+    if glob.glob(spec.landing_glob(root)):
         return None
-    return (f"no data landed for dataset {spec.name!r}: nothing matches {spec.landing_glob()}\n"
+    return (f"no data landed for dataset {spec.name!r}: nothing matches {spec.landing_glob(root)}\n"
             f"land your file first, then run `up` again:\n"
             f"  uv run mlops-pipeline land --from FILE --config {config}\n"
             f"  uv run mlops-pipeline up --config {config}")
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    """Land (flights, when nothing is landed), run the loop once, start the Dagster and MLflow UIs."""
     from mlops_pipeline.processes import stop_on_signals, watch_children
     from mlops_pipeline.spec import load_spec
 
     stop_on_signals()  # SIGTERM (and SIGINT, even if inherited ignored) ends `up` and its servers
-    set_dataset(args.config)
-    config = os.environ.get("MLOPS_DATASET_CONFIG") or DEFAULT_DATASET_CONFIG
+    settings = settings.with_dataset(args.config)
+    config = settings.dataset_config
     try:
         spec = load_spec(config)
     except (FileNotFoundError, ValueError) as exc:  # ConfigError is a ValueError naming file and field
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not _registry_or_exit():
+    if not _registry_or_exit(settings):
         return 2
-    home = ensure_dagster_home()
+    home = ensure_dagster_home(settings)
     mlflow_port = _free_port(args.mlflow_port)
-    if not args.no_ui:
-        os.environ.setdefault("MLOPS_MLFLOW_UI_URL", f"http://127.0.0.1:{mlflow_port}")
-    hint = _missing_data_hint(spec, config)
-    if hint and spec.landing_glob() == load_spec(DEFAULT_DATASET_CONFIG).landing_glob():
+    if not args.no_ui and not settings.mlflow_ui_url:
+        settings = settings.replace(mlflow_ui_url=f"http://127.0.0.1:{mlflow_port}")
+    root = settings.data_root
+    hint = _missing_data_hint(spec, config, root)
+    if hint and spec.landing_glob(root) == load_spec(DEFAULT_DATASET_CONFIG).landing_glob(root):
         print("no flights landed yet: landing January-March 2013")
-        cmd_land(argparse.Namespace(months=[1, 2, 3], sample=1.0))
+        cmd_land(argparse.Namespace(months=[1, 2, 3], sample=1.0), settings)
     elif hint:
         print(hint, file=sys.stderr)
         return 2
     print("materializing the loop once (snapshot -> features -> model -> registry -> drift)")
-    result = run_loop(verbose=args.verbose, say=print)
+    result = run_loop(verbose=args.verbose, say=print, settings=settings)
     ok = print_summary(result)
     if args.no_ui:
         return 0 if ok else 1
 
-    from mlops_pipeline.defs.resources import MLflowResource
-
-    mlflow_res = MLflowResource()
+    mlflow_res = mlflow_client(settings)
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    # The servers get this command's settings (dataset, UI links, instance) through their environment.
+    env = settings.child_env(PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+                             MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", DAGSTER_HOME=str(home))
     procs: list[subprocess.Popen] = []
     watcher = None
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import subprocess
 import sys
@@ -13,12 +12,13 @@ from pathlib import Path
 from mlops_pipeline.cli.common import (
     RegistryUnreachable,
     check_registry,
-    ensure_dagster_home,
     execute_job,
-    print_summary,
-    set_dataset,
+    open_instance,
+    tracking_uri,
 )
+from mlops_pipeline.cli.run_output import print_summary
 from mlops_pipeline.processes import stop_group
+from mlops_pipeline.settings import Settings
 from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG
 
 
@@ -42,19 +42,20 @@ def _wait_ready(url: str, timeout: float = 120.0) -> None:
     raise RuntimeError(f"the serving process at {url} did not become ready in {timeout:.0f} s")
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    """Replay months through a serving process and print what the loop did each month."""
     from mlops_pipeline.data.landing import load_flights_with_weather
+    from mlops_pipeline.definitions import build_definitions
     from mlops_pipeline.defs.simulation import run_simulation
     from mlops_pipeline.spec import load_spec
 
-    set_dataset(args.config)
+    settings = settings.with_dataset(args.config)
     try:
-        check_registry()
+        check_registry(tracking_uri(settings))
     except RegistryUnreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    ensure_dagster_home()
-    spec = load_spec()
+    spec = load_spec(settings.dataset_config)
 
     def execute(job, instance, **kwargs):
         """Each run as one line per step; a retraining also gets its metrics table and decision."""
@@ -71,16 +72,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         cli = str(Path(sys.executable).parent / "mlops-pipeline")
         server = subprocess.Popen(
             [cli, "serve", "--port", str(port), "--poll-seconds", "1"],
-            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True,
+            env=settings.child_env(OMP_NUM_THREADS="1"), start_new_session=True,
         )
         print(f"started a serving process at {url} (pid {server.pid})")
     try:
         _wait_ready(url)
         reports = run_simulation(
-            load_flights_with_weather(), spec, url, months=args.months, sample=args.sample,
+            build_definitions(settings), load_flights_with_weather(), spec, url, months=args.months,
+            sample=args.sample,
             label_share=args.label_share, label_delay=args.label_delay,
             label_lag_days=args.label_lag_days,
-            token=os.environ.get("MLOPS_SERVE_TOKEN", ""), execute=execute,
+            token=settings.serve_token, execute=execute, instance=open_instance(settings),
         )
     finally:
         if server is not None:

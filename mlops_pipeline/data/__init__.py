@@ -1,1 +1,2 @@
-"""The data layer: per-batch and overall data checks (the contract and snapshots move here in time)."""
+"""Stage 1 of the loop, without Dagster: files landed, snapshotted by content, checked by the contract,
+prepared into a labelled, split frame."""

@@ -12,7 +12,7 @@ again. When the batches' dtypes differ (an int column with nulls in one batch be
 overall, numbers sent as text make the column text, a batch lacks a column), the whole table's
 dtypes are not each batch's and the id is computed from the whole table, as before.
 
-No Dagster here; the store is a `StorageResource` (local or S3) or, without one, plain files.
+No Dagster here; the store is a `Storage` (local or S3) or, without one, plain files.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from mlops_pipeline.data.snapshots import (
 )
 
 if TYPE_CHECKING:
-    from mlops_pipeline.defs.resources.storage import StorageResource
+    from mlops_pipeline.data.storage import Storage
 
 INDEX_DIR = ".index"
 SUFFIX = ".rowindex"
@@ -52,7 +52,8 @@ MAGIC = b"MLOPS-ROWINDEX-1\n"
 #: A long-lived process (Dagster's code server, which evaluates every sensor tick) keeps the last
 #: landing state's merged row hashes (8 bytes a row, up to this many rows) and each batch's header,
 #: so a tick after one new batch reads that batch only, not even the old batches' index files.
-CACHE_ROWS = int(os.environ.get("MLOPS_BATCH_INDEX_CACHE_ROWS", "50000000"))
+#: The default of `cache_rows` (callers pass `Settings.batch_index_cache_rows`).
+CACHE_ROWS = 50_000_000
 _lock = threading.Lock()
 _headers: dict[str, BatchEntry] = {}  # index location -> entry without its hashes
 _merged: tuple[frozenset[str], np.ndarray] | None = None  # index locations -> their merged hashes
@@ -139,9 +140,10 @@ class LandingIndex:
                             f"{'/'.join(dtypes)} in {e.name}")
         return None
 
-    def snapshot_id(self) -> str | None:
+    def snapshot_id(self, cache_rows: int = CACHE_ROWS) -> str | None:
         """The whole landing area's `content_id`, from the stored row hashes; None when the
-        batches' dtypes differ (`mismatch`), where only the whole table gives the id."""
+        batches' dtypes differ (`mismatch`), where only the whole table gives the id. The merged
+        hashes are remembered for the next call when they are at most `cache_rows` rows."""
         if self.mismatch() is not None:
             return None
         first = self.entries[0]
@@ -154,13 +156,13 @@ class LandingIndex:
         else:
             merged = np.concatenate([e.hashes for e in self.entries])
             merged.sort(kind="stable")  # timsort: merges the already sorted runs
-        _remember(self.entries, merged)
+        _remember(self.entries, merged, cache_rows)
         return id_from_hashes(self.rows, schema, merged)
 
 
-def _remember(entries: list[BatchEntry], merged: np.ndarray) -> None:
+def _remember(entries: list[BatchEntry], merged: np.ndarray, cache_rows: int) -> None:
     global _merged
-    if len(merged) > CACHE_ROWS or any(not e.index_at for e in entries):
+    if len(merged) > cache_rows or any(not e.index_at for e in entries):
         return
     with _lock:
         _headers.clear()
@@ -213,7 +215,7 @@ def _with_index_at(entry: BatchEntry, where: str) -> BatchEntry:
 
 
 # ---- where entries live -----------------------------------------------------------------------
-def _listing(pattern: str, storage: StorageResource | None) -> list[tuple[str, int, str]]:
+def _listing(pattern: str, storage: Storage | None) -> list[tuple[str, int, str]]:
     if storage is not None:
         return storage.listing(pattern)
     return [(f, os.stat(f).st_size, str(os.stat(f).st_mtime_ns)) for f in sorted(glob.glob(pattern))]
@@ -235,7 +237,7 @@ def index_location(location: str, key: str) -> str:
     return f"{folder}/{INDEX_DIR}/{name}.{key}{SUFFIX}"
 
 
-def _stored(folders: set[str], storage: StorageResource | None) -> set[str]:
+def _stored(folders: set[str], storage: Storage | None) -> set[str]:
     """Every index file under the folders' `.index/` (one listing per folder)."""
     found: set[str] = set()
     for folder in folders:
@@ -247,18 +249,18 @@ def _stored(folders: set[str], storage: StorageResource | None) -> set[str]:
     return found
 
 
-def _read(location: str, storage: StorageResource | None) -> bytes:
+def _read(location: str, storage: Storage | None) -> bytes:
     if storage is not None and "://" in location:
         return storage.read_bytes(location)
     return Path(location).read_bytes()
 
 
-def _write(location: str, data: bytes, storage: StorageResource | None) -> None:
+def _write(location: str, data: bytes, storage: Storage | None) -> None:
     """Write-once and atomic: a temporary name renamed into place locally, one PUT on S3. An
     index that cannot be written only costs the next run a re-read (a store that is down fails
     the run where it writes what is not a cache: the snapshot)."""
     if storage is not None and "://" in location:
-        from mlops_pipeline.defs.resources.storage import StorageError
+        from mlops_pipeline.data.storage import StorageError
 
         try:
             storage.write_bytes_at(location, data)
@@ -278,7 +280,7 @@ def _write(location: str, data: bytes, storage: StorageResource | None) -> None:
 
 # ---- the landing area -------------------------------------------------------------------------
 def index_landing(
-    pattern: str, fmt: str, storage: StorageResource | None = None,
+    pattern: str, fmt: str, storage: Storage | None = None,
     on_read: Callable[[Batch], None] | None = None,
 ) -> LandingIndex:
     """Every landed batch's entry, reading (and indexing) only batches not indexed yet.
@@ -330,7 +332,7 @@ def _findings_location(index: LandingIndex, snapshot_id: str, checks_digest: str
 
 
 def save_findings(index: LandingIndex, snapshot_id: str, checks_digest: str, findings: dict,
-                  storage: StorageResource | None = None) -> None:
+                  storage: Storage | None = None) -> None:
     """Keep what the per-batch checks found on exactly these files (`checks_digest` names the
     contract, the spec and the checks' code), so a run on an unchanged landing need not re-read it."""
     from dataclasses import asdict
@@ -340,7 +342,7 @@ def save_findings(index: LandingIndex, snapshot_id: str, checks_digest: str, fin
 
 
 def load_findings(index: LandingIndex, snapshot_id: str, checks_digest: str,
-                  storage: StorageResource | None = None) -> dict | None:
+                  storage: Storage | None = None) -> dict | None:
     """The findings `save_findings` kept for this landing state, or None."""
     from mlops_pipeline.data.batch_checks import Finding
 
@@ -357,13 +359,13 @@ def load_findings(index: LandingIndex, snapshot_id: str, checks_digest: str,
 
 
 def landing_content_id(
-    pattern: str, fmt: str, storage: StorageResource | None = None,
-    log: Callable[[str], None] | None = None,
+    pattern: str, fmt: str, storage: Storage | None = None,
+    log: Callable[[str], None] | None = None, cache_rows: int = CACHE_ROWS,
 ) -> tuple[str, LandingIndex]:
     """The landing area's `content_id`, from the index when the batches share their dtypes, else
-    from the whole table (said through `log`)."""
+    from the whole table (said through `log`); `cache_rows` as in `LandingIndex.snapshot_id`."""
     index = index_landing(pattern, fmt, storage)
-    cid = index.snapshot_id()
+    cid = index.snapshot_id(cache_rows)
     if cid is None:
         if log is not None:
             log(f"snapshot id from the whole landing area (not the batch index): {index.mismatch()}")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from mlops_pipeline.defs.resources.storage import StorageResource
+    from mlops_pipeline.data.storage import Storage
 
 
 class LandingError(RuntimeError):
@@ -30,7 +30,7 @@ def landed_files(pattern: str) -> list[Path]:
     return sorted(Path(p) for p in glob.glob(pattern))
 
 
-def _files(pattern: str, storage: StorageResource | None) -> list[str]:
+def _files(pattern: str, storage: Storage | None) -> list[str]:
     """Landed batches as paths or `s3://` URIs: through the storage resource when one is given."""
     return storage.list_uris(pattern) if storage is not None else [str(p) for p in landed_files(pattern)]
 
@@ -44,7 +44,7 @@ class Batch:
     landed_at: pd.Timestamp | None = None
 
 
-def read_batches(pattern: str, fmt: str, storage: StorageResource | None = None) -> list[Batch]:
+def read_batches(pattern: str, fmt: str, storage: Storage | None = None) -> list[Batch]:
     """Every landed batch on its own, as read; an unreadable file is named in the error.
 
     A timestamp pandas cannot hold in nanoseconds (a year past 2262) is refused here, naming the
@@ -57,12 +57,12 @@ def read_batches(pattern: str, fmt: str, storage: StorageResource | None = None)
     return [read_batch(f, fmt, storage) for f in files]
 
 
-def read_batch(f: str, fmt: str, storage: StorageResource | None = None) -> Batch:
+def read_batch(f: str, fmt: str, storage: Storage | None = None) -> Batch:
     """One landed file (a path or `s3://` URI) as `read_batches` reads each: same checks, same
     dtypes, so its row hashes are the ones the whole landing area would give it."""
     store_down: tuple[type[Exception], ...] = ()
     if storage is not None:
-        from mlops_pipeline.defs.resources.storage import StorageError
+        from mlops_pipeline.data.storage import StorageError
 
         store_down = (StorageError,)
     try:
@@ -96,7 +96,7 @@ def _refuse_out_of_bounds_times(f: str, frame: pd.DataFrame) -> None:
         frame[col] = s.astype(str(s.dtype).replace(f"[{values.dt.unit}", "[ns"))
 
 
-def read_landing(pattern: str, fmt: str, storage: StorageResource | None = None) -> pd.DataFrame:
+def read_landing(pattern: str, fmt: str, storage: Storage | None = None) -> pd.DataFrame:
     """Concatenate every landed batch (`read_batches`); an unreadable file is named in the error.
 
     Batches may differ in columns (a feedback batch has no post-departure columns, say): a column a
@@ -111,14 +111,14 @@ def concat_batches(batches: list[Batch]) -> pd.DataFrame:
     return pd.concat([b.frame for b in batches], ignore_index=True)
 
 
-def _read(f: str, fmt: str, storage: StorageResource | None, columns: list[str] | None = None):
+def _read(f: str, fmt: str, storage: Storage | None, columns: list[str] | None = None):
     if storage is not None:
         return storage.read_table(f, fmt, columns)
     return pd.read_parquet(f, columns=columns) if fmt == "parquet" else pd.read_csv(f, usecols=columns)
 
 
 def newest_batch(
-    pattern: str, fmt: str, time_column: str | None, storage: StorageResource | None = None
+    pattern: str, fmt: str, time_column: str | None, storage: Storage | None = None
 ) -> tuple[str, pd.DataFrame]:
     """What production is seeing now: the landed batch with the latest timestamps, or, without a
     time column, the most recently landed one (latest modification time for local files, the last
@@ -139,7 +139,7 @@ def newest_batch(
 
 
 def missing_columns_by_batch(
-    pattern: str, fmt: str, storage: StorageResource | None = None
+    pattern: str, fmt: str, storage: Storage | None = None
 ) -> dict[str, list[str]]:
     """Which batch lacks which column that another batch has (for the snapshot's metadata)."""
     import io

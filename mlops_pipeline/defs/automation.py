@@ -10,19 +10,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 
 import dagster as dg
 
-from mlops_pipeline.defs.resources import AlertResource, DatasetResource, MLflowResource, StorageResource
+from mlops_pipeline.data.storage import Storage
+from mlops_pipeline.defs.resources import DatasetResource
 from mlops_pipeline.defs.resources.predictions import PredictionStoreResource
-from mlops_pipeline.defs.resources.serving import ServingResource
+from mlops_pipeline.deployment.tags import (
+    BATCHES_TAG,
+    CHALLENGER,
+    CONTENT_ID_TAG,
+    DRIFT_CHECK_TAG,
+    DRIFT_RUN_TAG,
+    ESTIMATE_CHECK_TAG,
+    ESTIMATE_PARTITION_TAG,
+    ESTIMATE_RUN_TAG,
+    READY_TAG,
+    TRAINING_TAG,
+    TRIGGER_TAG,
+)
+from mlops_pipeline.deployment.tracking import MLflow
+from mlops_pipeline.monitoring.alerts import Alerts
+from mlops_pipeline.monitoring.serving_process import ServingProcess
+from mlops_pipeline.settings import DEFAULT_CRON, Settings
 
 LOOP_JOB = "mlops_loop"
 PRODUCTION_JOB = "production_monitoring"
-TRIGGER_TAG = "mlops/trigger"
-DEFAULT_CRON = "0 6 * * 1"  # Mondays 06:00 UTC
 # Checks whose failure means "the world moved": the drift sensor retrains on them.
 DRIFT_CHECKS = [
     dg.AssetCheckKey(dg.AssetKey("drift_report"), "input_drift"),
@@ -31,7 +45,7 @@ DRIFT_CHECKS = [
 
 
 def landing_fingerprint(files) -> str:
-    """Cheap change detector (names, sizes, mtimes or ETags from `StorageResource.listing`); the
+    """Cheap change detector (names, sizes, mtimes or ETags from `Storage.listing`); the
     content id is computed only on change."""
     h = hashlib.sha256()
     for location, size, version in files:
@@ -47,11 +61,12 @@ def _latest_snapshot_id(instance: dg.DagsterInstance) -> str | None:
     return None if value is None else str(value.value)
 
 
-def build_schedule() -> dg.ScheduleDefinition:
+def build_schedule(cron: str = DEFAULT_CRON) -> dg.ScheduleDefinition:
+    """The calendar trigger of the loop (`Settings.retrain_cron`, from `MLOPS_RETRAIN_CRON`)."""
     return dg.ScheduleDefinition(
         name="weekly_retrain",
         job_name=LOOP_JOB,
-        cron_schedule=os.environ.get("MLOPS_RETRAIN_CRON", DEFAULT_CRON),
+        cron_schedule=cron,
         execution_timezone="UTC",
         tags={TRIGGER_TAG: "schedule"},
         default_status=dg.DefaultScheduleStatus.RUNNING,
@@ -87,7 +102,7 @@ def build_production_schedule(job: dg.UnresolvedAssetJobDefinition) -> dg.Schedu
     "the same data never retrains twice.",
 )
 def new_data_sensor(
-    context: dg.SensorEvaluationContext, dataset: DatasetResource, storage: StorageResource
+    context: dg.SensorEvaluationContext, dataset: DatasetResource, storage: dg.ResourceParam[Storage]
 ):
     from mlops_pipeline.data.batch_index import landing_content_id
 
@@ -101,7 +116,8 @@ def new_data_sensor(
     if cursor.get("fingerprint") == fingerprint:
         return dg.SkipReason("landing area unchanged")
     # Only batches not indexed yet are read; the id comes from every batch's stored row hashes.
-    cid, _ = landing_content_id(pattern, spec.source.format, storage=storage, log=context.log.info)
+    cid, _ = landing_content_id(pattern, spec.source.format, storage=storage, log=context.log.info,
+                                cache_rows=Settings.from_env().batch_index_cache_rows)
     context.update_cursor(json.dumps({"fingerprint": fingerprint, "content_id": cid}))
     if cid == cursor.get("content_id"):
         return dg.SkipReason(f"files changed but the content ({cid[:12]}) did not")
@@ -109,7 +125,7 @@ def new_data_sensor(
         return dg.SkipReason(f"content {cid[:12]} is already the latest snapshot")
     return dg.RunRequest(
         run_key=cid,
-        tags={TRIGGER_TAG: "new_data", "mlops/content_id": cid, "mlops/batches": str(len(files))},
+        tags={TRIGGER_TAG: "new_data", CONTENT_ID_TAG: cid, BATCHES_TAG: str(len(files))},
     )
 
 
@@ -147,8 +163,8 @@ def drift_sensor(context: dg.SensorEvaluationContext, dataset: DatasetResource):
         run_key=f"drift-{record.id}",
         tags={
             TRIGGER_TAG: "drift",
-            "mlops/drift_check": key.to_user_string(),
-            "mlops/drift_run": record.run_id,
+            DRIFT_CHECK_TAG: key.to_user_string(),
+            DRIFT_RUN_TAG: record.run_id,
         },
     )
 
@@ -188,9 +204,9 @@ def estimated_performance_sensor(context: dg.SensorEvaluationContext, dataset: D
         run_key=f"estimate-{record.id}",
         tags={
             TRIGGER_TAG: "estimated_performance",
-            "mlops/estimate_check": ESTIMATE_CHECK.to_user_string(),
-            "mlops/estimate_run": record.run_id,
-            **({"mlops/estimate_partition": str(evaluation.partition)}
+            ESTIMATE_CHECK_TAG: ESTIMATE_CHECK.to_user_string(),
+            ESTIMATE_RUN_TAG: record.run_id,
+            **({ESTIMATE_PARTITION_TAG: str(evaluation.partition)}
                if evaluation is not None and getattr(evaluation, "partition", None) else {}),
         },
     )
@@ -201,7 +217,7 @@ def estimated_performance_sensor(context: dg.SensorEvaluationContext, dataset: D
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Alerts (log, optional webhook) when any run fails, e.g. a blocking check stopped it.",
 )
-def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: AlertResource):
+def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: dg.ResourceParam[Alerts]):
     run = context.dagster_run
     trigger = run.tags.get(TRIGGER_TAG, "manual")
     alerts.send(
@@ -219,7 +235,7 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: AlertResou
     description="Alerts (log, optional webhook) on every newly failed asset check, warnings included "
     "(a failed WARN check does not fail its run, so the run-failure alert would miss it).",
 )
-def alert_on_check_failure(context: dg.SensorEvaluationContext, alerts: AlertResource):
+def alert_on_check_failure(context: dg.SensorEvaluationContext, alerts: dg.ResourceParam[Alerts]):
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
     seen = int(context.cursor or 0)
@@ -246,9 +262,6 @@ def alert_on_check_failure(context: dg.SensorEvaluationContext, alerts: AlertRes
     return dg.SkipReason(f"{sent} check failure alert(s) sent" if sent else "no new failed checks")
 
 
-#: The guard's cadence floor (seconds); the dataset spec's `release.guard_interval_seconds` (60 by
-#: default) spaces its decisions further.
-GUARD_SECONDS = int(os.environ.get("MLOPS_RELEASE_GUARD_SECONDS", "30"))
 _IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
                 dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
@@ -258,69 +271,79 @@ def training_in_progress(instance: dg.DagsterInstance) -> bool:
     aliases: the guard waits for it (the `mlflow_registry` pool serialises the loop's moves, not
     the guard's)."""
     for filters in (dg.RunsFilter(job_name=LOOP_JOB, statuses=_IN_PROGRESS),
-                    dg.RunsFilter(tags={"mlops/training": "true"}, statuses=_IN_PROGRESS)):
+                    dg.RunsFilter(tags={TRAINING_TAG: "true"}, statuses=_IN_PROGRESS)):
         if instance.get_runs(filters=filters, limit=1):
             return True
     return False
 
 
-@dg.sensor(
-    minimum_interval_seconds=GUARD_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Release guard: judges the challenger on captured traffic and the server's /metrics "
-    "(release: in the dataset spec). A failed SLO removes the challenger alias (the server stops "
-    "canary and shadow); every check passed: promote through the gate (auto_promote) or alert "
-    "'ready to promote'. Never while a training run is in progress.",
-)
-def release_guard(context: dg.SensorEvaluationContext, dataset: DatasetResource,
-                  mlflow: MLflowResource, predictions: PredictionStoreResource,
-                  serving: ServingResource, alerts: AlertResource, storage: StorageResource):
-    from mlops_pipeline.defs.deployment.challenger_analysis import run_analysis
-    from mlops_pipeline.deployment import release
+def build_release_guard(interval_seconds: int = 30, serve_token: str | None = None) -> dg.SensorDefinition:
+    """The release guard sensor, evaluated at most every `interval_seconds` (`Settings.release_guard_seconds`,
+    from `MLOPS_RELEASE_GUARD_SECONDS`; the spec's `release.guard_interval_seconds` spaces its
+    decisions further). `serve_token` authorises its reload calls to the serving process."""
 
-    spec = dataset.spec()
-    if not spec.release.guard:
-        return dg.SkipReason("release.guard is false in the dataset spec: analysis only")
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    now = time.time()
-    if now - cursor.get("last", 0.0) < spec.release.guard_interval_seconds:
-        return dg.SkipReason("within release.guard_interval_seconds of the last decision")
-    busy = training_in_progress(context.instance)
-    analysis = run_analysis(spec, mlflow, predictions.store(), serving.metrics_text())
-    version = analysis.challenger_version
-    decision = release.decide(analysis, spec.release, training_busy=busy,
-                              announced=version is not None and cursor.get("announced") == version)
-    cursor["last"] = now
-    name = spec.name
-    if decision.action == release.REMOVE:
-        move = release.remove_challenger(mlflow.registry(), name, version, decision.reason)
-        reloaded = release.reload_server(serving.url, os.environ.get("MLOPS_SERVE_TOKEN"))
-        alerts.send(f"{name} v{version} removed as challenger: {decision.reason}" + (
-            "" if move else " (the alias had already moved)"), log=context.log, kind="release_rollback",
-            model=name, version=str(version), reloaded=str(reloaded))
-    elif decision.action == release.ANNOUNCE:
-        cursor["announced"] = version
-        mlflow.client().set_model_version_tag(name, str(version), release.READY_TAG, decision.reason[:4000])
-        mlflow.registry().record_decision(name, "challenger", str(version), actor=release.GUARD_ACTOR,
-                                          reason=f"ready to promote: {decision.reason}")
-        alerts.send(f"{name} {decision.reason}", log=context.log, kind="release_ready",
-                    model=name, version=str(version))
-    elif decision.action == release.PROMOTE:
-        from mlops_pipeline.deployment.promotion import PromotionRefused, promote_version
+    @dg.sensor(
+        name="release_guard",
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Release guard: judges the challenger on captured traffic and the server's /metrics "
+        "(release: in the dataset spec). A failed SLO removes the challenger alias (the server stops "
+        "canary and shadow); every check passed: promote through the gate (auto_promote) or alert "
+        "'ready to promote'. Never while a training run is in progress.",
+    )
+    def release_guard(context: dg.SensorEvaluationContext, dataset: DatasetResource,
+                      mlflow: dg.ResourceParam[MLflow], predictions: PredictionStoreResource,
+                      serving: dg.ResourceParam[ServingProcess], alerts: dg.ResourceParam[Alerts],
+                      storage: dg.ResourceParam[Storage]):
+        from mlops_pipeline.deployment import release
+        from mlops_pipeline.deployment.challenger import analyse_challenger
 
-        try:
-            promote_version(mlflow, storage, spec, str(version), actor=release.GUARD_ACTOR,
-                            reason=decision.reason)
-        except PromotionRefused as exc:
-            if cursor.get("refused") != version:
-                cursor["refused"] = version
-                alerts.send(f"{name} v{version} passed the release checks but the eval gate refused "
-                            f"it: {exc}", log=context.log, kind="release_gate_refused",
-                            model=name, version=str(version))
-            context.update_cursor(json.dumps(cursor))
-            return dg.SkipReason(f"gate refused v{version}: {exc}")
-        release.reload_server(serving.url, os.environ.get("MLOPS_SERVE_TOKEN"))
-        alerts.send(f"{name} v{version} promoted to champion by the release guard: {decision.reason}",
-                    log=context.log, kind="release_promoted", model=name, version=str(version))
-    context.update_cursor(json.dumps(cursor))
-    return dg.SkipReason(f"{decision.action}: {decision.reason}"[:2000])
+        spec = dataset.spec()
+        if not spec.release.guard:
+            return dg.SkipReason("release.guard is false in the dataset spec: analysis only")
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        now = time.time()
+        if now - cursor.get("last", 0.0) < spec.release.guard_interval_seconds:
+            return dg.SkipReason("within release.guard_interval_seconds of the last decision")
+        busy = training_in_progress(context.instance)
+        analysis = analyse_challenger(spec, mlflow, predictions.store(), serving.metrics_text())
+        version = analysis.challenger_version
+        decision = release.decide(analysis, spec.release, training_busy=busy,
+                                  announced=version is not None and cursor.get("announced") == version)
+        cursor["last"] = now
+        name = spec.name
+        if decision.action == release.REMOVE:
+            move = release.remove_challenger(mlflow.registry(), name, version, decision.reason)
+            reloaded = release.reload_server(serving.url, serve_token)
+            alerts.send(f"{name} v{version} removed as challenger: {decision.reason}" + (
+                "" if move else " (the alias had already moved)"), log=context.log, kind="release_rollback",
+                model=name, version=str(version), reloaded=str(reloaded))
+        elif decision.action == release.ANNOUNCE:
+            cursor["announced"] = version
+            mlflow.client().set_model_version_tag(name, str(version), READY_TAG,
+                                                  decision.reason[:4000])
+            mlflow.registry().record_decision(name, CHALLENGER, str(version), actor=release.GUARD_ACTOR,
+                                              reason=f"ready to promote: {decision.reason}")
+            alerts.send(f"{name} {decision.reason}", log=context.log, kind="release_ready",
+                        model=name, version=str(version))
+        elif decision.action == release.PROMOTE:
+            from mlops_pipeline.deployment.promotion import PromotionRefused, promote_version
+
+            try:
+                promote_version(mlflow, storage, spec, str(version), actor=release.GUARD_ACTOR,
+                                reason=decision.reason)
+            except PromotionRefused as exc:
+                if cursor.get("refused") != version:
+                    cursor["refused"] = version
+                    alerts.send(f"{name} v{version} passed the release checks but the eval gate refused "
+                                f"it: {exc}", log=context.log, kind="release_gate_refused",
+                                model=name, version=str(version))
+                context.update_cursor(json.dumps(cursor))
+                return dg.SkipReason(f"gate refused v{version}: {exc}")
+            release.reload_server(serving.url, serve_token)
+            alerts.send(f"{name} v{version} promoted to champion by the release guard: {decision.reason}",
+                        log=context.log, kind="release_promoted", model=name, version=str(version))
+        context.update_cursor(json.dumps(cursor))
+        return dg.SkipReason(f"{decision.action}: {decision.reason}"[:2000])
+
+    return release_guard

@@ -2,19 +2,14 @@
 job, and step outputs handed to later steps in memory.
 
 In-process, not Dagster's default multiprocess executor: the loop is a chain (each step needs the
-previous one), so one process per step buys no parallelism, and each step's process re-imported
-Dagster, MLflow, scikit-learn and Evidently and unpickled its inputs again. A scheduled retraining
-of the flights year took 89.6 s that way against 37 s in one process (`dagster job execute` of
-`mlops_loop`, before and after; docs/benchmarks.md).
+previous one), so one process per step buys no parallelism and re-imports Dagster, MLflow,
+scikit-learn and Evidently and unpickles its inputs in every step.
 
-The collector: a run imports MLflow, scikit-learn, skops and Evidently, ~600k objects that live
-until the run ends. CPython's full collection walks every one of them and runs whenever the heap
-has grown by a quarter: eleven times per run of the loop, 0.2-0.6 s each on a 2-core machine
-(3-4 s of a 36 s run). Checking for a full collection every 100 young collections instead of 10
-leaves the young generations as they are and takes that to about 1 s; cyclic garbage that reaches
-the oldest generation is freed later, which a process that lives for one run does not notice
-(peak memory is measured by bench/loop.py). A test process that calls `run_loop` keeps the
-setting for its remaining tests: full collections only come less often.
+The collector: a run holds the ~600k long-lived objects of those imports, and CPython's full
+collection walks all of them each time the heap grows by a quarter. Checking for a full collection
+ten times less often keeps that cost small; a process that lives for one run does not notice the
+later freeing of cyclic garbage. What both choices save is measured in docs/benchmarks.md
+(bench/loop.py).
 """
 
 import gc
@@ -84,12 +79,10 @@ class RunCachedIOManager(dg.ConfigurableIOManagerFactory):
     """Step outputs stored by `persistent` as before, and also kept in memory until the run ends,
     so the later steps of the same run read them back without unpickling.
 
-    Runs execute in one process, and the loop's feature frame (72 MB pickled for the flights year)
-    is read by three steps (its checks, training, registration): three unpickles, and an event
-    each, in every run. Every output is still written, so re-executing a step from the UI, or a
-    run in another process, reads it from `persistent` exactly as before. The price: a value lives
-    until its run ends, not until its last reader is done (the loop's peak at 1x still fell, 1.12
-    to 0.95 GiB, without the unpickled copies: docs/benchmarks.md).
+    The loop's feature frame is read by three steps (its checks, training, registration); without
+    this each would unpickle it again. Every output is still written, so re-executing a step from
+    the UI, or a run in another process, reads it from `persistent` exactly as before. The price: a
+    value lives until its run ends, not until its last reader is done.
     """
 
     persistent: dg.ResourceDependency[dg.IOManager]

@@ -145,6 +145,7 @@ def _checks(result) -> dict[str, bool]:
 
 
 def run_simulation(
+    definitions: Any,
     flights: pd.DataFrame,
     spec: DatasetSpec,
     server_url: str,
@@ -157,11 +158,16 @@ def run_simulation(
     seed: int = 0,
     say: Callable[[str], None] = print,
     execute: Callable[..., Any] | None = None,
+    instance: Any = None,
 ) -> list[MonthReport]:
     """Drive the loop month by month (see the module docstring); returns what happened.
 
+    `definitions` is the code location's `Definitions` (its jobs run and its sensors are evaluated),
+    handed in by the entry point so this module never imports `mlops_pipeline.definitions`.
+
     `execute(job, instance=..., **kwargs)` runs a job (default: `job.execute_in_process`); the CLI
-    passes one that prints a line per step instead of Dagster's event log.
+    passes one that prints a line per step instead of Dagster's event log. `instance` (default: the
+    one DAGSTER_HOME names) records the runs and is closed at the end.
 
     `label_lag_days` N > 0: a month's labels are posted when the month N steps later is replayed
     (those of the last N months stay pending), and the estimated-performance sensor is evaluated
@@ -173,15 +179,15 @@ def run_simulation(
 
     import dagster as dg
 
-    from mlops_pipeline.definitions import build_definitions
     from mlops_pipeline.defs import automation
-    from mlops_pipeline.defs.resources import DatasetResource, MLflowResource, StorageResource
-    from mlops_pipeline.defs.resources.mlflow import CHAMPION
+    from mlops_pipeline.defs.resources import DatasetResource, StorageResource
+    from mlops_pipeline.deployment.tags import CHAMPION, TRIGGER_TAG
+    from mlops_pipeline.deployment.tracking import MLflow
 
-    defs = build_definitions()
+    defs = definitions
     loop = defs.resolve_job_def(automation.LOOP_JOB)
     production = defs.resolve_job_def(automation.PRODUCTION_JOB)
-    registry = MLflowResource()
+    registry = MLflow()
     sensor_resources = {"dataset": DatasetResource(), "storage": StorageResource()}
     sensors = ["drift_sensor", "new_data_sensor"]
     if label_lag_days > 0:
@@ -194,7 +200,7 @@ def run_simulation(
         mv = registry.version_by_alias(spec.name, CHAMPION)
         return None if mv is None else str(mv.version)
 
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.get() if instance is None else instance as instance:
         for step, month in enumerate(months):
             report = MonthReport(month=month, champion_before=champion())
             rows = flights[flights["month"] == month]
@@ -223,7 +229,7 @@ def run_simulation(
             partition = datetime.now(UTC).strftime("%Y-%m-%d")
             result = execute(
                 production, instance=instance, partition_key=partition, raise_on_error=False,
-                tags={automation.TRIGGER_TAG: "simulation"},
+                tags={TRIGGER_TAG: "simulation"},
             )
             report.checks = _checks(result)
             drift = result.asset_materializations_for_node("production_drift")
@@ -248,7 +254,7 @@ def run_simulation(
                 tick = sensor.evaluate_tick(context)
                 cursors[name] = tick.cursor
                 for request in tick.run_requests:
-                    trigger = request.tags.get(automation.TRIGGER_TAG, name)
+                    trigger = request.tags.get(TRIGGER_TAG, name)
                     report.triggers.append(trigger)
                     say(f"   {name} requested a retraining ({trigger}); running it through the gate")
                     run = execute(

@@ -1,1 +1,2 @@
-"""Deployment core (no Dagster): how models reach production and what is kept about it."""
+"""Stage 3 of the loop, without Dagster: THE eval gate, the registry and its aliases, promotion, release
+analysis on live traffic, and every tag key and role name (`tags.py`)."""

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlops_pipeline.deployment.gate import COST_METRIC, GateResult
+from mlops_pipeline.deployment.gate import GateResult
 from mlops_pipeline.spec import DatasetSpec
+from mlops_pipeline.training.metrics import COST_METRIC
 
 
 @dataclass(frozen=True)

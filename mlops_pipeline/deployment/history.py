@@ -10,9 +10,10 @@ was removed), when (UTC, taken right after MLflow accepted the move), by what (`
 Rows are only ever inserted (autoincrement id; nothing here updates or deletes), in the database of
 the prediction store (`MLOPS_PREDICTIONS_URL`; SQLite under the data dir by default, Postgres in the
 production profile), so the history survives restarts and sits next to the captured requests whose
-`model_version` it must agree with. The table has its own SQLAlchemy metadata and engine: this
-module imports no Dagster and none of the store's code, so the CLI, the serving process and the
-assets can all write it cheaply.
+`model_version` it must agree with. The table has its own SQLAlchemy metadata; the engine is
+opened the way the store opens its database (`monitoring.predictions.open_engine`: one home for the
+default URL and the SQLite settings), and nothing here imports Dagster, so the CLI, the serving
+process and the assets can all write it cheaply.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import os
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -35,14 +35,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     insert,
     select,
 )
 from sqlalchemy.exc import DBAPIError
 
-from mlops_pipeline.spec import data_dir
+from mlops_pipeline.monitoring.predictions import default_url, open_engine
 
 #: The prediction store's URL variable: the history lives in the same database.
 URL_ENV = "MLOPS_PREDICTIONS_URL"
@@ -64,11 +62,6 @@ alias_events = Table(
     Column("reason", Text, nullable=False, comment="Why: gate verdict, SLO breach, typed reason."),
     Index("ix_alias_events_model_alias_at", "model", "alias", "at"),
 )
-
-
-def default_url() -> str:
-    """The prediction store's embedded default (SQLite under the data dir)."""
-    return f"sqlite:///{data_dir() / 'predictions' / 'predictions.db'}"
 
 
 def history_url(url: str | None = None) -> str:
@@ -121,19 +114,6 @@ class AliasEvent:
                 "actor": self.actor, "reason": self.reason}
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # The same settings the prediction store uses on this file, so whichever opens it first
-    # creates it the same way (page size only takes on a new database, before WAL): WAL so readers
-    # never block the serving writer, FULL sync so an appended event survives a power cut, and a
-    # busy timeout so an append waits for the store's group commit instead of failing.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA page_size=16384")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
-
-
 def _event(row: Any) -> AliasEvent:
     return AliasEvent(int(row.id), to_utc(row.at), row.model, row.alias, row.from_version,
                       row.to_version, row.actor, row.reason)
@@ -144,20 +124,10 @@ class AliasHistory:
 
     def __init__(self, url: str | None = None, engine: Engine | None = None):
         self.url = history_url(url)
-        if engine is None:
-            kwargs: dict[str, Any] = {}
-            sqlite = self.url.startswith("sqlite")
-            if sqlite:
-                db = self.url.split("///", 1)[-1]
-                if db and db != ":memory:":
-                    Path(db).parent.mkdir(parents=True, exist_ok=True)
-                kwargs["connect_args"] = {"check_same_thread": False}
-            else:
-                kwargs["pool_pre_ping"] = True
-            engine = create_engine(self.url, **kwargs)
-            if sqlite:
-                event.listen(engine, "connect", _sqlite_pragmas)
-        self.engine = engine
+        # The store's settings on its database (WAL, FULL sync so an appended event survives a
+        # power cut, a busy timeout so an append waits for the store's group commit); on a server
+        # database the pool pings first: a long-lived process's pooled connection may have died.
+        self.engine = engine if engine is not None else open_engine(self.url, pool_pre_ping=True)
         try:
             metadata.create_all(self.engine)
         except DBAPIError:  # another process created it between the check and the CREATE

@@ -19,10 +19,29 @@ import json
 from datetime import datetime
 from typing import Any
 
+from mlops_pipeline.deployment.tags import (
+    ALIASES,
+    CHAMPION,
+    CHAMPION_VERSION_TAG,
+    CURRENT_TAG,
+    DAGSTER_RUN_ID_TAG,
+    DRIFT_REFERENCE_TAG,
+    DRIFT_REPORT_KIND,
+    GATE_CHAMPION_TAG,
+    GATE_REASONS_TAG,
+    GATE_STATUS_TAG,
+    GIT_SHA_TAG,
+    KIND_TAG,
+    PROMOTED_BY_TAG,
+    RUN_DAGSTER_RUN_TAG,
+    RUN_ID_TAG,
+    SHADOW,
+    SNAPSHOT_ID_TAG,
+)
+
 #: Tags of a version that explain shows as its searchable facts.
-VERSION_TAGS = ("snapshot_id", "git_sha", "run_id", "dagster_run_id", "gate.status",
-                "gate.reasons", "gate.champion_version", "promoted_by", "drift_reference")
-ALIASES = ("champion", "challenger", "previous-champion")
+VERSION_TAGS = (SNAPSHOT_ID_TAG, GIT_SHA_TAG, RUN_ID_TAG, DAGSTER_RUN_ID_TAG, GATE_STATUS_TAG,
+                GATE_REASONS_TAG, GATE_CHAMPION_TAG, PROMOTED_BY_TAG, DRIFT_REFERENCE_TAG)
 
 
 class LineageError(LookupError):
@@ -74,7 +93,9 @@ def _plain(value: Any) -> Any:
 
 def _record(rows) -> dict[str, Any]:
     """The captured rows of one request id (served and shadow) as plain data."""
-    served = rows[rows["role"] != "shadow"]
+    from mlops_pipeline.monitoring.predictions import served_rows
+
+    served = served_rows(rows)
     first = (served if len(served) else rows).iloc[0]
     answers = []
     for _, r in rows.iterrows():
@@ -99,7 +120,7 @@ def _aliases_at(history: Any, model: str, at: datetime, version: str) -> dict[st
     if history is None:
         return {"source": "no alias history given"}
     named = {alias: history.version_at(model, alias, at) for alias in ALIASES}
-    event = history.event_at(model, "champion", at)
+    event = history.event_at(model, CHAMPION, at)
     held = [alias for alias, v in named.items() if v == version]
     return {"source": "alias history", "at": at.isoformat(), "aliases": named,
             "version_held": held, "champion_move": None if event is None else event.as_dict()}
@@ -172,7 +193,8 @@ def drift_runs(client: Any, experiment_id: str, dagster_run_id: str | None) -> l
         return []
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.kind = 'drift_report' and tags.`dagster.run_id` = '{dagster_run_id}'",
+        filter_string=(f"tags.{KIND_TAG} = '{DRIFT_REPORT_KIND}' "
+                       f"and tags.`{RUN_DAGSTER_RUN_TAG}` = '{dagster_run_id}'"),
     )
     out = []
     for run in runs:
@@ -180,8 +202,8 @@ def drift_runs(client: Any, experiment_id: str, dagster_run_id: str | None) -> l
         out.append({
             "run_id": run.info.run_id,
             "name": run.data.tags.get("mlflow.runName", ""),
-            "champion_version": run.data.tags.get("champion_version"),
-            "current": run.data.tags.get("current"),
+            "champion_version": run.data.tags.get(CHAMPION_VERSION_TAG),
+            "current": run.data.tags.get(CURRENT_TAG),
             "drift_share": run.data.metrics.get("drift_share"),
             "reports": [f"{run.info.artifact_uri}/{p}" for p in reports],
         })
@@ -211,7 +233,7 @@ def explain_request(request_id: str, *, store: Any, client: Any, storage: Any,
     if rows is None or len(rows) == 0:
         raise LineageError(f"no prediction with request id {request_id!r} in the prediction store")
     record = _record(rows)
-    served = next((a for a in record["answers"] if a["role"] != "shadow"), record["answers"][0])
+    served = next((a for a in record["answers"] if a["role"] != SHADOW), record["answers"][0])
     model, version = record["model_name"], served["model_version"]
     import pandas as pd
 
@@ -219,8 +241,8 @@ def explain_request(request_id: str, *, store: Any, client: Any, storage: Any,
     info = _version(client, model, version)
     run = client.get_run(info["run_id"])
     manifest = read_manifest(client, info["run_id"])
-    dagster_run = info["tags"].get("dagster_run_id") or (manifest or {}).get("dagster_run_id")
-    champion_then = info["tags"].get("gate.champion_version")
+    dagster_run = info["tags"].get(DAGSTER_RUN_ID_TAG) or (manifest or {}).get("dagster_run_id")
+    champion_then = info["tags"].get(GATE_CHAMPION_TAG)
     compared = None
     if champion_then and champion_then != "none":
         try:
@@ -236,10 +258,10 @@ def explain_request(request_id: str, *, store: Any, client: Any, storage: Any,
         "run": {"run_id": info["run_id"], "experiment_id": run.info.experiment_id,
                 "artifact_uri": run.info.artifact_uri,
                 "manifest": manifest_summary(manifest)},
-        "gate": {"status": info["tags"].get("gate.status"),
-                 "reasons": info["tags"].get("gate.reasons", ""),
+        "gate": {"status": info["tags"].get(GATE_STATUS_TAG),
+                 "reasons": info["tags"].get(GATE_REASONS_TAG, ""),
                  "champion_version": champion_then, "champion": compared},
-        "snapshot": snapshot_section(storage, info["tags"].get("snapshot_id")),
+        "snapshot": snapshot_section(storage, info["tags"].get(SNAPSHOT_ID_TAG)),
         "training_run": {"dagster_run_id": dagster_run,
                          "drift_reports": drift_runs(client, run.info.experiment_id, dagster_run)},
     }
@@ -267,8 +289,8 @@ def explain_snapshot(snapshot_id: str, *, model: str, store: Any, client: Any,
     """The versions of `model` trained on the snapshot (a unique prefix of its id will do) and
     how many predictions each served, by role, first and last time."""
     versions = [mv for mv in client.search_model_versions(f"name = '{model}'")
-                if str((mv.tags or {}).get("snapshot_id", "")).startswith(snapshot_id)]
-    ids = {mv.tags["snapshot_id"] for mv in versions}
+                if str((mv.tags or {}).get(SNAPSHOT_ID_TAG, "")).startswith(snapshot_id)]
+    ids = {mv.tags[SNAPSHOT_ID_TAG] for mv in versions}
     if len(ids) > 1:
         raise LineageError(f"snapshot prefix {snapshot_id!r} matches {len(ids)} snapshots: "
                            f"{sorted(i[:16] for i in ids)}; give more of the id")
@@ -280,12 +302,12 @@ def explain_snapshot(snapshot_id: str, *, model: str, store: Any, client: Any,
     numbers = sorted((str(mv.version) for mv in versions), key=int)
     served = served_by_version(store, model, numbers)
     by_version = {
-        v: {"version": v, "gate.status": next((mv.tags or {}).get("gate.status") for mv in versions
+        v: {"version": v, "gate.status": next((mv.tags or {}).get(GATE_STATUS_TAG) for mv in versions
                                               if str(mv.version) == v),
             "served": [s for s in served if s["version"] == v]}
         for v in numbers
     }
     for entry in by_version.values():
-        entry["predictions"] = sum(s["predictions"] for s in entry["served"] if s["role"] != "shadow")
-        entry["shadowed"] = sum(s["predictions"] for s in entry["served"] if s["role"] == "shadow")
+        entry["predictions"] = sum(s["predictions"] for s in entry["served"] if s["role"] != SHADOW)
+        entry["shadowed"] = sum(s["predictions"] for s in entry["served"] if s["role"] == SHADOW)
     return {"snapshot": section, "model": model, "versions": list(by_version.values())}

@@ -12,10 +12,20 @@ from __future__ import annotations
 import getpass
 from dataclasses import dataclass
 
-from mlops_pipeline.defs.resources.mlflow import CHAMPION, AliasMove, MLflowResource, RegistryError
-from mlops_pipeline.defs.resources.storage import StorageResource
-from mlops_pipeline.deployment.gate import COST_METRIC, GateResult, evaluate_gate
+from mlops_pipeline.data.storage import Storage
+from mlops_pipeline.deployment.gate import GateResult, evaluate_gate
+from mlops_pipeline.deployment.registry import AliasMove, RegistryError
+from mlops_pipeline.deployment.tags import (
+    CHAMPION,
+    FORCED_BY_TAG,
+    FORCED_REASONS_TAG,
+    FORCED_TAG,
+    PROMOTED_BY_TAG,
+    SNAPSHOT_ID_TAG,
+)
+from mlops_pipeline.deployment.tracking import MLflow
 from mlops_pipeline.spec import DatasetSpec
+from mlops_pipeline.training.metrics import COST_METRIC
 
 
 @dataclass(frozen=True)
@@ -34,15 +44,15 @@ class GateReport:
 
 
 def gate_version(
-    mlflow: MLflowResource, storage: StorageResource, spec: DatasetSpec, version: str
+    mlflow: MLflow, storage: Storage, spec: DatasetSpec, version: str
 ) -> GateReport:
     """Score `version` and the current champion on the candidate's holdout and run the gate."""
     from mlops_pipeline.data.preparation import prepare
-    from mlops_pipeline.defs.deployment.registered_model import score_version
+    from mlops_pipeline.deployment.scoring import score_version
 
     name = spec.name
     mv = mlflow.client().get_model_version(name, str(version))
-    snapshot_id = (mv.tags or {}).get("snapshot_id")
+    snapshot_id = (mv.tags or {}).get(SNAPSHOT_ID_TAG)
     if not snapshot_id:
         raise RegistryError(f"{name} v{version} has no snapshot_id tag: cannot rebuild its holdout")
     frame = prepare(storage.read_snapshot(snapshot_id), spec).frame
@@ -89,7 +99,7 @@ def inference_costs(models: dict[str, object], X, task: str, repeats: int = 5) -
     return {key: seconds * 1000 / len(X) for key, seconds in best.items()}
 
 
-def version_costs(mlflow: MLflowResource, name: str, versions: list[str], df, spec) -> dict[str, float]:
+def version_costs(mlflow: MLflow, name: str, versions: list[str], df, spec) -> dict[str, float]:
     """`inference_costs` of registered versions (loaded as serving loads them) on `df`'s holdout."""
     import mlflow as mlflow_lib
 
@@ -104,8 +114,8 @@ def version_costs(mlflow: MLflowResource, name: str, versions: list[str], df, sp
 
 
 def promote_version(
-    mlflow: MLflowResource,
-    storage: StorageResource,
+    mlflow: MLflow,
+    storage: Storage,
     spec: DatasetSpec,
     version: str,
     force: bool = False,
@@ -134,12 +144,12 @@ def promote_version(
     forced = force and (report is None or not report.passed)
     why = gate_reason(None if report is None else report.result, forced)
     moves = mlflow.promote(name, str(version), actor=who, reason=f"{why}; {reason}" if reason else why)
-    client.set_model_version_tag(name, str(version), "promoted_by", who)
+    client.set_model_version_tag(name, str(version), PROMOTED_BY_TAG, who)
     if forced:
-        client.set_model_version_tag(name, str(version), "promotion.forced", "true")
+        client.set_model_version_tag(name, str(version), FORCED_TAG, "true")
         reasons = "gate could not run" if report is None else "; ".join(report.result.failures())
-        client.set_model_version_tag(name, str(version), "promotion.forced_reasons", reasons[:4000])
-        client.set_model_version_tag(name, str(version), "promotion.forced_by", who)
+        client.set_model_version_tag(name, str(version), FORCED_REASONS_TAG, reasons[:4000])
+        client.set_model_version_tag(name, str(version), FORCED_BY_TAG, who)
     return report, moves
 
 

@@ -1,8 +1,9 @@
 """Registry moves: the aliases `champion`, `challenger` and `previous-champion`, and how they move.
 
 Plain MLflow-client code with no Dagster import, so a command that only moves an alias (`rollback`)
-starts in about a second; the Dagster resource (`resources.mlflow.MLflowResource`) wraps the same
-class, so the assets, the CLI and the serving process all move aliases one way.
+starts in about a second; the MLflow client (`deployment.tracking.MLflow`, which the Dagster
+resource hands to the assets) wraps the same class, so the assets, the CLI and the serving process
+all move aliases one way.
 
 Every move goes through `Registry.set_alias` / `Registry.remove_alias`, which append it to the
 alias history (`mlops_pipeline.deployment.history`) right after MLflow accepted it, with who moved
@@ -17,15 +18,12 @@ import logging
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from mlops_pipeline.deployment.tags import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
 from mlops_pipeline.spec import data_dir
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-PREVIOUS_CHAMPION = "previous-champion"
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """Release analysis: is the challenger fit to replace the champion, judged on live traffic?
 
-The server routes a canary share to the `challenger` and captures its shadow answers; this module
-reads that captured traffic (the prediction store, over a rolling window) and the server's
-`/metrics` (errors are not captured in the store), and judges the challenger against the release
-policy of the dataset spec (`release:`, `settings.ReleaseSpec`). Five checks, each with a threshold
-and a minimum sample before it may decide, each answering pass / fail / insufficient (not enough
-evidence yet) / n/a (does not apply to this deployment):
+The server routes a canary share to the `challenger` and captures its shadow answers. This module
+judges that evidence (`traffic_stats`: the rows of a rolling window and the server's `/metrics`;
+`release_quality`: the labelled comparison) against the release policy of the dataset spec
+(`release:`, `spec_sections.ReleaseSpec`). Five checks, each with a threshold and a minimum sample
+before it may decide, each answering pass / fail / insufficient (not enough evidence yet) / n/a
+(does not apply to this deployment):
 
 - latency: canary p99 <= max_p99_ratio x champion p99 + slack_ms (requests clients waited for;
   shadow latency includes waiting for the champion, so it is reported, never judged);
@@ -15,8 +15,7 @@ evidence yet) / n/a (does not apply to this deployment):
 - agreement: on the same requests (shadow rows share the champion's batch id), the share of equal
   classes and the mean absolute score difference;
 - quality: on labelled requests, the gate's metric of challenger minus champion with a bootstrap
-  interval (paired over the same requests with shadow, else unpaired canary vs champion): fail when
-  the interval lies wholly beyond the gate's tolerance, pass when wholly within it.
+  interval: fail when the interval lies wholly beyond the gate's tolerance, pass when wholly within.
 
 `decide` turns the verdicts into one action (remove the challenger / promote or announce / wait);
 the `challenger_analysis` asset and the `release_guard` sensor are thin wiring around it. No Dagster
@@ -30,25 +29,39 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from mlops_pipeline.spec import DatasetSpec, ReleaseSpec
+from mlops_pipeline.deployment.release_quality import QualityComparison, quality
+from mlops_pipeline.deployment.tags import (
+    CANARY,
+    CHALLENGER,
+    CHAMPION,
+    ROLES,
+    ROLLBACK_REASON_TAG,
+    ROLLBACK_TAG,
+    ROLLED_BACK_BY_TAG,
+    SHADOW,
+)
+from mlops_pipeline.deployment.traffic_stats import (
+    Agreement,
+    RoleStats,
+    agreement,
+    prediction_shift,
+    role_stats,
+    server_counts,
+)
+from mlops_pipeline.spec import DatasetSpec
+from mlops_pipeline.spec_sections import ReleaseSpec
 
 PASS, FAIL, INSUFFICIENT, NA = "pass", "fail", "insufficient", "n/a"
-CHAMPION, CANARY, SHADOW = "champion", "canary", "shadow"
-ROLES = (CHAMPION, CANARY, SHADOW)
 CHECKS = ("latency", "errors", "shift", "agreement", "quality")
 GUARD_ACTOR = "sensor:release_guard"
-#: Version tags the guard writes on a challenger it removed.
-ROLLBACK_TAG = "release.rolled_back"
-ROLLBACK_REASON_TAG = "release.rollback_reason"
-#: Version tag the guard writes when it announces a challenger as ready to promote.
-READY_TAG = "release.ready_to_promote"
 
 
 @dataclass(frozen=True)
 class CheckVerdict:
+    """One check's answer: pass / fail / insufficient / n/a, with its number and evidence."""
+
     check: str
     status: str  # pass | fail | insufficient | n/a
     value: float | None
@@ -61,44 +74,10 @@ class CheckVerdict:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class RoleStats:
-    role: str
-    versions: tuple[str, ...]
-    requests: int
-    records: int
-    errors: int | None  # None: unknown (no serving URL, or the server did not answer)
-    latency_p50_ms: float | None
-    latency_p95_ms: float | None
-    latency_p99_ms: float | None
-    distribution: dict[str, float]
-    labelled: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Agreement:
-    records: int
-    agreement: float | None  # share of equal classes (classification)
-    mean_abs_diff: float | None  # mean |score difference|
-
-
-@dataclass(frozen=True)
-class QualityComparison:
-    metric: str
-    paired: bool
-    records: int  # labelled records on the challenger's side (pairs, when paired)
-    champion: float | None
-    challenger: float | None
-    diff: float | None  # challenger better by (sign-adjusted: positive = better)
-    low: float | None
-    high: float | None
-
-
 @dataclass
 class ReleaseAnalysis:
+    """One window's evidence about the challenger and the policy's verdict per check."""
+
     model: str
     champion_version: str | None
     challenger_version: str | None
@@ -110,10 +89,12 @@ class ReleaseAnalysis:
     verdicts: list[CheckVerdict] = field(default_factory=list)
 
     def verdict(self, check: str) -> CheckVerdict:
+        """The verdict of `check` (one of `CHECKS`)."""
         return next(v for v in self.verdicts if v.check == check)
 
     @property
     def failed(self) -> list[CheckVerdict]:
+        """The checks that failed: any one removes the challenger."""
         return [v for v in self.verdicts if v.status == FAIL]
 
     @property
@@ -137,6 +118,7 @@ class ReleaseAnalysis:
         return "\n".join(lines)
 
     def roles_table(self) -> str:
+        """The per-role statistics as a Markdown table, for metadata and alerts."""
         lines = ["| role | versions | requests | records | errors | p50 ms | p95 ms | p99 ms | "
                  "labelled |", "|---|---|---|---|---|---|---|---|---|"]
 
@@ -154,6 +136,7 @@ class ReleaseAnalysis:
 # ---- reading the evidence ----------------------------------------------------------------------
 
 def window(spec: ReleaseSpec, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The rolling window the analysis reads: the last `window_hours` up to `now`."""
     end = now or datetime.now(UTC)
     return end - timedelta(hours=spec.window_hours), end
 
@@ -161,264 +144,6 @@ def window(spec: ReleaseSpec, now: datetime | None = None) -> tuple[datetime, da
 def read_traffic(store: Any, model: str, start: datetime, end: datetime) -> pd.DataFrame:
     """The window's captured rows of `model` (every role), with each record's probabilities."""
     return store.read_window(start=start, end=end, model_name=model, probabilities=True)
-
-
-def server_counts(metrics_text: str | None,
-                  challenger_version: str | None) -> dict[str, tuple[int, int]] | None:
-    """Per role (answered, errors) from the server's Prometheus text; None when unknown.
-
-    Answered: `mlops_predict_requests` (champion, canary; the challenger's version only for the
-    canary) and the shadow's model calls (`mlops_batch_rows` count of role shadow). Errors:
-    `mlops_errors{kind="shadow"}` are the shadow's failed calls; `kind="model"` (a 500: the model
-    failed on known-good input too) is not labelled by version, so while a canary is live it is
-    counted against the canary (the conservative reading: removing a challenger costs nothing).
-    Counters run since the server started."""
-    if not metrics_text:
-        return None
-    from prometheus_client.parser import text_string_to_metric_families
-
-    answered = {CHAMPION: 0.0, CANARY: 0.0, SHADOW: 0.0}
-    errors = {"shadow": 0.0, "model": 0.0}
-    for family in text_string_to_metric_families(metrics_text):
-        for s in family.samples:
-            if s.name == "mlops_predict_requests_total":
-                role = s.labels.get("role")
-                other = s.labels.get("model_version") != challenger_version
-                if role == CANARY and challenger_version and other:
-                    continue
-                if role in answered:
-                    answered[role] += s.value
-            elif s.name == "mlops_batch_rows_count" and s.labels.get("role") == SHADOW:
-                answered[SHADOW] += s.value
-            elif s.name == "mlops_errors_total" and s.labels.get("kind") in errors:
-                errors[s.labels["kind"]] += s.value
-    canary_live = answered[CANARY] > 0
-    return {
-        CHAMPION: (int(answered[CHAMPION]), 0 if canary_live else int(errors["model"])),
-        CANARY: (int(answered[CANARY]), int(errors["model"]) if canary_live else 0),
-        SHADOW: (int(answered[SHADOW]), int(errors["shadow"])),
-    }
-
-
-# ---- statistics ----------------------------------------------------------------------------
-
-def _is_classification(rows: pd.DataFrame) -> bool:
-    return "probabilities" in rows.columns and rows["probabilities"].notna().any()
-
-
-def request_latencies(rows: pd.DataFrame) -> np.ndarray:
-    """One latency (ms) per request: the store repeats a batch's latency on each of its records."""
-    if rows.empty:
-        return np.array([], dtype=float)
-    return rows.drop_duplicates("batch_id")["latency_ms"].to_numpy(dtype=float)
-
-
-def _pct(values: np.ndarray, q: float) -> float | None:
-    return float(np.percentile(values, q)) if len(values) else None
-
-
-def scores(rows: pd.DataFrame) -> pd.Series:
-    """The number each record's answer is compared by: the positive-class probability (binary),
-    the value (regression); multi-class answers compare by class (`prediction`)."""
-    if _is_classification(rows):
-        return rows["probability"].astype(float)
-    return rows["prediction"].astype(float)
-
-
-def _binary(rows: pd.DataFrame) -> bool:
-    if not _is_classification(rows):
-        return False
-    first = rows["probabilities"].dropna()
-    return len(first) > 0 and len(first.iloc[0]) == 2
-
-
-def distribution(rows: pd.DataFrame) -> dict[str, float]:
-    """Class shares (classification) or value quantiles (regression) plus the mean score."""
-    if rows.empty:
-        return {}
-    if _is_classification(rows):
-        shares = rows["prediction"].astype(str).value_counts(normalize=True).sort_index()
-        out = {f"share[{k}]": float(v) for k, v in shares.items()}
-        if _binary(rows):
-            out["mean_probability"] = float(rows["probability"].mean())
-        return out
-    values = rows["prediction"].astype(float)
-    return {"mean": float(values.mean()), "p10": float(values.quantile(0.1)),
-            "p50": float(values.quantile(0.5)), "p90": float(values.quantile(0.9))}
-
-
-def role_stats(rows: pd.DataFrame, role: str, counts: dict[str, tuple[int, int]] | None) -> RoleStats:
-    mine = rows[rows["role"] == role] if len(rows) else rows
-    lat = request_latencies(mine)
-    return RoleStats(
-        role=role,
-        versions=tuple(sorted(str(v) for v in mine["model_version"].unique())) if len(mine) else (),
-        requests=int(mine["batch_id"].nunique()) if len(mine) else 0,
-        records=len(mine),
-        errors=None if counts is None else counts[role][1],
-        latency_p50_ms=_pct(lat, 50), latency_p95_ms=_pct(lat, 95), latency_p99_ms=_pct(lat, 99),
-        distribution=distribution(mine),
-        labelled=int(mine["label"].notna().sum()) if len(mine) else 0,
-    )
-
-
-def shared_records(rows: pd.DataFrame) -> pd.DataFrame:
-    """Champion and shadow answers to the same records (same request id), side by side:
-    prediction/score/probabilities `_champion` and `_shadow`, and the label."""
-    keep = ["request_id", "prediction", "probability", "label"] + (
-        ["probabilities"] if "probabilities" in rows.columns else [])
-    champ = rows.loc[rows["role"] == CHAMPION, keep]
-    shadow = rows.loc[rows["role"] == SHADOW, [c for c in keep if c != "label"]]
-    return champ.merge(shadow, on="request_id", suffixes=("_champion", "_shadow"))
-
-
-def agreement(rows: pd.DataFrame) -> Agreement:
-    """On shared records: the share with the same class, and the mean absolute score difference
-    (binary: positive-class probability; multi-class: total variation between the probability
-    vectors; regression: the values, and no class agreement)."""
-    pairs = shared_records(rows)
-    if pairs.empty:
-        return Agreement(0, None, None)
-    classification = ("probabilities_champion" in pairs.columns
-                      and pairs["probabilities_champion"].notna().all())
-    if not classification:
-        diff = (pairs["prediction_champion"].astype(float) - pairs["prediction_shadow"].astype(float)).abs()
-        return Agreement(len(pairs), None, float(diff.mean()))
-    same = float((pairs["prediction_champion"].to_numpy() == pairs["prediction_shadow"].to_numpy()).mean())
-    if len(pairs["probabilities_champion"].iloc[0]) == 2:
-        diff = (pairs["probability_champion"].astype(float) - pairs["probability_shadow"].astype(float)).abs()
-    else:
-        diff = pd.Series([0.5 * sum(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in {*a, *b})
-                          for a, b in zip(pairs["probabilities_champion"], pairs["probabilities_shadow"],
-                                          strict=True)])
-    return Agreement(len(pairs), same, float(diff.mean()))
-
-
-def prediction_shift(champion: pd.DataFrame, challenger: pd.DataFrame) -> tuple[str, float]:
-    """(method, score) of the challenger's predictions against the champion's, with the drift
-    module's own functions: PSI of scores (binary probability, regression value), Jensen-Shannon
-    distance of predicted classes (multi-class)."""
-    from mlops_pipeline.monitoring.drift import column_score
-
-    if _is_classification(champion) and not _binary(champion):
-        ref = champion["prediction"].astype(str).rename("prediction")
-        cur = challenger["prediction"].astype(str).rename("prediction")
-        return "jensenshannon", column_score(ref, cur, numerical=False, method="jensenshannon")
-    return "psi", column_score(scores(champion).rename("prediction"), scores(challenger).rename("prediction"),
-                               numerical=True, method="psi")
-
-
-# ---- quality with a confidence statement -----------------------------------------------------
-
-def _auc(pos: np.ndarray, s: np.ndarray) -> float:
-    """ROC AUC by ranks (Mann-Whitney U), ties averaged: sklearn's roc_auc_score, without its checks."""
-    n_pos = int(pos.sum())
-    n_neg = len(pos) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    from scipy.stats import rankdata
-
-    ranks = rankdata(s)
-    return float((ranks[pos == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-_FAST = {"roc_auc", "log_loss", "brier", "accuracy"}
-
-
-def metric_value(metric: str, y: np.ndarray, s: np.ndarray, classes: Any) -> float:
-    """The gate's metric (`model.compute_metrics`) of scores `s` against truths `y`; binary
-    roc_auc, log_loss, brier and accuracy computed directly with numpy (the bootstrap calls this
-    hundreds of times)."""
-    from mlops_pipeline.training.model import _codes
-
-    if s.ndim == 1 and classes is not None and metric in _FAST:
-        pidx = 1 if classes.positive is None else classes.positive
-        pos = (_codes(y, classes.labels) == pidx).astype(int)
-        if metric == "roc_auc":
-            return _auc(pos, s)
-        if metric == "log_loss":
-            p = np.clip(s, 1e-7, 1 - 1e-7)
-            return float(-np.mean(pos * np.log(p) + (1 - pos) * np.log(1 - p)))
-        if metric == "brier":
-            return float(np.mean((s - pos) ** 2))
-        return float(np.mean(pos == (s >= 0.5)))
-    from mlops_pipeline.training.model import compute_metrics
-
-    return float(compute_metrics("classification" if classes is not None else "regression",
-                                 y, s, classes)[metric])
-
-
-def _scores_and_classes(rows: pd.DataFrame, labels: tuple | None = None) -> tuple[np.ndarray, Any]:
-    from mlops_pipeline.training.model import ClassInfo
-
-    if not _is_classification(rows):
-        return rows["prediction"].to_numpy(dtype=float), None
-    dicts = rows["probabilities"].tolist()
-    labels = labels or tuple(dict.fromkeys(c for d in dicts for c in d))
-    if len(labels) == 2:  # the store builds {negative: 1-p, positive: p}
-        positive = labels.index(list(dicts[0])[-1])
-        return rows["probability"].to_numpy(dtype=float), ClassInfo(labels, positive)
-    return np.array([[d.get(c, 0.0) for c in labels] for d in dicts], dtype=float), ClassInfo(labels, None)
-
-
-def bootstrap_difference(y_a: np.ndarray, s_a: np.ndarray, y_b: np.ndarray, s_b: np.ndarray,
-                         metric: str, classes: Any, greater_is_better: bool, paired: bool,
-                         samples: int, confidence: float, seed: int = 0,
-                         ) -> tuple[float, float, float, float, float]:
-    """(metric of a = champion, of b = challenger, b better by, interval low, high): the percentile
-    bootstrap of the sign-adjusted difference (positive = challenger better). Paired: the same
-    resampled records score both (a and b are two answers to the same records, so the interval is
-    about the models, not about which requests each saw)."""
-    sign = 1.0 if greater_is_better else -1.0
-    m_a = metric_value(metric, y_a, s_a, classes)
-    m_b = metric_value(metric, y_b, s_b, classes)
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(samples):
-        ia = rng.integers(0, len(y_a), len(y_a))
-        ib = ia if paired else rng.integers(0, len(y_b), len(y_b))
-        d = sign * (metric_value(metric, y_b[ib], s_b[ib], classes)
-                    - metric_value(metric, y_a[ia], s_a[ia], classes))
-        if not math.isnan(d):
-            diffs.append(d)
-    alpha = (1 - confidence) / 2
-    if not diffs:
-        return m_a, m_b, sign * (m_b - m_a), float("nan"), float("nan")
-    low, high = np.quantile(np.asarray(diffs), [alpha, 1 - alpha])
-    return m_a, m_b, sign * (m_b - m_a), float(low), float(high)
-
-
-def quality(rows: pd.DataFrame, spec: DatasetSpec, metric: str, seed: int = 0) -> QualityComparison | None:
-    """The gate's `metric`, challenger against champion on labelled records, with its interval:
-    paired over shadow's shared labelled records when there are enough, else canary against
-    champion (unpaired). None when no labelled record of the challenger exists."""
-    from mlops_pipeline.data.preparation import target_from_feedback
-    from mlops_pipeline.deployment.gate import GREATER_IS_BETTER
-
-    q = spec.release.quality
-    up = GREATER_IS_BETTER[metric]
-    labelled = rows[rows["label"].notna()] if len(rows) else rows
-    if labelled.empty:
-        return None
-    champ = labelled[labelled["role"] == CHAMPION]
-    shadow = labelled[labelled["role"] == SHADOW]
-    canary = labelled[labelled["role"] == CANARY]
-    shared = champ[["request_id"]].merge(shadow[["request_id"]], on="request_id")
-    paired = len(shared) >= q.min_labelled or (len(shared) > 0 and len(canary) < len(shared))
-    if paired:
-        a = champ.set_index("request_id").loc[shared["request_id"]].reset_index()
-        b = shadow.set_index("request_id").loc[shared["request_id"]].reset_index()
-    else:
-        a, b = champ, canary
-    if a.empty or b.empty:
-        return QualityComparison(metric, paired, len(b), None, None, None, None, None)
-    s_a, classes = _scores_and_classes(a)
-    s_b, _ = _scores_and_classes(b, None if classes is None else classes.labels)
-    y_a = target_from_feedback(a["label"], spec)
-    y_b = target_from_feedback(b["label"], spec)
-    m_a, m_b, diff, low, high = bootstrap_difference(
-        y_a, s_a, y_b, s_b, metric, classes, up, paired, q.bootstrap_samples, q.confidence, seed)
-    return QualityComparison(metric, paired, len(b), m_a, m_b, diff, low, high)
 
 
 # ---- the policy --------------------------------------------------------------------------------
@@ -527,6 +252,8 @@ def judge(analysis: ReleaseAnalysis, rows: pd.DataFrame, counts: dict[str, tuple
 
 
 def quality_metric(spec: DatasetSpec) -> str:
+    """The gate metric the quality check compares (`release.quality.metric`, else the gate's
+    first); a metric the gate does not have is a config error naming the choices."""
     metric = spec.release.quality.metric or next(iter(spec.gate))
     if metric not in spec.gate:
         raise ValueError(f"release.quality.metric {metric!r} is not a gate metric; use one of "
@@ -563,6 +290,8 @@ REMOVE, PROMOTE, ANNOUNCE, WAIT = "remove", "promote", "announce", "wait"
 
 @dataclass(frozen=True)
 class Decision:
+    """The one action the guard takes on an analysis, and why (recorded with it)."""
+
     action: str  # remove | promote | announce | wait
     reason: str
 
@@ -612,11 +341,11 @@ def remove_challenger(registry: Any, name: str, version: str, reason: str,
                       actor: str = GUARD_ACTOR) -> Any:
     """Take the `challenger` alias off `version` (recorded in the alias history with `reason`) and
     tag the version with why; nothing moves when the alias already names another version."""
-    current = registry.version_by_alias(name, "challenger")
+    current = registry.version_by_alias(name, CHALLENGER)
     if current is None or str(current.version) != str(version):
         return None
-    move = registry.remove_alias(name, "challenger", actor=actor, reason=reason)
+    move = registry.remove_alias(name, CHALLENGER, actor=actor, reason=reason)
     registry.client.set_model_version_tag(name, str(version), ROLLBACK_TAG, "true")
     registry.client.set_model_version_tag(name, str(version), ROLLBACK_REASON_TAG, reason[:4000])
-    registry.client.set_model_version_tag(name, str(version), "release.rolled_back_by", actor)
+    registry.client.set_model_version_tag(name, str(version), ROLLED_BACK_BY_TAG, actor)
     return move

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_pipeline.defs.resources.predictions import SERVED_ROLES
+from mlops_pipeline.monitoring.predictions import served_rows
 
 
 def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
@@ -128,7 +128,7 @@ def traffic_summary(log: pd.DataFrame, score_column: str) -> dict[str, Any]:
 
     `score_column` is `probability` for a classifier (the positive class's for binary, the
     predicted class's for multi-class) and `prediction` for regression."""
-    served = log[log["role"].isin(SERVED_ROLES)] if len(log) else log
+    served = served_rows(log)
     if served.empty:
         return {"served": 0}
     ts = pd.to_datetime(served["ts"], utc=True)
@@ -147,6 +147,8 @@ def traffic_summary(log: pd.DataFrame, score_column: str) -> dict[str, Any]:
 
 @dataclass
 class Board:
+    """Everything one board page shows, gathered by the `monitoring_board` asset."""
+
     title: str
     system: dict[str, Any]
     data: list[dict[str, Any]]
@@ -178,10 +180,12 @@ def labeling_summary(log: pd.DataFrame, queued: dict[str, list[str]]) -> dict[st
 
 
 def figures_for(log: pd.DataFrame, score_column: str, quality: pd.DataFrame | None) -> list[Any]:
+    """The board's plotly figures: p99 latency and requests per second per minute, the score's
+    distribution per day (served answers only), and `quality.daily_quality` over time."""
     import plotly.graph_objects as go
 
     figs = []
-    served = log[log["role"].isin(SERVED_ROLES)] if len(log) else log
+    served = served_rows(log)
     if len(served):
         ts = pd.to_datetime(served["ts"], utc=True)
         per_min = served.assign(minute=ts.dt.floor("min")).groupby("minute")
@@ -246,6 +250,7 @@ def release_panel(verdicts: list[dict[str, Any]]) -> str:
 
 
 def render_board(board: Board) -> str:
+    """The board as one self-contained HTML page (plotly.js inlined once: it opens offline)."""
     figs = "".join(
         fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(board.figures)
     )

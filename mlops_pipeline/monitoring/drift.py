@@ -8,8 +8,8 @@ change verdicts with sample size and turn every column "drifted" on large sample
 - categorical columns: Jensen-Shannon distance, drifted above 0.1.
 Both are distances, not p-values, so the verdict does not depend on how many rows there are.
 
-Speed: Evidently's preset costs ~64 s and 2 GiB on 1M rows x 20 columns (it also builds plots,
-correlations and per-column copies). For PSI and Jensen-Shannon the scores are computed here on
+Speed: Evidently's preset builds plots, correlations and per-column copies, too slow and too large
+on a million rows (docs/benchmarks.md). For PSI and Jensen-Shannon the scores are computed here on
 ALL rows with numpy, using exactly Evidently's binning (`get_binned_data`: Sturges bins over the
 combined finite values for numerical columns with more than 20 distinct reference values, one bin
 per value otherwise; PSI's zero filling), so scores and verdicts are Evidently's on the full frames
@@ -20,7 +20,6 @@ the published scores are the exact ones. Other methods fall back to Evidently on
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_pipeline.spec import DriftSpec
+from mlops_pipeline.spec_sections import DriftSpec
 
 PREDICTION_COLUMN = "prediction"
-# Rows per side behind the HTML report (its plots and its own scores); `MLOPS_DRIFT_REPORT_ROWS`
-# overrides it. 50k rows: the report's histogram shares are within ~0.5 percentage point of the
-# full data (binomial standard error sqrt(p(1-p)/n) <= 0.0022), and Evidently renders it in ~3 s.
-REPORT_ROWS = int(os.environ.get("MLOPS_DRIFT_REPORT_ROWS", "50000"))
+# Rows per side behind the HTML report (its plots and its own scores), unless the caller passes
+# `report_rows` (`Settings.drift_report_rows`, from `MLOPS_DRIFT_REPORT_ROWS`). 50k rows: the
+# report's histogram shares are within ~0.5 percentage point of the full data (binomial standard
+# error sqrt(p(1-p)/n) <= 0.0022).
+REPORT_ROWS = 50_000
 FAST_METHODS = frozenset({"psi", "jensenshannon"})
 
 
@@ -201,6 +201,7 @@ def compute_drift(
     numerical: list[str],
     settings: DriftSpec,
     seed: int = 0,
+    report_rows: int | None = None,
 ) -> DriftResult:
     """Per-column drift of `current` against `reference` (include `prediction` as numerical).
 
@@ -225,8 +226,9 @@ def compute_drift(
         threshold = float(settings.num_threshold if is_num else settings.cat_threshold)
         score = column_score(ref[col], cur[col], is_num, method)
         columns.append(ColumnDrift(col, method, threshold, score, drifted=score >= threshold))
-    ref_report = _sample(ref, REPORT_ROWS, seed)[cols]
-    cur_report = _sample(cur, REPORT_ROWS, seed)[cols]
+    rows = REPORT_ROWS if report_rows is None else report_rows
+    ref_report = _sample(ref, rows, seed)[cols]
+    cur_report = _sample(cur, rows, seed)[cols]
     snap = _evidently_report(ref_report, cur_report, categorical, numerical, settings)
     return DriftResult(columns, len(ref), len(cur), snapshot=snap,
                        report_rows=(len(ref_report), len(cur_report)))

@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 
 from mlops_pipeline.data.preparation import feedback_label
+from mlops_pipeline.deployment.tags import SHADOW
+from mlops_pipeline.monitoring.predictions import served_rows
 
-SERVED_ROLES = ("champion", "canary")
 #: Columns of the queue before the features (the features follow, in the log's order).
 QUEUE_COLUMNS = ["request_id", "ts", "model_version", "key", "reason", "prediction",
                  "shadow_prediction", "uncertainty", "margin", "entropy", "estimated_loss"]
@@ -100,8 +101,8 @@ def select_queue(log: pd.DataFrame, task: str, key_columns: Sequence[str] = (), 
     empty = pd.DataFrame(columns=QUEUE_COLUMNS)
     if log is None or log.empty or max_per_day <= 0:
         return empty
-    served = log[log["role"].isin(SERVED_ROLES)].copy()
-    shadow = log[log["role"] == "shadow"]
+    served = served_rows(log).copy()
+    shadow = log[log["role"] == SHADOW]
     if served.empty:
         return empty
     if "probabilities" in served.columns and task != "regression":
@@ -294,7 +295,7 @@ def import_labels(store: Any, rows: Iterable[LabelRow], spec: Any) -> ImportRepo
             continue
         classes: tuple = ()
         if spec.task == "classification" and "probabilities" in captured.columns:
-            dicts = [d for d in captured.loc[captured["role"].isin(SERVED_ROLES), "probabilities"]
+            dicts = [d for d in served_rows(captured)["probabilities"]
                      if isinstance(d, dict)]
             classes = tuple(dicts[0]) if dicts else ()
         label, problem = feedback_label(typed_label(row.label, spec, classes), spec, classes)
@@ -309,3 +310,23 @@ def import_labels(store: Any, rows: Iterable[LabelRow], spec: Any) -> ImportRepo
         else:
             report.unchanged.append(row.request_id)
     return report
+
+
+#: Where the daily queue exports live, relative to the storage root: `<day>.csv` and `<day>.json`.
+QUEUE_DIR = "labeling"
+
+
+def queued_request_ids(storage: Any, since: Any) -> dict[str, list[str]]:
+    """The request ids of each day's queue export (`QUEUE_DIR/<day>.csv`) from `since` (a
+    datetime) to today, day -> ids: what the board counts labels against."""
+    from datetime import UTC, datetime, timedelta
+
+    out: dict[str, list[str]] = {}
+    day, today = since.date(), datetime.now(UTC).date()
+    while day <= today:
+        location = storage.uri(f"{QUEUE_DIR}/{day.isoformat()}.csv")
+        if storage.exists(location):
+            frame = pd.read_csv(io.BytesIO(storage.read_bytes(location)), usecols=["request_id"], dtype=str)
+            out[day.isoformat()] = frame["request_id"].dropna().tolist()
+        day += timedelta(days=1)
+    return out

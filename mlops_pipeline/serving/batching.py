@@ -1,8 +1,8 @@
 """Micro-batching: concurrent requests share one contract validation and one model call.
 
-A one-row `predict_proba` costs ~4 ms here and a 10k-row one ~40 ms: the cost is per call, not
-per row. So requests are queued and one task takes everything queued (up to `max_rows` rows),
-waits at most `max_wait` for stragglers, and hands the whole batch to ONE dedicated thread.
+A model call costs mostly per call, not per row (docs/serving.md). So requests are queued and
+one task takes everything queued (up to `max_rows` rows), waits at most `max_wait` for
+stragglers, and hands the whole batch to ONE dedicated thread.
 Under light load a batch is one request and adds at most `max_wait`; under heavy load batches
 grow by themselves while the previous batch is being scored. A single scoring thread also means
 the model is never called concurrently (no GIL thrashing, no oversubscribed OpenMP threads).
@@ -20,6 +20,8 @@ T = TypeVar("T")
 
 
 class MicroBatcher(Generic[T]):
+    """Queues items from the event loop and hands them, in bounded batches, to one thread."""
+
     def __init__(
         self,
         process: Callable[[list[T]], Sequence[Any]],
@@ -40,10 +42,12 @@ class MicroBatcher(Generic[T]):
         self._pending: tuple[T, asyncio.Future] | None = None
 
     def start(self) -> None:
+        """Start the batching task (in the running event loop)."""
         self._queue = asyncio.Queue()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
 
     async def stop(self) -> None:
+        """Stop taking batches and wait for the one being processed."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -51,6 +55,7 @@ class MicroBatcher(Generic[T]):
         self._executor.shutdown(wait=True)
 
     async def submit(self, item: T) -> Any:
+        """`item`'s result once its batch is processed (raised if it is an exception)."""
         assert self._queue is not None, "batcher not started"
         fut = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((item, fut))

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_pipeline.defs.resources.predictions import PredictionBatch, PredictionStore
+from mlops_pipeline.monitoring.predictions import PredictionBatch, PredictionStore
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ class _Op:
 
 
 class CaptureWriter:
+    """The one thread that writes a process's captures and labels to the prediction store, each
+    caller resolved only after its commit (`max_rows` bounds one transaction)."""
+
     def __init__(self, store: PredictionStore, max_rows: int = 2000,
                  on_commit: Callable[[int, float], None] | None = None):
         self.store = store
@@ -46,6 +49,7 @@ class CaptureWriter:
         self._closed = False
 
     def start(self) -> None:
+        """Start the writer thread."""
         self._thread.start()
 
     def close(self, timeout: float = 30.0) -> None:
@@ -57,11 +61,13 @@ class CaptureWriter:
 
     # ---- submit ------------------------------------------------------------------------------
     def submit(self, rows: Sequence[PredictionBatch], callback: Callback | None = None) -> None:
+        """Queue `rows` from any thread; `callback(None, error)` runs in the writer after the commit."""
         if self._closed:
             raise RuntimeError("capture writer is closed")
         self._queue.put(_Op(rows=rows, callback=callback))
 
     def submit_label(self, request_id: str, label: float, callback: Callback) -> None:
+        """Queue a label; `callback((rows matched, changed), error)` runs after the commit."""
         if self._closed:
             raise RuntimeError("capture writer is closed")
         self._queue.put(_Op(label=(request_id, label), callback=callback))
@@ -71,6 +77,7 @@ class CaptureWriter:
         await self._await(lambda cb: self.submit(rows, cb))
 
     async def label(self, request_id: str, label: float) -> tuple[int, bool]:
+        """Label `request_id`'s rows; (rows matched, whether the label changed), once committed."""
         return await self._await(lambda cb: self.submit_label(request_id, label, cb))
 
     @staticmethod

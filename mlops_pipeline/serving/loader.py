@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from mlops_pipeline.deployment.tags import CHALLENGER, CHAMPION, GATE_STATUS_TAG
+
 if TYPE_CHECKING:
-    from mlops_pipeline.defs.resources.mlflow import MLflowResource
+    from mlops_pipeline.deployment.tracking import MLflow
 
 log = logging.getLogger(__name__)
-
-GATE_TAG = "gate.status"
 
 
 class Scores(NamedTuple):
@@ -62,7 +62,8 @@ class LoadedModel:
 
     @property
     def gate_status(self) -> str:
-        return self.tags.get(GATE_TAG, "unknown")
+        """The eval gate's verdict on this version (`passed`, `failed`), `unknown` if untagged."""
+        return self.tags.get(GATE_STATUS_TAG, "unknown")
 
     def score(self, X: pd.DataFrame) -> Scores:
         """Labels, the answer's probability and every class's probability: one model call."""
@@ -81,6 +82,7 @@ class LoadedModel:
         return Scores(np.asarray(self.model.predict(X), dtype="float64"), None, None, None)
 
     def describe(self) -> dict[str, Any]:
+        """What /health shows of the version."""
         return {"name": self.name, "version": self.version, "gate_status": self.gate_status,
                 "loaded_at": self.loaded_at}
 
@@ -128,6 +130,8 @@ def load_version(
 
 @dataclass
 class RegistryStatus:
+    """The last registry poll, as /health reports it (times are epoch seconds)."""
+
     reachable: bool = False
     last_error: str | None = None
     last_check: float | None = None
@@ -135,13 +139,16 @@ class RegistryStatus:
 
 
 class ModelWatcher:
-    """Follows the aliases in a background thread and swaps loaded models atomically."""
+    """Follows the aliases in a background thread and swaps loaded models atomically.
+
+    `registry` is a `deployment.tracking.MLflow` (anything with its `version_by_alias` and
+    `client()`); `champion` and `challenger` are the loaded versions the request path reads."""
 
     def __init__(
         self,
-        registry: MLflowResource,
+        registry: MLflow,
         name: str,
-        alias: str = "champion",
+        alias: str = CHAMPION,
         version: str = "",
         follow_challenger: bool = False,
         poll_seconds: float = 5.0,
@@ -174,9 +181,11 @@ class ModelWatcher:
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
+        """Start polling: the first poll right away, then every `poll_seconds`."""
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop polling (waits for a poll in progress, up to 10 s)."""
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=10)
@@ -226,6 +235,8 @@ class ModelWatcher:
         return None if mv is None else (str(mv.version), dict(mv.tags or {}))
 
     def poll(self) -> None:
+        """Resolve the aliases (or the pinned version) and load what changed; on any registry
+        failure keep what is loaded and record the error."""
         self.status.last_check = time.time()
         try:
             if self.pinned:
@@ -233,7 +244,7 @@ class ModelWatcher:
                 target: tuple[str, dict[str, str]] | None = (str(mv.version), dict(mv.tags or {}))
             else:
                 target = self._resolve(self.alias)
-            challenger = self._resolve("challenger") if self.follow_challenger else None
+            challenger = self._resolve(CHALLENGER) if self.follow_challenger else None
             self.status.reachable = True
             self.status.last_error = None
             self.status.last_success = time.time()
@@ -243,10 +254,10 @@ class ModelWatcher:
             log.warning("registry unreachable, serving the loaded model: %s", self.status.last_error)
             return
         try:
-            self.champion = self._maybe_load(self.champion, target, "champion")
+            self.champion = self._maybe_load(self.champion, target, CHAMPION)
             if challenger is not None and target is not None and challenger[0] == target[0]:
                 challenger = None  # a challenger that is already champion is not a second opinion
-            self.challenger = self._maybe_load(self.challenger, challenger, "challenger")
+            self.challenger = self._maybe_load(self.challenger, challenger, CHALLENGER)
         except Exception as exc:
             self.status.last_error = f"load failed: {type(exc).__name__}: {exc}"[:500]
             log.exception("loading a model version failed; keeping the loaded one")
@@ -255,7 +266,7 @@ class ModelWatcher:
         self, current: LoadedModel | None, target: tuple[str, dict[str, str]] | None, slot: str
     ) -> LoadedModel | None:
         if target is None:
-            if slot == "champion":
+            if slot == CHAMPION:
                 return current  # alias deleted: keep answering rather than going dark
             if current is not None and self.on_swap:
                 self.on_swap(slot, current, None)

@@ -23,6 +23,8 @@ PROBABILITY_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 
 
 class ServingMetrics:
+    """Every metric a serving process exposes on /metrics, on a registry of its own."""
+
     def __init__(self, regression_buckets: tuple[float, ...] | None = None):
         self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self.registry = CollectorRegistry()
@@ -119,10 +121,10 @@ class ServingMetrics:
 
     @staticmethod
     def observe_many(hist: Any, values: np.ndarray, loop_below: int = 64) -> None:
-        """`hist.observe(v)` for every value, with one count per bucket for large batches (10k
-        observe() calls cost ~6 ms). Same bucket rule as observe(): the first bucket whose upper
-        bound is >= the value. Small batches, and a client library without these internals, use
-        observe() itself."""
+        """`hist.observe(v)` for every value, with one count per bucket for large batches (one
+        observe() call per record is a real share of a large request's cost). Same bucket rule as
+        observe(): the first bucket whose upper bound is >= the value. Small batches, and a client
+        library without these internals, use observe() itself."""
         bounds = getattr(hist, "_upper_bounds", None)
         buckets = getattr(hist, "_buckets", None)
         total = getattr(hist, "_sum", None)
@@ -139,6 +141,7 @@ class ServingMetrics:
                 bucket.inc(n)
 
     def render(self) -> bytes:
+        """The Prometheus text exposition: this process's, or every worker's (multiprocess mode)."""
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
         from prometheus_client import multiprocess

@@ -19,10 +19,14 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlops_pipeline.deployment.tags import CHAMPION
+
 ENV_PREFIX = "MLOPS_SERVE_"
 
 
 class ServeSettings(BaseModel):
+    """One server's knobs, frozen: read once at `serve` (`from_env`) and handed to every worker."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: str = Field(default="127.0.0.1", description="Bind address; loopback unless told otherwise.")
@@ -30,14 +34,14 @@ class ServeSettings(BaseModel):
     workers: int = Field(default=1, ge=1, le=64,
                          description="Serving processes on the port (one per core for throughput).")
     model_name: str = Field(default="", description="Registered model; empty: the dataset spec's name.")
-    alias: str = Field(default="champion", description="Alias to follow (ignored when version is set).")
+    alias: str = Field(default=CHAMPION, description="Alias to follow (ignored when version is set).")
     version: str = Field(default="", description="Pin one version: no alias following.")
     poll_seconds: float = Field(default=5.0, gt=0, description="How often the alias is re-read.")
     shadow: bool = Field(default=False, description="Score every champion request with the challenger.")
     canary_share: float = Field(default=0.0, ge=0, le=1, description="Share answered by the challenger.")
     token: str = Field(default="", description="Bearer token for /feedback and /admin/*.")
     max_body_bytes: int = Field(default=1_000_000, gt=0)
-    # At most 2**24: a request id numbers its record in 24 bits (resources.predictions.RECORD_BITS).
+    # At most 2**24: a request id numbers its record in 24 bits (monitoring.predictions.RECORD_BITS).
     max_records: int = Field(default=1000, gt=0, le=1 << 24, description="Records per /predict request.")
     max_batch_rows: int = Field(default=256, gt=0, description="Rows per model call (micro-batch).")
     max_wait_ms: float = Field(default=2.0, ge=0, description="How long a batch waits to fill up.")
@@ -82,6 +86,7 @@ class ServeSettings(BaseModel):
 
     @property
     def url(self) -> str:
+        """The server's base URL, as clients and the state file name it."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 

@@ -17,6 +17,9 @@ dies. They still act as one server:
 
 The group directory is created by the supervisor (a fresh temporary directory per server, so two
 servers of the same model never mix) and handed to the workers as `MLOPS_SERVE_GROUP_DIR`.
+
+Beyond the group, a running server leaves one file for the CLI: its state file (URL and pid,
+`write_state`), so `promote` and `rollback` find it without being told.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def create_group_dir(model_name: str) -> Path:
+    """A fresh directory for one server's worker group (status files and metrics inside)."""
     path = Path(tempfile.mkdtemp(prefix=f"mlops-serve-{model_name}-"))
     (path / "workers").mkdir()
     (path / "metrics").mkdir()
@@ -55,6 +59,24 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(payload))
     tmp.replace(path)
+
+
+def write_state(path: Path, url: str, model_name: str) -> None:
+    """Record a running server's URL and pid in its state file (`settings.state_path`), where
+    `promote` and `rollback` find it: written by the one serving process, or by the supervisor of
+    several workers."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"url": url, "pid": os.getpid(), "model_name": model_name})
+
+
+def remove_state(path: Path) -> None:
+    """Remove the state file if this process wrote it: a worker never removes its supervisor's,
+    and a server never removes the file of another one started since."""
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
 
 
 def _alive(pid: int) -> bool:
@@ -80,6 +102,7 @@ class WorkerGroup:
 
     @classmethod
     def from_env(cls) -> WorkerGroup | None:
+        """The group the supervisor handed this worker (`MLOPS_SERVE_GROUP_DIR`), if any."""
         path = os.environ.get(GROUP_ENV)
         return cls(path) if path else None
 
@@ -108,12 +131,14 @@ class WorkerGroup:
 
     # ---- status ------------------------------------------------------------------------------
     def publish(self, champion: str | None, challenger: str | None, polled_at: float | None) -> None:
+        """Record which versions this worker serves and when it last polled (after each poll)."""
         write_json(self.status_dir / f"{self.pid}.json", {
             "pid": self.pid, "champion_version": champion, "challenger_version": challenger,
             "polled_at": polled_at,
         })
 
     def leave(self) -> None:
+        """This worker is stopping: drop its status."""
         with contextlib.suppress(OSError):
             (self.status_dir / f"{self.pid}.json").unlink()
 
@@ -167,7 +192,7 @@ def _worker_socket(host: str, port: int) -> socket.socket:
     poll: so no connection is ever handed to a worker that cannot answer. (With one shared socket
     instead, the first worker to wake accepts every pending connection, as asyncio and libuv accept
     greedily: a client opening its keep-alive connections at once pinned all of them, and all its
-    traffic, to one worker; seen in the batch benchmark: 4 of 4 connections, half the throughput.)
+    traffic, to one worker; see docs/benchmarks.md.)
     """
     return _socket(host, port, reuse_port=True)
 

@@ -70,7 +70,7 @@ def performance_estimator(fitted: Fitted, spec: Any, seed: int) -> Any:
     """The version's label-free performance estimator (`monitoring.estimation`), fitted on its
     holdout: calibrators of its probabilities (classification) or models of its loss (regression).
     Built here beside the drift reference and stored with the version the same way."""
-    from mlops_pipeline.monitoring.estimation import fit_estimator
+    from mlops_pipeline.monitoring.estimation_fit import fit_estimator
 
     return fit_estimator(fitted.model, fitted.X_hold, fitted.y_hold, fitted.scores, spec.task,
                          fitted.classes, seed, groups=holdout_days(fitted.X_hold, spec))

@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from mlops_pipeline.deployment.tags import MANIFEST_SNAPSHOT_TAG, MANIFEST_TAG_PREFIX
 from mlops_pipeline.spec import PROJECT_ROOT
 
 KEY_PACKAGES = [
@@ -121,17 +122,18 @@ def build_manifest(
 
 def manifest_tags(manifest: dict[str, Any]) -> dict[str, str]:
     """The manifest's key fields as flat string tags (searchable in the MLflow UI)."""
+    p = MANIFEST_TAG_PREFIX
     tags = {
-        "manifest.git_sha": str(manifest["git"]["sha"]),
-        "manifest.git_dirty": str(manifest["git"]["dirty"]).lower(),
-        "manifest.dataset_snapshot_id": manifest["dataset_snapshot_id"],
-        "manifest.uv_lock_sha256": str(manifest["uv_lock_sha256"]),
-        "manifest.python": manifest["python"],
-        "manifest.dagster_run_id": manifest["dagster_run_id"],
-        "manifest.config_fingerprint": str(manifest["config"].get("fingerprint", "")),
+        f"{p}git_sha": str(manifest["git"]["sha"]),
+        f"{p}git_dirty": str(manifest["git"]["dirty"]).lower(),
+        MANIFEST_SNAPSHOT_TAG: manifest["dataset_snapshot_id"],
+        f"{p}uv_lock_sha256": str(manifest["uv_lock_sha256"]),
+        f"{p}python": manifest["python"],
+        f"{p}dagster_run_id": manifest["dagster_run_id"],
+        f"{p}config_fingerprint": str(manifest["config"].get("fingerprint", "")),
     }
-    tags.update({f"manifest.{role}_sha256": str(f.get("sha256"))
+    tags.update({f"{p}{role}_sha256": str(f.get("sha256"))
                  for role, f in (manifest.get("inputs") or {}).items()})
-    tags.update({f"manifest.seed.{k}": str(v) for k, v in manifest["seeds"].items()})
-    tags.update({f"manifest.pkg.{k}": v for k, v in manifest["packages"].items()})
+    tags.update({f"{p}seed.{k}": str(v) for k, v in manifest["seeds"].items()})
+    tags.update({f"{p}pkg.{k}": v for k, v in manifest["packages"].items()})
     return tags

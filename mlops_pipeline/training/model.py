@@ -191,7 +191,7 @@ def set_positive_class(model: Any, y_train: pd.Series | np.ndarray, spec: Datase
 
     Raises ValueError naming the fix when the configured positive class is not a class of the
     training data, or a gate metric needs a binary target and this one has more classes."""
-    from mlops_pipeline.deployment.gate import metric_task_problem
+    from mlops_pipeline.training.metrics import metric_task_problem
 
     labels = tuple(to_python(c) for c in model_classes(model))
     if len(labels) < 2:

@@ -21,8 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlops_pipeline.deployment.tags import MANIFEST_MODEL_SEED_TAG, MANIFEST_SNAPSHOT_TAG
+
 if TYPE_CHECKING:
-    from mlops_pipeline.defs.resources import MLflowResource, StorageResource
+    from mlops_pipeline.data.storage import Storage
+    from mlops_pipeline.deployment.tracking import MLflow
 
 
 class ReproduceError(RuntimeError):
@@ -78,7 +81,7 @@ def compare_predictions(registered: np.ndarray, rebuilt: np.ndarray, atol: float
     )
 
 
-def resolve_version(mlflow: MLflowResource, name: str, ref: str):
+def resolve_version(mlflow: MLflow, name: str, ref: str):
     """`7`, `v7`, `champion` or `@champion`: a number is a version, anything else an alias."""
     from mlflow.exceptions import MlflowException
 
@@ -95,7 +98,7 @@ def resolve_version(mlflow: MLflowResource, name: str, ref: str):
     return mv
 
 
-def read_manifest(mlflow: MLflowResource, run_id: str) -> dict[str, Any]:
+def read_manifest(mlflow: MLflow, run_id: str) -> dict[str, Any]:
     """The `manifest.yaml` artifact of the training run; the flat tags alone cannot rebuild a model
     (they lack the full dataset spec), so a run without the artifact is not reproducible."""
     import tempfile
@@ -154,15 +157,15 @@ def environment_warnings(manifest: dict[str, Any], tags: dict[str, str] | None =
         out.append(f"platform: recorded {manifest['platform']}, running {platform.platform()}")
     for key, value in (tags or {}).items():
         # The run's flat tags are written from the same manifest; disagreement means one was edited.
-        if key == "manifest.dataset_snapshot_id" and value != manifest.get("dataset_snapshot_id"):
+        if key == MANIFEST_SNAPSHOT_TAG and value != manifest.get("dataset_snapshot_id"):
             out.append(f"run tag {key}={value[:12]} disagrees with manifest.yaml")
-        if key == "manifest.seed.model" and value != str(manifest.get("seeds", {}).get("model")):
+        if key == MANIFEST_MODEL_SEED_TAG and value != str(manifest.get("seeds", {}).get("model")):
             out.append(f"run tag {key}={value} disagrees with manifest.yaml seed "
                        f"{manifest.get('seeds', {}).get('model')}")
     return out
 
 
-def load_snapshot(storage: StorageResource, snapshot_id: str):
+def load_snapshot(storage: Storage, snapshot_id: str):
     """The exact snapshot by id, re-hashed: a replaced file must not be silently trained on."""
     from mlops_pipeline.data.snapshots import content_id
 
@@ -180,8 +183,8 @@ def load_snapshot(storage: StorageResource, snapshot_id: str):
 
 
 def reproduce(
-    mlflow: MLflowResource,
-    storage: StorageResource,
+    mlflow: MLflow,
+    storage: Storage,
     name: str,
     ref: str,
     atol: float = 0.0,

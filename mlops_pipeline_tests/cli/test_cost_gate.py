@@ -11,8 +11,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from mlops_pipeline.deployment.gate import COST_METRIC, evaluate_gate
-from mlops_pipeline.spec import MetricGate, load_spec
+from mlops_pipeline.deployment.gate import evaluate_gate
+from mlops_pipeline.spec import load_spec
+from mlops_pipeline.spec_sections import MetricGate
+from mlops_pipeline.training.metrics import COST_METRIC
 from mlops_pipeline_tests.cli.conftest import Registry
 
 pytestmark = pytest.mark.slow
@@ -38,9 +40,9 @@ def _register(registry: Registry, spec, max_iter: int | None) -> str:
     import mlflow
 
     from mlops_pipeline.data.preparation import prepare
-    from mlops_pipeline.defs.resources import StorageResource
-    from mlops_pipeline.defs.training.trained_model import _log_model
+    from mlops_pipeline.data.storage import Storage
     from mlops_pipeline.training.fit import fit_and_score
+    from mlops_pipeline.training.logged_model import log_model
 
     mlflow.set_tracking_uri(registry.tracking_uri)
     mlflow.set_registry_uri(registry.tracking_uri)
@@ -50,19 +52,20 @@ def _register(registry: Registry, spec, max_iter: int | None) -> str:
         return str(mv.version)
     costly = spec.model_copy(deep=True)
     costly.model.params["max_iter"] = max_iter
-    frame = prepare(StorageResource(root=str(registry.root)).read_snapshot(registry.snapshot_id),
+    frame = prepare(Storage(root=str(registry.root)).read_snapshot(registry.snapshot_id),
                     costly).frame
     fitted = fit_and_score(frame, costly, seed=42)
     mlflow.set_experiment(experiment_id=mlflow.get_run(registry.run_id).info.experiment_id)
     with mlflow.start_run(run_name="costly-candidate"):
-        uri = _log_model(fitted.model, fitted.X_train, fitted.scores)
+        uri = log_model(fitted.model, fitted.X_train, fitted.scores)
     return str(mlflow.register_model(uri, spec.name, tags=tags).version)
 
 
 def test_cost_rule_blocks_a_ten_times_costlier_candidate_and_passes_an_equal_one(
         registry: Registry, monkeypatch, tmp_path):
-    from mlops_pipeline.defs.resources import MLflowResource, StorageResource
+    from mlops_pipeline.data.storage import Storage
     from mlops_pipeline.deployment.promotion import gate_version
+    from mlops_pipeline.deployment.tracking import MLflow
 
     registry.use(monkeypatch)
     raw = yaml.safe_load(registry.config.read_text())
@@ -71,8 +74,8 @@ def test_cost_rule_blocks_a_ten_times_costlier_candidate_and_passes_an_equal_one
     with_rule.write_text(yaml.safe_dump(raw, sort_keys=False))
     spec, plain = load_spec(with_rule), load_spec(registry.config)
     trees = spec.model.params["max_iter"]
-    mlflow_res = MLflowResource(tracking_uri=registry.tracking_uri)
-    storage = StorageResource(root=str(registry.root))
+    mlflow_res = MLflow(tracking_uri=registry.tracking_uri)
+    storage = Storage(root=str(registry.root))
 
     costly = _register(registry, spec, max_iter=10 * trees)
     report = gate_version(mlflow_res, storage, spec, costly)

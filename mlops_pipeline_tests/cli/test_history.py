@@ -92,8 +92,9 @@ def test_a_time_that_is_not_iso_is_refused(url, capsys):
 
 def test_the_command_starts_without_mlflow_or_dagster(url):
     code = ("import sys; from mlops_pipeline.cli import build_parser; "
+            "from mlops_pipeline.settings import Settings; "
             "a = build_parser().parse_args(['history', '--model', 'other', '--json']); "
-            "assert a.func(a) == 0; "
+            "assert a.func(a, Settings.from_env()) == 0; "
             "heavy = [m for m in ('mlflow', 'dagster', 'sklearn') if m in sys.modules]; "
             "assert not heavy, heavy")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout

@@ -12,7 +12,7 @@ import pytest
 
 from mlops_pipeline.data import batch_index
 from mlops_pipeline.data.snapshots import content_id, read_landing
-from mlops_pipeline.defs.resources.storage import StorageResource
+from mlops_pipeline.data.storage import Storage
 from mlops_pipeline_tests.data.test_batch_index import _frame, _split
 
 
@@ -36,7 +36,7 @@ def test_indexing_on_s3_reads_only_new_objects(seaweed, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.secret)
     monkeypatch.setenv("AWS_REGION", "us-east-1")
-    storage = StorageResource(root=f"s3://{BUCKET}/batch-index", endpoint_url=seaweed.endpoint)
+    storage = Storage(root=f"s3://{BUCKET}/batch-index", endpoint_url=seaweed.endpoint)
     frames = _split(_frame(900, 21), 6, 21)
 
     def land(i: int) -> None:
@@ -54,13 +54,13 @@ def test_indexing_on_s3_reads_only_new_objects(seaweed, monkeypatch):
     assert len(stored) == 5 and all(u.startswith(f"s3://{BUCKET}/") for u in stored)
 
     got: list[str] = []
-    real = StorageResource._get
-    monkeypatch.setattr(StorageResource, "_get", lambda self, uri: (got.append(uri), real(self, uri))[1])
+    real = Storage._get
+    monkeypatch.setattr(Storage, "_get", lambda self, uri: (got.append(uri), real(self, uri))[1])
     land(5)
     batch_index.clear_cache()  # a fresh process: index objects are read, old batches are not
     cold = batch_index.index_landing(pattern, "parquet", storage)
     assert [u for u in got if u.endswith(".parquet")] == [storage.uri("landing/b5.parquet")]
     assert sorted(u for u in got if u.endswith(".rowindex")) == sorted(stored)
-    monkeypatch.setattr(StorageResource, "_get", real)
+    monkeypatch.setattr(Storage, "_get", real)
     assert cold.snapshot_id() == content_id(read_landing(pattern, "parquet", storage))
     assert [e.name for e in cold.entries] == [f"b{i}.parquet" for i in range(6)]

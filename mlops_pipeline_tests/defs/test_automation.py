@@ -14,6 +14,8 @@ from mlops_pipeline.data.snapshots import content_id, read_landing
 from mlops_pipeline.definitions import build_definitions
 from mlops_pipeline.defs import automation
 from mlops_pipeline.defs.resources import AlertResource, DatasetResource, StorageResource
+from mlops_pipeline.monitoring.alerts import Alerts
+from mlops_pipeline.settings import Settings
 
 
 def _resources(data_dir):
@@ -30,7 +32,7 @@ def _tick(sensor, instance, cursor, resources):
 
 def test_schedule_targets_the_loop_job_and_tags_its_runs(monkeypatch):
     monkeypatch.setenv("MLOPS_RETRAIN_CRON", "15 2 * * *")
-    schedule = automation.build_schedule()
+    schedule = automation.build_schedule(Settings.from_env().retrain_cron)
     assert schedule.job_name == "mlops_loop" and schedule.cron_schedule == "15 2 * * *"
     data = schedule.evaluate_tick(dg.build_schedule_context())
     assert len(data.run_requests) == 1
@@ -140,9 +142,9 @@ def webhook():
 
 def test_alert_resource_posts_to_a_webhook_and_survives_one_that_is_down(webhook):
     url, received = webhook
-    assert AlertResource(webhook_url=url).send("drift!", kind="test") is True
+    assert Alerts(webhook_url=url).send("drift!", kind="test") is True
     assert received == [{"text": "drift!", "kind": "test"}]
-    assert AlertResource(webhook_url="http://127.0.0.1:9/nothing", timeout_seconds=1).send("x") is False
+    assert Alerts(webhook_url="http://127.0.0.1:9/nothing", timeout_seconds=1).send("x") is False
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import dagster as dg
 import yaml
 from dagster._core.storage.dagster_run import DagsterRun
 
-from mlops_pipeline.defs.automation import LOOP_JOB, release_guard, training_in_progress
+from mlops_pipeline.defs.automation import LOOP_JOB, build_release_guard, training_in_progress
 from mlops_pipeline.defs.resources import AlertResource, DatasetResource, MLflowResource, StorageResource
 from mlops_pipeline.defs.resources.predictions import PredictionStoreResource
 from mlops_pipeline.defs.resources.serving import ServingResource
@@ -46,5 +46,6 @@ def test_guard_false_in_the_spec_only_skips(tmp_path):
         "serving": ServingResource(), "alerts": AlertResource(), "storage": StorageResource(),
     }
     with dg.DagsterInstance.ephemeral() as instance:
-        result = release_guard.evaluate_tick(dg.build_sensor_context(instance=instance, resources=resources))
+        context = dg.build_sensor_context(instance=instance, resources=resources)
+        result = build_release_guard().evaluate_tick(context)
     assert "release.guard is false" in result.skip_message and not result.run_requests

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_pipeline.defs.resources import MLflowResource
-from mlops_pipeline.defs.resources.mlflow import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+from mlops_pipeline.deployment.tags import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+from mlops_pipeline.deployment.tracking import MLflow
 from mlops_pipeline.spec import PROJECT_ROOT
 from mlops_pipeline_tests.conftest import check_results, materialized
 
@@ -29,8 +29,8 @@ LOOP = {
 SHUFFLED = {"ops": {"trained_model": {"config": {"shuffle_labels": True}}}}
 
 
-def _registry() -> tuple[MLflowResource, mlflow.MlflowClient]:
-    res = MLflowResource()
+def _registry() -> tuple[MLflow, mlflow.MlflowClient]:
+    res = MLflow()
     return res, res.client()
 
 

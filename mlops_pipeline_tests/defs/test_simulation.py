@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 
 from mlops_pipeline.definitions import build_definitions
-from mlops_pipeline.defs.resources.predictions import PredictionStore
 from mlops_pipeline.defs.simulation import replay, request_records, run_simulation
+from mlops_pipeline.monitoring.predictions import PredictionStore
 from mlops_pipeline.processes import stop_group
 from mlops_pipeline.spec import PROJECT_ROOT, load_spec
 
@@ -70,7 +70,8 @@ def served_loop(data_dir, land, tmp_path):
 
 def test_traffic_and_feedback_flow_back_into_a_gated_retraining(served_loop, flights, data_dir):
     spec = load_spec()
-    reports = run_simulation(flights, spec, served_loop, months=[4], sample=0.02, label_delay=0.2,
+    reports = run_simulation(build_definitions(), flights, spec, served_loop, months=[4], sample=0.02,
+                             label_delay=0.2,
                              say=lambda _: None)
 
     (april,) = reports

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 
 from mlops_pipeline.cli.simulate import print_table
-from mlops_pipeline.defs.resources.predictions import PredictionStore
+from mlops_pipeline.definitions import build_definitions
 from mlops_pipeline.defs.simulation import MonthReport, run_simulation
+from mlops_pipeline.monitoring.predictions import PredictionStore
 from mlops_pipeline.spec import load_spec
 from mlops_pipeline_tests.defs.test_simulation import served_loop  # noqa: F401  (fixture)
 
@@ -19,7 +20,8 @@ from mlops_pipeline_tests.defs.test_simulation import served_loop  # noqa: F401 
 @pytest.mark.slow
 def test_labels_arrive_a_month_late_and_the_estimate_leads(served_loop, flights, data_dir):  # noqa: F811
     spec = load_spec()
-    april, may = run_simulation(flights, spec, served_loop, months=[4, 5], sample=0.02, label_delay=0,
+    april, may = run_simulation(build_definitions(), flights, spec, served_loop, months=[4, 5], sample=0.02,
+                                label_delay=0,
                                 label_share=0.5, label_lag_days=1, say=lambda _: None)
 
     # April: answered and estimated, but no label yet; half its requests' labels are on their way

@@ -70,8 +70,8 @@ def fair_spec(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_a_string_multi_class_target_runs_the_loop_and_is_served(fair_spec, run_loop, data_dir, tmp_path):
     import mlflow
 
-    from mlops_pipeline.defs.resources.mlflow import MLflowResource
-    from mlops_pipeline.defs.resources.predictions import PredictionStore
+    from mlops_pipeline.deployment.tracking import MLflow
+    from mlops_pipeline.monitoring.predictions import PredictionStore
     from mlops_pipeline.training.model import class_info
     from mlops_pipeline_tests.serving.conftest import BIN, free_port, start, stop, wait_http
 
@@ -83,7 +83,7 @@ def test_a_string_multi_class_target_runs_the_loop_and_is_served(fair_spec, run_
     assert {"macro_f1", "accuracy", "log_loss", "roc_auc"} <= set(trained.metrics)
     assert trained.metrics["accuracy"] > 0.3
 
-    registry = MLflowResource()
+    registry = MLflow()
     champion = registry.version_by_alias(spec.name, "champion")
     assert champion is not None
     registry.configure()

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from mlops_pipeline.deployment.gate import evaluate_gate
-from mlops_pipeline.spec import MetricGate
+from mlops_pipeline.spec_sections import MetricGate
 
 POLICY = {"roc_auc": MetricGate(floor=0.6, tolerance=0.01), "log_loss": MetricGate(tolerance=0.01)}
 

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mlops_pipeline.deployment.history import AliasHistory, open_history, parse_time
-from mlops_pipeline.deployment.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, Registry, client_for
+from mlops_pipeline.deployment.registry import Registry, client_for
+from mlops_pipeline.deployment.tags import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
 
 T0 = datetime(2026, 11, 3, 3, 0, tzinfo=UTC)
 

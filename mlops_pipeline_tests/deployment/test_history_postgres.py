@@ -42,7 +42,7 @@ def postgres() -> Iterator:
 
 
 def test_history_on_postgres_answers_like_on_sqlite_and_survives_a_restart(postgres):
-    from mlops_pipeline.defs.resources.predictions import PredictionStore
+    from mlops_pipeline.monitoring.predictions import PredictionStore
 
     url = postgres.url("predictions", "postgresql+psycopg2")
     PredictionStore(url).close()  # the store's tables first, as a serving process makes them

@@ -1,6 +1,6 @@
 """Release analysis on small captured windows: the statistics per role, shadow agreement against a
-direct computation from the store, the paired bootstrap, each check's verdict (pass, fail, not
-enough evidence) and the one decision it leads to."""
+direct computation from the store, each check's verdict (pass, fail, not enough evidence) and the
+one decision it leads to."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from mlops_pipeline.defs.resources.predictions import PredictionBatch, PredictionStore
-from mlops_pipeline.deployment import release
+from mlops_pipeline.deployment import release, traffic_stats
+from mlops_pipeline.deployment.tags import ROLES
+from mlops_pipeline.monitoring.predictions import PredictionBatch, PredictionStore
 from mlops_pipeline.spec import load_spec
 
 T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -87,7 +88,7 @@ def test_shadow_agreement_and_score_difference_match_a_direct_computation_from_t
     common = champ.index.intersection(shadow.index)
     expected_agree = float((champ.loc[common, "prediction"] == shadow.loc[common, "prediction"]).mean())
     expected_diff = float((champ.loc[common, "probability"] - shadow.loc[common, "probability"]).abs().mean())
-    got = release.agreement(rows)
+    got = traffic_stats.agreement(rows)
     assert got.records == len(common) == 300
     assert got.agreement == pytest.approx(expected_agree)
     assert got.mean_abs_diff == pytest.approx(expected_diff)
@@ -97,7 +98,7 @@ def test_shadow_agreement_and_score_difference_match_a_direct_computation_from_t
 def test_role_stats_count_requests_latency_per_request_and_the_class_distribution(tmp_path):
     store = _store(tmp_path, n=100, canary=40, canary_ms=30.0)
     analysis = _analyse(store, _spec(), _metrics(canary_ok=40, model_errors=2))
-    champ, canary, shadow = (analysis.roles[r] for r in release.ROLES)
+    champ, canary, shadow = (analysis.roles[r] for r in ROLES)
     assert (champ.requests, canary.requests, shadow.requests) == (100, 40, 100)
     assert 2 <= champ.latency_p50_ms <= champ.latency_p99_ms <= 4
     assert 30 <= canary.latency_p99_ms <= 31
@@ -155,36 +156,6 @@ def test_shifted_shadow_fails_shift_and_agreement(tmp_path):
     expected = column_score(rows[rows.role == "champion"]["probability"].rename("prediction"),
                             rows[rows.role == "shadow"]["probability"].rename("prediction"), True, "psi")
     assert bad.verdict("shift").value == pytest.approx(expected)
-
-
-def test_fast_metrics_equal_the_gates_compute_metrics():
-    from mlops_pipeline.training.model import ClassInfo, compute_metrics
-
-    rng = np.random.default_rng(1)
-    y = rng.integers(0, 2, 500)
-    s = np.clip(y * 0.3 + rng.uniform(0, 0.7, 500), 0, 1)
-    classes = ClassInfo((0, 1), 1)
-    expected = compute_metrics("classification", y, s, classes)
-    for metric in ("roc_auc", "log_loss", "brier", "accuracy"):
-        assert release.metric_value(metric, y, s, classes) == pytest.approx(expected[metric], abs=1e-9)
-
-
-def test_paired_bootstrap_interval_covers_the_difference_and_shrinks_with_pairs():
-    from mlops_pipeline.training.model import ClassInfo
-
-    rng = np.random.default_rng(2)
-    y = rng.integers(0, 2, 600)
-    a = np.clip(y * 0.3 + rng.uniform(0, 0.7, 600), 0, 1)
-    b = np.clip(a + rng.normal(0, 0.02, 600), 0, 1)
-    classes = ClassInfo((0, 1), 1)
-    m_a, m_b, diff, lo, hi = release.bootstrap_difference(y, a, y, b, "roc_auc", classes, True, True,
-                                                          200, 0.95)
-    assert diff == pytest.approx(m_b - m_a) and lo <= diff <= hi
-    _, _, _, ulo, uhi = release.bootstrap_difference(y, a, y, b, "roc_auc", classes, True, False, 200, 0.95)
-    assert hi - lo < (uhi - ulo) / 3  # pairing removes the request-to-request variance
-    # log_loss: smaller is better, so the sign-adjusted difference is champion minus challenger
-    m_a, m_b, diff, _, _ = release.bootstrap_difference(y, a, y, b, "log_loss", classes, False, True, 50, 0.9)
-    assert diff == pytest.approx(m_a - m_b)
 
 
 def test_quality_on_labelled_shadow_pairs_passes_within_tolerance_and_good_challenger_is_ready(tmp_path):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mlops_pipeline.monitoring.drift import PREDICTION_COLUMN, compute_drift
-from mlops_pipeline.spec import DriftSpec
+from mlops_pipeline.spec_sections import DriftSpec
 
 
 def _frame(rng, n, shift=0.0, cats=("a", "b", "c"), p=(0.5, 0.3, 0.2)):

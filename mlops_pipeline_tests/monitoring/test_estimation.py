@@ -2,14 +2,12 @@
 the realized metrics of flights days replayed through the champion.
 
 NannyML is not a dependency (it pins pandas and numpy below the locked versions), so the estimates
-are checked against the definitions they implement: the expected ROC AUC by its double-sum
-definition, the calibrator against scikit-learn's isotonic regression, and the estimates against
-realized metrics on data whose labels are drawn from the calibrated probabilities themselves.
+are checked against the definitions they implement: the calibrator against scikit-learn's isotonic
+regression, and the estimates against realized metrics on data whose labels are drawn from the
+calibrated probabilities themselves (the expected ROC AUC by its definition: test_cbpe.py).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
@@ -17,9 +15,10 @@ import pytest
 
 from mlops_pipeline.data.contract import load_contract, validate
 from mlops_pipeline.data.preparation import prepare
-from mlops_pipeline.deployment.gate import GREATER_IS_BETTER
 from mlops_pipeline.monitoring import estimation as E
-from mlops_pipeline.spec import MetricGate, load_spec
+from mlops_pipeline.monitoring.degradation import degradation, threshold
+from mlops_pipeline.monitoring.estimation_fit import fit_classification_estimator, fit_regression_estimator
+from mlops_pipeline.spec import load_spec
 from mlops_pipeline.training.fit import fit_and_score, performance_estimator
 from mlops_pipeline.training.model import ClassInfo, compute_metrics, predict_scores
 
@@ -28,31 +27,13 @@ WEATHER = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "prec
 DAY_SAMPLE = 0.12
 
 
-def direct_expected_auc(p: np.ndarray, s: np.ndarray) -> float:
-    """E[#correctly ordered pairs] / (E[#positives] E[#negatives]), by the definition."""
-    above = (s[:, None] > s[None, :]) + 0.5 * (s[:, None] == s[None, :])
-    return float((p[:, None] * (1 - p[None, :]) * above).sum() / (p.sum() * (1 - p).sum()))
-
-
-def test_cbpe_roc_auc_equals_the_expected_auc_by_its_direct_definition():
-    rng = np.random.default_rng(0)
-    s = np.round(rng.random(300), 2)  # ties on purpose
-    p = np.clip(s + rng.normal(0, 0.1, 300), 0, 1)
-    assert E.cbpe_roc_auc(p, s) == pytest.approx(direct_expected_auc(p, s), abs=1e-12)
-    # With certain labels (p in {0, 1}) it is the realized AUC.
-    from sklearn.metrics import roc_auc_score
-
-    y = (rng.random(300) < s).astype(float)
-    assert E.cbpe_roc_auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
-
-
 def test_the_calibrator_is_scikit_learns_isotonic_regression():
     from sklearn.isotonic import IsotonicRegression
 
     rng = np.random.default_rng(1)
     s = rng.random(2000)
     y = (rng.random(2000) < s ** 2).astype(int)
-    est = E.fit_classification_estimator(s, y, ClassInfo((0, 1), 1))
+    est = fit_classification_estimator(s, y, ClassInfo((0, 1), 1))
     iso = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(s, y)
     new = np.r_[rng.random(500), -0.5, 1.5]
     np.testing.assert_allclose(est.calibrate(new), iso.predict(new), atol=1e-12)
@@ -105,7 +86,7 @@ def test_estimates_match_realized_metrics_when_labels_follow_the_calibrated_prob
     q = truth(s_hold)
     y_hold = ((rng.random(20000) < q).astype(int) if q.ndim == 1
               else (rng.random((20000, 1)) > np.cumsum(q, axis=1)).sum(axis=1))
-    est = E.fit_classification_estimator(s_hold, y_hold, classes)
+    est = fit_classification_estimator(s_hold, y_hold, classes)
     # Binary: labels from the truth, which the isotonic calibrator recovers. Multi-class: labels
     # from the calibrated probabilities themselves (one-vs-rest calibrators only approximate a
     # truth that depends on every class's score at once).
@@ -177,10 +158,10 @@ def test_a_stuck_feed_makes_the_estimate_fall_below_the_gate_line_before_any_lab
     X = validate(month[spec.features.columns], load_contract(spec).for_columns(spec.features.columns))
     healthy = E.estimate_classification(est, predict_scores(fitted.model, X, spec.task))
     broken = E.estimate_classification(est, predict_scores(fitted.model, _stuck_feed(X.copy()), spec.task))
-    assert E.degradation(healthy, spec.gate, fitted.metrics) == []
-    reasons = E.degradation(broken, spec.gate, fitted.metrics)
+    assert degradation(healthy, spec.gate, fitted.metrics) == []
+    reasons = degradation(broken, spec.gate, fitted.metrics)
     assert reasons and reasons[0].startswith("estimated roc_auc")
-    assert broken["roc_auc"].upper < E.threshold("roc_auc", spec.gate["roc_auc"], fitted.metrics)
+    assert broken["roc_auc"].upper < threshold("roc_auc", spec.gate["roc_auc"], fitted.metrics)
 
 
 def test_regression_dle_estimates_the_days_mae_on_flights(flights):
@@ -225,7 +206,7 @@ def test_regression_estimator_survives_its_storage_format():
     model = Pipeline([("features", ColumnTransformer([("n", "passthrough", ["a", "b"])])),
                       ("model", HistGradientBoostingRegressor(max_iter=30))]).fit(X, y)
     pred = model.predict(X)
-    est = E.fit_regression_estimator(model, X, y, pred)
+    est = fit_regression_estimator(model, X, y, pred)
     loaded = E.PerformanceEstimator.from_bytes(est.to_bytes())
     assert E.estimate_regression(est, model, X, pred) == E.estimate_regression(loaded, model, X, pred)
     # The rows whose noise is largest get the largest predicted loss: the loss model learned it.
@@ -234,25 +215,8 @@ def test_regression_estimator_survives_its_storage_format():
             > E.estimate_regression(est, model, X[~noisy], pred[~noisy])["mae"].value)
 
 
-def test_thresholds_take_the_stricter_of_floor_and_holdout_less_tolerance():
-    rule = MetricGate(floor=0.6, tolerance=0.01)
-    assert E.threshold("roc_auc", rule, {"roc_auc": 0.70}) == pytest.approx(0.69)
-    assert E.threshold("roc_auc", rule, {"roc_auc": 0.605}) == pytest.approx(0.6)
-    assert E.threshold("log_loss", MetricGate(tolerance=0.02), {"log_loss": 0.5}) == pytest.approx(0.52)
-    assert E.threshold("mae", MetricGate(), None) is None
-    low = {"roc_auc": E.Estimate("roc_auc", 0.62, 0.60, 0.64, 500)}
-    straddling = {"roc_auc": E.Estimate("roc_auc", 0.66, 0.62, 0.70, 500)}
-    gate = {"roc_auc": rule}
-    assert E.degradation(low, gate, {"roc_auc": 0.70}) and not E.degradation(straddling, gate,
-                                                                               {"roc_auc": 0.70})
-    assert E.realized_drop({"roc_auc": 0.65}, gate, {"roc_auc": 0.70})
-    assert not E.realized_drop({"roc_auc": 0.695}, gate, {"roc_auc": 0.70})
-    assert all(m in GREATER_IS_BETTER for kind in E.ESTIMABLE.values() for m in kind)
-    assert math.isnan(E.cbpe_roc_auc(np.zeros(5), np.arange(5.0)))
-
-
 def test_logged_multi_class_answers_are_scored_in_the_estimators_class_order():
-    from mlops_pipeline.defs.monitoring.estimated_performance import served_scores
+    from mlops_pipeline.monitoring.quality import served_scores
 
     est = E.PerformanceEstimator("multiclass", labels=(1, 2, 3))
     rows = pd.DataFrame({"probabilities": [{"3": 0.2, "1": 0.5, "2": 0.3}, {3.0: 0.6, 1.0: 0.1, 2.0: 0.3}]})
@@ -265,7 +229,7 @@ def test_a_string_multi_class_estimator_survives_its_storage_format():
     rng = np.random.default_rng(2)
     scores = rng.dirichlet([1.0, 1.0, 1.0], 3000)
     y = np.array(["low", "mid", "high"])[(rng.random((3000, 1)) > np.cumsum(scores, axis=1)).sum(axis=1)]
-    est = E.fit_classification_estimator(scores, y, ClassInfo(("low", "mid", "high"), None))
+    est = fit_classification_estimator(scores, y, ClassInfo(("low", "mid", "high"), None))
     loaded = E.PerformanceEstimator.from_bytes(est.to_bytes())
     assert loaded.labels == ("low", "mid", "high") and loaded.kind == "multiclass"
     np.testing.assert_allclose(loaded.calibrate(scores[:50]), est.calibrate(scores[:50]))

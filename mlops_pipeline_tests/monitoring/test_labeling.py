@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 
 from mlops_pipeline.cli import main
-from mlops_pipeline.defs.resources.predictions import PredictionBatch, PredictionStore
 from mlops_pipeline.monitoring.labeling import (
     LEAST_CONFIDENT,
     SHADOW_DISAGREEMENT,
@@ -29,6 +28,7 @@ from mlops_pipeline.monitoring.labeling import (
     select_queue,
     typed_label,
 )
+from mlops_pipeline.monitoring.predictions import PredictionBatch, PredictionStore
 from mlops_pipeline.spec import load_spec
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
@@ -204,7 +204,7 @@ def test_import_validates_labels_exactly_like_post_feedback(data_dir):
     own `_feedback_label` and `feedback_label` agree on every label for every kind of class list."""
     from types import SimpleNamespace
 
-    from mlops_pipeline.serving.app import Server
+    from mlops_pipeline.serving.server import Server
 
     derived = load_spec()
     column = derived.model_copy(update={"target": derived.target.model_copy(update={"expression": None})})

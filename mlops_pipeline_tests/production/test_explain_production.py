@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from mlops_pipeline.data.snapshots import content_id
-from mlops_pipeline.defs.resources.storage import StorageResource
+from mlops_pipeline.data.storage import Storage
 from mlops_pipeline_tests.production.conftest import LOOPBACK, Servers, free_port, production_env
 from mlops_pipeline_tests.production.test_production import land_on_s3, run_job, step_errors
 
@@ -46,9 +46,9 @@ def env(servers: Servers, flights: pd.DataFrame, tmp_path_factory: pytest.TempPa
 
         mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
         mlflow.set_registry_uri(env["MLFLOW_TRACKING_URI"])
-        land_on_s3(StorageResource(), flights, tmp / "landed", months=(1, 2))
+        land_on_s3(Storage(), flights, tmp / "landed", months=(1, 2))
         assert (first := run_job()).success, step_errors(first)
-        land_on_s3(StorageResource(), flights, tmp / "landed", months=(3,))
+        land_on_s3(Storage(), flights, tmp / "landed", months=(3,))
         assert (second := run_job()).success, step_errors(second)
         yield {**os.environ, **env, "MLOPS_DATA_DIR": str(tmp / "local_data"), "OMP_NUM_THREADS": "1"}
 
@@ -100,7 +100,7 @@ def test_explain_on_postgres_s3_and_the_mlflow_server(env, flights: pd.DataFrame
     assert out["gate"]["status"] == "passed" and out["gate"]["champion_version"] == "1"
     snap = out["snapshot"]
     assert snap["uri"].startswith("s3://") and len(snap["batches"]) == 3
-    storage = StorageResource(root=env["MLOPS_STORAGE_ROOT"], endpoint_url=env["MLOPS_S3_ENDPOINT_URL"])
+    storage = Storage(root=env["MLOPS_STORAGE_ROOT"], endpoint_url=env["MLOPS_S3_ENDPOINT_URL"])
     for batch in snap["batches"]:  # the landed objects on S3 re-hash to the ids explain printed
         assert batch["uri"].startswith("s3://")
         assert content_id(storage.read_table(batch["uri"], "parquet")) == batch["content_id"]

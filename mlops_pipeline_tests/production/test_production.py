@@ -21,7 +21,7 @@ import pytest
 
 from mlops_pipeline.data.landing import land_months
 from mlops_pipeline.data.snapshots import content_id, read_landing
-from mlops_pipeline.defs.resources.storage import StorageResource, copy_tree_to_storage
+from mlops_pipeline.data.storage import Storage, copy_tree_to_storage
 from mlops_pipeline_tests.conftest import SAMPLE, check_results, materialized
 from mlops_pipeline_tests.production.conftest import BUCKET, LOOPBACK, Servers, production_env
 
@@ -51,7 +51,7 @@ def step_errors(result: dg.ExecuteInProcessResult) -> str:
     )
 
 
-def land_on_s3(storage: StorageResource, flights: pd.DataFrame, local: Path, months=(1, 2, 3)) -> None:
+def land_on_s3(storage: Storage, flights: pd.DataFrame, local: Path, months=(1, 2, 3)) -> None:
     land_months(local, months, SAMPLE, frame=flights)
     copy_tree_to_storage(storage, local, "landing/flights")
 
@@ -95,10 +95,10 @@ def loop(servers: Servers, flights: pd.DataFrame, tmp_path_factory: pytest.TempP
         mlflow.set_registry_uri(env["MLFLOW_TRACKING_URI"])
         # Two runs, as in life: v1 becomes champion on Jan-Feb; March lands and v2 is trained, its
         # new rows compared with v1's training data (drift report on S3) and promoted through the gate.
-        land_on_s3(StorageResource(), flights, tmp / "landed", months=(1, 2))
+        land_on_s3(Storage(), flights, tmp / "landed", months=(1, 2))
         first = run_job()
         assert first.success, step_errors(first)
-        land_on_s3(StorageResource(), flights, tmp / "landed", months=(3,))
+        land_on_s3(Storage(), flights, tmp / "landed", months=(3,))
         result = run_job()
         yield Loop(servers, env, data_dir, result)
 
@@ -116,8 +116,8 @@ def test_whole_loop_stores_everything_on_the_servers(loop: Loop):
     # Snapshot: an S3 object whose key is its content id, and whose content hashes to it.
     key = f"{loop.prefix}/snapshots/{loop.snapshot_id}.parquet"
     assert result.output_for_node("dataset_snapshot").path == f"s3://{BUCKET}/{key}"
-    stored = StorageResource(root=loop.env["MLOPS_STORAGE_ROOT"],
-                             endpoint_url=loop.servers.s3.endpoint).read_snapshot(loop.snapshot_id)
+    stored = Storage(root=loop.env["MLOPS_STORAGE_ROOT"],
+                     endpoint_url=loop.servers.s3.endpoint).read_snapshot(loop.snapshot_id)
     assert content_id(stored) == loop.snapshot_id
     assert s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"] > 10_000
     # Values passed between assets went through the S3 I/O manager, the report to S3 too.
@@ -159,8 +159,8 @@ def test_two_serving_replicas_load_from_the_server_and_log_to_one_postgres_store
 
     import httpx
 
-    from mlops_pipeline.defs.resources.predictions import PredictionStore
     from mlops_pipeline.defs.simulation import replay, request_records
+    from mlops_pipeline.monitoring.predictions import PredictionStore
     from mlops_pipeline.processes import stop_group
     from mlops_pipeline.spec import load_spec
     from mlops_pipeline_tests.production.conftest import free_port
@@ -301,7 +301,7 @@ def test_s3_failing_mid_upload_or_unreachable_fails_clearly_with_no_partial_snap
     monkeypatch.setenv("MLOPS_DATA_DIR", str(loop.data_dir))
     root = f"s3://{BUCKET}/fault"
     monkeypatch.setenv("MLOPS_STORAGE_ROOT", root)
-    direct = StorageResource(root=root, endpoint_url=loop.servers.s3.endpoint)
+    direct = Storage(root=root, endpoint_url=loop.servers.s3.endpoint)
     land_on_s3(direct, flights, tmp_path / "landed", months=(1, 2))
     expected_id = content_id(read_landing(direct.landing_glob(_spec()), "parquet", storage=direct))
     snapshot_key = f"fault/snapshots/{expected_id}.parquet"
@@ -377,7 +377,7 @@ def test_restarting_every_server_loses_nothing(loop: Loop, monkeypatch):
     assert client.get_model_version_by_alias(MODEL, "champion").tags["snapshot_id"] == loop.snapshot_id
     model = mlflow.sklearn.load_model(f"models:/{MODEL}@champion")  # artifacts: server -> S3
     assert hasattr(model, "predict_proba")
-    storage = StorageResource()
+    storage = Storage()
     assert content_id(storage.read_snapshot(loop.snapshot_id)) == loop.snapshot_id
 
     # And the restarted stack keeps working: the same landing maps to the same, untouched snapshot.
@@ -389,7 +389,7 @@ def test_restarting_every_server_loses_nothing(loop: Loop, monkeypatch):
 
 WRITER = """
 import sys
-from mlops_pipeline.defs.resources.predictions import PredictionBatch, PredictionStore
+from mlops_pipeline.monitoring.predictions import PredictionBatch, PredictionStore
 url, tag, batches, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 store = PredictionStore(url)
 for b in range(batches):
@@ -404,7 +404,7 @@ store.close()
 
 def test_two_writers_share_one_postgres_prediction_store_without_losing_rows(servers: Servers):
     """Two processes (as two serving replicas would) write to one Postgres store at the same time."""
-    from mlops_pipeline.defs.resources.predictions import PredictionStore
+    from mlops_pipeline.monitoring.predictions import PredictionStore
 
     url = servers.postgres.url("predictions", "postgresql+psycopg2")
     store = PredictionStore(url)

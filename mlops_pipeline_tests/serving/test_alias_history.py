@@ -21,10 +21,10 @@ import httpx
 import pytest
 
 from mlops_pipeline.cli import main
-from mlops_pipeline.defs.resources import MLflowResource
-from mlops_pipeline.defs.resources.mlflow import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
-from mlops_pipeline.defs.resources.predictions import PredictionStore
 from mlops_pipeline.deployment.history import AliasHistory, to_utc
+from mlops_pipeline.deployment.tags import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+from mlops_pipeline.deployment.tracking import MLflow
+from mlops_pipeline.monitoring.predictions import PredictionStore
 from mlops_pipeline_tests.serving.conftest import (
     BIN,
     MODEL,
@@ -66,7 +66,7 @@ class Traffic(threading.Thread):
             time.sleep(0.05)
 
 
-def _restore(res: MLflowResource) -> None:
+def _restore(res: MLflow) -> None:
     res.set_alias(MODEL, CHAMPION, "1", actor="test:restore", reason="test teardown")
     res.set_alias(MODEL, CHALLENGER, "2", actor="test:restore", reason="test teardown")
     res.remove_alias(MODEL, PREVIOUS_CHAMPION, actor="test:restore", reason="test teardown")
@@ -76,7 +76,7 @@ def test_history_at_names_the_version_the_store_recorded_across_promote_rollback
         stack: Stack, capsys, monkeypatch):
     monkeypatch.delenv("MLOPS_PREDICTIONS_URL", raising=False)
     db = f"sqlite:///{stack.data_dir / 'predictions' / 'predictions.db'}"  # the deployment's default
-    res = MLflowResource(tracking_uri=stack.tracking_uri)
+    res = MLflow(tracking_uri=stack.tracking_uri)
     assert str(res.version_by_alias(MODEL, CHAMPION).version) == "1"
     assert str(res.version_by_alias(MODEL, CHALLENGER).version) == "2"
     port = free_port()

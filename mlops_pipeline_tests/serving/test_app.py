@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlops_pipeline.defs.resources.predictions import SERVED_ROLES, PredictionStore
-from mlops_pipeline.serving.app import canary_bucket
+from mlops_pipeline.monitoring.predictions import SERVED_ROLES, PredictionStore
+from mlops_pipeline.serving.scoring import canary_bucket
 from mlops_pipeline_tests.serving.conftest import TOKEN, ServeProc, Stack, records
 
 pytestmark = pytest.mark.slow
@@ -28,9 +28,9 @@ SHARE = 0.3
 def models(stack: Stack) -> dict[str, object]:
     import mlflow
 
-    from mlops_pipeline.defs.resources import MLflowResource
+    from mlops_pipeline.deployment.tracking import MLflow
 
-    MLflowResource(tracking_uri=stack.tracking_uri).configure()
+    MLflow(tracking_uri=stack.tracking_uri).configure()
     return {v: mlflow.sklearn.load_model(f"models:/flights_delay/{v}") for v in ("1", "2")}
 
 

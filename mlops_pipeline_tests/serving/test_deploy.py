@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from mlops_pipeline.cli import main
-from mlops_pipeline.defs.resources import MLflowResource
-from mlops_pipeline.defs.resources.mlflow import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
-from mlops_pipeline.defs.resources.predictions import PredictionStore
+from mlops_pipeline.deployment.tags import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+from mlops_pipeline.deployment.tracking import MLflow
+from mlops_pipeline.monitoring.predictions import PredictionStore
 from mlops_pipeline.spec import PROJECT_ROOT
 from mlops_pipeline_tests.serving.conftest import (
     MODEL,
@@ -55,8 +55,8 @@ def plain_server(stack: Stack, registry_proxy: Forwarder) -> Iterator[ServeProc]
     stop(srv.proc)
 
 
-def registry() -> MLflowResource:
-    return MLflowResource(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+def registry() -> MLflow:
+    return MLflow(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
 
 
 def restore_aliases() -> None:

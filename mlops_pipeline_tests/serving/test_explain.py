@@ -19,8 +19,8 @@ import pytest
 
 from mlops_pipeline.cli import main
 from mlops_pipeline.data.snapshots import content_id
-from mlops_pipeline.defs.resources.predictions import PredictionStore
-from mlops_pipeline.serving.app import canary_bucket
+from mlops_pipeline.monitoring.predictions import PredictionStore
+from mlops_pipeline.serving.scoring import canary_bucket
 from mlops_pipeline_tests.serving.conftest import MODEL, TOKEN, Stack, records, start_server, stop
 
 pytestmark = pytest.mark.slow

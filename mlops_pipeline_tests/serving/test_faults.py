@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from mlops_pipeline.defs.resources.predictions import PredictionStore
+from mlops_pipeline.monitoring.predictions import PredictionStore
 from mlops_pipeline_tests.serving.conftest import (
     BIN,
     TOKEN,

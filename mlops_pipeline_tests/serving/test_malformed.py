@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from mlops_pipeline.defs.resources.predictions import PredictionStore
+from mlops_pipeline.monitoring.predictions import PredictionStore
 from mlops_pipeline.serving.app import create_app
 from mlops_pipeline.serving.loader import LoadedModel
 from mlops_pipeline.serving.settings import (

@@ -27,11 +27,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_pipeline.defs.resources import AlertResource, DatasetResource, MLflowResource, StorageResource
-from mlops_pipeline.defs.resources.predictions import PredictionStore, PredictionStoreResource
+from mlops_pipeline.data.storage import Storage
+from mlops_pipeline.defs.resources import AlertResource, DatasetResource, MLflowResource
+from mlops_pipeline.defs.resources.predictions import PredictionStoreResource
 from mlops_pipeline.defs.resources.serving import ServingResource
 from mlops_pipeline.deployment import release
 from mlops_pipeline.deployment.history import AliasHistory
+from mlops_pipeline.deployment.tags import READY_TAG, ROLLBACK_REASON_TAG, ROLLBACK_TAG
+from mlops_pipeline.deployment.tracking import MLflow
+from mlops_pipeline.monitoring.predictions import PredictionStore
 from mlops_pipeline.spec import PROJECT_ROOT
 from mlops_pipeline_tests.serving.conftest import MODEL, TOKEN, Stack, records, start_server, stop
 
@@ -118,8 +122,8 @@ class Traffic(threading.Thread):
 @dataclasses.dataclass
 class Release:
     stack: Stack
-    mlflow: MLflowResource
-    storage: StorageResource
+    mlflow: MLflow
+    storage: Storage
     webhook: Webhook
     root: Path
 
@@ -128,17 +132,17 @@ class Release:
 def rel(stack: Stack, tmp_path_factory: pytest.TempPathFactory):
     """flights_release v1 = the stack's champion, made champion through the registry."""
     root = tmp_path_factory.mktemp("release")
-    res = MLflowResource(tracking_uri=stack.tracking_uri)
+    res = MLflow(tracking_uri=stack.tracking_uri)
     client = res.client()
     client.create_registered_model(NAME)
     v1 = _copy_version(res, "1")
     res.set_alias(NAME, "champion", v1, actor="test:setup", reason="release tests")
     hook = Webhook()
-    yield Release(stack, res, StorageResource(root=str(stack.data_dir)), hook, root)
+    yield Release(stack, res, Storage(root=str(stack.data_dir)), hook, root)
     hook.close()
 
 
-def _copy_version(res: MLflowResource, source_version: str) -> str:
+def _copy_version(res: MLflow, source_version: str) -> str:
     client = res.client()
     mv = client.get_model_version(MODEL, source_version)
     import mlflow
@@ -208,7 +212,8 @@ def _register_gated(rel: Release, model, snapshot_of: str) -> str:
 
 def _tick(rel: Release, config: Path, predictions_url: str, server_url: str, cursor: str | None = None):
     """One evaluation of the real sensor, on an instance with no run in progress."""
-    from mlops_pipeline.defs.automation import release_guard
+    from mlops_pipeline.defs.automation import build_release_guard
+    from mlops_pipeline.settings import Settings
 
     resources = {
         "dataset": DatasetResource(config_path=str(config)),
@@ -220,7 +225,8 @@ def _tick(rel: Release, config: Path, predictions_url: str, server_url: str, cur
     }
     with dg.DagsterInstance.ephemeral() as instance:
         context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
-        return release_guard.evaluate_tick(context)
+        # The token comes from MLOPS_SERVE_TOKEN, as `definitions.py` reads it for the code location.
+        return build_release_guard(serve_token=Settings.from_env().serve_token).evaluate_tick(context)
 
 
 def _tick_until(rel, config, srv, action: str, traffic: Traffic, timeout: float = 100.0):
@@ -290,7 +296,7 @@ def test_slow_challenger_is_removed_by_the_guard_under_traffic_with_no_failed_re
     assert event.actor == release.GUARD_ACTOR and "latency" in event.reason
     assert event.at <= decided
     tags = rel.mlflow.client().get_model_version(NAME, version).tags
-    assert tags[release.ROLLBACK_TAG] == "true" and "latency" in tags[release.ROLLBACK_REASON_TAG]
+    assert tags[ROLLBACK_TAG] == "true" and "latency" in tags[ROLLBACK_REASON_TAG]
     alerts = [a for a in rel.webhook.received if a.get("kind") == "release_rollback"]
     assert alerts and alerts[-1]["version"] == version
 
@@ -329,7 +335,7 @@ def test_good_challenger_is_announced_then_promoted_and_its_shadow_agreement_mat
         assert set(traffic.statuses) == {200} and set(traffic.feedback) == {200}
         assert f"v{version} ready to promote" in message
         tags = rel.mlflow.client().get_model_version(NAME, version).tags
-        assert "ready to promote" in tags[release.READY_TAG]
+        assert "ready to promote" in tags[READY_TAG]
         assert any(a.get("kind") == "release_ready" and a["version"] == version
                    for a in rel.webhook.received)
         assert str(rel.mlflow.version_by_alias(NAME, "champion").version) == "1"  # announced only

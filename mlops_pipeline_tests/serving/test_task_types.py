@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from mlops_pipeline.serving.app import Server, predictions_body
 from mlops_pipeline.serving.loader import LoadedModel
+from mlops_pipeline.serving.responses import predictions_body
+from mlops_pipeline.serving.server import Server
 from mlops_pipeline.spec import load_spec
 from mlops_pipeline_tests.training.test_task_types import _fit, _frame, _spec
 

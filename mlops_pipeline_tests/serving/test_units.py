@@ -6,113 +6,31 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from mlops_pipeline.data.contract import load_contract
-from mlops_pipeline.defs.resources.predictions import (
-    PredictionBatch,
-    PredictionStore,
-    _InsertPlan,
-    new_batch_id,
-    parse_request_id,
-    request_ids,
-)
-from mlops_pipeline.serving.app import canary_bucket, canary_eligible, predictions_body
+from mlops_pipeline.monitoring.predictions import PredictionBatch, PredictionStore, new_batch_id, request_ids
+from mlops_pipeline.monitoring.predictions.store import _InsertPlan
 from mlops_pipeline.serving.batching import MicroBatcher
 from mlops_pipeline.serving.capture import CaptureWriter
-from mlops_pipeline.serving.inputs import RecordChecker, RequestError, validate_batch
+from mlops_pipeline.serving.errors import RequestError
+from mlops_pipeline.serving.inputs import RecordChecker, validate_batch
 from mlops_pipeline.serving.loader import LoadedModel
 from mlops_pipeline.serving.metrics import ServingMetrics
+from mlops_pipeline.serving.responses import predictions_body
+from mlops_pipeline.serving.scoring import canary_bucket, canary_eligible
 from mlops_pipeline.spec import load_spec
-
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-
-
-def batch(n: int = 1, role: str = "champion", ts: datetime = T0, version: str = "1",
-          batch_id: str | None = None) -> PredictionBatch:
-    return PredictionBatch.from_records(
-        [{"a": i, "t": "2013-01-01T05:00"} for i in range(n)], np.arange(n) % 2, np.linspace(0.1, 0.9, n),
-        role=role, ts=ts, model_name="m", model_version=version, latency_ms=3.5, batch_id=batch_id)
+from mlops_pipeline_tests.monitoring.test_predictions import T0, batch
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> PredictionStore:
     return PredictionStore(f"sqlite:///{tmp_path / 'p.db'}")
-
-
-def test_store_is_wal_and_reads_windows_by_time_one_row_per_record(store):
-    with store.engine.connect() as conn:
-        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
-    a = batch(2, ts=T0)
-    later = [batch(1, ts=T0 + timedelta(days=1)), batch(3, "canary", T0 + timedelta(days=1, hours=23), "2")]
-    assert store.write([a, PredictionBatch(a.batch_id, "shadow", T0, "m", "2", a.features, [0, 0], None, 1.0),
-                        *later]) == 8
-    day1 = store.read_window(T0.replace(hour=0), T0.replace(hour=0) + timedelta(days=1))
-    assert list(day1["request_id"]) == [a.request_ids[0]] * 2 + [a.request_ids[1]] * 2
-    assert list(day1["role"]) == ["champion", "shadow"] * 2
-    assert list(day1["model_version"]) == ["1", "2", "1", "2"]
-    assert day1["probability"].isna().tolist() == [False, True, False, True]
-    assert [json.loads(f)["a"] for f in day1["features"]] == [0, 0, 1, 1]
-    day2 = store.read_window(T0.replace(hour=0) + timedelta(days=1), T0 + timedelta(days=2),
-                             roles=["champion", "canary"], expand_features=True)
-    assert list(day2["request_id"]) == later[0].request_ids + later[1].request_ids
-    assert list(day2["a"]) == [0, 0, 1, 2] and "features" not in day2
-    assert store.count() == 8 and store.count(["shadow"]) == 2 and store.count(["canary"]) == 3
-
-
-def test_request_ids_name_their_batch_and_record_and_are_time_ordered_uuids():
-    first, second = new_batch_id(), None
-    while (second := new_batch_id())[:12] == first[:12]:  # the next millisecond
-        pass
-    ids = request_ids(first, 300)
-    assert len(set(ids)) == 300 and all(uuid.UUID(i).version == 7 for i in ids)
-    assert ids == sorted(ids) and max(ids) < request_ids(second, 1)[0]  # by time, then by record
-    assert [parse_request_id(i) for i in ids[:3]] == [(first, 0), (first, 1), (first, 2)]
-    for bad in ("nope", "zz" * 16, first + "0", 42, ""):
-        assert parse_request_id(bad) is None
-
-
-def test_labels_are_idempotent_and_unknown_ids_match_nothing(store):
-    a = batch(3)
-    store.write([a, PredictionBatch(a.batch_id, "shadow", T0, "m", "2", a.features, [1, 1, 1], None, 1.0)])
-    rid = a.request_ids[1]
-    assert store.set_label(rid, 1.0) == (2, True)
-    first = store.get(rid)["label_ts"].tolist()
-    assert store.set_label(rid, 1.0) == (2, False)
-    assert store.get(rid)["label_ts"].tolist() == first
-    assert store.set_label(rid, 0.0) == (2, True)  # a corrected label replaces the old one
-    assert store.get(rid)["label"].tolist() == [0.0, 0.0]  # on the served and the shadow answer
-    assert store.read_window()["label"].notna().sum() == 2  # only that record is labelled
-    assert store.set_label("zzz", 1.0) == (0, False)
-    assert store.set_label(request_ids(a.batch_id, 4)[3], 1.0) == (0, False)  # past the batch's end
-    assert store.set_label(request_ids(new_batch_id(), 1)[0], 1.0) == (0, False)
-    assert store.get("zzz").empty and list(store.get("zzz").columns) == list(store.read_window().columns)
-    b = batch(1)
-    assert store.set_label(b.request_ids[0], 1.0) == (0, False)  # feedback before the capture: unknown
-    store.write([b])
-    store.set_label(b.request_ids[0], 1.0)
-    late = PredictionBatch(b.batch_id, "shadow", T0, "m", "2", b.features, [0], None, 1.0)
-    store.write([late])  # a shadow answer committed after the label arrived is labelled too
-    assert store.get(b.request_ids[0])["label"].tolist() == [1.0, 1.0]
-
-
-def test_store_module_imports_neither_mlflow_nor_sklearn():
-    code = ("import sys, mlops_pipeline.defs.resources.predictions; "
-            "print(json.dumps(sorted(m for m in ('mlflow', 'sklearn') if m in sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True,
-                         check=True)
-    assert json.loads(out.stdout) == []
 
 
 @pytest.fixture(scope="module")

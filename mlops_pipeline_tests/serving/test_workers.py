@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from mlops_pipeline.cli import main
-from mlops_pipeline.defs.resources.predictions import PredictionStore
+from mlops_pipeline.monitoring.predictions import PredictionStore
 from mlops_pipeline_tests.serving.conftest import ServeProc, Stack, records, start_server, stop
 from mlops_pipeline_tests.serving.test_deploy import Traffic, _seconds, restore_aliases
 

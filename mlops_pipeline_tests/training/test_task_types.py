@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 
 from mlops_pipeline.data.preparation import target_from_feedback
-from mlops_pipeline.deployment.gate import evaluate_gate, metric_task_problem
-from mlops_pipeline.spec import ConfigError, DatasetSpec, MetricGate, load_spec
+from mlops_pipeline.deployment.gate import evaluate_gate
+from mlops_pipeline.spec import ConfigError, DatasetSpec, load_spec
+from mlops_pipeline.spec_sections import MetricGate
+from mlops_pipeline.training.metrics import metric_task_problem
 from mlops_pipeline.training.model import (
     ClassInfo,
     build_pipeline,
@@ -145,7 +147,7 @@ def test_old_binary_call_sites_keep_their_meaning():
 
 def test_a_multi_class_prediction_column_drifts_as_a_category():
     from mlops_pipeline.monitoring.drift import PREDICTION_COLUMN, compute_drift, prediction_kind
-    from mlops_pipeline.spec import DriftSpec
+    from mlops_pipeline.spec_sections import DriftSpec
 
     rng = np.random.default_rng(0)
     ref = pd.DataFrame({"amount": rng.normal(size=2000),

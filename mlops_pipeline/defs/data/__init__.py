@@ -1,0 +1,1 @@
+"""The `data` asset group: thin Dagster wiring over `mlops_pipeline.data`."""

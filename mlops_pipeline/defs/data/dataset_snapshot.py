@@ -1,23 +1,20 @@
-"""Stage 1: the landing area becomes an immutable, content-addressed snapshot."""
+"""Stage 1: the landing area becomes an immutable, content-addressed snapshot (thin wiring over
+`mlops_pipeline.data.landing_snapshot`), with its integrity and per-batch checks."""
 
 
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import dagster as dg
 
-from mlops_pipeline.data.snapshots import (
-    canonicalize,
-    concat_batches,
-    content_id,
-    read_batches,
-    time_range,
-)
-from mlops_pipeline.defs.resources import DatasetResource, StorageResource
+from mlops_pipeline.data.snapshots import content_id
+from mlops_pipeline.data.storage import Storage
+from mlops_pipeline.defs.handoffs import SnapshotRef
+from mlops_pipeline.defs.resources import DatasetResource
+from mlops_pipeline.settings import Settings
 
+#: Rows of a failing batch check's findings table.
 MAX_FINDING_ROWS = 50
-
 
 
 def _versioned_output(value, version: str, metadata: dict) -> dg.Output:
@@ -31,154 +28,53 @@ def _versioned_output(value, version: str, metadata: dict) -> dg.Output:
         return dg.Output(value, data_version=dg.DataVersion(version), metadata=metadata)
 
 
-@dataclass(frozen=True)
-class SnapshotRef:
-    """What downstream stages need to find a snapshot; the data stays in the store."""
-
-    id: str
-    path: str
-    rows: int
-    columns: int
-    batches: int
-    #: Per-batch check findings (`mlops_pipeline.data.batch_checks`), computed from the very
-    #: frames this snapshot was built from: {check name: [Finding, ...]}.
-    batch_findings: dict = field(default_factory=dict)
-
-
 @dg.asset(
     group_name="data",
     kinds={"pandas", "parquet"},
     description="Every landed batch, as one immutable snapshot whose id is the SHA-256 of its content.",
 )
 def dataset_snapshot(
-    context: dg.AssetExecutionContext, dataset: DatasetResource, storage: StorageResource
+    context: dg.AssetExecutionContext, dataset: DatasetResource, storage: dg.ResourceParam[Storage]
 ) -> dg.Output[SnapshotRef]:
-    spec = dataset.spec()
-    pattern = storage.landing_glob(spec)
-    from mlops_pipeline.data import batch_index
-    from mlops_pipeline.data.batch_checks import check_batches
-    from mlops_pipeline.data.contract import load_contract
+    """`landing_snapshot.take_snapshot`, reported: the snapshot's content id is the output's data
+    version, so automation sees new content, not new runs."""
+    from mlops_pipeline.data.landing_snapshot import take_snapshot
 
-    # Only batches not indexed yet are read here; the id comes from every batch's stored row hashes.
-    index = batch_index.index_landing(pattern, spec.source.format, storage=storage)
-    snapshot_id = index.snapshot_id()
-    if snapshot_id is None:
-        context.log.info(f"snapshot id from the whole landing area (not the batch index): {index.mismatch()}")
-    digest = _checks_digest(spec)
-    reused = _already_stored(storage, index, snapshot_id, digest) if snapshot_id else None
-    gaps = index.gaps()
-    if reused is not None:  # the same files made this snapshot and were checked: nothing to read
-        assert snapshot_id is not None
-        findings, record = reused
-        created, rows, columns = False, index.rows, len(index.columns)
-        start, end = record.get("time_start", ""), record.get("time_end", "")
-        landing_read = "skipped: snapshot already stored and these files already checked"
-    else:
-        batches = read_batches(pattern, spec.source.format, storage=storage)
-        findings = check_batches(batches, load_contract(spec), spec)
-        df = concat_batches(batches)
-        problems: dict[str, list[str]] = {}
-        for check, found in findings.items():
-            for f in found:
-                problems.setdefault(f.batch, []).append(f"{check}: {f.message}")
-        indexed = {e.name: e.content_id for e in index.entries}
-        landed = [{"name": b.name, "content_id": indexed.get(b.name) or content_id(b.frame),
-                   "rows": len(b.frame),
-                   "landed_at": None if b.landed_at is None else b.landed_at.isoformat(),
-                   "check_findings": problems.get(b.name, [])} for b in batches]
-        del batches
-        snapshot_id = snapshot_id or content_id(df)
-        order = [c for c in [spec.time_column, *spec.key_columns] if c in df.columns]
-        stored = canonicalize(df).sort_values(order, kind="stable") if order else canonicalize(df)
-        created = storage.write_snapshot(snapshot_id, stored)
-        del stored
-        has_time = spec.time_column is not None and spec.time_column in df
-        start, end = time_range(df, spec.time_column) if has_time else ("", "")
-        rows, columns = len(df), df.shape[1]
-        _record_batches(storage, snapshot_id, pattern, landed, rows, start, end)
-        batch_index.save_findings(index, snapshot_id, digest, findings, storage)
-        landing_read = f"{len(index.entries)} batch(es)"
-    if gaps:
-        context.log.warning(f"batches lacking columns other batches have (null there): {gaps}")
+    taken = take_snapshot(dataset.spec(), storage, Settings.from_env().batch_index_cache_rows)
+    if taken.id_from_landing is not None:
+        context.log.info(f"snapshot id from the whole landing area (not the batch index): "
+                         f"{taken.id_from_landing}")
+    if taken.gaps:
+        context.log.warning(f"batches lacking columns other batches have (null there): {taken.gaps}")
     context.log.info(
-        f"snapshot {snapshot_id[:12]} {'written' if created else 'already stored; left untouched'}; "
-        f"landing read: {landing_read}"
+        f"snapshot {taken.id[:12]} {'written' if taken.created else 'already stored; left untouched'}; "
+        f"landing read: {taken.landing_read}"
     )
     ref = SnapshotRef(
-        id=snapshot_id,
-        path=storage.snapshot_uri(snapshot_id),
-        rows=rows,
-        columns=columns,
-        batches=len(index.entries),
-        batch_findings=findings,
+        id=taken.id,
+        path=storage.snapshot_uri(taken.id),
+        rows=taken.rows,
+        columns=taken.columns,
+        batches=taken.batches,
+        batch_findings=taken.findings,
     )
     return _versioned_output(
         ref,
-        snapshot_id,
+        taken.id,
         metadata={
-            "snapshot_id": snapshot_id,
+            "snapshot_id": taken.id,
             "path": dg.MetadataValue.path(ref.path),
             "dagster/row_count": ref.rows,
             "columns": ref.columns,
             "landed_batches": ref.batches,
-            "time_start": start,
-            "time_end": end,
-            "newly_written": created,
-            "landing_read": landing_read,
-            "batches_indexed_now": len(index.stats.batches_read),
-            "batches_lacking_columns": dg.MetadataValue.json(gaps),
+            "time_start": taken.time_start,
+            "time_end": taken.time_end,
+            "newly_written": taken.created,
+            "landing_read": taken.landing_read,
+            "batches_indexed_now": taken.batches_indexed_now,
+            "batches_lacking_columns": dg.MetadataValue.json(taken.gaps),
         },
     )
-
-
-def _checks_digest(spec) -> str:
-    """Names what the per-batch checks' findings depend on besides the files: the contract, the
-    dataset spec and the checks' code."""
-    import hashlib
-    from pathlib import Path
-
-    from mlops_pipeline.data import batch_checks
-
-    h = hashlib.sha256()
-    try:
-        h.update(spec.contract_path().read_bytes())
-    except OSError:
-        h.update(b"no contract")
-    h.update(spec.model_dump_json().encode())
-    h.update(Path(batch_checks.__file__).read_bytes())
-    return h.hexdigest()
-
-
-def _already_stored(storage: StorageResource, index, snapshot_id: str, digest: str):
-    """(findings, batches record) when this snapshot is stored and these very files were checked
-    under this contract, spec and code; else None (read the landing area as for a new snapshot)."""
-    from mlops_pipeline.data import batch_index
-    from mlops_pipeline.deployment.lineage import read_snapshot_batches
-
-    if not storage.has_snapshot(snapshot_id):
-        return None
-    record = read_snapshot_batches(storage, snapshot_id)
-    if record is None or record.get("rows") != index.rows:
-        return None
-    findings = batch_index.load_findings(index, snapshot_id, digest, storage)
-    return None if findings is None else (findings, record)
-
-
-def _record_batches(storage: StorageResource, snapshot_id: str, pattern: str, landed: list[dict],
-                    rows: int, start: str, end: str) -> None:
-    """Beside the snapshot, which landed files made it, each with its own content id
-    (`lineage.batches_relative`), so `mlops-pipeline explain` names them without guessing what was landed
-    then. Written once: the first landing that produced this content is the one recorded."""
-    import json
-
-    from mlops_pipeline.deployment.lineage import batches_relative
-
-    relative = batches_relative(snapshot_id)
-    if storage.exists(storage.uri(relative)):
-        return
-    record = {"snapshot_id": snapshot_id, "rows": rows, "time_start": start, "time_end": end,
-              "landing": pattern, "batches": landed}
-    storage.write_bytes(relative, json.dumps(record, indent=1).encode(), "application/json")
 
 
 @dg.asset_check(
@@ -187,8 +83,10 @@ def _record_batches(storage: StorageResource, snapshot_id: str, pattern: str, la
     description="Is the stored snapshot intact? Re-reads it and recomputes its content id.",
 )
 def snapshot_matches_content_id(
-    dataset_snapshot: SnapshotRef, storage: StorageResource
+    dataset_snapshot: SnapshotRef, storage: dg.ResourceParam[Storage]
 ) -> dg.AssetCheckResult:
+    """Re-reads the stored snapshot and recomputes its content id: a snapshot that no longer hashes to
+    its id was altered after it was written, and nothing downstream may train on it."""
     stored = storage.read_snapshot(dataset_snapshot.id)
     actual = content_id(stored)
     ok = actual == dataset_snapshot.id

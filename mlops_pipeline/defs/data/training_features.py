@@ -1,4 +1,6 @@
-"""Stage 2: a snapshot becomes labelled, time-split training data, guarded by the data contract."""
+"""Stage 2: a snapshot becomes labelled, time-split training data, guarded by the data contract
+(its checks build on `data.contract` and `data.batch_checks`; the contract and null-rate results are
+`defs.checks`', the same as production inputs get)."""
 
 
 from collections.abc import Iterator
@@ -7,12 +9,12 @@ import dagster as dg
 import pandas as pd
 
 from mlops_pipeline.data.batch_checks import OVERALL_CHECKS, check_overall, duplicate_findings, summary
-from mlops_pipeline.data.contract import ContractError, load_contract, null_rate_violations, validate
+from mlops_pipeline.data.contract import load_contract, null_rate_violations
 from mlops_pipeline.data.preparation import SPLIT_COLUMN, prepare
-from mlops_pipeline.defs.data.dataset_snapshot import SnapshotRef
-from mlops_pipeline.defs.resources import DatasetResource, StorageResource
-
-MAX_FAILURE_ROWS = 50
+from mlops_pipeline.data.storage import Storage
+from mlops_pipeline.defs.checks import contract_check, null_rate_check
+from mlops_pipeline.defs.handoffs import SnapshotRef
+from mlops_pipeline.defs.resources import DatasetResource
 
 
 @dg.asset(
@@ -25,8 +27,11 @@ def training_features(
     context: dg.AssetExecutionContext,
     dataset_snapshot: SnapshotRef,
     dataset: DatasetResource,
-    storage: StorageResource,
+    storage: dg.ResourceParam[Storage],
 ) -> dg.Output[pd.DataFrame]:
+    """The snapshot prepared for training (`data.preparation.prepare`): the target derived, unlabelled
+    rows dropped, every row marked train or holdout; its metadata is what a person checks first
+    (rows per split, the split's boundary, class balance)."""
     spec = dataset.spec()
     prepared = prepare(storage.read_snapshot(dataset_snapshot.id), spec)
     df = prepared.frame
@@ -51,26 +56,6 @@ def training_features(
         if spec.target.expression:
             metadata["positive_rate"] = float(df[spec.target.name].mean())
     return dg.Output(df, metadata=metadata)
-
-
-def failure_table(cases: pd.DataFrame) -> dg.TableMetadataValue:
-    rows = cases.head(MAX_FAILURE_ROWS)
-    return dg.MetadataValue.table(
-        records=[
-            dg.TableRecord(
-                {
-                    "column": str(r["column"]),
-                    "check": str(r["check"]),
-                    "failure_case": str(r["failure_case"]),
-                    "index": str(r["index"]),
-                }
-            )
-            for _, r in rows.iterrows()
-        ],
-        schema=dg.TableSchema(
-            columns=[dg.TableColumn(c, "string") for c in ("column", "check", "failure_case", "index")]
-        ),
-    )
 
 
 @dg.multi_asset_check(
@@ -110,42 +95,19 @@ def failure_table(cases: pd.DataFrame) -> dg.TableMetadataValue:
 def training_features_checks(
     training_features: pd.DataFrame, dataset: DatasetResource
 ) -> Iterator[dg.AssetCheckResult]:
+    """The training data against the contract, overall (per-batch checks ran on the snapshot):
+    every check blocks, except duplicated rows in a dataset without key columns, which warn."""
     spec = dataset.spec()
     contract = load_contract(spec)
     df = training_features
     error = dg.AssetCheckSeverity.ERROR
 
-    try:
-        validate(df, contract.schema)
-        yield dg.AssetCheckResult(
-            check_name="contract_schema", passed=True, severity=error,
-            description=f"{len(contract.columns)} columns match the contract",
-        )
-    except ContractError as exc:
-        yield dg.AssetCheckResult(
-            check_name="contract_schema", passed=False, severity=error,
-            description=str(exc),
-            metadata={
-                "failure_cases": failure_table(exc.failure_cases),
-                "failing_columns": ", ".join(sorted({str(c) for c in exc.failure_cases["column"]})),
-            },
-        )
-
-    violations = null_rate_violations(df, contract, contract.columns)
-    yield dg.AssetCheckResult(
-        check_name="null_rates", passed=not violations, severity=error,
-        description=(
-            "every column is under its null-rate limit"
-            if not violations
-            else "null rate above limit: "
-            + "; ".join(f"column '{c}' {r:.1%} > {lim:.1%}" for c, (r, lim) in violations.items())
-        ),
-        metadata={
-            "violations": dg.MetadataValue.json(
-                {c: {"rate": r, "limit": lim} for c, (r, lim) in violations.items()}
-            ),
-            "worst_null_rate": float(df[[c for c in contract.columns if c in df]].isna().mean().max()),
-        },
+    yield contract_check("contract_schema", df, contract.schema,
+                         f"{len(contract.columns)} columns match the contract")
+    yield null_rate_check(
+        "null_rates", null_rate_violations(df, contract, contract.columns),
+        "every column is under its null-rate limit",
+        worst_null_rate=float(df[[c for c in contract.columns if c in df]].isna().mean().max()),
     )
 
     counts = df[SPLIT_COLUMN].value_counts()

@@ -1,0 +1,1 @@
+"""The `deployment` asset group: thin Dagster wiring over `mlops_pipeline.deployment`."""

@@ -1,17 +1,16 @@
 """The challenger on live traffic: shadow and canary analysed against the release policy.
 
-Thin wiring over `mlops_pipeline.deployment.release`: read the rolling window of captured traffic
-and the server's `/metrics`, analyse, and report a verdict per check as an asset check. The
-`release_guard` sensor (automation.py) acts on the same analysis.
+Thin wiring over `mlops_pipeline.deployment.challenger`: read the rolling window of captured
+traffic and the server's `/metrics`, analyse, and report a verdict per check as an asset check.
+The `release_guard` sensor (automation.py) acts on the same analysis.
 """
 
 import dagster as dg
-import pandas as pd
 
-from mlops_pipeline.defs.resources import DatasetResource, MLflowResource
-from mlops_pipeline.defs.resources.mlflow import CHALLENGER, CHAMPION
+from mlops_pipeline.defs.resources import DatasetResource
 from mlops_pipeline.defs.resources.predictions import PredictionStoreResource
-from mlops_pipeline.defs.resources.serving import ServingResource
+from mlops_pipeline.deployment.tracking import MLflow
+from mlops_pipeline.monitoring.serving_process import ServingProcess
 
 #: A failed SLO a client feels (slow or failing answers) is an ERROR; a challenger that answers
 #: differently (shift, disagreement, worse quality) is a WARN: the guard removes it either way.
@@ -32,19 +31,6 @@ DESCRIPTIONS = {
 }
 
 
-def run_analysis(spec, mlflow: MLflowResource, store, metrics_text: str | None):
-    """The analysis of the current challenger over the policy's window (None: no challenger)."""
-    from mlops_pipeline.deployment import release
-
-    champion = mlflow.version_by_alias(spec.name, CHAMPION)
-    challenger = mlflow.version_by_alias(spec.name, CHALLENGER)
-    start, end = release.window(spec.release)
-    # Without a challenger there is nothing to judge: the window is not read at all.
-    rows = release.read_traffic(store, spec.name, start, end) if challenger else pd.DataFrame()
-    return release.analyse(rows, spec, str(champion.version) if champion else None,
-                           str(challenger.version) if challenger else None, metrics_text, start, end)
-
-
 @dg.asset(
     group_name="deployment",
     kinds={"python"},
@@ -57,14 +43,18 @@ def run_analysis(spec, mlflow: MLflowResource, store, metrics_text: str | None):
 def challenger_analysis(
     context: dg.AssetExecutionContext,
     dataset: DatasetResource,
-    mlflow: MLflowResource,
+    mlflow: dg.ResourceParam[MLflow],
     predictions: PredictionStoreResource,
-    serving: ServingResource,
+    serving: dg.ResourceParam[ServingProcess],
 ) -> dg.MaterializeResult:
+    """The current challenger's analysis reported: one check per release-policy check (passing, with
+    the reason, when there is no challenger), the decision the guard would take, and the per-role
+    numbers it rests on."""
     from mlops_pipeline.deployment import release
+    from mlops_pipeline.deployment.challenger import analyse_challenger
 
     spec = dataset.spec()
-    analysis = run_analysis(spec, mlflow, predictions.store(), serving.metrics_text())
+    analysis = analyse_challenger(spec, mlflow, predictions.store(), serving.metrics_text())
     decision = release.decide(analysis, spec.release)
     verdicts = {v.check: v for v in analysis.verdicts}
     results = []

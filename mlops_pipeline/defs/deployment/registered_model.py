@@ -8,48 +8,32 @@ that it is "the latest one".
 
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
 
-from mlops_pipeline.defs.resources import DatasetResource, MLflowResource, StorageResource
-from mlops_pipeline.defs.resources.mlflow import CHALLENGER, CHAMPION
-from mlops_pipeline.defs.training.trained_model import TrainedModel
-from mlops_pipeline.deployment.gate import GateResult, evaluate_gate
-from mlops_pipeline.deployment.holdout import ComparisonHoldout
-
-
-@dataclass(frozen=True)
-class CandidateVersion:
-    name: str
-    version: str
-    run_id: str
-    snapshot_id: str
-    metrics: dict[str, float]
-    champion_version: str | None
-    champion_metrics: dict[str, float] | None
-
-    def gate(self, policy) -> GateResult:
-        """THE gate on these numbers; `inference_cost` is among them when the spec's cost rule is
-        on (measured for both versions in `model_version`, same step, same holdout)."""
-        return evaluate_gate(self.metrics, self.champion_metrics, policy, self.champion_version)
-
-
-def score_version(mlflow: MLflowResource, name: str, version: str, df: pd.DataFrame, spec) -> dict:
-    """Score a registered version on `df`'s holdout exactly as serving would load it."""
-    import mlflow as mlflow_lib
-
-    from mlops_pipeline.data.contract import load_contract, validate
-    from mlops_pipeline.data.preparation import xy
-    from mlops_pipeline.training.model import class_info, compute_metrics, predict_scores
-
-    mlflow.configure()
-    model = mlflow_lib.sklearn.load_model(f"models:/{name}/{version}")
-    X, y = xy(df, spec, "holdout")
-    X = validate(X, load_contract(spec).for_columns(spec.features.columns))
-    classes = class_info(model) if spec.task == "classification" else None
-    return compute_metrics(spec.task, y, predict_scores(model, X, spec.task), classes)
+from mlops_pipeline.data.storage import Storage
+from mlops_pipeline.defs.deployment.trusted_holdout import trusted_holdout
+from mlops_pipeline.defs.handoffs import CandidateVersion, ChampionRecord, TrainedModel
+from mlops_pipeline.defs.resources import DatasetResource
+from mlops_pipeline.deployment.gate import GateResult
+from mlops_pipeline.deployment.scoring import score_version
+from mlops_pipeline.deployment.tags import (
+    CHALLENGER,
+    CHAMPION,
+    DAGSTER_RUN_ID_TAG,
+    DRIFT_REFERENCE_TAG,
+    ESTIMATOR_TAG,
+    GATE_CHAMPION_TAG,
+    GATE_REASONS_TAG,
+    GATE_STATUS_TAG,
+    GIT_SHA_TAG,
+    HOLDOUT_TAG_PREFIX,
+    PROMOTED_BY_TAG,
+    RUN_ID_TAG,
+    SNAPSHOT_ID_TAG,
+)
+from mlops_pipeline.deployment.tracking import MLflow
 
 
 @dg.asset(
@@ -64,16 +48,16 @@ def model_version(
     trained_model: TrainedModel,
     training_features: pd.DataFrame,
     dataset: DatasetResource,
-    mlflow: MLflowResource,
-    storage: StorageResource,
+    mlflow: dg.ResourceParam[MLflow],
+    storage: dg.ResourceParam[Storage],
 ) -> dg.Output[CandidateVersion]:
     """Register the candidate as `challenger` and score it and the champion on the same trusted
     holdout (`deployment.holdout.comparison_holdout`: the candidate's holdout without the rows of
     batches a check of this run flagged). No trusted row left: fail before registering."""
     import mlflow as mlflow_lib
 
-    from mlops_pipeline.deployment.gate import COST_METRIC
     from mlops_pipeline.deployment.promotion import version_costs
+    from mlops_pipeline.training.metrics import COST_METRIC
 
     spec = dataset.spec()
     name = spec.name
@@ -92,14 +76,14 @@ def model_version(
     # Only the tags a person searches versions by; the full manifest is the run's manifest.yaml
     # (and its `manifest.*` run tags), the summary is the model card (the description).
     tags = {
-        "snapshot_id": trained_model.snapshot_id,
-        "git_sha": str(trained_model.manifest.get("git", {}).get("sha")),
-        "run_id": trained_model.run_id,
-        "dagster_run_id": context.run_id,
-        **({"drift_reference": trained_model.reference_uri} if trained_model.reference_uri else {}),
-        **({"performance_estimator": trained_model.estimator_uri}
+        SNAPSHOT_ID_TAG: trained_model.snapshot_id,
+        GIT_SHA_TAG: str(trained_model.manifest.get("git", {}).get("sha")),
+        RUN_ID_TAG: trained_model.run_id,
+        DAGSTER_RUN_ID_TAG: context.run_id,
+        **({DRIFT_REFERENCE_TAG: trained_model.reference_uri} if trained_model.reference_uri else {}),
+        **({ESTIMATOR_TAG: trained_model.estimator_uri}
            if getattr(trained_model, "estimator_uri", "") else {}),
-        **{f"holdout_{k}": f"{v:.6f}" for k, v in trained_model.metrics.items()},
+        **{f"{HOLDOUT_TAG_PREFIX}{k}": f"{v:.6f}" for k, v in trained_model.metrics.items()},
     }
     mv = mlflow_lib.register_model(trained_model.model_uri, name, tags=tags)
     metrics = dict(trained_model.metrics if comparison.complete
@@ -121,10 +105,10 @@ def model_version(
     )
     verdict = candidate.gate(spec.gate)
     client = mlflow.client()
-    client.set_model_version_tag(name, mv.version, "gate.status", "passed" if verdict.passed else "failed")
-    client.set_model_version_tag(name, mv.version, "gate.champion_version", champion_version or "none")
+    client.set_model_version_tag(name, mv.version, GATE_STATUS_TAG, "passed" if verdict.passed else "failed")
+    client.set_model_version_tag(name, mv.version, GATE_CHAMPION_TAG, champion_version or "none")
     if not verdict.passed:
-        client.set_model_version_tag(name, mv.version, "gate.reasons", "; ".join(verdict.failures()))
+        client.set_model_version_tag(name, mv.version, GATE_REASONS_TAG, "; ".join(verdict.failures()))
     client.update_model_version(name, mv.version, description=_card(
         spec, candidate, trained_model, training_features, verdict, storage))
     mlflow.set_alias(name, CHALLENGER, mv.version)
@@ -144,7 +128,7 @@ def model_version(
 
 
 def _card(spec, candidate: CandidateVersion, trained: TrainedModel, features: pd.DataFrame,
-          verdict: GateResult, storage: StorageResource) -> str:
+          verdict: GateResult, storage: Storage) -> str:
     """The version's model card (`deployment.card`), from what this step already holds."""
     from mlops_pipeline.data.preparation import SPLIT_COLUMN
     from mlops_pipeline.deployment.card import CardFacts, model_card
@@ -165,56 +149,6 @@ def _card(spec, candidate: CandidateVersion, trained: TrainedModel, features: pd
         git_sha=str(git.get("sha", "unknown")), git_dirty=git.get("dirty"),
     )
     return model_card(spec, facts, verdict)
-
-
-def flagged_batches(context: dg.AssetExecutionContext) -> dict[str, str]:
-    """Batch file name -> the check of this run that failed naming it (metadata `batch`, or
-    `batches` as a list or comma-separated text). Only checks declared blocking are sure to have
-    run before the gate; failing with ERROR they stop the run, so what is found here are batches
-    that blocking checks flagged with WARN severity."""
-    records = context.instance.get_records_for_run(
-        context.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
-    ).records
-    flagged: dict[str, str] = {}
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        evaluation = event.event_specific_data if event else None
-        if evaluation is None or evaluation.passed:
-            continue
-        for key in ("batch", "batches"):
-            entry = evaluation.metadata.get(key)
-            value = getattr(entry, "value", entry)
-            names = value if isinstance(value, list | tuple) else str(value or "").split(",")
-            for batch in (str(n).strip().rsplit("/", 1)[-1] for n in names):
-                if batch:
-                    flagged.setdefault(batch, evaluation.check_name)
-    return flagged
-
-
-def trusted_holdout(context, spec, storage: StorageResource, training_features: pd.DataFrame,
-                    champion) -> ComparisonHoldout:
-    """The Dagster side of `comparison_holdout`: reads the flagged batches' rows from the landing
-    area and the champion's training snapshot (for the known/new count only)."""
-    from mlops_pipeline.data.preparation import SPLIT_COLUMN
-    from mlops_pipeline.deployment.holdout import comparison_holdout
-
-    holdout = training_features[training_features[SPLIT_COLUMN] == "holdout"]
-    flagged = flagged_batches(context)
-    rows: dict[str, pd.DataFrame] = {}
-    if flagged:
-        landed = {uri.rsplit("/", 1)[-1]: uri for uri in storage.list_uris(storage.landing_glob(spec))}
-        for batch, check in flagged.items():
-            if batch in landed:
-                rows[batch] = storage.read_table(landed[batch], spec.source.format)
-                context.log.warning(f"holdout rows of {batch} left out of the comparison ({check})")
-    known = None
-    snapshot_id = champion.tags.get("snapshot_id") if champion is not None else None
-    if snapshot_id:
-        try:
-            known = storage.read_snapshot(snapshot_id)
-        except FileNotFoundError:
-            context.log.warning(f"champion's snapshot {snapshot_id[:12]} is gone: rows counted as new")
-    return comparison_holdout(holdout, known, rows)
 
 
 def _gate_table(verdict: GateResult) -> dg.TableMetadataValue:
@@ -258,6 +192,8 @@ def _gate_table(verdict: GateResult) -> dg.TableMetadataValue:
 def eval_gate(
     model_version: CandidateVersion, dataset: DatasetResource
 ) -> Iterator[dg.AssetCheckResult]:
+    """THE gate's verdict on the registered candidate, as two blocking checks: a failing floor or a
+    regression against the champion stops the run before drift and promotion."""
     verdict = model_version.gate(dataset.spec().gate)
     table = _gate_table(verdict)
     floor_fail = verdict.failures("floor")
@@ -282,14 +218,6 @@ def eval_gate(
     )
 
 
-@dataclass(frozen=True)
-class ChampionRecord:
-    name: str
-    version: str
-    previous_version: str | None
-    snapshot_id: str
-
-
 @dg.asset(
     group_name="deployment",
     kinds={"mlflow"},
@@ -303,7 +231,7 @@ def champion_model(
     context: dg.AssetExecutionContext,
     model_version: CandidateVersion,
     dataset: DatasetResource,
-    mlflow: MLflowResource,
+    mlflow: dg.ResourceParam[MLflow],
 ) -> dg.Output[ChampionRecord]:
     """Re-gate this very candidate, then move the alias — the last thing a loop run does.
 
@@ -331,7 +259,7 @@ def champion_model(
                            actor=f"dagster:{context.run_id}", reason=gate_reason(verdict))
     try:
         mlflow.client().set_model_version_tag(
-            model_version.name, model_version.version, "promoted_by", f"dagster:{context.run_id}"
+            model_version.name, model_version.version, PROMOTED_BY_TAG, f"dagster:{context.run_id}"
         )
         promoted_by = "tagged"
     except Exception as exc:  # noqa: BLE001 - the alias has moved: report, never fail the run now

@@ -1,0 +1,1 @@
+"""The `monitoring` asset group: thin Dagster wiring over `mlops_pipeline.monitoring`."""

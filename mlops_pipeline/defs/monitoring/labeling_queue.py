@@ -14,34 +14,26 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from mlops_pipeline.defs.monitoring.traffic import DAILY
-from mlops_pipeline.defs.resources import DatasetResource, MLflowResource, StorageResource
-
-QUEUE_DIR = "labeling"
-
-
-def queue_location(storage: StorageResource, day: str, ext: str) -> str:
-    """Where a day's queue export lives (`csv` or `json`)."""
-    return storage.uri(f"{QUEUE_DIR}/{day}.{ext}")
+from mlops_pipeline.data.storage import Storage
+from mlops_pipeline.defs.monitoring.shared import DAILY
+from mlops_pipeline.defs.resources import DatasetResource
+from mlops_pipeline.deployment.tracking import MLflow
+from mlops_pipeline.monitoring.predictions import served_rows
 
 
-def _estimated_loss(spec: Any, log: pd.DataFrame, storage: StorageResource,
-                    mlflow: MLflowResource, context: dg.AssetExecutionContext) -> np.ndarray | None:
-    """Regression: each served row's absolute error predicted by the champion's loss model (DLE),
-    in the served rows' order; None when there is no champion or loss model to ask."""
-    from mlops_pipeline.data.contract import load_contract, validate
-    from mlops_pipeline.defs.monitoring.estimated_performance import champion_estimator
-    from mlops_pipeline.monitoring.estimation import loss_features
-    from mlops_pipeline.monitoring.labeling import SERVED_ROLES
+def _estimated_loss(spec: Any, log: pd.DataFrame, storage: Storage,
+                    mlflow: MLflow, context: dg.AssetExecutionContext) -> np.ndarray | None:
+    """Regression: each served row's absolute error predicted by the champion's loss model (DLE,
+    `estimates.estimated_loss`), in the served rows' order; None when there is no champion or
+    loss model to ask (the queue then ranks by shadow disagreement only)."""
+    from mlops_pipeline.monitoring.champion import champion_estimator
+    from mlops_pipeline.monitoring.estimates import estimated_loss
 
-    served = log[log["role"].isin(SERVED_ROLES)]
+    served = served_rows(log)
     if served.empty:
         return None
     try:
-        champ = champion_estimator(spec, storage, mlflow)
-        X = validate(served[spec.features.columns], load_contract(spec).for_columns(spec.features.columns))
-        features = loss_features(champ.model, X, served["prediction"].to_numpy(dtype=float))
-        return np.clip(champ.estimator.loss_models["abs"].predict(features), 0, None)
+        return estimated_loss(spec, served, champion_estimator(spec, storage, mlflow))
     except Exception as exc:  # no champion, no loss model, inputs the contract refuses: rank by shadow only
         context.log.warning(f"no estimated loss to rank by ({type(exc).__name__}: {exc})")
         return None
@@ -59,10 +51,13 @@ def labeling_queue(
     context: dg.AssetExecutionContext,
     prediction_log: pd.DataFrame,
     dataset: DatasetResource,
-    storage: StorageResource,
-    mlflow: MLflowResource,
+    storage: dg.ResourceParam[Storage],
+    mlflow: dg.ResourceParam[MLflow],
 ) -> dg.MaterializeResult:
-    from mlops_pipeline.monitoring.labeling import label_studio_tasks, queue_csv, select_queue
+    """The day's queue (`labeling.select_queue`) written as CSV and Label Studio tasks under
+    `labeling/<day>`; a later materialization replaces the day's files. Regression ranks by the
+    champion's estimated loss when it has a loss model."""
+    from mlops_pipeline.monitoring.labeling import QUEUE_DIR, label_studio_tasks, queue_csv, select_queue
 
     spec = dataset.spec()
     cfg = spec.labeling
@@ -77,8 +72,7 @@ def labeling_queue(
                                   json.dumps(label_studio_tasks(queue), indent=1).encode(),
                                   "application/json")
     reasons = queue["reason"].value_counts().to_dict() if len(queue) else {}
-    served = prediction_log[prediction_log["role"].isin(("champion", "canary"))] if len(prediction_log) \
-        else prediction_log
+    served = served_rows(prediction_log)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(queue),
         "queued": len(queue),

@@ -1,31 +1,44 @@
-"""The monitoring board: one HTML page with system, data and model health, and key numbers in the UI."""
+"""The monitoring board: one HTML page with system, data and model health, and key numbers in the UI
+(thin wiring over `mlops_pipeline.monitoring.board`).
 
+The board lists every check of the code location, which only `definitions.py` knows: it builds
+the board with `build_monitoring_board`, handing in the assets and checks it loaded, so this
+module never imports the definitions it belongs to.
+"""
+
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 
-from mlops_pipeline.defs.resources import DatasetResource, MLflowResource, StorageResource
-from mlops_pipeline.defs.resources.mlflow import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
-from mlops_pipeline.defs.resources.predictions import SERVED_ROLES, PredictionStoreResource
-from mlops_pipeline.defs.resources.serving import ServingResource
+from mlops_pipeline.data.storage import Storage
+from mlops_pipeline.defs.resources import DatasetResource
+from mlops_pipeline.defs.resources.predictions import PredictionStoreResource
+from mlops_pipeline.deployment.tags import (
+    BOARD_KIND,
+    CHALLENGER,
+    CHAMPION,
+    GATE_STATUS_TAG,
+    KIND_TAG,
+    PREVIOUS_CHAMPION,
+)
+from mlops_pipeline.deployment.tracking import MLflow
+from mlops_pipeline.monitoring.serving_process import ServingProcess
 
 WINDOW_DAYS = 7
 
 
-def _check_rows(context: dg.AssetExecutionContext) -> list[dict[str, Any]]:
-    """The latest verdict of every check the code location defines, in every state the instance can
-    hold: `passed` / `failed` with the evaluation's severity and description, `not run` for a check
-    that was planned but never evaluated (its run failed or stopped first; the detail says which
+def _check_rows(context: dg.AssetExecutionContext,
+                keys: Sequence[dg.AssetCheckKey]) -> list[dict[str, Any]]:
+    """The latest verdict of each check of `keys`, in every state the instance can hold: `passed` /
+    `failed` with the evaluation's severity and description, `not run` for a check that was
+    planned but never evaluated (its run failed or stopped first; the detail says which
     run and how it ended), `running` while that run is still going, `never run` without a record."""
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-    from mlops_pipeline.definitions import build_definitions
-
-    keys = build_definitions().resolve_asset_graph().asset_check_keys
     rows = []
-    for key in sorted(keys, key=lambda k: k.to_user_string()):
+    for key in keys:
         record = context.instance.get_latest_asset_check_evaluation_record(key)
         row = {"asset": key.asset_key.to_user_string(), "check": key.name, "status": "never run",
                "severity": "", "detail": ""}
@@ -57,60 +70,18 @@ def _latest(context: dg.AssetExecutionContext, asset: str, field: str) -> Any:
     return None if value is None else value.value
 
 
-def _labeling_queues(storage: StorageResource, since: datetime) -> dict[str, list[str]]:
-    """The request ids of each day's labeling queue export in the window (day -> ids)."""
-    import io
-
-    from mlops_pipeline.defs.monitoring.labeling_queue import QUEUE_DIR
-
-    out: dict[str, list[str]] = {}
-    day, today = since.date(), datetime.now(UTC).date()
-    while day <= today:
-        location = storage.uri(f"{QUEUE_DIR}/{day.isoformat()}.csv")
-        if storage.exists(location):
-            frame = pd.read_csv(io.BytesIO(storage.read_bytes(location)), usecols=["request_id"], dtype=str)
-            out[day.isoformat()] = frame["request_id"].dropna().tolist()
-        day += timedelta(days=1)
-    return out
-
-
-def _daily_quality(log: pd.DataFrame, spec) -> pd.DataFrame:
-    from mlops_pipeline.data.preparation import target_from_feedback
-    from mlops_pipeline.defs.monitoring.traffic import quality_scores
-    from mlops_pipeline.training.model import compute_metrics
-
-    served = log[log["role"].isin(SERVED_ROLES) & log["label"].notna()] if len(log) else log
-    if served.empty:
-        return pd.DataFrame()
-    score = "probability" if spec.task == "classification" else "prediction"
-    out = []
-    for day, rows in served.groupby(pd.to_datetime(served["ts"], utc=True).dt.date):
-        y = target_from_feedback(rows["label"], spec)
-        if spec.task == "classification" and len(set(y)) < 2:
-            continue
-        if spec.task == "classification":  # binary: positive-class probability; multi-class: matrix
-            metrics = compute_metrics(spec.task, y, *quality_scores(rows))
-        else:
-            metrics = compute_metrics(spec.task, y, rows[score].to_numpy(dtype=float))
-        keep = ("roc_auc", "brier", "accuracy", "mae")
-        out.append({"day": day, **{k: metrics[k] for k in keep if k in metrics}})
-    return pd.DataFrame(out)
-
-
-@dg.asset(
-    group_name="monitoring",
-    kinds={"plotly", "html"},
-    description="The on-call page: latency/errors/QPS, check status, drift, prediction distribution, "
-    "quality and calibration on labelled traffic, and which versions are champion and challenger.",
-)
-def monitoring_board(
+def _render(
     context: dg.AssetExecutionContext,
+    check_keys: Sequence[dg.AssetCheckKey],
     dataset: DatasetResource,
-    storage: StorageResource,
-    mlflow: MLflowResource,
+    storage: dg.ResourceParam[Storage],
+    mlflow: dg.ResourceParam[MLflow],
     predictions: PredictionStoreResource,
-    serving: ServingResource,
+    serving: dg.ResourceParam[ServingProcess],
 ) -> dg.MaterializeResult:
+    """Render the board (`monitoring.board`) from the last week of captured traffic, the server's
+    `/metrics`, the registry's aliases and the instance's latest check verdicts; write it where
+    reports live and log it to MLflow; the key numbers become the materialization's metadata."""
     import mlflow as mlflow_lib
 
     from mlops_pipeline.monitoring.board import (
@@ -122,9 +93,11 @@ def monitoring_board(
         serving_by_version,
         traffic_summary,
     )
+    from mlops_pipeline.monitoring.labeling import queued_request_ids
+    from mlops_pipeline.monitoring.quality import daily_quality, score_column
 
     spec = dataset.spec()
-    score = "probability" if spec.task == "classification" else "prediction"
+    score = score_column(spec.task)
     since = datetime.now(UTC) - timedelta(days=WINDOW_DAYS)
     log = predictions.store().read_window(since, None, model_name=spec.name,
                                           probabilities=spec.task == "classification")
@@ -140,11 +113,11 @@ def monitoring_board(
     model: dict[str, Any] = {}
     for alias in (CHAMPION, CHALLENGER, PREVIOUS_CHAMPION):
         mv = mlflow.version_by_alias(spec.name, alias)
-        model[alias] = f"v{mv.version} ({mv.tags.get('gate.status', '?')})" if mv else "none"
-    quality = _daily_quality(log, spec)
+        model[alias] = f"v{mv.version} ({mv.tags.get(GATE_STATUS_TAG, '?')})" if mv else "none"
+    quality = daily_quality(log, spec)
     if len(quality):
         model.update({f"latest_{k}": float(v) for k, v in quality.iloc[-1].items() if k != "day"})
-    checks = _check_rows(context)
+    checks = _check_rows(context, check_keys)
     drift = {
         "new training data drift share": _latest(context, "drift_report", "drift_share"),
         "new training data drifted columns": _latest(context, "drift_report", "drifted_columns"),
@@ -159,12 +132,12 @@ def monitoring_board(
         system=system, data=checks, drift=drift, model=model,
         figures=figures_for(log, score, quality), versions=versions,
         release=_latest(context, "challenger_analysis", "verdicts") or [],
-        labeling=labeling_summary(log, _labeling_queues(storage, since)),
+        labeling=labeling_summary(log, queued_request_ids(storage, since)),
     )
     path = storage.reports_dir / f"board_{spec.name}.html"
     path.write_text(render_board(board))
     location = storage.publish_report(path)
-    with mlflow.start_run(run_name=f"board-{spec.name}", tags={"kind": "monitoring_board"}) as run:
+    with mlflow.start_run(run_name=f"board-{spec.name}", tags={KIND_TAG: BOARD_KIND}) as run:
         mlflow_lib.log_artifact(str(path))
     url = mlflow.run_url(run.info.run_id)
     failing = [f"{r['asset']}:{r['check']}" for r in checks if r["status"] == "failed"]
@@ -189,3 +162,30 @@ def monitoring_board(
         "labeling_labelled": int(board.labeling.get("queued items labelled", 0)),
         **({"serving_by_version": dg.MetadataValue.json(versions)} if versions else {}),
     })
+
+
+def build_monitoring_board(definitions: Sequence[Any]) -> dg.AssetsDefinition:
+    """The `monitoring_board` asset, listing the checks of `definitions` (the assets and checks
+    the code location loads: their `check_keys`, sorted by name)."""
+    check_keys = sorted({key for d in definitions for key in getattr(d, "check_keys", ())},
+                        key=lambda k: k.to_user_string())
+
+    @dg.asset(
+        group_name="monitoring",
+        kinds={"plotly", "html"},
+        description="The on-call page: latency/errors/QPS, check status, drift, prediction "
+        "distribution, quality and calibration on labelled traffic, and which versions are "
+        "champion and challenger.",
+    )
+    def monitoring_board(
+        context: dg.AssetExecutionContext,
+        dataset: DatasetResource,
+        storage: dg.ResourceParam[Storage],
+        mlflow: dg.ResourceParam[MLflow],
+        predictions: PredictionStoreResource,
+        serving: dg.ResourceParam[ServingProcess],
+    ) -> dg.MaterializeResult:
+        """The on-call board of the code location's checks (see `_render`)."""
+        return _render(context, check_keys, dataset, storage, mlflow, predictions, serving)
+
+    return monitoring_board

@@ -2,13 +2,13 @@
 
 Every prediction the server answers is in the prediction store. These daily-partitioned assets
 turn it into the loop's inputs: the day's log with the SAME contract and null-rate checks as the
-training data (a discrepancy between the two is the bug), a training/serving skew check, drift of
-the day's inputs and predictions against the champion's training data (the same drift code as the
-training batch), model quality once labels arrive (with a label-free proxy before), and the labelled
-rows landed back as a batch so the next snapshot trains on them.
+training data (`defs.checks`: a discrepancy between the two is the bug), a training/serving skew
+check (`monitoring.skew`), drift of the day's inputs and predictions against the champion's
+training data (the same drift report as the training batch), model quality once labels arrive
+(`monitoring.quality`; a label-free proxy before), and the labelled rows landed back as a batch
+so the next snapshot trains on them.
 """
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,63 +16,18 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from mlops_pipeline.defs.data.training_features import failure_table
-from mlops_pipeline.defs.monitoring.drift_report import champion_reference, publish_drift
-from mlops_pipeline.defs.resources import DatasetResource, MLflowResource, StorageResource
-from mlops_pipeline.defs.resources.predictions import SERVED_ROLES, PredictionStoreResource
+from mlops_pipeline.data.storage import Storage
+from mlops_pipeline.defs.checks import contract_check, null_rate_check
+from mlops_pipeline.defs.monitoring.shared import DAILY, drift_materialization, reference_or_fail
+from mlops_pipeline.defs.resources import DatasetResource
+from mlops_pipeline.defs.resources.predictions import PredictionStoreResource
+from mlops_pipeline.deployment.tags import CHAMPION, SHADOW
+from mlops_pipeline.deployment.tracking import MLflow
+from mlops_pipeline.monitoring.predictions import served_rows
 
-DAILY = dg.DailyPartitionsDefinition(
-    start_date=os.environ.get("MLOPS_PREDICTIONS_START", "2026-01-01"), end_offset=1
-)
+#: The columns of a read log that are not the request's inputs.
 LOG_COLUMNS = ["request_id", "role", "ts", "model_name", "model_version", "prediction", "probability",
                "probabilities", "latency_ms", "label", "label_ts"]
-MAX_UNSEEN_CATEGORY_SHARE = 0.05
-
-
-def _served(log: pd.DataFrame) -> pd.DataFrame:
-    return log[log["role"].isin(SERVED_ROLES)] if len(log) else log
-
-
-def _kind_of_values(values: pd.Series) -> str:
-    """What JSON gave us for a column: numeric, string, or empty."""
-    inferred = pd.api.types.infer_dtype(values, skipna=True)
-    if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
-        return "numeric"
-    if inferred == "empty":
-        return "empty"
-    return "string" if inferred == "string" else inferred
-
-
-def training_serving_skew(
-    production: pd.DataFrame, training: pd.DataFrame, spec
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Per feature: does production send the type training had, and mostly known categories?"""
-    rows, problems = [], []
-    for col in spec.features.columns:
-        if col not in production.columns:
-            rows.append({"column": col, "training": str(training[col].dtype), "production": "missing",
-                         "unseen_share": 0.0})
-            problems.append(f"column '{col}' is missing from production inputs")
-            continue
-        got = _kind_of_values(production[col])
-        if col in spec.features.datetime_parts:
-            ok = got in ("string", "empty", "datetime", "datetime64")
-        elif pd.api.types.is_numeric_dtype(training[col]):
-            ok = got in ("numeric", "empty")
-        else:
-            ok = got in ("string", "empty")
-        unseen = 0.0
-        if col in spec.features.categorical and got == "string":
-            known = set(training[col].dropna().astype(str))
-            values = production[col].dropna().astype(str)
-            unseen = float((~values.isin(known)).mean()) if len(values) else 0.0
-            if unseen > MAX_UNSEEN_CATEGORY_SHARE:
-                problems.append(f"column '{col}': {unseen:.1%} of values never seen in training")
-        if not ok:
-            problems.append(f"column '{col}' arrives as {got}, trained as {training[col].dtype}")
-        rows.append({"column": col, "training": str(training[col].dtype), "production": got,
-                     "unseen_share": unseen})
-    return rows, problems
 
 
 @dg.asset(
@@ -94,11 +49,16 @@ def training_serving_skew(
 def prediction_log(
     context: dg.AssetExecutionContext,
     dataset: DatasetResource,
-    storage: StorageResource,
-    mlflow: MLflowResource,
+    storage: dg.ResourceParam[Storage],
+    mlflow: dg.ResourceParam[MLflow],
     predictions: PredictionStoreResource,
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-    from mlops_pipeline.data.contract import ContractError, load_contract, null_rate_violations, validate
+    """The day's captured predictions, with traffic numbers as metadata, then its checks: the
+    training contract and null-rate limits on the served inputs (`defs.checks`) and skew against
+    the champion's training data (`monitoring.skew`). A day with nothing served passes all three
+    with a WARN severity, saying so."""
+    from mlops_pipeline.data.contract import load_contract, null_rate_violations
+    from mlops_pipeline.monitoring.skew import training_serving_skew
 
     spec = dataset.spec()
     window = context.partition_time_window
@@ -106,12 +66,12 @@ def prediction_log(
         window.start, window.end, model_name=spec.name, expand_features=True,
         probabilities=spec.task == "classification",
     )
-    served = _served(log)
+    served = served_rows(log)
     latency = served["latency_ms"] if len(served) else pd.Series(dtype=float)
     metadata: dict[str, Any] = {
         "dagster/row_count": len(log),
         "served": len(served),
-        "shadow": int((log["role"] == "shadow").sum()) if len(log) else 0,
+        "shadow": int((log["role"] == SHADOW).sum()) if len(log) else 0,
         "labelled": int(served["label"].notna().sum()) if len(served) else 0,
         "versions": ", ".join(sorted(set(log["model_version"].astype(str)))) if len(log) else "none",
     }
@@ -119,41 +79,21 @@ def prediction_log(
         metadata[f"latency_p{q}_ms"] = float(np.percentile(latency, q)) if len(latency) else 0.0
     yield dg.Output(log, metadata=metadata)
 
-    error = dg.AssetCheckSeverity.ERROR
     if served.empty:
         for name in ("inference_contract", "inference_null_rates", "training_serving_skew"):
             yield dg.AssetCheckResult(check_name=name, passed=True, severity=dg.AssetCheckSeverity.WARN,
                                       description="no served predictions in this partition")
         return
     contract = load_contract(spec)
-    features = contract.for_columns(spec.features.columns)
     inputs = served.drop(columns=[c for c in LOG_COLUMNS if c in served.columns])
-    try:
-        validate(inputs, features)
-        yield dg.AssetCheckResult(check_name="inference_contract", passed=True, severity=error,
-                                  description=f"{len(inputs)} production inputs match the contract")
-    except ContractError as exc:
-        cols = sorted({str(c) for c in exc.failure_cases["column"]})
-        yield dg.AssetCheckResult(
-            check_name="inference_contract", passed=False, severity=error, description=str(exc),
-            metadata={"failing_columns": ", ".join(cols),
-                      "failure_cases": failure_table(exc.failure_cases)},
-        )
+    yield contract_check("inference_contract", inputs, contract.for_columns(spec.features.columns),
+                         f"{len(inputs)} production inputs match the contract")
     violations = null_rate_violations(inputs, contract, spec.features.columns)
-    yield dg.AssetCheckResult(
-        check_name="inference_null_rates", passed=not violations, severity=error,
-        description=(
-            "every feature is under its null-rate limit" if not violations
-            else "null rate above limit: "
-            + "; ".join(f"column '{c}' {r:.1%} > {lim:.1%}" for c, (r, lim) in violations.items())
-        ),
-        metadata={"violations": dg.MetadataValue.json(
-            {c: {"rate": r, "limit": lim} for c, (r, lim) in violations.items()})},
-    )
-    reference = champion_reference(spec, storage, mlflow)
+    yield null_rate_check("inference_null_rates", violations, "every feature is under its null-rate limit")
+    reference = reference_or_fail(spec, storage, mlflow)
     rows, problems = training_serving_skew(inputs, reference.frame, spec)
     yield dg.AssetCheckResult(
-        check_name="training_serving_skew", passed=not problems, severity=error,
+        check_name="training_serving_skew", passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
         description="; ".join(problems) if problems else "types and categories match training",
         metadata={"columns": dg.MetadataValue.json(rows), "champion_version": reference.version},
     )
@@ -176,15 +116,19 @@ def production_drift(
     context: dg.AssetExecutionContext,
     prediction_log: pd.DataFrame,
     dataset: DatasetResource,
-    storage: StorageResource,
-    mlflow: MLflowResource,
+    storage: dg.ResourceParam[Storage],
+    mlflow: dg.ResourceParam[MLflow],
 ) -> dg.MaterializeResult:
+    """Drift of the champion's served inputs and answers against its training data
+    (`monitoring.reports.publish_drift`). Rows that break the contract are left out (and logged);
+    a column-level break fails the step, pointing at `prediction_log`'s checks."""
     from mlops_pipeline.data.contract import ContractError, load_contract, validate
     from mlops_pipeline.monitoring.drift import PREDICTION_COLUMN
+    from mlops_pipeline.monitoring.quality import drift_predictions
 
     spec = dataset.spec()
-    served = _served(prediction_log)
-    champion_rows = served[served["role"] == "champion"] if len(served) else served
+    served = served_rows(prediction_log)
+    champion_rows = served[served["role"] == CHAMPION] if len(served) else served
     if champion_rows.empty:
         raise dg.Failure(f"no champion predictions logged for {context.partition_key}")
     features = load_contract(spec).for_columns(spec.features.columns)
@@ -199,66 +143,13 @@ def production_drift(
         context.log.warning(f"drift skips {len(champion_rows) - len(keep)} rows that break the contract")
         current = validate(keep[spec.features.columns], features)
         champion_rows = keep
-    reference = champion_reference(spec, storage, mlflow)
-    current[PREDICTION_COLUMN] = drift_predictions(champion_rows, reference.frame[PREDICTION_COLUMN], spec)
-    return publish_drift(
+    reference = reference_or_fail(spec, storage, mlflow)
+    current[PREDICTION_COLUMN] = drift_predictions(champion_rows, reference.frame[PREDICTION_COLUMN],
+                                                   spec.task)
+    return drift_materialization(
         context, spec, reference, current, f"production_{context.partition_key}", storage, mlflow,
         check_prefix="production_", extra_metadata={"partition": context.partition_key},
     )
-
-
-def drift_predictions(rows: pd.DataFrame, reference: pd.Series, spec) -> np.ndarray:
-    """The logged predictions as the drift reference holds them (`model.drift_scores`): the
-    positive-class probability (binary), the value (regression), the predicted class (multi-class,
-    a category: the reference column is then not numeric)."""
-    if spec.task == "classification" and not pd.api.types.is_numeric_dtype(reference):
-        from mlops_pipeline.training.model import class_name
-
-        return np.asarray([class_name(v) for v in rows["prediction"]], dtype=object)
-    score = "probability" if spec.task == "classification" else "prediction"
-    return rows[score].to_numpy(dtype=float)
-
-
-def quality_scores(rows: pd.DataFrame) -> tuple[np.ndarray, Any]:
-    """Scores for `model.compute_metrics` from logged classifier answers, and their classes: the
-    positive-class probability for binary answers, the (n, k) matrix for multi-class ones (over
-    the union of the versions' classes)."""
-    from mlops_pipeline.training.model import ClassInfo
-
-    dicts = rows["probabilities"].tolist() if "probabilities" in rows.columns else []
-    if not dicts or any(d is None for d in dicts):  # answers logged without their classes
-        return rows["probability"].to_numpy(dtype=float), None
-    labels = tuple(dict.fromkeys(c for d in dicts for c in d))
-    if len(labels) == 2:  # {negative: 1-p, positive: p}, as the store builds it
-        positive = labels.index(list(dicts[0])[-1])
-        return rows["probability"].to_numpy(dtype=float), ClassInfo(labels, positive)
-    matrix = np.array([[d.get(c, 0.0) for c in labels] for d in dicts], dtype=float)
-    return matrix, ClassInfo(labels, None)
-
-
-def calibration(y: np.ndarray, scores: np.ndarray, classes: Any) -> tuple[list[dict], float]:
-    """Binary: the reliability curve of the positive class's probability. Multi-class: top-label
-    calibration (the predicted class's probability against how often it was right)."""
-    from mlops_pipeline.training.model import ClassInfo
-
-    classes = classes or ClassInfo((0, 1), 1)
-    codes = pd.Index(list(classes.labels)).get_indexer(pd.Index(y))
-    if scores.ndim == 1:
-        return reliability((codes == classes.positive).astype(float), scores)
-    top = scores.argmax(axis=1)
-    return reliability((codes == top).astype(float), scores.max(axis=1))
-
-
-def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[list[dict], float]:
-    """Reliability curve (quantile bins) and expected calibration error."""
-    frame = pd.DataFrame({"y": y, "p": p})
-    frame["bin"] = pd.qcut(frame["p"], q=min(bins, max(1, frame["p"].nunique())), duplicates="drop")
-    grouped = frame.groupby("bin", observed=True).agg(mean_predicted=("p", "mean"),
-                                                       observed_rate=("y", "mean"), rows=("y", "size"))
-    ece = float((grouped["rows"] * (grouped["mean_predicted"] - grouped["observed_rate"]).abs()).sum()
-                / len(frame))
-    curve = [{k: float(v) for k, v in r.items()} for r in grouped.reset_index(drop=True).to_dict("records")]
-    return curve, ece
 
 
 @dg.asset(
@@ -277,19 +168,20 @@ def model_quality(
     prediction_log: pd.DataFrame,
     dataset: DatasetResource,
 ) -> dg.MaterializeResult:
-    from mlops_pipeline.data.preparation import target_from_feedback
+    """Metrics of the day's labelled served answers computed as on the holdout
+    (`quality.labelled_quality`), per version and with calibration; the WARN check holds them to
+    the gate's floors. Before labels, the prediction distribution is the label-free proxy."""
     from mlops_pipeline.deployment.gate import evaluate_gate
-    from mlops_pipeline.training.model import compute_metrics
+    from mlops_pipeline.monitoring.quality import labelled_quality, score_column
 
     spec = dataset.spec()
-    served = _served(prediction_log)
+    served = served_rows(prediction_log)
     labelled = served[served["label"].notna()] if len(served) else served
-    score_column = "probability" if spec.task == "classification" else "prediction"
     metadata: dict[str, Any] = {
         "served": len(served),
         "labelled": len(labelled),
         "label_coverage": float(len(labelled) / len(served)) if len(served) else 0.0,
-        "mean_prediction": float(served[score_column].mean()) if len(served) else 0.0,
+        "mean_prediction": float(served[score_column(spec.task)].mean()) if len(served) else 0.0,
     }
     if spec.task == "classification" and len(served):
         shares = served["prediction"].astype(str).value_counts(normalize=True)
@@ -303,25 +195,14 @@ def model_quality(
                 check_name="production_quality", passed=True, severity=dg.AssetCheckSeverity.WARN,
                 description="no labels yet for this partition")],
         )
-    y = target_from_feedback(labelled["label"], spec)
-    if spec.task == "classification":
-        scores, classes = quality_scores(labelled)
-    else:
-        scores, classes = labelled[score_column].to_numpy(dtype=float), None
-    metrics = compute_metrics(spec.task, y, scores, classes)
+    quality = labelled_quality(labelled, spec)
+    metrics = quality.metrics
     metadata.update({f"production_{k}": float(v) for k, v in metrics.items()})
-    by_version = {
-        str(v): compute_metrics(spec.task, y[mask], scores[mask], classes)
-        for v in labelled["model_version"].unique()
-        if (mask := (labelled["model_version"] == v).to_numpy()).sum() >= 30
-        and (spec.task != "classification" or len(np.unique(y[mask])) > 1)
-    }
-    metadata["by_version"] = dg.MetadataValue.json(by_version)
-    if spec.task == "classification":
-        curve, ece = calibration(y, scores, classes)
-        metadata["calibration"] = "positive class" if scores.ndim == 1 else "top label (predicted class)"
-        metadata["expected_calibration_error"] = ece
-        metadata["reliability_curve"] = dg.MetadataValue.json(curve)
+    metadata["by_version"] = dg.MetadataValue.json(quality.by_version)
+    if quality.calibration:
+        metadata["calibration"] = quality.calibration
+        metadata["expected_calibration_error"] = quality.expected_calibration_error
+        metadata["reliability_curve"] = dg.MetadataValue.json(quality.reliability_curve)
     floors = {m: rule for m, rule in spec.gate.items() if rule.floor is not None}
     verdict = evaluate_gate(metrics, None, floors)
     return dg.MaterializeResult(
@@ -346,10 +227,13 @@ def feedback_batch(
     context: dg.AssetExecutionContext,
     prediction_log: pd.DataFrame,
     dataset: DatasetResource,
-    storage: StorageResource,
+    storage: dg.ResourceParam[Storage],
 ) -> dg.MaterializeResult:
+    """The day's labelled served rows written to the landing area as one batch, the label in the
+    dataset's own form and every column coerced by the contract, so the next snapshot trains on
+    them. Requests without the dataset's key columns cannot become training data: fails."""
     spec = dataset.spec()
-    served = _served(prediction_log)
+    served = served_rows(prediction_log)
     labelled = served[served["label"].notna()] if len(served) else served
     name = f"feedback_{context.partition_key}.parquet"
     if labelled.empty:

@@ -1,4 +1,5 @@
-"""Resources are the only doors to the outside world: files, MLflow, and (later) S3 and databases."""
+"""Dagster resources: configuration shown in the UI over the core's plain clients (files and S3,
+MLflow, the dataset spec, alerts, the serving process), which the CLI and serving use directly."""
 
 from mlops_pipeline.defs.resources.alerts import AlertResource
 from mlops_pipeline.defs.resources.dataset import DatasetResource

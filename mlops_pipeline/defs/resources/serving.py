@@ -1,24 +1,18 @@
-"""The running serving process, as seen by monitoring: its Prometheus `/metrics`."""
+"""The `serving` resource: configuration shown in the Dagster UI, a plain `ServingProcess` for code."""
 
 from __future__ import annotations
 
-import urllib.request
-
 import dagster as dg
+
+from mlops_pipeline.monitoring.serving_process import ServingProcess
 
 
 class ServingResource(dg.ConfigurableResource):
-    """`MLOPS_SERVING_URL` (e.g. http://127.0.0.1:8080); empty when no server is deployed."""
+    """The deployed server (`mlops_pipeline.monitoring.serving_process`); code receives the
+    `ServingProcess` client, annotated `dg.ResourceParam[ServingProcess]`. Empty: none deployed."""
 
     url: str = ""
     timeout_seconds: float = 3.0
 
-    def metrics_text(self) -> str | None:
-        """The server's metrics, or None when it is not configured or not answering."""
-        if not self.url:
-            return None
-        try:
-            with urllib.request.urlopen(f"{self.url.rstrip('/')}/metrics", timeout=self.timeout_seconds) as r:
-                return r.read().decode()
-        except OSError:
-            return None
+    def create_resource(self, context: dg.InitResourceContext) -> ServingProcess:  # type: ignore[override]
+        return ServingProcess(self.url, self.timeout_seconds)

@@ -1,0 +1,1 @@
+"""The `training` asset group: thin Dagster wiring over `mlops_pipeline.training`."""

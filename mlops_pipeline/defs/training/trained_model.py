@@ -2,14 +2,22 @@
 
 
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from mlops_pipeline.defs.data.dataset_snapshot import SnapshotRef
-from mlops_pipeline.defs.resources import DatasetResource, MLflowResource, StorageResource
+from mlops_pipeline.data.storage import Storage
+from mlops_pipeline.defs.handoffs import SnapshotRef, TrainedModel
+from mlops_pipeline.defs.resources import DatasetResource
+from mlops_pipeline.deployment.tags import (
+    DATASET_TAG,
+    DRIFT_REFERENCE_TAG,
+    ESTIMATOR_TAG,
+    RUN_DAGSTER_RUN_TAG,
+    TRAINING_TAG,
+)
+from mlops_pipeline.deployment.tracking import MLflow
 from mlops_pipeline.training.fit import drift_reference, fit_and_score, performance_estimator
 
 
@@ -21,57 +29,12 @@ class TrainingConfig(dg.Config):
     shuffle_labels: bool = False
 
 
-@dataclass(frozen=True)
-class TrainedModel:
-    run_id: str
-    model_uri: str
-    snapshot_id: str
-    metrics: dict[str, float]
-    seed: int
-    manifest: dict = field(default_factory=dict)
-    reference_uri: str = ""  # the drift reference: the train split scored by this model
-    estimator_uri: str = ""  # the performance estimator fitted on the holdout (before labels)
-
-
-def _log_model(model, X: pd.DataFrame, scores) -> str:
-    """Log with skops (MLflow's safe default), trusting only the types our pipelines are made of."""
-    import platform
-    import warnings
-
-    import mlflow
-    from mlflow.models import infer_signature
-
-    from mlops_pipeline.training.model import SKOPS_TRUSTED_TYPES, pip_requirements
-
-    # Our own conda env instead of `pip_requirements=`: pip is not installed in a uv venv, and
-    # MLflow, asked to pin it in conda.yaml, warns on every run. pip is listed unpinned on purpose;
-    # requirements.txt is the same pins either way.
-    conda_env = {
-        "name": "mlflow-env",
-        "channels": ["conda-forge"],
-        "dependencies": [f"python={platform.python_version()}", "pip", {"pip": pip_requirements()}],
-    }
-    with warnings.catch_warnings():
-        # MLflow's hint that int columns cannot carry NaN at inference: serving coerces every
-        # request to the contract's dtypes before predicting, so it never applies here.
-        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=infer_signature(X.head(100), scores[:100]),
-            input_example=X.head(5),
-            skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
-            conda_env=conda_env,
-        )
-    return info.model_uri
-
-
 @dg.asset(
     group_name="training",
     kinds={"sklearn", "mlflow"},
     description="A seeded scikit-learn Pipeline (transforms + HistGradientBoosting), logged to MLflow "
     "with holdout metrics, a run manifest and its drift reference.",
-    tags={"mlops/training": "true"},
+    tags={TRAINING_TAG: "true"},
 )
 def trained_model(
     context: dg.AssetExecutionContext,
@@ -79,13 +42,17 @@ def trained_model(
     training_features: pd.DataFrame,
     dataset_snapshot: SnapshotRef,
     dataset: DatasetResource,
-    mlflow: MLflowResource,
-    storage: StorageResource,
+    mlflow: dg.ResourceParam[MLflow],
+    storage: dg.ResourceParam[Storage],
 ) -> dg.Output[TrainedModel]:
+    """Fit on the train split (`training.fit.fit_and_score`) and log one MLflow run: parameters,
+    holdout metrics, the run manifest, the drift reference and performance estimator (stored,
+    their locations tagged) and the model itself (`training.logged_model.log_model`)."""
     import yaml
 
     from mlops_pipeline.data.preparation import split_summary
     from mlops_pipeline.monitoring.drift import PREDICTION_COLUMN
+    from mlops_pipeline.training.logged_model import log_model
     from mlops_pipeline.training.manifest import build_manifest, manifest_tags
 
     spec = dataset.spec()
@@ -93,8 +60,8 @@ def trained_model(
     if config.shuffle_labels:
         context.log.warning("training on SHUFFLED labels (shuffle_labels=true): expect the gate to block")
     fitted = fit_and_score(training_features, spec, seed, config.shuffle_labels)
-    # MLflow only now, after scikit-learn: imported first, its ~1,500 modules sit ahead of scipy's
-    # in sys.modules, which skops (imported by log_model) walks once per scipy ufunc: +0.3 s.
+    # MLflow only now, after scikit-learn: imported first, it slows the import of skops (which
+    # log_model imports); see docs/benchmarks.md.
     import mlflow as mlflow_lib
 
     model, X_train, X_hold, metrics = fitted.model, fitted.X_train, fitted.X_hold, fitted.metrics
@@ -116,7 +83,7 @@ def trained_model(
         },
         inputs={"config": spec.config_file, "contract": spec.contract_path()},
     )
-    tags = {**manifest_tags(manifest), "dagster.run_id": context.run_id, "dataset": spec.name}
+    tags = {**manifest_tags(manifest), RUN_DAGSTER_RUN_TAG: context.run_id, DATASET_TAG: spec.name}
     with mlflow.start_run(run_name=f"train-{spec.name}", tags=tags) as run:
         mlflow_lib.log_params({
             "task": spec.task, "seed": seed, "shuffle_labels": config.shuffle_labels,
@@ -130,11 +97,11 @@ def trained_model(
             mlflow_lib.log_artifact(str(path))
         reference = drift_reference(model, X_train, spec.task)
         reference_uri = storage.write_reference(run.info.run_id, reference)
-        mlflow_lib.set_tag("drift_reference", reference_uri)
+        mlflow_lib.set_tag(DRIFT_REFERENCE_TAG, reference_uri)
         estimator_uri = storage.write_estimator(
             run.info.run_id, performance_estimator(fitted, spec, seed).to_bytes())
-        mlflow_lib.set_tag("performance_estimator", estimator_uri)
-        model_uri = _log_model(model, X_train, reference[PREDICTION_COLUMN].to_numpy()[:100])
+        mlflow_lib.set_tag(ESTIMATOR_TAG, estimator_uri)
+        model_uri = log_model(model, X_train, reference[PREDICTION_COLUMN].to_numpy()[:100])
 
     trained = TrainedModel(run.info.run_id, model_uri, snapshot_id, metrics, seed, manifest,
                            reference_uri, estimator_uri)

@@ -20,8 +20,8 @@ import pytest
 from mlops_pipeline.data.landing import land_months
 from mlops_pipeline.data.snapshots import content_id
 from mlops_pipeline.definitions import build_definitions
-from mlops_pipeline.defs.resources import MLflowResource
-from mlops_pipeline.defs.resources.mlflow import CHAMPION
+from mlops_pipeline.deployment.tags import CHAMPION
+from mlops_pipeline.deployment.tracking import MLflow
 from mlops_pipeline_tests.conftest import SAMPLE, check_results, materialized
 
 pytestmark = pytest.mark.slow
@@ -176,7 +176,7 @@ def clean_state(tmp_path_factory, flights) -> Path:
         land_months(root / "landing" / "flights", (1, 2), SAMPLE, frame=flights)
         result = _run_loop()
         assert result.success, {n: c.description for n, c in check_results(result).items()}
-        assert MLflowResource().version_by_alias(MODEL, CHAMPION) is not None
+        assert MLflow().version_by_alias(MODEL, CHAMPION) is not None
     return root
 
 
@@ -197,7 +197,7 @@ def test_a_bad_batch_is_blocked_by_name_and_the_champion_stays(
     copied_state: Path, flights: pd.DataFrame, change, write, check, names: str
 ):
     root = copied_state
-    res = MLflowResource()
+    res = MLflow()
     champion_before = res.version_by_alias(MODEL, CHAMPION).version
     versions_before = len(res.client().search_model_versions(f"name='{MODEL}'"))
     snapshots_before = _snapshot_bytes(root)

@@ -7,8 +7,9 @@ import pandas as pd
 
 from mlops_pipeline.data.preparation import SPLIT_COLUMN, prepare
 from mlops_pipeline.data.snapshots import canonicalize, read_landing
+from mlops_pipeline.data.storage import Storage
 from mlops_pipeline.definitions import build_definitions
-from mlops_pipeline.defs.deployment.registered_model import flagged_batches, trusted_holdout
+from mlops_pipeline.defs.deployment.trusted_holdout import flagged_batches, trusted_holdout
 from mlops_pipeline.defs.resources import DatasetResource, StorageResource
 
 
@@ -105,7 +106,7 @@ def test_the_gate_compares_without_the_rows_of_a_flagged_batch(data_dir, land):
                                    metadata={"batch": february.name})
 
     @dg.asset(deps=[landed])
-    def gate(context, storage: StorageResource) -> dict:
+    def gate(context, storage: dg.ResourceParam[Storage]) -> dict:
         storage.write_snapshot("champion-snapshot", champion_rows)
         result = trusted_holdout(context, spec, storage, prepared, Champion())
         return {"compared": result.compared_rows, "excluded": result.excluded_rows,

@@ -21,7 +21,7 @@ import pytest
 from mlops_pipeline.definitions import build_definitions
 from mlops_pipeline.defs import automation
 from mlops_pipeline.defs.resources import DatasetResource
-from mlops_pipeline.defs.resources.predictions import PredictionBatch, PredictionStore
+from mlops_pipeline.monitoring.predictions import PredictionBatch, PredictionStore
 from mlops_pipeline.spec import load_spec
 from mlops_pipeline_tests.conftest import check_results
 

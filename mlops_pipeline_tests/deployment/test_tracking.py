@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from mlops_pipeline.defs.resources import MLflowResource
-from mlops_pipeline.defs.resources.mlflow import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, RegistryError
+from mlops_pipeline.deployment.registry import RegistryError
+from mlops_pipeline.deployment.tags import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+from mlops_pipeline.deployment.tracking import MLflow
 
 NAME = "toy"
 
 
 @pytest.fixture
-def registry(data_dir) -> MLflowResource:
-    res = MLflowResource()
+def registry(data_dir) -> MLflow:
+    res = MLflow()
     client = res.client()
     client.create_registered_model(NAME)
     for _ in range(3):  # alias logic does not care what the versions hold
@@ -20,16 +21,16 @@ def registry(data_dir) -> MLflowResource:
     return res
 
 
-def _alias(res: MLflowResource, alias: str) -> str | None:
+def _alias(res: MLflow, alias: str) -> str | None:
     mv = res.version_by_alias(NAME, alias)
     return None if mv is None else str(mv.version)
 
 
 def test_embedded_default_is_sqlite_under_the_data_dir(data_dir):
-    res = MLflowResource()
+    res = MLflow()
     assert res.resolved_tracking_uri == f"sqlite:///{data_dir}/mlflow/mlflow.db"
     assert res.resolved_artifact_location == str(data_dir / "mlflow" / "artifacts")
-    assert MLflowResource(tracking_uri="http://127.0.0.1:5999").resolved_artifact_location is None
+    assert MLflow(tracking_uri="http://127.0.0.1:5999").resolved_artifact_location is None
 
 
 def test_promote_moves_champion_and_remembers_the_previous_one(registry):

@@ -1,0 +1,46 @@
+"""Scoring a registered model version on a holdout, exactly as serving would load it.
+
+The gate compares a candidate with the champion on the same rows; both must be scored the same
+way, from the registry (the MLflow sklearn flavor serving loads), or the comparison measures the
+loading path instead of the models. The pipeline's `model_version` step, `mlops-pipeline promote`
+and the CI gate all score through `score_version`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from mlops_pipeline.deployment.tracking import MLflow
+    from mlops_pipeline.spec import DatasetSpec
+
+
+def load_version(mlflow: MLflow, name: str, version: str) -> Any:
+    """The registered `name` v`version` as serving loads it (MLflow's sklearn flavor).
+
+    `configure()` first points the `mlflow` library at the client's tracking and registry URIs."""
+    import mlflow as mlflow_lib
+
+    mlflow.configure()
+    return mlflow_lib.sklearn.load_model(f"models:/{name}/{version}")
+
+
+def score_model(model: Any, df: pd.DataFrame, spec: DatasetSpec) -> dict[str, float]:
+    """The gate's metrics of a loaded model on `df`'s holdout split, its inputs coerced by the
+    data contract first (as the server coerces a request)."""
+    from mlops_pipeline.data.contract import load_contract, validate
+    from mlops_pipeline.data.preparation import xy
+    from mlops_pipeline.training.model import class_info, compute_metrics, predict_scores
+
+    X, y = xy(df, spec, "holdout")
+    X = validate(X, load_contract(spec).for_columns(spec.features.columns))
+    classes = class_info(model) if spec.task == "classification" else None
+    return compute_metrics(spec.task, y, predict_scores(model, X, spec.task), classes)
+
+
+def score_version(mlflow: MLflow, name: str, version: str, df: pd.DataFrame,
+                  spec: DatasetSpec) -> dict[str, float]:
+    """Score registered `name` v`version` on `df`'s holdout exactly as serving would load it."""
+    return score_model(load_version(mlflow, name, version), df, spec)
