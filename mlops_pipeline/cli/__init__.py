@@ -28,6 +28,7 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `mlops-pipeline` parser, with the subcommands of every module in `COMMAND_MODULES`."""
     parser = argparse.ArgumentParser(
         prog="mlops-pipeline",
         description="A production MLOps loop on Dagster: data snapshots, gated MLflow models, "

@@ -93,6 +93,7 @@ def cmd_reproduce(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Adds the `gate` and `reproduce` subcommands."""
     gate = sub.add_parser(
         "gate",
         help="CI gate: run the loop through Dagster on a small sample, fail on any ERROR check or a "

@@ -243,6 +243,7 @@ def _rollback_here(name: str, args: argparse.Namespace, settings: Settings) -> i
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Adds the `serve`, `promote` and `rollback` subcommands."""
     serve = sub.add_parser("serve", help="serve the champion (or any alias/version) over HTTP")
     serve.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")

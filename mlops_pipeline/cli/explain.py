@@ -151,6 +151,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Adds the `explain` subcommand."""
     p = sub.add_parser("explain", help="the lineage of one prediction (REQUEST_ID), or what a "
                        "snapshot's models served (--snapshot ID)")
     p.add_argument("request_id", nargs="?", metavar="REQUEST_ID",

@@ -75,6 +75,7 @@ def _at(history, model: str, alias: str, at, as_json: bool) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Adds the `history` subcommand."""
     p = sub.add_parser("history", help="alias moves on record; --at TIME: which version an alias named")
     p.add_argument("--model", help="registered model (default: every model; with --at, the dataset's)")
     p.add_argument("--alias", help="one alias (default: all; with --at, champion)")

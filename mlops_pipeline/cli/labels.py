@@ -49,6 +49,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Adds the `labels import` subcommand."""
     p = sub.add_parser("labels", help="labels from people: import a filled labeling queue")
     labels = p.add_subparsers(dest="labels_command", required=True)
     imp = labels.add_parser(

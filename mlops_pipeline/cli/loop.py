@@ -205,6 +205,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Adds the `up`, `land`, `materialize` and `contract infer` subcommands."""
     up = sub.add_parser("up", help="land data, materialize the loop once, start the UIs")
     up.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
     up.add_argument("--port", type=int, default=3000, help="Dagster UI port (127.0.0.1)")

@@ -13,6 +13,8 @@ from typing import Any
 
 @dataclass
 class StepLine:
+    """One printed line of a run's progress (`StepPrinter`): duration, outcome, step or check, detail."""
+
     seconds: float | None
     outcome: str
     name: str
@@ -134,6 +136,8 @@ def _asset_detail(metadata: dict[str, Any], shown: set) -> str:
 # ---- the summary --------------------------------------------------------------------------------
 @dataclass
 class RunSummary:
+    """`summarize`'s answer: `ok` (the run succeeded and no ERROR check failed), the decision, the lines."""
+
     ok: bool
     decision: str
     lines: list[str]

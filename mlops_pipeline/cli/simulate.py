@@ -119,6 +119,7 @@ def print_table(reports, spec, label_lag_days: int = 0) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Adds the `simulate` subcommand."""
     sim = sub.add_parser("simulate", help="replay later months through the serving API; watch the loop react")
     sim.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
     sim.add_argument("--months", type=int, nargs="+", default=[4, 8, 12])

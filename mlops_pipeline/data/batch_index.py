@@ -192,11 +192,13 @@ def entry_of(batch: Batch, location: str) -> BatchEntry:
 
 
 def encode(entry: BatchEntry) -> bytes:
+    """The `.rowindex` bytes of an entry with its hashes: magic, header length, JSON header, uint64 hashes."""
     header = json.dumps(entry.header(), sort_keys=False).encode()
     return MAGIC + len(header).to_bytes(8, "little") + header + entry.hashes.astype("<u8").tobytes()
 
 
 def decode(data: bytes, location: str) -> BatchEntry:
+    """The entry in `.rowindex` bytes (`encode`) of the batch at `location`; ValueError/KeyError if not."""
     if not data.startswith(MAGIC):
         raise ValueError("not a row index")
     start = len(MAGIC) + 8
@@ -233,6 +235,7 @@ def _key(location: str, size: int, version: str) -> str:
 
 
 def index_location(location: str, key: str) -> str:
+    """Where the row index of the batch at `location` lives: `<folder>/.index/<name>.<key>.rowindex`."""
     folder, name = location.rsplit("/", 1)
     return f"{folder}/{INDEX_DIR}/{name}.{key}{SUFFIX}"
 

@@ -69,6 +69,8 @@ class Domain:
 
 @dataclass(frozen=True)
 class Contract:
+    """A loaded contract (`load_contract`): the pandera schema, per-column null-rate limits and the domain."""
+
     dataset: str
     schema: pa.DataFrameSchema
     max_null_rate: dict[str, float] = field(default_factory=dict)
@@ -231,6 +233,8 @@ def left_as_object(doc: dict) -> list[str]:
 
 
 def write_contract(doc: dict, path: Path) -> None:
+    """Write a contract document (`infer_contract`) as YAML under a header for its reviewer; overwrites
+    `path` (the CLI refuses an existing file without `--force`)."""
     header = (
         f"# Data contract for {doc['dataset']}: drafted by `mlops-pipeline contract infer`,\n"
         "# reviewed and committed. It guards training data and every prediction request.\n"
@@ -243,6 +247,8 @@ def write_contract(doc: dict, path: Path) -> None:
 
 
 def load_contract(spec: DatasetSpec, path: Path | None = None) -> Contract:
+    """The committed contract of `spec` (or the file at `path`), with the spec's default null-rate limit;
+    FileNotFoundError, saying how to draft one, when the file does not exist."""
     import pandera.pandas as pa
 
     p = path or spec.contract_path()
@@ -267,8 +273,8 @@ def validate(df: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
 
     The validated frame comes back without the `pandera` accessor pandera caches on it: the
     accessor holds the frame, so the pair is a reference cycle that only a full garbage collection
-    frees. Every frame the contract guards (training splits, drift frames, each served request)
-    lingered that way: ~0.5 GB of them at once in a run of the loop on the flights year.
+    frees, and every frame the contract guards (training splits, drift frames, each served request)
+    would otherwise linger until then.
     """
     import pandera.errors as pe
 
@@ -300,6 +306,7 @@ def validate(df: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
 
 
 def null_rates(df: pd.DataFrame, columns: list[str]) -> dict[str, float]:
+    """Share of nulls in each of `columns` that `df` has (an absent column is left out, not counted null)."""
     present = [c for c in columns if c in df.columns]
     return {c: float(v) for c, v in df[present].isna().mean().items()}
 

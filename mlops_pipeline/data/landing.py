@@ -90,6 +90,8 @@ class LandingInputError(ValueError):
 
 @dataclass(frozen=True)
 class LandResult:
+    """What `land_files` did: batches written, inputs whose content had already landed, notes for the user."""
+
     written: list[Path]
     already_landed: list[tuple[Path, Path]]  # (input, the batch already holding its content)
     notes: list[str]

@@ -29,6 +29,9 @@ SPLIT_COLUMN = "_split"
 
 @dataclass(frozen=True)
 class Prepared:
+    """`prepare`'s result: the labelled frame with its `_split` column, the count of unlabelled rows
+    dropped, and the split's strategy and time cutoff."""
+
     frame: pd.DataFrame
     dropped_unlabelled: int
     cutoff: str | None  # the holdout's first timestamp (strategy `time` only)
@@ -201,6 +204,8 @@ def split(df: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, str | None
 
 
 def prepare(df: pd.DataFrame, spec: DatasetSpec) -> Prepared:
+    """Derive the target and split the rows by the spec's strategy. KeyError when columns the target or
+    the split need are missing; ValueError on a bad target expression or a time column with nulls."""
     labelled, dropped = derive_target(df, spec)
     frame, cutoff = split(labelled, spec)
     return Prepared(frame=frame, dropped_unlabelled=dropped, cutoff=cutoff,

@@ -27,6 +27,7 @@ class LandingError(RuntimeError):
 
 
 def landed_files(pattern: str) -> list[Path]:
+    """Local files matching the glob `pattern`, sorted by path (empty when none match)."""
     return sorted(Path(p) for p in glob.glob(pattern))
 
 
@@ -108,6 +109,7 @@ def read_landing(pattern: str, fmt: str, storage: Storage | None = None) -> pd.D
 
 
 def concat_batches(batches: list[Batch]) -> pd.DataFrame:
+    """The batches' rows in one frame, in batch order with a fresh index; a column a batch lacks is null."""
     return pd.concat([b.frame for b in batches], ignore_index=True)
 
 
@@ -204,5 +206,6 @@ def id_from_hashes(rows: int, schema: str, sorted_hashes: np.ndarray) -> str:
 
 
 def time_range(df: pd.DataFrame, time_column: str) -> tuple[str, str]:
+    """First and last timestamp of `time_column`, as strings, for the snapshot's metadata."""
     t = pd.to_datetime(df[time_column])
     return str(t.min()), str(t.max())

@@ -38,10 +38,6 @@ GLOB_CHARS = "*?["
 _MISSING = ("404", "NoSuchKey", "NotFound")
 
 
-class SnapshotExistsError(FileExistsError):
-    pass
-
-
 class StorageError(RuntimeError):
     """The store could not be reached or refused an operation; the message names the store."""
 

@@ -75,6 +75,7 @@ def build_schedule(cron: str = DEFAULT_CRON) -> dg.ScheduleDefinition:
 
 
 def production_job(selection: dg.AssetSelection) -> dg.UnresolvedAssetJobDefinition:
+    """`PRODUCTION_JOB` over the production assets (`selection`), run daily by `build_production_schedule`."""
     return dg.define_asset_job(
         PRODUCTION_JOB,
         selection=selection,
@@ -104,6 +105,8 @@ def build_production_schedule(job: dg.UnresolvedAssetJobDefinition) -> dg.Schedu
 def new_data_sensor(
     context: dg.SensorEvaluationContext, dataset: DatasetResource, storage: dg.ResourceParam[Storage]
 ):
+    """Requests a loop run keyed by the landing area's content id; skips when the listing, the content or
+    the latest snapshot already match it."""
     from mlops_pipeline.data.batch_index import landing_content_id
 
     spec = dataset.spec()
@@ -136,6 +139,8 @@ def new_data_sensor(
     description="A failed drift check -> retraining, at most once per cooldown while drift persists.",
 )
 def drift_sensor(context: dg.SensorEvaluationContext, dataset: DatasetResource):
+    """Requests a loop run on a new failure of a `DRIFT_CHECKS` check, unless this sensor requested one
+    within the spec's `drift.retrain_cooldown_hours`."""
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
     cursor = json.loads(context.cursor) if context.cursor else {"seen": 0, "triggered_at": 0.0}
@@ -181,6 +186,8 @@ ESTIMATE_CHECK = dg.AssetCheckKey(dg.AssetKey("estimated_performance"), "estimat
     "retraining, at most once per cooldown (drift.retrain_cooldown_hours) while it persists.",
 )
 def estimated_performance_sensor(context: dg.SensorEvaluationContext, dataset: DatasetResource):
+    """Requests a loop run on a new failure of `ESTIMATE_CHECK`, unless this sensor requested one within
+    the spec's `drift.retrain_cooldown_hours`; the run is tagged with the estimate's partition."""
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
     cursor = json.loads(context.cursor) if context.cursor else {"seen": 0, "triggered_at": 0.0}
@@ -218,6 +225,7 @@ def estimated_performance_sensor(context: dg.SensorEvaluationContext, dataset: D
     description="Alerts (log, optional webhook) when any run fails, e.g. a blocking check stopped it.",
 )
 def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: dg.ResourceParam[Alerts]):
+    """Sends one alert per failed run, naming its job, its trigger tag and the failure message."""
     run = context.dagster_run
     trigger = run.tags.get(TRIGGER_TAG, "manual")
     alerts.send(
@@ -236,6 +244,7 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: dg.Resourc
     "(a failed WARN check does not fail its run, so the run-failure alert would miss it).",
 )
 def alert_on_check_failure(context: dg.SensorEvaluationContext, alerts: dg.ResourceParam[Alerts]):
+    """Sends one alert per newly failed asset check, whatever its severity; never requests a run."""
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
     seen = int(context.cursor or 0)

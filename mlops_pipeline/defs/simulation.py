@@ -30,6 +30,9 @@ from mlops_pipeline.spec import DatasetSpec
 
 @dataclass
 class MonthReport:
+    """What one replayed month did (`run_simulation`): traffic, labels, checks, retrainings and the
+    champion before and after; `mlops-pipeline simulate` prints one table row per report."""
+
     month: int
     sent: int = 0
     answered: int = 0
@@ -110,6 +113,7 @@ def wait_for_version(url: str, version: str | None, token: str = "", timeout: fl
 
 
 def post_feedback(url: str, pairs: list[tuple[str, float]], token: str = "", concurrency: int = 8) -> int:
+    """POST each (request id, label) to `/feedback` concurrently; returns how many the server accepted."""
     import httpx
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -18,6 +18,8 @@ from mlops_pipeline.training.metrics import COST_METRIC
 
 @dataclass(frozen=True)
 class CardFacts:
+    """The card's facts beyond the spec and the gate verdict; `model_version` gathers them at registration."""
+
     version: str
     run_id: str
     snapshot_id: str

@@ -33,6 +33,8 @@ from mlops_pipeline.training.metrics import COST_METRIC, GREATER_IS_BETTER
 
 @dataclass(frozen=True)
 class MetricVerdict:
+    """One gate metric as `evaluate_gate` judged it: the numbers, the rule, and both verdicts."""
+
     metric: str
     candidate: float
     champion: float | None
@@ -59,6 +61,8 @@ class MetricVerdict:
 
 @dataclass(frozen=True)
 class GateResult:
+    """`evaluate_gate`'s verdict: passed when every judged metric meets its floor and does not regress."""
+
     verdicts: list[MetricVerdict] = field(default_factory=list)
     champion_version: str | None = None
 
@@ -102,6 +106,9 @@ def evaluate_gate(
     policy: dict[str, MetricGate],
     champion_version: str | None = None,
 ) -> GateResult:
+    """Judge each metric of `policy`: the candidate must meet its floor and stay within its tolerance of
+    `champion` (floor only where the champion lacks the metric). ValueError on a metric the gate does
+    not know, KeyError on one the candidate lacks; an unmeasured `inference_cost` is skipped."""
     verdicts = []
     for metric, rule in policy.items():
         if metric == COST_METRIC and metric not in candidate:

@@ -94,6 +94,8 @@ def parse_time(text: str) -> datetime:
 
 @dataclass(frozen=True)
 class AliasEvent:
+    """One row of `alias_events`: an alias move, when, by whom and why (see the module docstring)."""
+
     id: int
     at: datetime
     model: str

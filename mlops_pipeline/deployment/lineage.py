@@ -211,6 +211,8 @@ def drift_runs(client: Any, experiment_id: str, dagster_run_id: str | None) -> l
 
 
 def snapshot_section(storage: Any, snapshot_id: str | None) -> dict[str, Any]:
+    """The snapshot part of an explanation: id and location plus its recorded rows, period and batch
+    files; a `note` says what is missing (no snapshot tag, or batches not recorded)."""
     if not snapshot_id:
         return {"id": None, "note": "the version has no snapshot_id tag"}
     recorded = read_snapshot_batches(storage, snapshot_id)

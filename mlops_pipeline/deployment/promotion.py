@@ -30,6 +30,9 @@ from mlops_pipeline.training.metrics import COST_METRIC
 
 @dataclass(frozen=True)
 class GateReport:
+    """`gate_version`'s answer: both versions' metrics on the candidate's holdout and the gate's verdict
+    (`champion_metrics` None when there is no other champion to compare with)."""
+
     name: str
     version: str
     champion_version: str | None
@@ -167,6 +170,8 @@ def gate_reason(result: GateResult | None, forced: bool = False) -> str:
 
 
 class PromotionRefused(RuntimeError):
+    """The gate refused the version and force was not given: no alias moved; `report` holds the verdict."""
+
     def __init__(self, report: GateReport):
         super().__init__("; ".join(report.result.failures()))
         self.report = report

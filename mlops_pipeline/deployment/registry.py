@@ -29,11 +29,14 @@ log = logging.getLogger(__name__)
 
 
 class RegistryError(RuntimeError):
+    """The registry lacks what an operation needs (a rollback target, a version's snapshot tag)."""
     pass
 
 
 @dataclass(frozen=True)
 class AliasMove:
+    """One alias move made by `Registry` (`to_version` None: the alias was removed), for the caller."""
+
     model: str
     alias: str
     from_version: str | None
@@ -66,6 +69,7 @@ def registry_fingerprint(tracking_uri: str, key: str) -> str:
 
 
 def client_for(tracking_uri: str = "") -> MlflowClient:
+    """An MLflow client on `tracking_uri` (default: the embedded SQLite store) for tracking and registry."""
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri or default_tracking_uri()

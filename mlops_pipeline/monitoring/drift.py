@@ -40,6 +40,8 @@ FAST_METHODS = frozenset({"psi", "jensenshannon"})
 
 @dataclass
 class ColumnDrift:
+    """One column's score by `method` against `threshold`, and the verdict, as `compute_drift` reports it."""
+
     column: str
     method: str
     threshold: float
@@ -49,6 +51,9 @@ class ColumnDrift:
 
 @dataclass
 class DriftResult:
+    """`compute_drift`'s answer: each column's verdict (the prediction's too; `drift_share` counts the
+    inputs only), the rows compared per side and the Evidently snapshot behind the HTML report."""
+
     columns: list[ColumnDrift]
     reference_rows: int
     current_rows: int

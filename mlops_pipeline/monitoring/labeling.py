@@ -177,6 +177,8 @@ def queue_csv(queue: pd.DataFrame) -> str:
 
 @dataclass
 class LabelRow:
+    """One label read from a file by `read_labels`, for `import_labels`; `source` locates it in messages."""
+
     request_id: str
     label: Any  # JSON scalar as given (str from CSV/choices, number from a number result)
     source: str  # where in the file, for messages

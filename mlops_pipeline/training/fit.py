@@ -15,6 +15,8 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class Fitted:
+    """`fit_and_score`'s result: the fitted pipeline, the validated splits, holdout scores and metrics."""
+
     model: Any
     X_train: pd.DataFrame
     X_hold: pd.DataFrame

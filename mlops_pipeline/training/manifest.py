@@ -78,12 +78,14 @@ def input_files(paths: dict[str, Path | None]) -> dict[str, dict[str, str | None
 
 
 def file_sha256(path: Path) -> str | None:
+    """Hex SHA-256 of the file's bytes, or None when it does not exist (recorded as such, not an error)."""
     if not path.exists():
         return None
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def package_versions(names: list[str] = KEY_PACKAGES) -> dict[str, str]:
+    """Installed version of each package, "not installed" for a missing one, so every name gets an entry."""
     out = {}
     for name in names:
         try:

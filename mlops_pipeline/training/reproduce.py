@@ -34,6 +34,8 @@ class ReproduceError(RuntimeError):
 
 @dataclass(frozen=True)
 class PredictionDiff:
+    """How far a rebuilt model's holdout predictions are from the registered one's (`compare_predictions`)."""
+
     rows: int
     differing_rows: int
     max_abs_diff: float
@@ -49,6 +51,9 @@ class PredictionDiff:
 
 @dataclass
 class Reproduction:
+    """What `reproduce` found for one version: environment warnings, the rebuilt holdout metrics beside
+    the recorded ones and the prediction diff, which `cmd_reproduce` turns into an exit code."""
+
     name: str
     version: str
     run_id: str
@@ -190,6 +195,9 @@ def reproduce(
     atol: float = 0.0,
     log=print,
 ) -> Reproduction:
+    """Rebuild version `ref` (number or alias) of `name` from its manifest and compare its holdout
+    predictions with the registered model's, within `atol`; environment differences are only warnings.
+    Raises `ReproduceError` when it cannot be rebuilt; differing predictions are reported in `diff`."""
     import mlflow as mlflow_lib
 
     from mlops_pipeline.data.preparation import prepare
