@@ -1,12 +1,17 @@
 """Online serving: single-record JSON requests at concurrency 16 against `mlops-pipeline serve`
 (capture and metrics on) and, in the same run, against `mlflow models serve` of the same registered
-model (default, and tuned: 2 workers with OMP_NUM_THREADS=1). The load generator is another
-process (wrk with a Lua script cycling through real holdout records, or async httpx). Our server
-also runs with one worker process per core, for comparison; the goals are judged on one process.
+model (default, and tuned: 2 workers with OMP_NUM_THREADS=1) and against the peers (bench/_peers.py):
+MLServer's scikit-learn runtime and BentoML serving the same model file, each tuned (adaptive
+batching, workers, OMP_NUM_THREADS=1), without capture, from bench-only virtualenvs created on first
+use. The load generator is another process (wrk with a Lua script cycling through real holdout
+records, or async httpx). Our server also runs with one worker process per core, for comparison;
+the goals are judged on one process.
 
-Goal: >= 4x the tuned baseline's req/s, p99 <= 50 ms, zero errors, every answer captured.
+Goals: >= 4x the tuned mlflow baseline's req/s and >= 2x the best peer's, p99 <= 50 ms, zero
+errors, every answer captured.
 
     uv run python bench/serving.py [--seconds 20] [--connections 16] [--sample 1.0] [--no-wait]
+                                   [--peers mlserver bentoml | --peers none]
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import time
 from pathlib import Path
 
+import _peers
 import httpx
 from _common import (
     MODEL,
@@ -66,6 +72,40 @@ def _served(url: str) -> int:
     return int(total)
 
 
+def _ratio(a: Load, b: Load) -> float:
+    return a.rps / b.rps if b.rps else float("inf")
+
+
+def _measure_peers(root: Path, peers: list[str], records: list[dict], args: argparse.Namespace,
+                   rows: list) -> list[Load]:
+    """Each peer on the same model file (the registered v1, as mlflow serves it), measured like the
+    others after one checked answer; appends its rows and returns its results."""
+    if not peers:
+        return []
+    model_file = _peers.export_model(root, f"models:/{MODEL}/1")
+    results = []
+    for peer in peers:
+        if peer == "mlserver":
+            config = _peers.MLServerConfig(parallel_workers=args.mlserver_workers)
+            srv = _peers.start_mlserver(root, model_file, config)
+            path, bodies, label = _peers.MLSERVER_PATH, _peers.mlserver_bodies(records), config.label
+        else:
+            bento = _peers.BentoConfig(workers=args.bentoml_workers)
+            srv = _peers.start_bentoml(root, model_file, bento)
+            path, label = _peers.BENTO_PATH, bento.label
+            bodies = [json.dumps({"records": [r]}) for r in records]
+        try:
+            r = httpx.post(f"{srv.url}{path}", content=bodies[0],
+                           headers={"content-type": "application/json"}, timeout=30)
+            r.raise_for_status()
+            result, cpu = _measure(srv, path, bodies, args, root / "load")
+        finally:
+            stop(srv.proc)
+        rows.append((label, result, cpu))
+        results.append(result)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,7 +116,15 @@ def main() -> int:
     parser.add_argument("--tool", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
+    parser.add_argument("--peers", nargs="+", choices=[*_peers.PEERS, "none"], default=list(_peers.PEERS),
+                        help="peer servers to measure too (`none`: only ours and mlflow)")
+    parser.add_argument("--mlserver-workers", type=int, default=0,
+                        help="MLServer parallel_workers (0: inference in its main process, its best here)")
+    parser.add_argument("--bentoml-workers", type=int, default=2)
     args = parser.parse_args()
+    peers = [p for p in dict.fromkeys(args.peers) if p != "none"]
+    for peer in peers:  # before training: a failing install should not cost a training first
+        _peers.peer_python(peer)
 
     with temp_root("serving", args.keep) as root:
         print("training and registering v1/v2 through the pipeline...", flush=True)
@@ -121,21 +169,28 @@ def main() -> int:
             rows.append((label, result, cpu))
             base_results.append(result)
 
+        peer_results = _measure_peers(root, peers, records, args, rows)
+
     tuned = base_results[-1]
+    best = max(peer_results, key=lambda r: r.rps, default=None)
     print(f"\nsingle-record POST, {args.connections} connections, {args.seconds:.0f} s each, "
-          f"load generator: {ours.tool} (separate process)\n")
+          f"load generator: {ours.tool} (separate process); peers without capture\n")
+    headers = ["server", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "server CPU (cores)",
+               "CPU ms/req", "x tuned"]
     print(table(
-        ["server", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "server CPU (cores)", "x tuned"],
-        [(name, r.rps, r.p50_ms, r.p95_ms, r.p99_ms, r.errors, cpu, r.rps / tuned.rps if tuned.rps else 0.0)
-         for name, r, cpu in rows],
+        headers + (["x best peer"] if best else []),
+        [(name, r.rps, r.p50_ms, r.p95_ms, r.p99_ms, r.errors, cpu, 1000 * cpu / r.rps if r.rps else 0.0,
+          _ratio(r, tuned), *([_ratio(r, best)] if best else [])) for name, r, cpu in rows],
     ))
-    ratio = ours.rps / tuned.rps if tuned.rps else float("inf")
+    ratio = _ratio(ours, tuned)
     all_captured = captured == served and served >= ours.requests
     print(f"\ncaptured rows {captured:,} / answered records {served:,} (server counter); "
           f"load generator completed {ours.requests:,} (requests in flight at the end are answered "
           f"and captured but not counted by it)")
     print(table(["goal", "target", "measured", "status"], [
         ("req/s vs tuned mlflow", ">= 4.0x", f"{ratio:.2f}x", goal(ratio >= 4.0)),
+        *([("req/s vs best peer (capture on vs off)", ">= 2.0x", f"{_ratio(ours, best):.2f}x",
+            goal(_ratio(ours, best) >= 2.0))] if best else []),
         ("p99", "<= 50 ms", f"{ours.p99_ms:.1f} ms", goal(ours.p99_ms <= 50)),
         ("errors", "0", str(ours.errors), goal(ours.errors == 0)),
         ("every prediction captured", "captured == answered", f"{captured} == {served}", goal(all_captured)),
