@@ -172,7 +172,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def run_assets(assets: list[str]) -> Any:
     import dagster as dg
 
-    from mlops_pipeline.definitions import build_definitions
+    from mlops_pipeline.defs.definitions import build_definitions
 
     job = build_definitions().resolve_job_def("mlops_loop")
     job = job.get_subset(asset_selection={dg.AssetKey(a) for a in assets})

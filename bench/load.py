@@ -1,6 +1,6 @@
 """Code location load: what the Dagster UI (and every run step, which re-imports the module) waits
 for. Fresh interpreters, several repetitions: `import dagster` alone vs `import dagster` +
-`mlops_pipeline.definitions.build_definitions()` resolved into a repository.
+`mlops_pipeline.defs.definitions.build_definitions()` resolved into a repository.
 
 Goal: <= 1.0 s over the bare `import dagster` (heavy imports deferred into asset bodies).
 
@@ -30,7 +30,7 @@ import time, json, os, sys
 t0 = time.perf_counter()
 import dagster
 t1 = time.perf_counter()
-from mlops_pipeline.definitions import build_definitions
+from mlops_pipeline.defs.definitions import build_definitions
 build_definitions().get_repository_def()
 t2 = time.perf_counter()
 heavy = [m for m in ("mlflow", "sklearn", "evidently", "pandera", "scipy") if m in sys.modules]

@@ -213,7 +213,7 @@ def main() -> int:
                 for mode, label, fresh in plan(scale == args.scales[0] and rep == 0, args.worker):
                     if fresh:
                         reset(root)
-                    cmd = ([str(BIN / "dagster"), "job", "execute", "-m", "mlops_pipeline.definitions",
+                    cmd = ([str(BIN / "dagster"), "job", "execute", "-m", "mlops_pipeline.defs.definitions",
                             "-j", "mlops_loop"] if mode == "worker"
                            else [sys.executable, __file__, "--child", mode, str(root)])
                     m = run_measured(cmd, env=bench_env(root), cwd=REPO)

@@ -63,8 +63,8 @@ def measure(root: Path, monthly: list, n: int, repeat: int) -> dict:
     from mlops_pipeline.data import batch_index
     from mlops_pipeline.data.batch_index import INDEX_DIR
     from mlops_pipeline.data.snapshots import content_id, read_landing
-    from mlops_pipeline.definitions import build_definitions
     from mlops_pipeline.defs import automation
+    from mlops_pipeline.defs.definitions import build_definitions
     from mlops_pipeline.defs.resources import DatasetResource, StorageResource
 
     def old_way(pattern, fmt, storage=None, log=None, cache_rows=None):

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from mlops_pipeline.data.landing import land_months, load_flights_with_weather
-from mlops_pipeline.definitions import build_definitions
+from mlops_pipeline.defs.definitions import build_definitions
 
 REQUIRE_SERVERS_ENV = "MLOPS_REQUIRE_SERVERS"
 SAMPLE = 0.12  # ~3,200 flights a month: enough signal for the gate's floor, fast to train

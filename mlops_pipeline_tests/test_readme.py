@@ -43,9 +43,9 @@ COVERED: dict[str, tuple[str, str, tuple[str, ...]] | None] = {
         ('"materialize", "--shuffle-labels"',)),
     "export DAGSTER_HOME=$PWD/data/dagster_home": (
         THIS, "test_headless_dagster_job_execute_runs_the_loop", ('"DAGSTER_HOME"',)),
-    "uv run dagster job execute -j mlops_loop -m mlops_pipeline.definitions": (
+    "uv run dagster job execute -j mlops_loop -m mlops_pipeline.defs.definitions": (
         THIS, "test_headless_dagster_job_execute_runs_the_loop",
-        ('"job", "execute", "-j", "mlops_loop", "-m", "mlops_pipeline.definitions"',)),
+        ('"job", "execute", "-j", "mlops_loop", "-m", "mlops_pipeline.defs.definitions"',)),
     "uv run dg check defs": (THIS, "test_dg_check_defs_loads_the_code_location", ('"check", "defs"',)),
     "uv run dagster dev -w workspace.yaml": (
         "mlops_pipeline_tests/ui/test_dagster_ui.py",
@@ -97,7 +97,7 @@ def test_readme_commands_are_extracted_as_a_user_would_type_them():
 
 def test_every_readme_command_is_run_by_a_test():
     commands = readme_commands(README.read_text())
-    assert "uv run dagster job execute -j mlops_loop -m mlops_pipeline.definitions" in commands
+    assert "uv run dagster job execute -j mlops_loop -m mlops_pipeline.defs.definitions" in commands
     assert not any("asset materialize --select" in c for c in commands)  # fails on partitioned assets
     missing = [c for c in commands if c not in COVERED]
     assert not missing, f"README commands no test runs (add a test and a COVERED row): {missing}"
@@ -133,7 +133,7 @@ def test_dg_check_defs_loads_the_code_location(tmp_path):
 
 @pytest.mark.slow
 def test_headless_dagster_job_execute_runs_the_loop(tmp_path):
-    """`export DAGSTER_HOME=...` then `dagster job execute -j mlops_loop -m mlops_pipeline.definitions`
+    """`export DAGSTER_HOME=...` then `dagster job execute -j mlops_loop -m mlops_pipeline.defs.definitions`
     on a fresh data dir: the whole loop, recorded in that instance."""
     import dagster as dg
 
@@ -146,7 +146,7 @@ def test_headless_dagster_job_execute_runs_the_loop(tmp_path):
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")  # what `up` sets up
 
     dagster = str(BIN / "dagster")
-    proc = _run([dagster, "job", "execute", "-j", "mlops_loop", "-m", "mlops_pipeline.definitions"], env)
+    proc = _run([dagster, "job", "execute", "-j", "mlops_loop", "-m", "mlops_pipeline.defs.definitions"], env)
 
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     old = os.environ.get("DAGSTER_HOME")

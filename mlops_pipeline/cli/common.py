@@ -177,7 +177,7 @@ def run_loop(run_config: dict | None = None, raise_on_error: bool = False, *, ve
     The defaults keep what tests and the gate rely on (Dagster's log as before, nothing printed);
     the CLI passes `verbose=False, say=print` and the settings it parsed.
     """
-    from mlops_pipeline.definitions import build_definitions
+    from mlops_pipeline.defs.definitions import build_definitions
     from mlops_pipeline.defs.runtime import tune_collector
 
     s = Settings.from_env() if settings is None else settings

@@ -102,7 +102,7 @@ def rows_from_result(result, defined: list[tuple[str, str]]) -> list[CheckRow]:
 
 def defined_checks(settings: Settings) -> list[tuple[str, str]]:
     """The checks of the `mlops_loop` job's assets (not of other jobs' assets in the location)."""
-    from mlops_pipeline.definitions import build_definitions
+    from mlops_pipeline.defs.definitions import build_definitions
 
     defs = build_definitions(settings)
     selected = defs.resolve_job_def("mlops_loop").asset_layer.selected_asset_keys

@@ -45,7 +45,7 @@ def _wait_ready(url: str, timeout: float = 120.0) -> None:
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     """Replay months through a serving process and print what the loop did each month."""
     from mlops_pipeline.data.landing import load_flights_with_weather
-    from mlops_pipeline.definitions import build_definitions
+    from mlops_pipeline.defs.definitions import build_definitions
     from mlops_pipeline.defs.simulation import run_simulation
     from mlops_pipeline.spec import load_spec
 

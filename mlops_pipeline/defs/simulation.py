@@ -167,7 +167,7 @@ def run_simulation(
     """Drive the loop month by month (see the module docstring); returns what happened.
 
     `definitions` is the code location's `Definitions` (its jobs run and its sensors are evaluated),
-    handed in by the entry point so this module never imports `mlops_pipeline.definitions`.
+    handed in by the entry point so this module never imports `mlops_pipeline.defs.definitions`.
 
     `execute(job, instance=..., **kwargs)` runs a job (default: `job.execute_in_process`); the CLI
     passes one that prints a line per step instead of Dagster's event log. `instance` (default: the

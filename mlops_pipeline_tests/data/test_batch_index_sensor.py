@@ -6,8 +6,8 @@ import dagster as dg
 import pandas as pd
 
 from mlops_pipeline.data.snapshots import content_id, read_landing
-from mlops_pipeline.definitions import build_definitions
 from mlops_pipeline.defs import automation
+from mlops_pipeline.defs.definitions import build_definitions
 from mlops_pipeline.defs.resources import DatasetResource, StorageResource
 
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from mlops_pipeline.data.snapshots import content_id, read_landing
-from mlops_pipeline.definitions import build_definitions
 from mlops_pipeline.defs import automation
+from mlops_pipeline.defs.definitions import build_definitions
 from mlops_pipeline.defs.resources import AlertResource, DatasetResource, StorageResource
 from mlops_pipeline.monitoring.alerts import Alerts
 from mlops_pipeline.settings import Settings

@@ -10,7 +10,7 @@ import sys
 import dagster as dg
 
 from mlops_pipeline.data.batch_checks import BATCH_CHECKS, OVERALL_CHECKS
-from mlops_pipeline.definitions import build_definitions
+from mlops_pipeline.defs.definitions import build_definitions
 from mlops_pipeline.spec import PROJECT_ROOT
 
 GROUPS = {
@@ -57,7 +57,7 @@ def test_every_check_has_a_description_and_the_gate_blocks():
 def test_loading_the_code_location_imports_no_heavy_library():
     code = (
         "import sys, json, time; t = time.perf_counter();"
-        "from mlops_pipeline.definitions import build_definitions; build_definitions();"
+        "from mlops_pipeline.defs.definitions import build_definitions; build_definitions();"
         "print(json.dumps([m for m in ('mlflow', 'sklearn', 'evidently', 'pandera') if m in sys.modules]))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -71,7 +71,7 @@ def test_dagster_validates_the_definitions_and_the_instance_config(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
     out = subprocess.run(
-        [dagster, "definitions", "validate", "-m", "mlops_pipeline.definitions"],
+        [dagster, "definitions", "validate", "-m", "mlops_pipeline.defs.definitions"],
         capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=120,
     )
     assert out.returncode == 0, out.stderr[-2000:]

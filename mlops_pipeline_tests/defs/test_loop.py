@@ -261,7 +261,7 @@ def _drift_run(extra_config: dict | None = None):
     covered elsewhere): what drift says about whatever has landed, without training."""
     import dagster as dg
 
-    from mlops_pipeline.definitions import build_definitions
+    from mlops_pipeline.defs.definitions import build_definitions
 
     job = build_definitions().resolve_job_def("mlops_loop").get_subset(
         asset_selection={dg.AssetKey(a) for a in ("dataset_snapshot", "training_features", "drift_report")},

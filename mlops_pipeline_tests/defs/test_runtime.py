@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlops_pipeline.definitions import build_definitions
+from mlops_pipeline.defs.definitions import build_definitions
 from mlops_pipeline.defs.runtime import (
     COLLECTOR_THRESHOLDS,
     RunCachedIOManager,

@@ -21,7 +21,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from mlops_pipeline.definitions import build_definitions
+from mlops_pipeline.defs.definitions import build_definitions
 from mlops_pipeline.defs.simulation import replay, request_records, run_simulation
 from mlops_pipeline.monitoring.predictions import PredictionStore
 from mlops_pipeline.processes import stop_group

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from mlops_pipeline.cli.simulate import print_table
-from mlops_pipeline.definitions import build_definitions
+from mlops_pipeline.defs.definitions import build_definitions
 from mlops_pipeline.defs.simulation import MonthReport, run_simulation
 from mlops_pipeline.monitoring.predictions import PredictionStore
 from mlops_pipeline.spec import load_spec

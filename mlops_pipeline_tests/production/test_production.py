@@ -34,7 +34,7 @@ LOOP = {"dataset_snapshot", "training_features", "trained_model", "model_version
 
 def run_job(assets: list[str] | None = None) -> dg.ExecuteInProcessResult:
     """The `mlops_loop` job in-process, on the instance `$DAGSTER_HOME/dagster.yaml` describes."""
-    from mlops_pipeline.definitions import build_definitions
+    from mlops_pipeline.defs.definitions import build_definitions
 
     job = build_definitions().resolve_job_def("mlops_loop")
     if assets:

@@ -75,7 +75,7 @@ class Stack:
 
 
 def _run_assets(assets: list[str], run_config: dict | None = None) -> dg.ExecuteInProcessResult:
-    from mlops_pipeline.definitions import build_definitions
+    from mlops_pipeline.defs.definitions import build_definitions
 
     job = build_definitions().resolve_job_def("mlops_loop")
     job = job.get_subset(asset_selection={dg.AssetKey(a) for a in assets})

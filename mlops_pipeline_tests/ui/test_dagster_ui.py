@@ -53,7 +53,7 @@ LOOP_ASSETS = ["dataset_snapshot", "training_features", "trained_model", "model_
                "champion_model", "drift_report"]
 CHECKED_ASSETS = ["dataset_snapshot", "training_features", "model_version", "drift_report"]
 RUN_TIMEOUT_S = 300
-LOCATION = "mlops_pipeline.definitions"  # workspace.yaml's python_module
+LOCATION = "mlops_pipeline.defs.definitions"  # workspace.yaml's python_module
 
 
 def _free_port() -> int:
@@ -221,7 +221,7 @@ def _wait_for_run(stack: Stack, run_id: str) -> str:
 
 def _checks() -> dict[str, list[str]]:
     """Every check the code location defines on the loop's checked assets (what the UI must list)."""
-    from mlops_pipeline.definitions import build_definitions
+    from mlops_pipeline.defs.definitions import build_definitions
 
     keys = build_definitions().resolve_asset_graph().asset_check_keys
     out = {asset: sorted(k.name for k in keys if k.asset_key.to_user_string() == asset)

@@ -19,7 +19,7 @@ import pytest
 
 from mlops_pipeline.data.landing import land_months
 from mlops_pipeline.data.snapshots import content_id
-from mlops_pipeline.definitions import build_definitions
+from mlops_pipeline.defs.definitions import build_definitions
 from mlops_pipeline.deployment.tags import CHAMPION
 from mlops_pipeline.deployment.tracking import MLflow
 from mlops_pipeline_tests.conftest import SAMPLE, check_results, materialized

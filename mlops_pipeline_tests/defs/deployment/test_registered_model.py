@@ -8,7 +8,7 @@ import pandas as pd
 from mlops_pipeline.data.preparation import SPLIT_COLUMN, prepare
 from mlops_pipeline.data.snapshots import canonicalize, read_landing
 from mlops_pipeline.data.storage import Storage
-from mlops_pipeline.definitions import build_definitions
+from mlops_pipeline.defs.definitions import build_definitions
 from mlops_pipeline.defs.deployment.trusted_holdout import flagged_batches, trusted_holdout
 from mlops_pipeline.defs.resources import DatasetResource, StorageResource
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_pipeline.definitions import build_definitions
+from mlops_pipeline.defs.definitions import build_definitions
 from mlops_pipeline.monitoring.labeling import import_labels, read_labels
 from mlops_pipeline.monitoring.predictions import PredictionBatch, PredictionStore
 from mlops_pipeline.spec import load_spec

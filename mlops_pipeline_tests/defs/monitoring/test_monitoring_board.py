@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlops_pipeline.definitions import build_definitions
+from mlops_pipeline.defs.definitions import build_definitions
 
 pytestmark = pytest.mark.slow  # runs the loop job (it fails early, but it is the loop)
 

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_pipeline.definitions import build_definitions
 from mlops_pipeline.defs import automation
+from mlops_pipeline.defs.definitions import build_definitions
 from mlops_pipeline.defs.resources import DatasetResource, StorageResource
 from mlops_pipeline.monitoring.predictions import PredictionBatch, PredictionStore
 from mlops_pipeline.spec import load_spec
