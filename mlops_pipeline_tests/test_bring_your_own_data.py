@@ -10,6 +10,10 @@ it, plus a dataset config; then, as subprocesses on a fresh data dir and the emb
 - `fair` again, the wife's occupation as six string classes (multi-class);
 - statsmodels' `randhie`: regression on doctor visits, no time column;
 - NYC flights as a CSV export: the timestamp as text, a string target (`late` / `on_time`).
+
+The four walkthroughs are independent (each its own data dir, registry, server and port), and each
+step is a single-threaded subprocess: the module starts them two at a time, so both cores work,
+and each test waits for its own walkthrough and fails with its own assertion.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,8 +168,27 @@ def _cli(*argv: str, env: dict[str, str], timeout: float = 600) -> subprocess.Co
     return proc
 
 
+@pytest.fixture(scope="module")
+def walkthroughs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                 flights) -> Iterator[dict[str, Future]]:
+    """The walkthrough of every case this session runs, started two at a time in threads; a future
+    per case name."""
+    wanted = {item.callspec.params["case"].name for item in request.session.items
+              if item.module is request.module and hasattr(item, "callspec")}
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="byod") as pool:
+        futures = {c.name: pool.submit(_walkthrough, c, tmp_path_factory.mktemp(c.name), flights)
+                   for c in CASES if c.name in wanted}
+        yield futures
+        for future in futures.values():
+            future.cancel()
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_a_csv_on_disk_becomes_a_served_gated_champion(case: Case, tmp_path: Path, flights):
+def test_a_csv_on_disk_becomes_a_served_gated_champion(case: Case, walkthroughs: dict[str, Future]):
+    walkthroughs[case.name].result()  # its own assertions, raised here if one failed
+
+
+def _walkthrough(case: Case, tmp_path: Path, flights) -> None:
     data = tmp_path / "data"
     env = _env(data)
     table = case.table(flights, tmp_path)

@@ -10,12 +10,14 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from mlops_pipeline.data.landing import land_months
 from mlops_pipeline.data.snapshots import content_id, read_landing
 from mlops_pipeline.defs import automation
 from mlops_pipeline.defs.definitions import build_definitions
 from mlops_pipeline.defs.resources import AlertResource, DatasetResource, StorageResource
 from mlops_pipeline.monitoring.alerts import Alerts
 from mlops_pipeline.settings import Settings
+from mlops_pipeline_tests.conftest import SAMPLE
 
 
 def _resources(data_dir):
@@ -82,16 +84,15 @@ def test_a_snapshotted_content_id_is_not_retrained(data_dir, land):
 
 
 @pytest.mark.slow
-def test_drift_failure_requests_retraining_once_per_cooldown(data_dir, land, run_loop):
-    land()
+def test_drift_failure_requests_retraining_once_per_cooldown(trained_flights, flights):
+    # trained_flights: Jan-Mar landed, the loop run, v1 champion (this test's own copy)
     defs = build_definitions()
-    with dg.DagsterInstance.ephemeral() as instance:
-        assert defs.resolve_job_def("mlops_loop").execute_in_process(instance=instance).success
+    with dg.DagsterInstance.get() as instance:
         resources = {"dataset": DatasetResource()}
         calm = _tick(automation.drift_sensor, instance, None, resources)
         assert calm.run_requests == [] and "no new drift" in calm.skip_message
 
-        land(months=(12,))
+        land_months(trained_flights / "landing" / "flights", (12,), SAMPLE, frame=flights)
         # Drift compares the run's new rows (December) with the champion's training data, so the
         # run takes the snapshot and its features too (their data checks are tested elsewhere).
         drift_only = defs.resolve_job_def("mlops_loop").get_subset(

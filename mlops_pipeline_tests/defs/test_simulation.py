@@ -8,7 +8,6 @@ log, quality metrics and a landed feedback batch; the sensors request a retraini
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from mlops_pipeline.defs.definitions import build_definitions
 from mlops_pipeline.defs.simulation import replay, request_records, run_simulation
 from mlops_pipeline.monitoring.predictions import PredictionStore
 from mlops_pipeline.processes import stop_group
-from mlops_pipeline.spec import PROJECT_ROOT, load_spec
+from mlops_pipeline.spec import load_spec
 
 pytestmark = pytest.mark.slow
 
@@ -37,14 +36,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def served_loop(data_dir, land, tmp_path):
-    """A champion trained on Jan–Mar, and a real `mlops-pipeline serve` process following it."""
-    home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    land()
-    with dg.DagsterInstance.get() as instance:
-        assert build_definitions().resolve_job_def("mlops_loop").execute_in_process(instance=instance).success
+def served_loop(trained_flights, tmp_path):
+    """A champion trained on Jan–Mar (this test's copy of the session's trained loop, DAGSTER_HOME
+    with the project's dagster.yaml), and a real `mlops-pipeline serve` process following it."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     cli = str(Path(sys.executable).parent / "mlops-pipeline")
@@ -68,7 +62,8 @@ def served_loop(data_dir, land, tmp_path):
     stop_group(proc, timeout=20)
 
 
-def test_traffic_and_feedback_flow_back_into_a_gated_retraining(served_loop, flights, data_dir):
+def test_traffic_and_feedback_flow_back_into_a_gated_retraining(served_loop, flights, trained_flights):
+    data_dir = trained_flights
     spec = load_spec()
     reports = run_simulation(build_definitions(), flights, spec, served_loop, months=[4], sample=0.02,
                              label_delay=0.2,

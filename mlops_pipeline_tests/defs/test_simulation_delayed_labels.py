@@ -18,7 +18,7 @@ from mlops_pipeline_tests.defs.test_simulation import served_loop  # noqa: F401 
 
 
 @pytest.mark.slow
-def test_labels_arrive_a_month_late_and_the_estimate_leads(served_loop, flights, data_dir):  # noqa: F811
+def test_labels_arrive_a_month_late_and_the_estimate_leads(served_loop, flights):  # noqa: F811
     spec = load_spec()
     april, may = run_simulation(build_definitions(), flights, spec, served_loop, months=[4, 5], sample=0.02,
                                 label_delay=0,

@@ -91,8 +91,8 @@ def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     )
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    stop_group(proc, timeout=20)
+def _stop(*procs: subprocess.Popen) -> None:
+    stop_group(*procs, timeout=20)  # all signalled at once: their shutdowns overlap
 
 
 def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
@@ -178,8 +178,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, flights: pd.DataFrame) -> It
         _wait_http(f"{s.mlflow_url}/health", mlflow_proc, logs / "mlflow.log")
         yield s
     finally:
-        _stop(dagster_proc)
-        _stop(mlflow_proc)
+        _stop(dagster_proc, mlflow_proc)
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +214,7 @@ def _wait_for_run(stack: Stack, run_id: str) -> str:
         status = next(r["status"] for r in stack.runs() if r["runId"] == run_id)
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
             return status
-        time.sleep(2)
+        time.sleep(0.5)
     return status
 
 

@@ -69,12 +69,10 @@ def _stuck_feed(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_a_degraded_day_is_estimated_and_requests_a_gated_retraining_before_any_label(
-        data_dir, land, flights):
-    land()
+        trained_flights, flights):
+    # trained_flights: Jan-Mar landed, the loop run, v1 champion (this test's own copy)
     defs = build_definitions()
-    with dg.DagsterInstance.ephemeral() as instance:
-        loop = defs.resolve_job_def("mlops_loop").execute_in_process(instance=instance)
-        assert loop.success
+    with dg.DagsterInstance.get() as instance:
         spec = load_spec()
         v1 = mlflow.MlflowClient().get_model_version_by_alias(spec.name, "champion")
         stored = v1.tags["performance_estimator"]
@@ -125,11 +123,8 @@ def test_a_degraded_day_is_estimated_and_requests_a_gated_retraining_before_any_
 
 
 def test_labels_that_contradict_unchanged_inputs_fire_concept_drift_not_input_drift(
-        data_dir, land, flights):
-    land()
-    defs = build_definitions()
-    with dg.DagsterInstance.ephemeral() as instance:
-        assert defs.resolve_job_def("mlops_loop").execute_in_process(instance=instance).success
+        trained_flights, flights):
+    with dg.DagsterInstance.get() as instance:
         # Inputs from the months the champion was trained on; the relation flipped: flights the
         # data says were late are labelled on time, and the other way round.
         rows = flights[flights["month"] <= 3].dropna(subset=["arr_delay"]).sample(800, random_state=9)
@@ -151,11 +146,8 @@ def test_labels_that_contradict_unchanged_inputs_fire_concept_drift_not_input_dr
         assert "| roc_auc |" in meta["comparison"].value
 
 
-def test_honest_labels_keep_the_estimate_in_band_and_no_concept_drift(data_dir, land, flights):
-    land()
-    defs = build_definitions()
-    with dg.DagsterInstance.ephemeral() as instance:
-        assert defs.resolve_job_def("mlops_loop").execute_in_process(instance=instance).success
+def test_honest_labels_keep_the_estimate_in_band_and_no_concept_drift(trained_flights, flights):
+    with dg.DagsterInstance.get() as instance:
         rows = flights[flights["month"] <= 3].dropna(subset=["arr_delay"]).sample(800, random_state=9)
         _serve(rows, labels=rows["arr_delay"].to_numpy())
         # A version registered before estimators were stored gets one rebuilt from its holdout.
@@ -176,12 +168,9 @@ def test_honest_labels_keep_the_estimate_in_band_and_no_concept_drift(data_dir, 
 
 
 def test_a_regression_champion_is_estimated_by_its_loss_model_and_checked_once_labels_come(
-        data_dir, land, flights, monkeypatch):
-    monkeypatch.setenv("MLOPS_DATASET_CONFIG", "data/configs/flights_regression.yaml")
-    land()
-    defs = build_definitions()
-    with dg.DagsterInstance.ephemeral() as instance:
-        assert defs.resolve_job_def("mlops_loop").execute_in_process(instance=instance).success
+        trained_regression, flights):
+    # trained_regression: the loop run on flights_regression.yaml (MLOPS_DATASET_CONFIG set to it)
+    with dg.DagsterInstance.get() as instance:
         spec = load_spec("data/configs/flights_regression.yaml")
         model = mlflow.sklearn.load_model(f"models:/{spec.name}@champion")
         version = str(mlflow.MlflowClient().get_model_version_by_alias(spec.name, "champion").version)

@@ -54,12 +54,11 @@ def _serve(rows: pd.DataFrame, labelled: int, shadowed: int) -> dict[str, list[s
     return {"labelled": ids[:labelled], "shadowed": ids[labelled:labelled + shadowed], "all": ids}
 
 
-def test_the_day_queue_is_exported_and_its_labels_show_on_the_board(data_dir, land, flights):
-    land()
+def test_the_day_queue_is_exported_and_its_labels_show_on_the_board(trained_flights, flights):
+    data_dir = trained_flights  # Jan-Mar landed, the loop run, v1 champion: this test's own copy
     defs = build_definitions()
     spec = load_spec()
-    with dg.DagsterInstance.ephemeral() as instance:
-        assert defs.resolve_job_def("mlops_loop").execute_in_process(instance=instance).success
+    with dg.DagsterInstance.get() as instance:
         april = flights[flights["month"] == 4].dropna(subset=["arr_delay"]).sample(400, random_state=4)
         ids = _serve(april, labelled=50, shadowed=30)
 
@@ -110,12 +109,10 @@ def test_the_day_queue_is_exported_and_its_labels_show_on_the_board(data_dir, la
         assert np.isfinite(queue["margin"]).all()
 
 
-def test_a_regression_queue_is_ranked_by_the_loss_models_estimate(data_dir, land, flights, monkeypatch):
-    monkeypatch.setenv("MLOPS_DATASET_CONFIG", "data/configs/flights_regression.yaml")
-    land()
+def test_a_regression_queue_is_ranked_by_the_loss_models_estimate(trained_regression, flights):
+    data_dir = trained_regression  # the loop run on flights_regression.yaml (MLOPS_DATASET_CONFIG)
     defs = build_definitions()
-    with dg.DagsterInstance.ephemeral() as instance:
-        assert defs.resolve_job_def("mlops_loop").execute_in_process(instance=instance).success
+    with dg.DagsterInstance.get() as instance:
         spec = load_spec("data/configs/flights_regression.yaml")
         model = mlflow.sklearn.load_model(f"models:/{spec.name}@champion")
         version = str(mlflow.MlflowClient().get_model_version_by_alias(spec.name, "champion").version)

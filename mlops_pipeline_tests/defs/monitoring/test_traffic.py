@@ -62,11 +62,10 @@ def _run_production(instance):
     return job.execute_in_process(instance=instance, partition_key=TODAY, raise_on_error=False)
 
 
-def test_a_day_of_traffic_is_checked_measured_and_fed_back(data_dir, land, flights):
-    land()
+def test_a_day_of_traffic_is_checked_measured_and_fed_back(trained_flights, flights):
+    data_dir = trained_flights  # Jan-Mar landed, the loop run, v1 champion: this test's own copy
     defs = build_definitions()
-    with dg.DagsterInstance.ephemeral() as instance:
-        assert defs.resolve_job_def("mlops_loop").execute_in_process(instance=instance).success
+    with dg.DagsterInstance.get() as instance:
         labelled = _log_predictions(flights, month=4, n=600)
 
         result = _run_production(instance)
@@ -122,11 +121,8 @@ def _poison(records: pd.DataFrame) -> pd.DataFrame:
     return records
 
 
-def test_a_poisoned_day_fails_the_inference_checks_by_name(data_dir, land, flights):
-    land()
-    defs = build_definitions()
-    with dg.DagsterInstance.ephemeral() as instance:
-        assert defs.resolve_job_def("mlops_loop").execute_in_process(instance=instance).success
+def test_a_poisoned_day_fails_the_inference_checks_by_name(trained_flights, flights):
+    with dg.DagsterInstance.get() as instance:
         _log_predictions(flights, month=4, n=300, labelled=0.0, poison=_poison)
 
         result = _run_production(instance)
