@@ -14,12 +14,17 @@ poisoned batch can still score well on a holdout drawn from the same poison).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
 
 import pandas as pd
 
-from mlops_pipeline.data.contract import Contract, parse_timestamps
+from mlops_pipeline.data.contract import Contract
+from mlops_pipeline.data.domain import (
+    EXAMPLES,
+    DomainTally,
+    Finding,
+    as_datetimes,
+    examples,
+)
 from mlops_pipeline.data.snapshots import Batch
 from mlops_pipeline.spec import DatasetSpec
 
@@ -36,43 +41,6 @@ BATCH_CHECKS: dict[str, str] = {
     "batch_class_balance": "Does each batch hold more than one class of the target?",
     "batch_duplicates": "Is each batch free of duplicated records?",
 }
-#: The domain checks that also run over the whole snapshot (on `training_features`).
-OVERALL_CHECKS: dict[str, str] = {
-    "unseen_categories": "Are categories outside the contract's allowed values rare overall?",
-    "out_of_range": "Are numeric values outside the contract's ranges rare overall?",
-    "time_window": "Are all timestamps inside the contract's time window?",
-    "class_balance": "Does the training data hold more than one class of the target?",
-}
-EXAMPLES = 3
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One failed check on one batch (or on all data) and one column."""
-
-    check: str
-    batch: str
-    column: str | None
-    message: str
-    examples: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        where = f"batch {self.batch}" + (f", column '{self.column}'" if self.column else "")
-        ex = f" (e.g. {', '.join(self.examples)})" if self.examples else ""
-        return f"{where}: {self.message}{ex}"
-
-
-def _examples(values: Iterable) -> tuple[str, ...]:
-    out: list[str] = []
-    for v in values:
-        text = repr(v) if isinstance(v, str) else str(v)
-        if text not in out:
-            out.append(text)
-        if len(out) == EXAMPLES:
-            break
-    return tuple(out)
-
-
 def _kind(dtype) -> str:
     name = str(dtype).lower()
     if name.startswith(("int", "uint")):
@@ -84,19 +52,6 @@ def _kind(dtype) -> str:
     if name.startswith("bool"):
         return "bool"
     return "other"
-
-
-def _as_datetimes(s: pd.Series) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(s):
-        return s.dt.tz_convert("UTC").dt.tz_localize(None) if s.dt.tz is not None else s
-    parsed = parse_timestamps(s.astype(object).where(s.notna(), None))
-    return parsed if parsed is not None else pd.to_datetime(s, format="mixed", errors="coerce")
-
-
-def _as_numbers(s: pd.Series) -> pd.Series:
-    return s if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) else (
-        pd.to_numeric(s, errors="coerce")
-    )
 
 
 # ---- checks of one frame -----------------------------------------------------------------------
@@ -122,21 +77,21 @@ def dtype_findings(name: str, df: pd.DataFrame, contract: Contract) -> list[Find
                 parts.append(f"{len(junk)} value(s) that are not numbers")
             out.append(Finding("batch_dtypes", name, col,
                                f"expected {column.dtype}: " + " and ".join(parts),
-                               _examples([*junk.head(EXAMPLES), *strings.head(EXAMPLES)])))
+                               examples([*junk.head(EXAMPLES), *strings.head(EXAMPLES)])))
         elif kind == "int" and pd.api.types.is_float_dtype(s) and not (values % 1 == 0).all():
             bad = values[values % 1 != 0]
             out.append(Finding("batch_dtypes", name, col,
                                f"expected whole numbers: {len(bad)} fractional value(s)",
-                               _examples(bad.head(EXAMPLES))))
+                               examples(bad.head(EXAMPLES))))
         elif kind == "datetime" and not pd.api.types.is_datetime64_any_dtype(s):
             parsed = pd.to_datetime(values.astype(str), format="mixed", errors="coerce")
             bad = values[parsed.isna()]
             if len(bad):
                 out.append(Finding("batch_dtypes", name, col,
-                                   f"{len(bad)} value(s) are not timestamps", _examples(bad.head(EXAMPLES))))
+                                   f"{len(bad)} value(s) are not timestamps", examples(bad.head(EXAMPLES))))
         elif kind in ("int", "float", "datetime", "bool") and str(s.dtype) == "object":
             out.append(Finding("batch_dtypes", name, col, f"expected {column.dtype}, got text",
-                               _examples(values.head(EXAMPLES))))
+                               examples(values.head(EXAMPLES))))
     return out
 
 
@@ -163,48 +118,12 @@ def domain_findings(
     name: str, df: pd.DataFrame, contract: Contract, spec: DatasetSpec, prefix: str = "batch_"
 ) -> list[Finding]:
     """Unseen categories, out-of-range numbers and timestamps outside the time window, as shares
-    against the limits in `spec.checks`."""
-    limits, domain, out = spec.checks, contract.domain, []
-    for col, allowed in domain.categories.items():
-        if col not in df.columns:
-            continue
-        values = df[col].dropna()
-        if values.empty:
-            continue
-        unseen = values[~values.astype(str).isin(allowed)]
-        share = len(unseen) / len(values)
-        if share > limits.max_unseen_category_share:
-            out.append(Finding(f"{prefix}unseen_categories", name, col,
-                               f"{share:.1%} of values are not among the contract's "
-                               f"{len(allowed)} allowed ones (limit {limits.max_unseen_category_share:.1%})",
-                               _examples(unseen.value_counts().index)))
-    for col, (lo, hi) in domain.ranges.items():
-        if col not in df.columns:
-            continue
-        values = _as_numbers(df[col]).dropna()
-        if values.empty:
-            continue
-        outside = values[(values < lo) | (values > hi)]
-        share = len(outside) / len(values)
-        if share > limits.max_out_of_range_share:
-            out.append(Finding(f"{prefix}out_of_range", name, col,
-                               f"{share:.1%} of values outside [{lo:g}, {hi:g}] "
-                               f"(limit {limits.max_out_of_range_share:.1%})",
-                               _examples(outside.head(EXAMPLES))))
-    for col, (start, end) in domain.time_window.items():
-        if col not in df.columns:
-            continue
-        values = _as_datetimes(df[col]).dropna()
-        if values.empty:
-            continue
-        outside = values[(values < start) | (values > end)]
-        share = len(outside) / len(values)
-        if share > limits.max_outside_time_window_share:
-            out.append(Finding(f"{prefix}time_window", name, col,
-                               f"{len(outside)} timestamp(s) ({share:.1%}) outside the window "
-                               f"{start} .. {end}",
-                               _examples(outside.sort_values().iloc[[0, -1]].astype(str))))
-    return out
+    against the limits in `spec.checks` (the rule is `feature_checks.DomainTally`'s, which also
+    judges a table read a chunk at a time)."""
+
+    tally = DomainTally(contract, spec)
+    tally.add(df)
+    return tally.findings(name, prefix)
 
 
 def future_findings(batch: Batch, spec: DatasetSpec, contract: Contract, now: pd.Timestamp) -> list[Finding]:
@@ -215,12 +134,12 @@ def future_findings(batch: Batch, spec: DatasetSpec, contract: Contract, now: pd
     for col in contract.domain.time_window or _datetime_contract_columns(contract):
         if col not in batch.frame.columns:
             continue
-        values = _as_datetimes(batch.frame[col]).dropna()
+        values = as_datetimes(batch.frame[col]).dropna()
         late = values[values > limit]
         if len(late):
             out.append(Finding("batch_future_timestamps", batch.name, col,
                                f"{len(late)} timestamp(s) after the batch landed ({landed:%Y-%m-%d %H:%M})",
-                               _examples(late.sort_values(ascending=False).astype(str))))
+                               examples(late.sort_values(ascending=False).astype(str))))
     return out
 
 
@@ -251,7 +170,7 @@ def class_balance_findings(
     return [Finding(check, name, spec.target.name,
                     f"{len(target)} labelled rows hold {len(classes)} class(es); the rarest makes "
                     f"{rarest:.1%} (minimum {spec.checks.min_class_share:.1%})",
-                    _examples(f"{k}: {v:.1%}" for k, v in shares.items()))]
+                    examples(f"{k}: {v:.1%}" for k, v in shares.items()))]
 
 
 def duplicate_findings(
@@ -267,9 +186,9 @@ def duplicate_findings(
         dup = df.duplicated(subset=keys, keep=False)
         if not dup.any():
             return []
-        examples = df.loc[dup, keys].head(EXAMPLES).astype(str).agg("/".join, axis=1)
+        repeated = df.loc[dup, keys].head(EXAMPLES).astype(str).agg("/".join, axis=1)
         return [Finding(check, name, ", ".join(keys),
-                        f"{int(df.duplicated(subset=keys).sum())} row(s) repeat a key", _examples(examples))]
+                        f"{int(df.duplicated(subset=keys).sum())} row(s) repeat a key", examples(repeated))]
     hashable = df.apply(lambda s: s.astype(str) if s.dtype == object else s)
     share = float(hashable.duplicated().mean())
     if share <= spec.checks.max_duplicate_share:
@@ -277,61 +196,78 @@ def duplicate_findings(
     return [Finding(check, name, None,
                     f"{share:.1%} of rows duplicate another row entirely (no key columns configured; "
                     f"limit {spec.checks.max_duplicate_share:.1%})",
-                    _examples(df[hashable.duplicated()].head(EXAMPLES).index.astype(str)))]
+                    examples(df[hashable.duplicated()].head(EXAMPLES).index.astype(str)))]
 
 
 # ---- checks of all landed batches ----------------------------------------------------------
+def check_batch(
+    b: Batch, contract: Contract, spec: DatasetSpec, others: set[str], now: pd.Timestamp
+) -> list[Finding]:
+    """Every batch check on one batch. `others` is the union of the other landed batches' columns
+    (a column in neither them nor the contract is unknown), so the landing area can be checked one
+    batch at a time, holding one batch in memory."""
+    found: list[Finding] = []
+    missing = [c for c in contract.columns if c not in b.frame.columns]
+    if missing:
+        found.append(Finding("batch_columns", b.name, ", ".join(missing),
+                             f"{len(missing)} contract column(s) missing"))
+    known = set(contract.columns) | others
+    extra = [c for c in b.frame.columns if c not in known and not str(c).startswith("_")]
+    if extra:
+        found.append(Finding(
+            "batch_columns", b.name, ", ".join(map(str, extra)),
+            "column(s) neither in the contract nor in any other batch: a changed format? "
+            "add them to the contract or drop them"))
+    if b.frame.empty:
+        return [*found, Finding("batch_columns", b.name, None, "the batch has no rows")]
+    return [
+        *found,
+        *dtype_findings(b.name, b.frame, contract),
+        *null_rate_findings(b.name, b.frame, contract, spec.checks.null_rate_allowance_sigmas),
+        *domain_findings(b.name, b.frame, contract, spec),
+        *future_findings(b, spec, contract, now),
+        *class_balance_findings(b.name, b.frame, spec),
+        *duplicate_findings(b.name, b.frame, spec),
+    ]
+
+
+def other_columns(columns: list[set[str]]) -> list[set[str]]:
+    """For each batch's columns, the union of the other batches' columns (same order); a lone
+    batch counts as its own other (nothing it has is unknown for lack of company)."""
+    if len(columns) == 1:
+        return [set(columns[0])]
+    counts: dict[str, int] = {}
+    for cols in columns:
+        for c in cols:
+            counts[c] = counts.get(c, 0) + 1
+    return [{c for c, n in counts.items() if n > (c in cols)} for cols in columns]
+
+
+def no_findings() -> dict[str, list[Finding]]:
+    """{check name: []} for every batch check: what `check_batch`'s findings are gathered into."""
+    return {name: [] for name in BATCH_CHECKS}
+
+
 def check_batches(
     batches: list[Batch], contract: Contract, spec: DatasetSpec, now: pd.Timestamp | None = None
 ) -> dict[str, list[Finding]]:
     """Every batch check on every batch: {check name: findings} (an empty list passes)."""
     now = now if now is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
-    found: dict[str, list[Finding]] = {name: [] for name in BATCH_CHECKS}
-    known = set(contract.columns)
-    for b in batches:
-        rest = [set(o.frame.columns) for o in batches if o is not b]
-        others = set().union(*rest) if rest else set(b.frame.columns)
-        missing = [c for c in contract.columns if c not in b.frame.columns]
-        if missing:
-            found["batch_columns"].append(Finding("batch_columns", b.name, ", ".join(missing),
-                                                  f"{len(missing)} contract column(s) missing"))
-        extra = [c for c in b.frame.columns if c not in known | others and not str(c).startswith("_")]
-        if extra:
-            found["batch_columns"].append(Finding(
-                "batch_columns", b.name, ", ".join(map(str, extra)),
-                "column(s) neither in the contract nor in any other batch: a changed format? "
-                "add them to the contract or drop them"))
-        if b.frame.empty:
-            found["batch_columns"].append(Finding("batch_columns", b.name, None, "the batch has no rows"))
-            continue
-        for f in [
-            *dtype_findings(b.name, b.frame, contract),
-            *null_rate_findings(b.name, b.frame, contract, spec.checks.null_rate_allowance_sigmas),
-            *domain_findings(b.name, b.frame, contract, spec),
-            *future_findings(b, spec, contract, now),
-            *class_balance_findings(b.name, b.frame, spec),
-            *duplicate_findings(b.name, b.frame, spec),
-        ]:
+    found = no_findings()
+    others = other_columns([set(b.frame.columns) for b in batches])
+    for b, rest in zip(batches, others, strict=True):
+        for f in check_batch(b, contract, spec, rest, now):
             found[f.check].append(f)
     return found
 
 
 def check_overall(df: pd.DataFrame, contract: Contract, spec: DatasetSpec) -> dict[str, list[Finding]]:
-    """The domain checks over all data at once (`training_features`): {check name: findings}."""
-    found: dict[str, list[Finding]] = {name: [] for name in OVERALL_CHECKS}
-    for f in domain_findings("(all batches)", df, contract, spec, prefix=""):
-        found[f.check].append(f)
-    if spec.task == "classification" and spec.target.name in df.columns:
-        target = df[spec.target.name].dropna()
-        shares = target.value_counts(normalize=True)
-        if len(target) and (len(shares) < 2 or shares.min() < spec.checks.min_class_share):
-            rarest = float(shares.min()) if len(shares) > 1 else 0.0
-            found["class_balance"].append(Finding(
-                "class_balance", "(all batches)", spec.target.name,
-                f"{len(shares)} class(es); the rarest makes {rarest:.1%} "
-                f"(minimum {spec.checks.min_class_share:.1%})",
-                _examples(f"{k}: {v:.1%}" for k, v in shares.items())))
-    return found
+    """The domain checks and the class balance over all data at once: {check name: findings}
+    (`feature_checks.DomainTally` over one frame)."""
+
+    tally = DomainTally(contract, spec)
+    tally.add(df)
+    return tally.overall()
 
 
 def summary(check: str, findings: list[Finding], checked: str) -> str:

@@ -2,9 +2,19 @@
 
 `take_snapshot` is the `dataset_snapshot` step without Dagster: index the landed batches (only new
 ones are read), and when the same files already made a stored snapshot that was checked under
-this contract, spec and checks' code, reuse it without reading the landing area; otherwise read
-every batch, check each on its own (`batch_checks`), write the snapshot under its content id and
-record beside it which files made it (`lineage`).
+this contract, spec and checks' code, reuse it without reading the landing area; otherwise check
+every batch on its own (`batch_checks`), write the snapshot under its content id and record beside
+it which files made it (`lineage`).
+
+When the batch index gives the id (every batch has the same columns in the same dtypes), the
+landing area is streamed: one batch at a time is read, checked, canonicalized, sorted within itself
+by the time and key columns and appended to the stored table (`tables.write_once`), batches in
+order of their first timestamp (then name; by name without a time column). Memory is bounded by
+one batch plus the row hashes the id is derived from (8 bytes a row, per batch and merged), however
+many rows were landed. So the stored rows are sorted within each batch only, not globally: nothing
+downstream may rely on a global sort (sort what you read). Batches whose dtypes differ (small,
+messy landings) are read, concatenated and sorted as one table, as the id is then computed from
+the whole table.
 """
 
 from __future__ import annotations
@@ -92,15 +102,6 @@ def take_snapshot(spec: DatasetSpec, storage: Storage, cache_rows: int) -> Taken
     """Snapshot the spec's landing area (see the module docstring). `cache_rows` bounds the batch
     index's cached row hashes (`Settings.batch_index_cache_rows`)."""
     from mlops_pipeline.data import batch_index
-    from mlops_pipeline.data.batch_checks import check_batches
-    from mlops_pipeline.data.contract import load_contract
-    from mlops_pipeline.data.snapshots import (
-        canonicalize,
-        concat_batches,
-        content_id,
-        read_batches,
-        time_range,
-    )
 
     pattern = storage.landing_glob(spec)
     # Only batches not indexed yet are read here; the id comes from every batch's stored row hashes.
@@ -117,27 +118,12 @@ def take_snapshot(spec: DatasetSpec, storage: Storage, cache_rows: int) -> Taken
         start, end = record.get("time_start", ""), record.get("time_end", "")
         landing_read = "skipped: snapshot already stored and these files already checked"
     else:
-        batches = read_batches(pattern, spec.source.format, storage=storage)
-        findings = check_batches(batches, load_contract(spec), spec)
-        df = concat_batches(batches)
-        problems: dict[str, list[str]] = {}
-        for check, found in findings.items():
-            for f in found:
-                problems.setdefault(f.batch, []).append(f"{check}: {f.message}")
-        indexed = {e.name: e.content_id for e in index.entries}
-        landed = [{"name": b.name, "content_id": indexed.get(b.name) or content_id(b.frame),
-                   "rows": len(b.frame),
-                   "landed_at": None if b.landed_at is None else b.landed_at.isoformat(),
-                   "check_findings": problems.get(b.name, [])} for b in batches]
-        del batches
-        snapshot_id = snapshot_id or content_id(df)
-        order = [c for c in [spec.time_column, *spec.key_columns] if c in df.columns]
-        stored = canonicalize(df).sort_values(order, kind="stable") if order else canonicalize(df)
-        created = storage.write_snapshot(snapshot_id, stored)
-        del stored
-        has_time = spec.time_column is not None and spec.time_column in df
-        start, end = time_range(df, spec.time_column) if has_time else ("", "")
-        rows, columns = len(df), df.shape[1]
+        if snapshot_id is not None:
+            created, findings, landed, (start, end) = _stream(spec, storage, index, snapshot_id)
+            rows, columns = index.rows, len(index.columns)
+        else:
+            snapshot_id, created, findings, landed, rows, columns, (start, end) = _whole(
+                spec, storage, pattern, index)
         _record_batches(storage, snapshot_id, pattern, landed, rows, start, end)
         batch_index.save_findings(index, snapshot_id, digest, findings, storage)
         landing_read = f"{len(index.entries)} batch(es)"
@@ -147,3 +133,174 @@ def take_snapshot(spec: DatasetSpec, storage: Storage, cache_rows: int) -> Taken
         batches_indexed_now=len(index.stats.batches_read), gaps=gaps,
         id_from_landing=id_from_landing,
     )
+
+
+def _landed(name: str, cid: str, rows: int, landed_at: Any, problems: list) -> dict:
+    """One batch's entry in the snapshot's batches record."""
+    return {"name": name, "content_id": cid, "rows": rows,
+            "landed_at": None if landed_at is None else landed_at.isoformat(),
+            "check_findings": [f"{f.check}: {f.message}" for f in problems]}
+
+
+def _stream(spec: DatasetSpec, storage: Storage, index: Any, snapshot_id: str):
+    """(created, findings, landed, time range): every batch read, checked and (unless the snapshot
+    is stored already) written one at a time; nothing holds an earlier batch."""
+    import pandas as pd
+
+    from mlops_pipeline.data import batch_checks, tables
+    from mlops_pipeline.data.contract import load_contract
+    from mlops_pipeline.data.snapshots import LandingError, canonicalize, read_batch
+
+    contract, entries, fmt = load_contract(spec), index.entries, spec.source.format
+    others = batch_checks.other_columns([set(e.columns) for e in entries])
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    columns = set(index.columns)
+    time_col = spec.time_column if spec.time_column in columns else None
+    sort_by = [c for c in [spec.time_column, *spec.key_columns] if c in columns]
+    produce = not storage.has_snapshot(snapshot_id)
+    order = _batch_order(entries, time_col, fmt, storage) if produce else range(len(entries))
+    problems: list[list] = [[] for _ in entries]
+    landed: list[dict] = [{} for _ in entries]
+    times = _TimeRange()
+
+    def chunks():
+        for i in order:
+            e = entries[i]
+            batch = read_batch(e.location, fmt, storage)
+            if len(batch.frame) != e.rows:
+                raise LandingError(f"landed batch {e.location} changed while the snapshot was taken "
+                                   f"({e.rows} rows indexed, {len(batch.frame)} read): run again")
+            problems[i] = batch_checks.check_batch(batch, contract, spec, others[i], now)
+            landed[i] = _landed(e.name, e.content_id, e.rows, batch.landed_at, problems[i])
+            if time_col is not None:
+                times.add(batch.frame[time_col])
+            if not produce:
+                continue
+            canon = canonicalize(batch.frame)
+            del batch
+            canon = canon.sort_values(sort_by, kind="stable") if sort_by else canon
+            yield canon
+            del canon
+
+    if produce:
+        created, _ = tables.write_once(storage, storage.snapshot_uri(snapshot_id), chunks())
+    else:
+        created = False
+        for _ in chunks():
+            pass
+    findings = batch_checks.no_findings()
+    for found in problems:  # in listing order, as the whole-table path reports them
+        for f in found:
+            findings[f.check].append(f)
+    return created, findings, landed, times.strings() if time_col is not None else ("", "")
+
+
+def _whole(spec: DatasetSpec, storage: Storage, pattern: str, index: Any):
+    """(id, created, findings, landed, rows, columns, time range) from the whole landing area read
+    at once: when the batches' dtypes differ, only the whole table gives the id."""
+    from mlops_pipeline.data.batch_checks import check_batches
+    from mlops_pipeline.data.contract import load_contract
+    from mlops_pipeline.data.snapshots import (
+        canonicalize,
+        concat_batches,
+        content_id,
+        read_batches,
+        time_range,
+    )
+
+    batches = read_batches(pattern, spec.source.format, storage=storage)
+    findings = check_batches(batches, load_contract(spec), spec)
+    df = concat_batches(batches)
+    by_batch: dict[str, list] = {}
+    for found in findings.values():
+        for f in found:
+            by_batch.setdefault(f.batch, []).append(f)
+    indexed = {e.name: e.content_id for e in index.entries}
+    landed = [_landed(b.name, indexed.get(b.name) or content_id(b.frame), len(b.frame), b.landed_at,
+                      by_batch.get(b.name, [])) for b in batches]
+    del batches
+    snapshot_id = content_id(df)
+    order = [c for c in [spec.time_column, *spec.key_columns] if c in df.columns]
+    stored = canonicalize(df).sort_values(order, kind="stable") if order else canonicalize(df)
+    created = storage.write_snapshot(snapshot_id, stored)
+    del stored
+    has_time = spec.time_column is not None and spec.time_column in df
+    start_end = time_range(df, spec.time_column) if has_time else ("", "")
+    return snapshot_id, created, findings, landed, len(df), df.shape[1], start_end
+
+
+class _TimeRange:
+    """First and last timestamp over batches seen one at a time (as `snapshots.time_range` gives
+    them for all batches at once)."""
+
+    def __init__(self) -> None:
+        self.lo: Any = None
+        self.hi: Any = None
+
+    def add(self, values: Any) -> None:
+        import pandas as pd
+
+        t = pd.to_datetime(values)
+        lo, hi = t.min(), t.max()
+        if pd.isna(lo):
+            return
+        self.lo = lo if self.lo is None else min(self.lo, lo)
+        self.hi = hi if self.hi is None else max(self.hi, hi)
+
+    def strings(self) -> tuple[str, str]:
+        import pandas as pd
+
+        return (str(pd.NaT), str(pd.NaT)) if self.lo is None else (str(self.lo), str(self.hi))
+
+
+def _batch_order(entries: list, time_col: str | None, fmt: str, storage: Storage) -> list[int]:
+    """Positions of the batches in the order their rows are stored: by first timestamp, then name
+    (a batch without timestamps last); without a time column, by name."""
+    if time_col is None:
+        return sorted(range(len(entries)), key=lambda i: (entries[i].name, i))
+    keys = [(_first_time(e.location, time_col, fmt, storage), e.name, i) for i, e in enumerate(entries)]
+    return [i for *_, i in sorted(keys)]
+
+
+def _first_time(location: str, column: str, fmt: str, storage: Storage) -> tuple[int, int]:
+    """(0, nanoseconds since the epoch, UTC) of a batch's first timestamp, (1, 0) when it has none:
+    from the Parquet footer's statistics when every row group has them, else by reading the
+    time column alone."""
+    import pandas as pd
+
+    from mlops_pipeline.data.snapshots import _read
+
+    first = _footer_min(storage, location, column) if fmt == "parquet" else None
+    if first is None:
+        try:
+            first = pd.to_datetime(_read(location, fmt, storage, [column])[column]).min()
+        except (ValueError, TypeError, OverflowError):
+            first = pd.NaT
+    return (1, 0) if pd.isna(first) else (0, int(pd.Timestamp(first).value))
+
+
+def _footer_min(storage: Storage, location: str, column: str) -> Any:
+    """The smallest value of a timestamp or date column from the row groups' statistics: NaT when
+    every value is null, None when the footer cannot tell (no statistics, another type)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from mlops_pipeline.data.tables import parquet_metadata
+
+    try:
+        meta = parquet_metadata(storage, location)
+        field = meta.schema.to_arrow_schema().field(column)
+        if not (pa.types.is_timestamp(field.type) or pa.types.is_date(field.type)):
+            return None
+        lows = []
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            [stats] = [group.column(c).statistics for c in range(group.num_columns)
+                       if group.column(c).path_in_schema == column]
+            if stats is not None and stats.has_min_max:
+                lows.append(pd.Timestamp(stats.min))
+            elif stats is None or stats.null_count != group.num_rows:
+                return None
+        return min(lows) if lows else pd.NaT
+    except (KeyError, ValueError, TypeError, OverflowError, OSError):
+        return None

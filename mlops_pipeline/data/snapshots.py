@@ -205,6 +205,55 @@ def id_from_hashes(rows: int, schema: str, sorted_hashes: np.ndarray) -> str:
     return h.hexdigest()
 
 
+#: Rows per chunk when a stored snapshot is re-hashed: small, so the check holds about what taking
+#: the snapshot held (a landed batch or a few); hashing is vectorized per chunk, so little is lost.
+HASH_CHUNK_ROWS = 100_000
+
+
+def stored_content_id(storage: Storage, snapshot_id: str, chunk_rows: int = HASH_CHUNK_ROWS) -> str:
+    """`content_id(storage.read_snapshot(snapshot_id))`, computed a chunk of the stored table at a
+    time (`tables.iter_table`), so checking a snapshot's integrity holds one chunk and 8 bytes per
+    row (its hash), not the table. Each chunk is hashed under the dtypes the whole table would have:
+    when chunks disagree (an integer column with nulls in some chunks only, as only an altered file
+    has), a second pass hashes them under the whole table's dtypes."""
+    from mlops_pipeline.data import tables
+
+    uri = storage.snapshot_uri(snapshot_id)
+    if not storage.exists(uri):
+        raise FileNotFoundError(f"snapshot {snapshot_id} not found at {uri}")
+    rows = tables.parquet_metadata(storage, uri).num_rows  # the footer alone, also on S3
+    if rows == 0:  # no chunk to take the schema from; an empty table is cheap to read whole
+        return content_id(storage.read_snapshot(snapshot_id))
+    hashes, dtypes = _hash_chunks(tables.iter_table(storage, uri, chunk_rows=chunk_rows), rows, {})
+    mixed = {c: ("float64" if found <= {"int64", "float64"} else "object")
+             for c, found in dtypes.items() if len(found) > 1}
+    if mixed:
+        hashes, dtypes = _hash_chunks(tables.iter_table(storage, uri, chunk_rows=chunk_rows), rows, mixed)
+    hashes.sort()
+    schema = ";".join(f"{c}:{next(iter(found))}" for c, found in dtypes.items())
+    return id_from_hashes(rows, schema, hashes)
+
+
+def _hash_chunks(chunks, rows: int, cast: dict[str, str]) -> tuple[np.ndarray, dict[str, set[str]]]:
+    """Every chunk's row hashes (unsorted, in one preallocated array) and each canonical column's
+    dtypes over the chunks, the columns in `cast` converted to the given dtype first."""
+    out = np.empty(rows, np.uint64)
+    dtypes: dict[str, set[str]] = {}
+    at = 0
+    for chunk in chunks:
+        for col, dtype in cast.items():
+            chunk[col] = chunk[col].astype(dtype)
+        canon = canonicalize(chunk)
+        del chunk
+        for c in canon.columns:
+            dtypes.setdefault(c, set()).add(str(canon[c].dtype))
+        out[at:at + len(canon)] = pd.util.hash_pandas_object(canon, index=False).to_numpy(np.uint64)
+        at += len(canon)
+    if at != rows:
+        raise ValueError(f"read {at} rows of a table whose footer says {rows}")
+    return out, dtypes
+
+
 def time_range(df: pd.DataFrame, time_column: str) -> tuple[str, str]:
     """First and last timestamp of `time_column`, as strings, for the snapshot's metadata."""
     t = pd.to_datetime(df[time_column])

@@ -172,19 +172,18 @@ def environment_warnings(manifest: dict[str, Any], tags: dict[str, str] | None =
 
 def load_snapshot(storage: Storage, snapshot_id: str):
     """The exact snapshot by id, re-hashed: a replaced file must not be silently trained on."""
-    from mlops_pipeline.data.snapshots import content_id
+    from mlops_pipeline.data.snapshots import stored_content_id
 
     path = storage.snapshot_uri(snapshot_id)
     if not storage.has_snapshot(snapshot_id):
         raise ReproduceError(f"snapshot {snapshot_id} is missing from storage (expected {path})")
-    df = storage.read_snapshot(snapshot_id)
-    actual = content_id(df)
+    actual = stored_content_id(storage, snapshot_id)  # a chunk at a time, before reading it whole
     if actual != snapshot_id:
         raise ReproduceError(
             f"snapshot file {path} hashes to {actual[:12]}, not its id {snapshot_id[:12]}: it was "
             "altered or replaced, so the recorded data is gone"
         )
-    return df
+    return storage.read_snapshot(snapshot_id)
 
 
 def reproduce(

@@ -93,3 +93,28 @@ def test_a_year_past_2262_names_the_file_and_column(tmp_path, months):
     df.to_parquet(tmp_path / "ok.parquet", index=False)
     with pytest.raises(LandingError, match=r"far\.parquet: column 'time_hour' .*2400-05-01"):
         read_batches(str(tmp_path / "*.parquet"), "parquet")
+
+
+def test_one_batch_at_a_time_with_the_other_batches_columns_finds_what_all_at_once_does(
+    months, spec, contract
+):
+    from mlops_pipeline.data.batch_checks import check_batch, no_findings, other_columns
+
+    odd = months[2].head(400).assign(gate="B7")  # a column only this batch has: a changed format?
+    shared = [months[m].head(400).assign(terminal="4") for m in (3, 4)]  # known to another batch
+    nulls = months[5].head(300).copy()
+    nulls.loc[nulls.sample(frac=0.7, random_state=1).index, "temp"] = None
+    batches = [Batch("odd", odd, NOW), *(Batch(f"s{i}", b, NOW) for i, b in enumerate(shared)),
+               Batch("nulls", nulls, NOW)]
+    together = check_batches(batches, contract, spec, now=NOW)
+    assert [(f.batch, f.column) for f in together["batch_columns"]] == [("odd", "gate")]
+    assert [(f.batch, f.column) for f in together["batch_null_rates"]] == [("nulls", "temp")]
+    others = other_columns([set(b.frame.columns) for b in batches])
+    assert "gate" not in others[0] and "terminal" in others[1] and "gate" in others[3]
+    one_by_one = no_findings()
+    for b, rest in zip(batches, others, strict=True):
+        for f in check_batch(b, contract, spec, rest, NOW):
+            one_by_one[f.check].append(f)
+    assert one_by_one == together
+    # A lone batch has nobody to differ from: only the contract judges its columns.
+    assert other_columns([{"a", "b"}]) == [{"a", "b"}]

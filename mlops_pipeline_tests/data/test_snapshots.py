@@ -77,3 +77,62 @@ def test_without_a_time_column_the_newest_batch_is_the_last_landed(tmp_path, fli
     os.utime(tmp_path / "z_early.parquet", ns=(1_000_000_000, 1_000_000_000))  # landed long ago
     name, batch = newest_batch(str(tmp_path / "*.parquet"), "parquet", None)
     assert name == "a_late.parquet" and len(batch) == 40
+
+
+def _stored(tmp_path, table, row_group_size: int):
+    """A Parquet file (a frame, or an Arrow table written without pandas metadata) stored as if
+    it were snapshot ff...f."""
+    import pyarrow.parquet as pq
+
+    from mlops_pipeline.data.storage import Storage
+
+    storage = Storage(root=str(tmp_path))
+    path = storage.snapshot_path("f" * 64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(table, pd.DataFrame):
+        table.to_parquet(path, index=False, row_group_size=row_group_size)
+    else:
+        pq.write_table(table, path, row_group_size=row_group_size)
+    return storage, "f" * 64
+
+
+def test_the_stored_content_id_streamed_in_chunks_is_the_whole_tables(tmp_path):
+    import numpy as np
+
+    from mlops_pipeline.data.snapshots import canonicalize, stored_content_id
+
+    rng = np.random.default_rng(0)
+    n = 200
+    df = canonicalize(pd.DataFrame({
+        "k": rng.integers(0, 9, n),
+        "x": np.where(rng.random(n) < 0.3, np.nan, rng.normal(size=n)),
+        "s": [None] * 50 + list(rng.choice(["a", "b"], n - 50)),  # the first chunks: all null
+        "t": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 99, n), unit="h"),
+        "u": pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 9, n), unit="D"),
+        "b": rng.random(n) < 0.5,
+    }))
+    storage, sid = _stored(tmp_path, df, 20)
+    whole = content_id(storage.read_snapshot(sid))
+    assert whole == content_id(df)
+    for chunk_rows in (7, 20, 50, 1000):
+        assert stored_content_id(storage, sid, chunk_rows=chunk_rows) == whole
+
+
+def test_an_altered_file_hashes_as_the_whole_table_even_when_its_chunks_disagree(tmp_path):
+    """Integers or booleans with nulls in some chunks only (no snapshot written by the pipeline has
+    them): pandas reads the whole column as float / object, and so must the streamed id."""
+    import pyarrow as pa
+
+    from mlops_pipeline.data.snapshots import stored_content_id
+
+    table = pa.table({"i": pa.array([1, 2, 3, 4, None, 6], pa.int64()),
+                      "b": pa.array([True, False, True, True, False, None], pa.bool_()),
+                      "s": ["a", "b", "c", "d", "e", "f"]})
+    storage, sid = _stored(tmp_path, table, 2)
+    read = storage.read_snapshot(sid)
+    assert [str(t) for t in read.dtypes] == ["float64", "object", "object"]
+    whole = content_id(read)
+    assert stored_content_id(storage, sid, chunk_rows=2) == whole
+    assert stored_content_id(storage, sid, chunk_rows=6) == whole
+    with pytest.raises(FileNotFoundError, match="snapshot 0+ not found"):
+        stored_content_id(storage, "0" * 64)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from mlops_pipeline.data.snapshots import content_id
+from mlops_pipeline.data.snapshots import stored_content_id
 from mlops_pipeline.data.storage import Storage
 from mlops_pipeline.defs.handoffs import SnapshotRef
 from mlops_pipeline.defs.resources import DatasetResource
@@ -86,9 +86,9 @@ def snapshot_matches_content_id(
     dataset_snapshot: SnapshotRef, storage: dg.ResourceParam[Storage]
 ) -> dg.AssetCheckResult:
     """Re-reads the stored snapshot and recomputes its content id: a snapshot that no longer hashes to
-    its id was altered after it was written, and nothing downstream may train on it."""
-    stored = storage.read_snapshot(dataset_snapshot.id)
-    actual = content_id(stored)
+    its id was altered after it was written, and nothing downstream may train on it. Read a chunk
+    at a time (`snapshots.stored_content_id`): the check holds one chunk, not the table."""
+    actual = stored_content_id(storage, dataset_snapshot.id)
     ok = actual == dataset_snapshot.id
     return dg.AssetCheckResult(
         passed=ok,
