@@ -93,6 +93,12 @@ class ModelSpec(StrictModel):
 
     seed: int = 42
     params: dict[str, bool | int | float | str | None] = Field(default_factory=dict)
+    max_train_rows: int | None = Field(
+        default=2_000_000, ge=1,
+        description="Train on a seeded sample of at most this many train rows (stratified by class "
+        "for classification) when the train split is larger; null trains on every row. The sample is "
+        "recorded in the run manifest and drawn again the same by `reproduce`.",
+    )
 
 
 class MetricGate(StrictModel):

@@ -252,20 +252,26 @@ def run_gate(opts: GateOptions, settings: Settings) -> tuple[GateOutcome, dict[s
             features = result.output_for_node("training_features")
         except Exception:  # noqa: BLE001 - the run stopped before training: nothing to compare
             trained = features = None
+        if trained is not None and reference is not None:  # read before the sandbox is removed
+            from mlops_pipeline.data.features import read_features
+            from mlops_pipeline.data.storage import Storage
+
+            holdout = read_features(Storage(root=isolated.storage_root), features, spec,
+                                    "holdout")
     finally:
         if tmp is not None:
             tmp.cleanup()
 
     record = None
     if trained is not None:
-        holdout_rows = int((features["_split"] == "holdout").sum())
+        holdout_rows = features.holdout_rows
         record = baseline_record(spec, plan.record(), trained, holdout_rows, hint)
         if reference is not None:
             from mlops_pipeline.deployment.scoring import score_version
 
             client, champion, why = reference
             # Scored on the candidate's holdout, as the in-pipeline no_regression check does.
-            champ_metrics = score_version(client, spec.name, str(champion.version), features, spec)
+            champ_metrics = score_version(client, spec.name, str(champion.version), holdout, spec)
             outcome.reference = why
             outcome.rows.append(compare_row(trained.metrics, champ_metrics, spec, f"v{champion.version}"))
         else:

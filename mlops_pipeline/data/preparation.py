@@ -113,15 +113,39 @@ def _numbers(values: pd.Series) -> np.ndarray:
 
 
 def time_split(df: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, str]:
-    """Mark the most recent `holdout_fraction` of rows (by time) as holdout."""
+    """Mark the most recent `holdout_fraction` of rows (by time) as holdout, rows ordered by
+    `time_order` (the order in which a snapshot was stored does not matter)."""
+    cutoff = time_cutoff(time_values(df, spec), spec.split.holdout_fraction)
+    return mark_time_split(df, spec, cutoff), str(pd.Timestamp(cutoff))
+
+
+def time_values(df: pd.DataFrame, spec: DatasetSpec) -> np.ndarray:
+    """The time column as datetime64 values; ValueError when it has nulls (no split by time then)."""
     times = pd.to_datetime(df[spec.time_column])
     if times.isna().any():
         raise ValueError(f"time column '{spec.time_column}' has nulls; cannot split by time")
-    ordered = np.sort(times.to_numpy())
-    cutoff = ordered[int(len(ordered) * (1 - spec.split.holdout_fraction))]
+    return times.to_numpy()
+
+
+def time_cutoff(times: np.ndarray, fraction: float) -> np.datetime64:
+    """The holdout's first timestamp: rows at or after it are the most recent `fraction`."""
+    ordered = np.sort(times)
+    return ordered[int(len(ordered) * (1 - fraction))]
+
+
+def mark_time_split(df: pd.DataFrame, spec: DatasetSpec, cutoff) -> pd.DataFrame:
+    """`_split` by the time cutoff, rows in `time_order`: what `time_split` does, for any chunk of
+    the labelled rows once the cutoff of all of them is known."""
     out = df.copy()
-    out[SPLIT_COLUMN] = np.where(times >= cutoff, "holdout", "train")
-    return out, str(pd.Timestamp(cutoff))
+    out[SPLIT_COLUMN] = np.where(pd.to_datetime(df[spec.time_column]).to_numpy() >= cutoff,
+                                 "holdout", "train")
+    order = time_order(out, spec)
+    return out.sort_values(order, kind="stable").reset_index(drop=True) if order else out
+
+
+def time_order(df: pd.DataFrame, spec: DatasetSpec) -> list[str]:
+    """The columns prepared rows of a time split are ordered by: the time column, then the keys."""
+    return [c for c in [spec.time_column, *spec.key_columns] if c and c in df.columns]
 
 
 def row_hash(df: pd.DataFrame, columns: list[str], seed: int | None = None) -> np.ndarray:
@@ -132,11 +156,16 @@ def row_hash(df: pd.DataFrame, columns: list[str], seed: int | None = None) -> n
 
     canon = canonicalize(df[sorted(set(columns))])
     h = pd.util.hash_pandas_object(canon, index=False).to_numpy(np.uint64)
-    if seed is None:
-        return h
-    salt = int.from_bytes(hashlib.sha256(f"split-{seed}".encode()).digest()[:8], "little")
-    with np.errstate(over="ignore"):  # splitmix64's finalizer: uint64 arithmetic wraps
-        h = h ^ np.uint64(salt)
+    return h if seed is None else remix(h, f"split-{seed}")
+
+
+def remix(hashes: np.ndarray, salt: str) -> np.ndarray:
+    """Every uint64 hash mixed with `salt` (splitmix64's finalizer): another salt, another order,
+    each as uniform as the input."""
+    h = np.asarray(hashes, dtype=np.uint64)
+    mix = int.from_bytes(hashlib.sha256(salt.encode()).digest()[:8], "little")
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps
+        h = h ^ np.uint64(mix)
         h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return h ^ (h >> np.uint64(31))
@@ -165,12 +194,7 @@ def hash_split(df: pd.DataFrame, spec: DatasetSpec, strategy: str) -> pd.DataFra
         if strategy == "random":
             holdout = u < fraction
         elif strategy == "stratified":
-            holdout = np.zeros(len(df), dtype=bool)
-            labels = df[spec.target.name].to_numpy()
-            for cls in pd.unique(labels):
-                rows = np.flatnonzero(labels == cls)
-                take = int(round(fraction * len(rows)))
-                holdout[rows[np.lexsort((whole_row[rows], u[rows]))[:take]]] = True
+            holdout = stratified_holdout(df[spec.target.name].to_numpy(), u, whole_row, fraction)
         else:
             raise ValueError(f"split.strategy: unknown {strategy!r}")
     out = df.copy()
@@ -178,6 +202,18 @@ def hash_split(df: pd.DataFrame, spec: DatasetSpec, strategy: str) -> pd.DataFra
     # Row order by content too: the same rows landed in another order train the same model.
     order = np.argsort(whole_row, kind="stable")
     return out.iloc[order].reset_index(drop=True)
+
+
+def stratified_holdout(labels: np.ndarray, u: np.ndarray, whole_row: np.ndarray,
+                       fraction: float) -> np.ndarray:
+    """Per class, exactly round(fraction * class rows) holdout rows: those of lowest key hash `u`
+    (ties broken by the whole row's hash, then by position)."""
+    holdout = np.zeros(len(labels), dtype=bool)
+    for cls in pd.unique(labels):
+        rows = np.flatnonzero(labels == cls)
+        take = int(round(fraction * len(rows)))
+        holdout[rows[np.lexsort((whole_row[rows], u[rows]))[:take]]] = True
+    return holdout
 
 
 def split_summary(frame: pd.DataFrame, strategy: str, class_column: str | None = None) -> dict:

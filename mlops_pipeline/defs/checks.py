@@ -3,15 +3,18 @@
 The training data (`training_features`) and each day's production inputs (`prediction_log`) are
 held to the same contract; a discrepancy between the two checks would be a bug, so both build
 their results here, from the same core functions (`data.contract.validate`,
-`data.contract.null_rate_violations`).
+`data.contract.null_count_violations`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pandas as pd
+
+if TYPE_CHECKING:
+    from mlops_pipeline.data.contract import ContractError
 
 #: Rows of a failing check's `failure_cases` table (the UI is for reading, not for dumps).
 MAX_FAILURE_ROWS = 50
@@ -45,18 +48,27 @@ def contract_check(check_name: str, frame: pd.DataFrame, schema: Any,
     with the contract's own message, the failing columns and a table of failure cases."""
     from mlops_pipeline.data.contract import ContractError, validate
 
-    error = dg.AssetCheckSeverity.ERROR
     try:
         validate(frame, schema)
     except ContractError as exc:
-        return dg.AssetCheckResult(
-            check_name=check_name, passed=False, severity=error, description=str(exc),
-            metadata={
-                "failing_columns": ", ".join(sorted({str(c) for c in exc.failure_cases["column"]})),
-                "failure_cases": failure_table(exc.failure_cases),
-            },
-        )
-    return dg.AssetCheckResult(check_name=check_name, passed=True, severity=error, description=passed_text)
+        return contract_result(check_name, exc, passed_text)
+    return contract_result(check_name, None, passed_text)
+
+
+def contract_result(check_name: str, error: ContractError | None, passed_text: str) -> dg.AssetCheckResult:
+    """A contract validation already done (`error` None when the data passed) as an ERROR check,
+    as `contract_check` reports it: for data validated a chunk at a time."""
+    severity = dg.AssetCheckSeverity.ERROR
+    if error is None:
+        return dg.AssetCheckResult(check_name=check_name, passed=True, severity=severity,
+                                   description=passed_text)
+    return dg.AssetCheckResult(
+        check_name=check_name, passed=False, severity=severity, description=str(error),
+        metadata={
+            "failing_columns": ", ".join(sorted({str(c) for c in error.failure_cases["column"]})),
+            "failure_cases": failure_table(error.failure_cases),
+        },
+    )
 
 
 def null_rate_check(check_name: str, violations: dict[str, tuple[float, float]], passed_text: str,

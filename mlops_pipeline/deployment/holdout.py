@@ -31,6 +31,7 @@ a gated run admitted) and how many are new.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,6 +72,29 @@ def rows_in(frame: pd.DataFrame, known: pd.DataFrame, columns: list[str] | None 
 def new_rows(frame: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:
     """The rows of `frame` that `known` (e.g. the champion's training snapshot) does not hold."""
     return frame[~rows_in(frame, known)]
+
+
+def new_stored_rows(storage: Any, info: Any, spec: Any, snapshot_id: str,
+                    columns: list[str]) -> pd.DataFrame:
+    """`new_rows` over stored tables, a chunk at a time: the prepared rows (`data.features`) that
+    the stored snapshot `snapshot_id` does not hold, with `columns` only. Holds the snapshot's row
+    keys (8 bytes a row) and the new rows, never either table. FileNotFoundError when the snapshot
+    is gone."""
+    from mlops_pipeline.data import tables
+    from mlops_pipeline.data.features import iter_features
+
+    known_uri = storage.snapshot_uri(snapshot_id)
+    known_columns = set(tables.arrow_schema(storage, known_uri).names)
+    shared = [c for c in tables.arrow_schema(storage, info.location).names if c in known_columns]
+    keys = np.sort(np.concatenate([np.zeros(0, np.uint64), *(
+        content_keys(chunk, shared) for chunk in tables.iter_table(storage, known_uri, shared))]))
+    parts = []
+    for chunk in iter_features(storage, info, list(dict.fromkeys([*shared, *columns]))):
+        mine = content_keys(chunk, shared) if shared else np.zeros(len(chunk), np.uint64)
+        at = np.searchsorted(keys, mine).clip(max=max(len(keys) - 1, 0))
+        held = (keys[at] == mine) if len(keys) and shared else np.zeros(len(chunk), dtype=bool)
+        parts.append(chunk.loc[~held, columns])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
 @dataclass(frozen=True)

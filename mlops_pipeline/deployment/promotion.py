@@ -50,7 +50,7 @@ def gate_version(
     mlflow: MLflow, storage: Storage, spec: DatasetSpec, version: str
 ) -> GateReport:
     """Score `version` and the current champion on the candidate's holdout and run the gate."""
-    from mlops_pipeline.data.preparation import prepare
+    from mlops_pipeline.data.features import holdout_for_scoring
     from mlops_pipeline.deployment.scoring import score_version
 
     name = spec.name
@@ -58,7 +58,7 @@ def gate_version(
     snapshot_id = (mv.tags or {}).get(SNAPSHOT_ID_TAG)
     if not snapshot_id:
         raise RegistryError(f"{name} v{version} has no snapshot_id tag: cannot rebuild its holdout")
-    frame = prepare(storage.read_snapshot(snapshot_id), spec).frame
+    frame = holdout_for_scoring(storage, snapshot_id, spec)
     candidate = score_version(mlflow, name, str(version), frame, spec)
     champion = mlflow.version_by_alias(name, CHAMPION)
     champion_version = str(champion.version) if champion is not None else None

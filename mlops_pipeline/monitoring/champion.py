@@ -56,11 +56,11 @@ class ChampionEstimator:
 
 
 def _split(storage: Storage, snapshot_id: str, spec: DatasetSpec, split: str) -> pd.DataFrame:
-    """One split of a snapshot, prepared as training prepares it."""
-    from mlops_pipeline.data.preparation import SPLIT_COLUMN, prepare
+    """One split of a snapshot, prepared as training prepares it (the stored prepared table,
+    prepared now if this snapshot and config have none)."""
+    from mlops_pipeline.data.features import prepare_features, read_features
 
-    frame = prepare(storage.read_snapshot(snapshot_id), spec).frame
-    return frame[frame[SPLIT_COLUMN] == split]
+    return read_features(storage, prepare_features(storage, snapshot_id, spec), spec, split)
 
 
 def contract_features(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:

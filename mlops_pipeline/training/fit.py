@@ -24,12 +24,25 @@ class Fitted:
     scores: Any  # holdout predictions (positive-class probability, (n, k) matrix, or value)
     metrics: dict[str, float]
     classes: Any = None  # model.ClassInfo for classification
+    sample: Any = None  # data.features.TrainingSample: which train rows were fitted on
 
 
 def fit_and_score(df: pd.DataFrame, spec: Any, seed: int, shuffle_labels: bool = False) -> Fitted:
+    """`fit_parts` on a prepared frame in memory (`prepare(...).frame`), the train split bounded
+    by `model.max_train_rows` exactly as the stored table's reader bounds it (`sample_train`)."""
+    from mlops_pipeline.data.features import sample_train
+    from mlops_pipeline.data.preparation import SPLIT_COLUMN
+
+    train, sample = sample_train(df, spec, seed)
+    return fit_parts(train, df[df[SPLIT_COLUMN] == "holdout"], spec, seed, shuffle_labels, sample)
+
+
+def fit_parts(train: pd.DataFrame, holdout: pd.DataFrame, spec: Any, seed: int,
+              shuffle_labels: bool = False, sample: Any = None) -> Fitted:
     """The training step proper, shared by the asset and `mlops-pipeline reproduce`, so that a
     reproduction runs exactly the code (contract coercion, seeding, label shuffling) that trained
-    the registered version instead of a look-alike."""
+    the registered version instead of a look-alike. `train` and `holdout` hold at least the
+    features and the target; the holdout is scored in full."""
     import numpy as np
 
     from mlops_pipeline.data.contract import load_contract, validate
@@ -42,8 +55,8 @@ def fit_and_score(df: pd.DataFrame, spec: Any, seed: int, shuffle_labels: bool =
     )
 
     features = load_contract(spec).for_columns(spec.features.columns)
-    X_train, y_train = xy(df, spec, "train")
-    X_hold, y_hold = xy(df, spec, "holdout")
+    X_train, y_train = xy(train, spec)
+    X_hold, y_hold = xy(holdout, spec)
     X_train, X_hold = validate(X_train, features), validate(X_hold, features)
     if shuffle_labels:
         y_train = pd.Series(np.random.default_rng(seed).permutation(y_train.to_numpy()))
@@ -51,7 +64,7 @@ def fit_and_score(df: pd.DataFrame, spec: Any, seed: int, shuffle_labels: bool =
     classes = set_positive_class(model, y_train, spec) if spec.task == "classification" else None
     scores = predict_scores(model, X_hold, spec.task)
     metrics = compute_metrics(spec.task, y_hold, scores, classes)
-    return Fitted(model, X_train, X_hold, y_hold, scores, metrics, classes)
+    return Fitted(model, X_train, X_hold, y_hold, scores, metrics, classes, sample)
 
 
 def drift_reference(model: Any, X_train: pd.DataFrame, task: str) -> pd.DataFrame:

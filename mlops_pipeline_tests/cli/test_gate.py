@@ -13,7 +13,8 @@ import mlflow
 import pytest
 
 from mlops_pipeline.cli import main
-from mlops_pipeline.data.batch_checks import BATCH_CHECKS, OVERALL_CHECKS
+from mlops_pipeline.data.batch_checks import BATCH_CHECKS
+from mlops_pipeline.data.domain import OVERALL_CHECKS
 from mlops_pipeline.deployment.ci_gate import BASELINE_DIR
 
 LOOP_CHECKS = {

@@ -9,7 +9,8 @@ import sys
 
 import dagster as dg
 
-from mlops_pipeline.data.batch_checks import BATCH_CHECKS, OVERALL_CHECKS
+from mlops_pipeline.data.batch_checks import BATCH_CHECKS
+from mlops_pipeline.data.domain import OVERALL_CHECKS
 from mlops_pipeline.defs.definitions import build_definitions
 from mlops_pipeline.spec import PROJECT_ROOT
 

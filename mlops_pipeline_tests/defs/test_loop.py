@@ -92,7 +92,7 @@ def test_whole_loop_registers_a_gated_champion_with_a_full_manifest(data_dir, la
 
     # The registered model is self-contained: it loads by alias and scores raw contract columns.
     model = mlflow.sklearn.load_model("models:/flights_delay@champion")
-    features = result.output_for_node("training_features")
+    features = pd.read_parquet(result.output_for_node("training_features").location)
     proba = model.predict_proba(features.head(20)[list(model.feature_names_in_)])[:, 1]
     assert ((proba > 0) & (proba < 1)).all()
     pyfunc = mlflow.pyfunc.load_model("models:/flights_delay@champion")
@@ -185,7 +185,7 @@ def test_retrain_on_new_data_promotes_and_keeps_previous_champion(data_dir, land
     # Before promotion, drift compared the new rows (March: the rows v1's snapshot lacked) with v1's
     # training data, through the reference v1's training step stored; report on disk and in MLflow.
     drift = result.asset_materializations_for_node("drift_report")[0].metadata
-    features = result.output_for_node("training_features")
+    features = pd.read_parquet(result.output_for_node("training_features").location)
     march = int((pd.to_datetime(features["time_hour"]).dt.month == 3).sum())
     assert drift["current_rows"].value == march > 0
     assert drift["current_from"].value.startswith("2013-03")

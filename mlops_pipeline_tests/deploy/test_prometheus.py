@@ -95,7 +95,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, flights: pd.DataFrame) -> I
         from mlops_pipeline.spec import load_spec
 
         features = load_spec().features.columns
-        frame = result.output_for_node("training_features")
+        frame = pd.read_parquet(result.output_for_node("training_features").location)
         holdout = frame[frame[SPLIT_COLUMN] == "holdout"][features].reset_index(drop=True)
     stack = Stack(root, data, "", env, holdout, list(features))
     srv = start_server(stack, "served")

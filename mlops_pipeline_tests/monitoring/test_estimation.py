@@ -234,3 +234,15 @@ def test_a_string_multi_class_estimator_survives_its_storage_format():
     assert loaded.labels == ("low", "mid", "high") and loaded.kind == "multiclass"
     np.testing.assert_allclose(loaded.calibrate(scores[:50]), est.calibrate(scores[:50]))
     assert E.estimate_classification(loaded, scores[:400]) == E.estimate_classification(est, scores[:400])
+
+
+def test_group_rows_are_each_days_rows_in_order():
+    """The day correction's grouping (one sort) gives each day's row positions as a scan per day
+    would, days in sorted order: a holdout of years has thousands of days."""
+    from mlops_pipeline.monitoring.estimation_fit import group_rows
+
+    days = np.random.default_rng(0).choice([f"2013-01-{d:02d}" for d in range(1, 29)], 5000)
+    expected = [np.nonzero(days == d)[0] for d in np.unique(days)]
+    got = group_rows(days)
+    assert len(got) == len(expected) == 28
+    assert all((a == b).all() for a, b in zip(got, expected, strict=True))

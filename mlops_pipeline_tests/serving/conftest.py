@@ -133,7 +133,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, flights: pd.DataFrame) -> It
             assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
             assert client.get_model_version_by_alias(MODEL, "challenger").version == "2"
             assert not (data / "mlflow" / "mlflow.db").exists()
-            frame = second.output_for_node("training_features")
+            frame = pd.read_parquet(second.output_for_node("training_features").location)
             holdout = frame[frame[SPLIT_COLUMN] == "holdout"][spec.features.columns]
             holdout = holdout.reset_index(drop=True)
         yield Stack(root, data, uri, env, holdout, list(spec.features.columns))

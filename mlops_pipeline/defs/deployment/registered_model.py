@@ -10,8 +10,8 @@ that it is "the latest one".
 from collections.abc import Iterator
 
 import dagster as dg
-import pandas as pd
 
+from mlops_pipeline.data.features import FeaturesInfo
 from mlops_pipeline.data.storage import Storage
 from mlops_pipeline.defs.deployment.trusted_holdout import trusted_holdout
 from mlops_pipeline.defs.handoffs import CandidateVersion, ChampionRecord, TrainedModel
@@ -46,7 +46,7 @@ from mlops_pipeline.deployment.tracking import MLflow
 def model_version(
     context: dg.AssetExecutionContext,
     trained_model: TrainedModel,
-    training_features: pd.DataFrame,
+    training_features: FeaturesInfo,
     dataset: DatasetResource,
     mlflow: dg.ResourceParam[MLflow],
     storage: dg.ResourceParam[Storage],
@@ -127,25 +127,19 @@ def model_version(
     return dg.Output(candidate, metadata=metadata)
 
 
-def _card(spec, candidate: CandidateVersion, trained: TrainedModel, features: pd.DataFrame,
+def _card(spec, candidate: CandidateVersion, trained: TrainedModel, features: FeaturesInfo,
           verdict: GateResult, storage: Storage) -> str:
     """The version's model card (`deployment.card`), from what this step already holds."""
-    from mlops_pipeline.data.preparation import SPLIT_COLUMN
     from mlops_pipeline.deployment.card import CardFacts, model_card
     from mlops_pipeline.deployment.lineage import read_snapshot_batches
 
-    period = None
-    if spec.time_column and spec.time_column in features and len(features):
-        times = pd.to_datetime(features[spec.time_column])
-        period = (str(times.min()), str(times.max()))
-    counts = features[SPLIT_COLUMN].value_counts() if SPLIT_COLUMN in features else {}
+    period = (features.time_start, features.time_end) if features.time_start else None
     recorded = read_snapshot_batches(storage, candidate.snapshot_id) or {}
     git = trained.manifest.get("git", {}) or {}
     facts = CardFacts(
         version=candidate.version, run_id=candidate.run_id, snapshot_id=candidate.snapshot_id,
         snapshot_rows=recorded.get("rows"), period=period,
-        train_rows=int(counts.get("train", 0)) if len(counts) else None,
-        holdout_rows=int(counts.get("holdout", 0)) if len(counts) else None,
+        train_rows=features.train_rows, holdout_rows=features.holdout_rows,
         git_sha=str(git.get("sha", "unknown")), git_dirty=git.get("dirty"),
     )
     return model_card(spec, facts, verdict)

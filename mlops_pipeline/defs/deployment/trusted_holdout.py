@@ -6,6 +6,7 @@ evaluations. A helper of `model_version`; no asset here.
 import dagster as dg
 import pandas as pd
 
+from mlops_pipeline.data.features import FeaturesInfo
 from mlops_pipeline.data.storage import Storage
 from mlops_pipeline.deployment.holdout import ComparisonHoldout
 from mlops_pipeline.deployment.tags import SNAPSHOT_ID_TAG
@@ -35,14 +36,14 @@ def flagged_batches(context: dg.AssetExecutionContext) -> dict[str, str]:
     return flagged
 
 
-def trusted_holdout(context, spec, storage: Storage, training_features: pd.DataFrame,
+def trusted_holdout(context, spec, storage: Storage, training_features: FeaturesInfo,
                     champion) -> ComparisonHoldout:
     """The Dagster side of `comparison_holdout`: reads the flagged batches' rows from the landing
     area and the champion's training snapshot (for the known/new count only)."""
-    from mlops_pipeline.data.preparation import SPLIT_COLUMN
+    from mlops_pipeline.data.features import read_features
     from mlops_pipeline.deployment.holdout import comparison_holdout
 
-    holdout = training_features[training_features[SPLIT_COLUMN] == "holdout"]
+    holdout = read_features(storage, training_features, spec, "holdout")
     flagged = flagged_batches(context)
     rows: dict[str, pd.DataFrame] = {}
     if flagged:

@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from mlops_pipeline.data.features import FeaturesInfo
 from mlops_pipeline.data.storage import Storage
 from mlops_pipeline.defs.monitoring.shared import drift_materialization, reference_or_fail
 from mlops_pipeline.defs.resources import DatasetResource
@@ -55,7 +56,7 @@ def nothing_to_compare(spec: DatasetSpec, reason: str, **metadata: Any) -> dg.Ma
 )
 def drift_report(
     context: dg.AssetExecutionContext,
-    training_features: pd.DataFrame,
+    training_features: FeaturesInfo,
     dataset: DatasetResource,
     storage: dg.ResourceParam[Storage],
     mlflow: dg.ResourceParam[MLflow],
@@ -71,7 +72,8 @@ def drift_report(
     saying there is nothing new to compare, instead of comparing data with itself.
     """
     from mlops_pipeline.data.contract import load_contract, validate
-    from mlops_pipeline.deployment.holdout import new_rows
+    from mlops_pipeline.data.features import read_features
+    from mlops_pipeline.deployment.holdout import new_stored_rows
     from mlops_pipeline.monitoring.drift import PREDICTION_COLUMN
     from mlops_pipeline.monitoring.reports import rows_digest
     from mlops_pipeline.training.model import drift_scores
@@ -81,18 +83,22 @@ def drift_report(
     if champion is None:
         return nothing_to_compare(spec, "no champion yet: nothing to compare against")
     version, snapshot_id = str(champion.version), champion.tags.get(SNAPSHOT_ID_TAG, "")
-    try:
-        known = storage.read_snapshot(snapshot_id) if snapshot_id else None
-    except FileNotFoundError:
-        known = None
-    if known is None:
-        fresh, basis = training_features, f"champion v{version}'s snapshot is unavailable: every row"
-    else:
-        fresh, basis = new_rows(training_features, known), "rows new since champion's snapshot"
+    time_col = getattr(spec, "time_column", None)
+    columns = list(dict.fromkeys([*spec.features.columns, *([time_col] if time_col else [])]))
+    fresh = None
+    if snapshot_id:
+        try:
+            fresh = new_stored_rows(storage, training_features, spec, snapshot_id, columns)
+            basis = "rows new since champion's snapshot"
+        except FileNotFoundError:
+            fresh = None
+    if fresh is None:
+        fresh = read_features(storage, training_features, spec, columns=columns)
+        basis = f"champion v{version}'s snapshot is unavailable: every row"
     if fresh.empty:
         return nothing_to_compare(
             spec,
-            f"nothing new to compare: all {len(training_features)} rows were in champion "
+            f"nothing new to compare: all {training_features.rows} rows were in champion "
             f"v{version}'s training snapshot {snapshot_id[:12]}",
             champion_version=version, current_rows=0,
         )

@@ -5,8 +5,8 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
+from mlops_pipeline.data.features import FeaturesInfo
 from mlops_pipeline.data.storage import Storage
 from mlops_pipeline.defs.handoffs import SnapshotRef, TrainedModel
 from mlops_pipeline.defs.resources import DatasetResource
@@ -18,7 +18,7 @@ from mlops_pipeline.deployment.tags import (
     TRAINING_TAG,
 )
 from mlops_pipeline.deployment.tracking import MLflow
-from mlops_pipeline.training.fit import drift_reference, fit_and_score, performance_estimator
+from mlops_pipeline.training.fit import drift_reference, fit_parts, performance_estimator
 
 
 class TrainingConfig(dg.Config):
@@ -39,18 +39,19 @@ class TrainingConfig(dg.Config):
 def trained_model(
     context: dg.AssetExecutionContext,
     config: TrainingConfig,
-    training_features: pd.DataFrame,
+    training_features: FeaturesInfo,
     dataset_snapshot: SnapshotRef,
     dataset: DatasetResource,
     mlflow: dg.ResourceParam[MLflow],
     storage: dg.ResourceParam[Storage],
 ) -> dg.Output[TrainedModel]:
-    """Fit on the train split (`training.fit.fit_and_score`) and log one MLflow run: parameters,
-    holdout metrics, the run manifest, the drift reference and performance estimator (stored,
-    their locations tagged) and the model itself (`training.logged_model.log_model`)."""
+    """Fit on the train split, bounded by `model.max_train_rows` (`data.features.training_rows`,
+    read a chunk at a time; `training.fit.fit_parts`) and log one MLflow run: parameters, holdout
+    metrics, the run manifest (with the training sample), the drift reference and performance
+    estimator (stored, their locations tagged) and the model itself (`training.logged_model`)."""
     import yaml
 
-    from mlops_pipeline.data.preparation import split_summary
+    from mlops_pipeline.data.features import read_features, training_rows
     from mlops_pipeline.monitoring.drift import PREDICTION_COLUMN
     from mlops_pipeline.training.logged_model import log_model
     from mlops_pipeline.training.manifest import build_manifest, manifest_tags
@@ -59,7 +60,14 @@ def trained_model(
     seed = spec.model.seed if config.seed is None else config.seed
     if config.shuffle_labels:
         context.log.warning("training on SHUFFLED labels (shuffle_labels=true): expect the gate to block")
-    fitted = fit_and_score(training_features, spec, seed, config.shuffle_labels)
+    columns = list(dict.fromkeys([*spec.features.columns, spec.target.name]))
+    train, sample = training_rows(storage, training_features, spec, seed, columns)
+    if sample.rows < sample.of:
+        context.log.info(f"training on a seeded sample of {sample.rows} of {sample.of} train rows "
+                         f"(model.max_train_rows), stratified by {sample.stratified_by or 'nothing'}")
+    holdout = read_features(storage, training_features, spec, "holdout", columns)
+    fitted = fit_parts(train, holdout, spec, seed, config.shuffle_labels, sample)
+    del train, holdout
     # MLflow only now, after scikit-learn: imported first, it slows the import of skops (which
     # log_model imports); see docs/benchmarks.md.
     import mlflow as mlflow_lib
@@ -78,8 +86,8 @@ def trained_model(
         dagster_run_id=context.run_id,
         extra={
             "holdout": {"rows": len(X_hold), "metrics": metrics},
-            "split": split_summary(training_features, spec.split_strategy,
-                                   spec.target.name if spec.task == "classification" else None),
+            "split": training_features.summary,
+            "training_sample": sample.record,
         },
         inputs={"config": spec.config_file, "contract": spec.contract_path()},
     )
@@ -87,7 +95,7 @@ def trained_model(
     with mlflow.start_run(run_name=f"train-{spec.name}", tags=tags) as run:
         mlflow_lib.log_params({
             "task": spec.task, "seed": seed, "shuffle_labels": config.shuffle_labels,
-            "train_rows": len(X_train), "holdout_rows": len(X_hold),
+            "train_rows": len(X_train), "train_rows_available": sample.of, "holdout_rows": len(X_hold),
             **{f"model.{k}": v for k, v in spec.model.params.items()},
         })
         mlflow_lib.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})

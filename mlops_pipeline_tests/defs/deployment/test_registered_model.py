@@ -5,7 +5,8 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from mlops_pipeline.data.preparation import SPLIT_COLUMN, prepare
+from mlops_pipeline.data.features import ROW_HASH_COLUMN, FeaturesInfo, content_columns
+from mlops_pipeline.data.preparation import SPLIT_COLUMN, prepare, row_hash
 from mlops_pipeline.data.snapshots import canonicalize, read_landing
 from mlops_pipeline.data.storage import Storage
 from mlops_pipeline.defs.definitions import build_definitions
@@ -90,6 +91,12 @@ def test_the_gate_compares_without_the_rows_of_a_flagged_batch(data_dir, land):
     prepared = prepare(canonicalize(read_landing(str(data_dir / "landing/flights/*.parquet"), "parquet")),
                        spec).frame
     prepared[SPLIT_COLUMN] = "holdout"
+    # As `training_features` hands it on: the prepared rows stored as a table, each with its hash.
+    prepared[ROW_HASH_COLUMN] = row_hash(prepared, content_columns(prepared))
+    stored = data_dir / "features" / "all-holdout.parquet"
+    stored.parent.mkdir()
+    prepared.to_parquet(stored, index=False)
+    features = FeaturesInfo(str(stored), "candidate-snapshot", len(prepared), 0, len(prepared), 0, "time")
     champion_rows = canonicalize(pd.read_parquet(january))
     labelled = {f.name: len(pd.read_parquet(f).dropna(subset=["arr_delay"])) for f in (january, february)}
 
@@ -108,7 +115,7 @@ def test_the_gate_compares_without_the_rows_of_a_flagged_batch(data_dir, land):
     @dg.asset(deps=[landed])
     def gate(context, storage: dg.ResourceParam[Storage]) -> dict:
         storage.write_snapshot("champion-snapshot", champion_rows)
-        result = trusted_holdout(context, spec, storage, prepared, Champion())
+        result = trusted_holdout(context, spec, storage, features, Champion())
         return {"compared": result.compared_rows, "excluded": result.excluded_rows,
                 "known": result.known_rows, "flagged": result.flagged_batches}
 
