@@ -63,12 +63,16 @@ class PredictJob:
 
 @dataclass
 class PredictResult:
-    """A request's answer: which model and role answered, its rows of the model call, and when."""
+    """A request's answer: which model and role answered, its rows of the model call, and when:
+    `at` is when the version was chosen (the time the capture records, so a request stamped after
+    an alias move and the server reporting it was answered by the new version), `scored` when the
+    model call returned (perf_counter, for latency)."""
 
     model: LoadedModel
     role: str
     scores: Scores
     scored: float
+    at: datetime
 
 
 def canary_bucket(key: str) -> float:
@@ -186,7 +190,7 @@ class Scorer:
                              received)
             result: PredictResult = await self.batcher.submit(job)
             model, scores = result.model, result.scores
-            rows = [captured(result.role, datetime.now(UTC), job, model, scores, result.scored, self.checker)]
+            rows = [captured(result.role, result.at, job, model, scores, result.scored, self.checker)]
         try:
             await self.writer.write(rows)
         except Exception as exc:
@@ -216,6 +220,7 @@ class Scorer:
             return [self.isolation.failure(exc)]
 
     def _process_batch(self, jobs: list[PredictJob]) -> list[PredictResult | Exception]:
+        at = datetime.now(UTC)  # before the versions are read: never later than a swap they miss
         champion, challenger = self.watcher.champion, self.watcher.challenger
         if champion is None:
             return [RequestError(503, "no model loaded yet", kind="not_ready") for _ in jobs]
@@ -260,7 +265,7 @@ class Scorer:
             for i in members:
                 latency.observe(scored - jobs[i].received)
                 n = len(jobs[i].records)
-                results[i] = PredictResult(model, role, rows_of(scores, start, start + n), scored)
+                results[i] = PredictResult(model, role, rows_of(scores, start, start + n), scored, at)
                 start += n
             if role == CHAMPION and self.settings.shadow and challenger is not None:
                 shadows.append((Xg, [jobs[i] for i in members]))
