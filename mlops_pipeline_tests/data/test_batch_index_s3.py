@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from mlops_pipeline.data import batch_index
 from mlops_pipeline.data.snapshots import content_id, read_landing
@@ -16,27 +10,10 @@ from mlops_pipeline.data.storage import Storage
 from mlops_pipeline_tests.data.test_batch_index import _frame, _split
 
 
-@pytest.fixture(scope="module")
-def seaweed() -> Iterator:
-    from mlops_pipeline_tests.production.conftest import SeaweedFS
+def test_indexing_on_s3_reads_only_new_objects(s3_storage, monkeypatch):
+    from mlops_pipeline_tests.production.conftest import BUCKET
 
-    root = Path(tempfile.mkdtemp(prefix="mlops-batch-index-s3-"))
-    s3 = SeaweedFS(root)
-    try:
-        s3.start()
-        yield s3
-    finally:
-        s3.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def test_indexing_on_s3_reads_only_new_objects(seaweed, monkeypatch):
-    from mlops_pipeline_tests.production.conftest import ACCESS_KEY, BUCKET
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.secret)
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    storage = Storage(root=f"s3://{BUCKET}/batch-index", endpoint_url=seaweed.endpoint)
+    storage = s3_storage
     frames = _split(_frame(900, 21), 6, 21)
 
     def land(i: int) -> None:

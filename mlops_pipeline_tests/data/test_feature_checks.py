@@ -25,25 +25,15 @@ from mlops_pipeline.data.preparation import SPLIT_COLUMN
 from mlops_pipeline.data.snapshots import canonicalize, content_id
 from mlops_pipeline.data.storage import Storage
 from mlops_pipeline.spec import DatasetSpec
+from mlops_pipeline_tests.data.test_features import _spec as toy_spec
 
 N = 90
 
 
 def _spec(**changes) -> DatasetSpec:
-    doc = {
-        "name": "toy",
-        "task": "classification",
-        "source": {"path": "landing/toy/*.parquet", "format": "parquet"},
-        "target": {"name": "label"},
-        "features": {"categorical": ["colour"], "numerical": ["x"]},
-        "key_columns": ["id"],
-        "time_column": "when",
-        "contract": "data/contracts/toy.yaml",
-        "gate": {"roc_auc": {"floor": 0.5}},
-        "checks": {"min_rows": 20, "class_balance_min_rows": 10},
-    }
-    doc.update(changes)
-    return DatasetSpec.model_validate(doc)
+    """The toy dataset of `test_features`, with a time column and checks sized for small data."""
+    return toy_spec(**{"time_column": "when", "checks": {"min_rows": 20, "class_balance_min_rows": 10},
+                       **changes})
 
 
 def _clean(n: int = N) -> pd.DataFrame:

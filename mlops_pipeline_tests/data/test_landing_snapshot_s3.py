@@ -5,42 +5,11 @@ is uploaded as one object whose content hashes to its id, read back a chunk at a
 from __future__ import annotations
 
 import io
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from mlops_pipeline.data import snapshots
 from mlops_pipeline.data.landing_snapshot import _footer_min
-from mlops_pipeline.data.storage import Storage
 from mlops_pipeline.data.tables import parquet_metadata
 from mlops_pipeline_tests.data.test_landing_snapshot import assert_streamed_snapshot, split_landing
-
-
-@pytest.fixture(scope="module")
-def seaweed() -> Iterator:
-    from mlops_pipeline_tests.production.conftest import SeaweedFS
-
-    root = Path(tempfile.mkdtemp(prefix="mlops-landing-snapshot-s3-"))
-    s3 = SeaweedFS(root)
-    try:
-        s3.start()
-        yield s3
-    finally:
-        s3.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def s3_storage(seaweed, monkeypatch, request) -> Storage:
-    from mlops_pipeline_tests.production.conftest import ACCESS_KEY, BUCKET
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.secret)
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    return Storage(root=f"s3://{BUCKET}/{request.node.name}", endpoint_url=seaweed.endpoint)
 
 
 def test_the_streamed_snapshot_on_s3_has_the_whole_table_id(s3_storage, flights):

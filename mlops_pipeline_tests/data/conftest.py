@@ -1,0 +1,38 @@
+"""The data tests' S3: one SeaweedFS on loopback for the package, a fresh prefix per test."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlops_pipeline.data.storage import Storage
+
+
+@pytest.fixture(scope="package")
+def seaweed() -> Iterator:
+    """A real SeaweedFS S3 server on 127.0.0.1, started once and stopped by PID."""
+    from mlops_pipeline_tests.production.conftest import SeaweedFS
+
+    root = Path(tempfile.mkdtemp(prefix="mlops-data-s3-"))
+    s3 = SeaweedFS(root)
+    try:
+        s3.start()
+        yield s3
+    finally:
+        s3.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def s3_storage(seaweed, monkeypatch, request) -> Storage:
+    """The production profile's store on that server, under a prefix named after the test."""
+    from mlops_pipeline_tests.production.conftest import ACCESS_KEY, BUCKET
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.secret)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    return Storage(root=f"s3://{BUCKET}/{request.node.name}", endpoint_url=seaweed.endpoint)
