@@ -7,7 +7,13 @@ Goal: <= 15 s and <= 1 GiB peak for ours, same per-column verdicts as Evidently 
 Each side runs in its own child process (wall time and peak RSS from os.wait4); a third child only
 builds the frames, so the frames' own memory is shown separately.
 
-    uv run python bench/drift.py [--rows 1000000] [--skip-evidently] [--no-wait]
+Streamed (`compute_drift_chunks`, what the drift report does with a run's new rows): the same
+current side fed in 10 chunks (scores must equal the whole-frame ones exactly), and a current side
+of `--stream-rows` rows generated and fed 100,000 rows at a time, never whole: it holds the
+numerical columns' values (8 bytes each; exact Sturges bins need both sides' range) and counts of
+the rest, so its peak must stay below what its frames would take whole.
+
+    uv run python bench/drift.py [--rows 1000000] [--stream-rows 10000000] [--skip-evidently] [--no-wait]
 """
 
 from __future__ import annotations
@@ -54,17 +60,28 @@ def make_frames(rows: int, seed: int = 0) -> tuple:
     return side(False), side(True)
 
 
-def child(mode: str, rows: int, out: Path) -> None:
-    from mlops_pipeline.monitoring.drift import compute_drift
+STREAM_CHUNK = 100_000
+
+
+def child(mode: str, rows: int, out: Path, stream_rows: int) -> None:
+    from mlops_pipeline.monitoring.drift import compute_drift, compute_drift_chunks
     from mlops_pipeline.spec_sections import DriftSpec
 
-    ref, cur = make_frames(rows)
+    if mode == "stream":  # the current side is never whole: generated a chunk at a time
+        ref = make_frames(rows)[0]
+        chunks = (make_frames(STREAM_CHUNK, seed=1 + i)[1] for i in range(stream_rows // STREAM_CHUNK))
+    else:
+        ref, cur = make_frames(rows)
     if mode == "data":
         return
     spec = DriftSpec()
     started = time.perf_counter()
-    if mode == "ours":
-        result = compute_drift(ref, cur, CATEGORICAL, NUMERICAL, spec)
+    if mode in ("ours", "chunks", "stream"):
+        if mode == "chunks":
+            step = -(-rows // 10)
+            chunks = iter([cur[i:i + step] for i in range(0, rows, step)])
+        result = (compute_drift(ref, cur, CATEGORICAL, NUMERICAL, spec) if mode == "ours"
+                  else compute_drift_chunks(ref, chunks, CATEGORICAL, NUMERICAL, spec))
         result.save_html(out.with_suffix(".html"))
         cols = {c.column: (c.score, c.drifted) for c in result.columns}
     else:
@@ -73,7 +90,8 @@ def child(mode: str, rows: int, out: Path) -> None:
         snap = _evidently_report(ref, cur, CATEGORICAL, NUMERICAL, spec)
         snap.save_html(str(out.with_suffix(".html")))
         cols = {c.column: (c.score, c.drifted) for c in _evidently_columns(snap)}
-    out.write_text(json.dumps({"seconds": time.perf_counter() - started, "columns": cols}))
+    out.write_text(json.dumps({"seconds": time.perf_counter() - started, "columns": cols,
+                               "current_rows": result.current_rows if mode != "evidently" else rows}))
     os._exit(0)  # skip the ~2 s of garbage collection at exit; the result is written
 
 
@@ -81,21 +99,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows per side")
+    parser.add_argument("--stream-rows", type=int, default=10_000_000,
+                        help="current rows streamed 100,000 at a time (0: skip)")
     parser.add_argument("--skip-evidently", action="store_true", help="no full-frame baseline (~65 s, 2 GiB)")
     parser.add_argument("--no-wait", action="store_true")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], args.rows, Path(args.child[1]))
+        child(args.child[0], args.rows, Path(args.child[1]), args.stream_rows)
         return 0
 
     wait_quiet(args.no_wait)
-    modes = ["data", "ours"] + ([] if args.skip_evidently else ["evidently"])
+    modes = (["data", "ours", "chunks"] + (["stream"] if args.stream_rows else [])
+             + ([] if args.skip_evidently else ["evidently"]))
     measured, results = {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
         for mode in modes:
             out = Path(tmp) / f"{mode}.json"
-            m = run_measured([sys.executable, __file__, "--rows", str(args.rows), "--child", mode, str(out)])
+            m = run_measured([sys.executable, __file__, "--rows", str(args.rows), "--stream-rows",
+                              str(args.stream_rows), "--child", mode, str(out)])
             if m.returncode != 0:
                 raise RuntimeError(f"{mode} failed:\n{m.output[-3000:]}")
             measured[mode] = m
@@ -107,12 +129,15 @@ def main() -> int:
     rows = []
     for mode in modes[1:]:
         m, r = measured[mode], results[mode]
-        rows.append((mode, r["seconds"], m.seconds, m.max_rss / gib, (m.max_rss - data_rss) / gib))
+        rows.append((mode, f"{r['current_rows']:,}", r["seconds"], m.seconds, m.max_rss / gib,
+                     (m.max_rss - data_rss) / gib))
     print(f"\n{args.rows:,} rows x {len(CATEGORICAL) + len(NUMERICAL)} columns per side; frames alone: "
           f"{data_rss / gib:.2f} GiB peak RSS\n")
-    print(table(["drift computation", "compute s", "process wall s", "peak GiB", "peak over frames GiB"],
-                [(*r[:1], *r[1:]) for r in rows]))
+    print(table(["drift computation", "current rows", "compute s", "process wall s", "peak GiB",
+                 "peak over frames GiB"], rows))
     ours = results["ours"]
+    chunked_equal = results["chunks"]["columns"] == ours["columns"]
+    print(f"10 chunks: every score equal to the whole frame's: {chunked_equal}")
     if "evidently" in results:
         ev = results["evidently"]["columns"]
         comp = [(c, f"{s:.5f}", "drift" if d else "-", f"{ev[c][0]:.5f}", "drift" if ev[c][1] else "-",
@@ -123,12 +148,19 @@ def main() -> int:
               f"verdicts identical: {same}")
     else:
         same = None
+    # What the streamed sides' frames would take whole: the frames child holds 1 + 1 sides of --rows.
+    whole = data_rss / 2 * (1 + args.stream_rows / args.rows)
     print(table(["goal", "target", "measured", "status"], [
         ("time", "<= 15 s", f"{ours['seconds']:.1f} s", goal(ours["seconds"] <= 15)),
         ("peak memory", "<= 1 GiB", f"{measured['ours'].max_rss / gib:.2f} GiB",
          goal(measured["ours"].max_rss <= gib)),
         ("verdicts = Evidently full frames", "all columns", "-" if same is None else str(same),
          "not run" if same is None else goal(same)),
+        ("streamed scores = whole-frame scores", "all columns, exactly", str(chunked_equal),
+         goal(chunked_equal)),
+        *([("streamed peak, current never whole", f"< its frames whole ({whole / gib:.2f} GiB)",
+            f"{measured['stream'].max_rss / gib:.2f} GiB ({measured['stream'].max_rss / whole:.2f}x)",
+            goal(measured["stream"].max_rss < whole))] if "stream" in measured else []),
     ]))
     return 0
 

@@ -90,3 +90,17 @@ def test_loop_bench_plain_baseline_runs_without_dagster_or_mlflow(tmp_path) -> N
     ]
     assert (tmp_path / "data" / "reports" / "plain_drift.html").stat().st_size > 0
     assert json.loads((tmp_path / "plain.json").read_text())["auc"] > 0.55
+
+
+def test_drift_bench_streams_the_current_side_with_the_whole_frames_scores() -> None:
+    """The drift benchmark's streamed rows (10 chunks of the same frame, and a side generated a
+    chunk at a time) run end to end and report the chunked scores equal to the whole frame's."""
+    import re
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(BENCH / "drift.py"), "--rows", "3000", "--stream-rows",
+                           "200000", "--skip-evidently", "--no-wait"],
+                          capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "10 chunks: every score equal to the whole frame's: True" in proc.stdout
+    assert re.search(r"\| stream +\| 200,000 +\|", proc.stdout), proc.stdout

@@ -243,7 +243,7 @@ class _Counts:
 
 
 def iter_features(storage: Storage, info: FeaturesInfo, columns: list[str] | None = None,
-                  chunk_rows: int = tables.CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+                  chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
     """The stored prepared rows a chunk at a time, in stored order, without the row hash unless
     asked for (all columns, `_split` included, when `columns` is None)."""
     for chunk in tables.iter_table(storage, info.location, columns, chunk_rows):

@@ -107,16 +107,17 @@ def parquet_metadata(storage: Storage, location: str) -> Any:
 
 
 def iter_table(storage: Storage, location: str, columns: list[str] | None = None,
-               chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-    """The stored table in row order, `chunk_rows` rows at a time (only `columns` when given), each
-    chunk with the dtypes `pd.read_parquet` gives the whole table and a fresh index."""
+               chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """The stored table in row order, `chunk_rows` (default `CHUNK_ROWS`) rows at a time (only
+    `columns` when given), each chunk with the dtypes `pd.read_parquet` gives the whole table and
+    a fresh index."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     with local_copy(storage, location) as path:
         pf = pq.ParquetFile(path)
         schema = pf.schema_arrow
-        for batch in pf.iter_batches(batch_size=chunk_rows, columns=columns):
+        for batch in pf.iter_batches(batch_size=chunk_rows or CHUNK_ROWS, columns=columns):
             # A Table (not the bare batch) carries the file's pandas metadata, so dtypes match.
             yield pa.Table.from_batches([batch], schema=batch.schema.with_metadata(schema.metadata)
                                         ).to_pandas()

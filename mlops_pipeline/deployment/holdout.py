@@ -30,6 +30,7 @@ a gated run admitted) and how many are new.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,10 +77,17 @@ def new_rows(frame: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:
 
 def new_stored_rows(storage: Any, info: Any, spec: Any, snapshot_id: str,
                     columns: list[str]) -> pd.DataFrame:
-    """`new_rows` over stored tables, a chunk at a time: the prepared rows (`data.features`) that
-    the stored snapshot `snapshot_id` does not hold, with `columns` only. Holds the snapshot's row
-    keys (8 bytes a row) and the new rows, never either table. FileNotFoundError when the snapshot
-    is gone."""
+    """`new_rows` over stored tables: the prepared rows (`data.features`) that the stored
+    snapshot `snapshot_id` does not hold, with `columns` only (`iter_new_stored_rows`, joined)."""
+    parts = list(iter_new_stored_rows(storage, info, spec, snapshot_id, columns))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def iter_new_stored_rows(storage: Any, info: Any, spec: Any, snapshot_id: str,
+                         columns: list[str]) -> Iterator[pd.DataFrame]:
+    """The new rows of `new_stored_rows` a chunk at a time, in the prepared table's order. Holds
+    the snapshot's row keys (8 bytes a row) and one chunk, never either table. FileNotFoundError
+    (before the first chunk) when the snapshot is gone."""
     from mlops_pipeline.data import tables
     from mlops_pipeline.data.features import iter_features
 
@@ -88,13 +96,18 @@ def new_stored_rows(storage: Any, info: Any, spec: Any, snapshot_id: str,
     shared = [c for c in tables.arrow_schema(storage, info.location).names if c in known_columns]
     keys = np.sort(np.concatenate([np.zeros(0, np.uint64), *(
         content_keys(chunk, shared) for chunk in tables.iter_table(storage, known_uri, shared))]))
-    parts = []
-    for chunk in iter_features(storage, info, list(dict.fromkeys([*shared, *columns]))):
+    return _unknown_chunks(iter_features(storage, info, list(dict.fromkeys([*shared, *columns]))),
+                           keys, shared, columns)
+
+
+def _unknown_chunks(chunks: Iterator[pd.DataFrame], keys: np.ndarray, shared: list[str],
+                    columns: list[str]) -> Iterator[pd.DataFrame]:
+    for chunk in chunks:
         mine = content_keys(chunk, shared) if shared else np.zeros(len(chunk), np.uint64)
         at = np.searchsorted(keys, mine).clip(max=max(len(keys) - 1, 0))
         held = (keys[at] == mine) if len(keys) and shared else np.zeros(len(chunk), dtype=bool)
-        parts.append(chunk.loc[~held, columns])
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+        if not held.all():
+            yield chunk.loc[~held, columns].reset_index(drop=True)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ the published scores are the exact ones. Other methods fall back to Evidently on
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,59 +84,12 @@ class DriftResult:
         return path
 
 
-def _clean(series: pd.Series, numerical: bool) -> pd.Series:
-    """Evidently drops NaN and +-inf before testing a column; so do we."""
-    if numerical:
-        values = series.to_numpy(dtype="float64", na_value=np.nan)
-        return pd.Series(values[np.isfinite(values)], copy=False)
-    return series.dropna()
-
-
-def _fill_zeroes(shares: np.ndarray) -> np.ndarray:
-    """Evidently's PSI zero filling: empty bins get a tiny share so the log stays finite."""
-    nonzero = shares[shares != 0]
-    if nonzero.size == 0:
-        return shares
-    low = nonzero.min()
-    np.place(shares, shares == 0, low / 10**6 if low <= 0.0001 else 0.0001)
-    return shares
-
-
-def binned_shares(
-    reference: pd.Series, current: pd.Series, numerical: bool, fill_zeroes: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Evidently's `get_binned_data` on cleaned columns, without the Python loop over values."""
-    if numerical and reference.nunique() > 20:
-        ref, cur = reference.to_numpy(), current.to_numpy()
-        edges = np.histogram_bin_edges(np.concatenate([ref, cur]), bins="sturges")
-        ref_shares = np.histogram(ref, edges)[0] / len(ref)
-        cur_shares = np.histogram(cur, edges)[0] / len(cur)
-    else:
-        ref_counts, cur_counts = reference.value_counts(), current.value_counts()
-        ref_counts, cur_counts = ref_counts[ref_counts > 0], cur_counts[cur_counts > 0]
-        keys = ref_counts.index.union(cur_counts.index)
-        ref_shares = ref_counts.reindex(keys, fill_value=0).to_numpy(dtype="float64") / len(reference)
-        cur_shares = cur_counts.reindex(keys, fill_value=0).to_numpy(dtype="float64") / len(current)
-    if fill_zeroes:
-        ref_shares, cur_shares = _fill_zeroes(ref_shares), _fill_zeroes(cur_shares)
-    return ref_shares, cur_shares
-
-
 def column_score(reference: pd.Series, current: pd.Series, numerical: bool, method: str) -> float:
     """PSI or Jensen-Shannon distance of one column, as Evidently's stattest computes it."""
-    from scipy.spatial import distance
+    from mlops_pipeline.monitoring.binning import column_counts, counts_score
 
-    ref, cur = _clean(reference, numerical), _clean(current, numerical)
-    if ref.empty or cur.empty:
-        side = "reference" if ref.empty else "current"
-        raise ValueError(f"An empty column '{reference.name}' was provided for drift in the {side} data.")
-    if method == "psi":
-        r, c = binned_shares(ref, cur, numerical, fill_zeroes=True)
-        return float(np.sum((r - c) * np.log(r / c)))
-    if method == "jensenshannon":
-        r, c = binned_shares(ref, cur, numerical, fill_zeroes=False)
-        return float(distance.jensenshannon(r, c))
-    raise ValueError(f"no fast implementation of drift method {method!r}")
+    return counts_score(column_counts(reference, numerical, raw=numerical),
+                        column_counts(current, numerical, raw=numerical), method, str(reference.name))
 
 
 def _evidently_report(ref: pd.DataFrame, cur: pd.DataFrame, categorical: list[str],
@@ -192,11 +146,99 @@ def prediction_kind(reference: pd.DataFrame, categorical: list[str],
     return rest_cat, [*rest_num, PREDICTION_COLUMN]
 
 
-def _sample(frame: pd.DataFrame, rows: int | None, seed: int) -> pd.DataFrame:
-    """A seeded row sample; the frame itself (no copy: 1M rows are ~10 bytes a cell) when it fits."""
-    if rows is None or len(frame) <= rows:
-        return frame
-    return frame.sample(rows, random_state=seed)
+class _BottomK:
+    """A seeded uniform sample of at most `k` rows of a stream of unknown length (all rows when
+    `k` is None): every row carries a key drawn from one seeded stream and the rows with the `k`
+    smallest keys are kept, in stream order. Fed in chunks or whole, it keeps the same rows."""
+
+    def __init__(self, k: int | None):
+        self.k = k
+        self.frames: list[pd.DataFrame] = []
+        self.keys: list[np.ndarray] = []
+        self.held = 0
+
+    def add(self, frame: pd.DataFrame, keys: np.ndarray) -> None:
+        self.frames.append(frame)
+        self.keys.append(keys)
+        self.held += len(frame)
+        if self.k is not None and self.held > 2 * max(self.k, 1):
+            self._keep(self.k)
+
+    def _keep(self, k: int | None) -> tuple[pd.DataFrame, np.ndarray]:
+        frame = self.frames[0] if len(self.frames) == 1 else pd.concat(self.frames, ignore_index=True)
+        keys = self.keys[0] if len(self.keys) == 1 else np.concatenate(self.keys)
+        if k is not None and len(keys) > k:
+            kept = np.sort(np.argpartition(keys, k - 1)[:k]) if k else np.zeros(0, "int64")
+            frame, keys = frame.iloc[kept], keys[kept]
+        frame = frame.reset_index(drop=True)
+        self.frames, self.keys, self.held = [frame], [keys], len(frame)
+        return frame, keys
+
+    def rows(self, k: int | None = None) -> pd.DataFrame:
+        """The sample, or its `k` smallest-key rows (a seeded sample of the sample)."""
+        frame, keys = self._keep(self.k)
+        if k is None or len(frame) <= k:
+            return frame
+        return frame.iloc[np.sort(np.argpartition(keys, k - 1)[:k])].reset_index(drop=True)
+
+
+class DriftSide:
+    """One side of a drift comparison, fed a chunk at a time (`add`): each column's counts, or
+    for the `raw` columns (numerical, binned by range) their finite values (`binning`), exact
+    whatever the chunking, and seeded samples for the HTML report and, when `sample_rows` caps
+    the scored rows, for the scores. With a method that has no counts form (`exact` False), every
+    scored row is kept for Evidently."""
+
+    def __init__(self, categorical: list[str], numerical: list[str], raw: set[str],
+                 sample_rows: int | None, report_rows: int, seed: int, exact: bool):
+        self.columns, self.numerical, self.raw = [*categorical, *numerical], set(numerical), raw
+        self.sample_rows, self.report_rows, self.exact = sample_rows, report_rows, exact
+        self.rng = np.random.default_rng(seed)
+        # The scored rows when capped, else the report's rows, else (Evidently's methods) all rows.
+        self.sample = _BottomK(sample_rows if sample_rows is not None else (report_rows if exact else None))
+        self.rows = 0
+        self._whole: pd.DataFrame | None = None  # the only chunk so far, held as given (no copy)
+        self._parts: dict[str, list[Any]] = {c: [] for c in self.columns}
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        if self.exact and self.sample_rows is None:
+            if self.rows == 0:
+                self._whole = chunk
+            else:
+                if self._whole is not None:
+                    self._count(self._whole)
+                    self._whole = None
+                self._count(chunk)
+        self.rows += len(chunk)
+        self.sample.add(chunk, self.rng.random(len(chunk)))  # columns picked once sampled: no copy
+
+    def _count(self, chunk: pd.DataFrame) -> None:
+        from mlops_pipeline.monitoring.binning import column_counts
+
+        for c in self.columns:
+            self._parts[c].append(column_counts(chunk[c], c in self.numerical, raw=c in self.raw))
+
+    @property
+    def scored_rows(self) -> int:
+        return self.rows if self.sample_rows is None else min(self.rows, self.sample_rows)
+
+    def column(self, c: str) -> Any:
+        """Column `c`'s counts (or values) over the scored rows: computed when asked for a side
+        fed whole, so only one column's values are held at a time."""
+        from mlops_pipeline.monitoring.binning import column_counts, merge
+
+        if self.sample_rows is not None:
+            return column_counts(self.sample.rows()[c], c in self.numerical, raw=c in self.raw)
+        if self._whole is not None:
+            return column_counts(self._whole[c], c in self.numerical, raw=c in self.raw)
+        return merge(self._parts[c])
+
+    def scored_frame(self) -> pd.DataFrame:
+        """Every scored row (the methods without a counts form need them)."""
+        return self.sample.rows()[self.columns]
+
+    def report_frame(self) -> pd.DataFrame:
+        return self.sample.rows(self.report_rows)[self.columns]
 
 
 def compute_drift(
@@ -216,24 +258,46 @@ def compute_drift(
         raise ValueError(
             f"drift needs rows on both sides (reference {len(reference)}, current {len(current)})"
         )
+    return compute_drift_chunks(reference, [current], categorical, numerical, settings, seed, report_rows)
+
+
+def compute_drift_chunks(
+    reference: pd.DataFrame,
+    current: Iterable[pd.DataFrame],
+    categorical: list[str],
+    numerical: list[str],
+    settings: DriftSpec,
+    seed: int = 0,
+    report_rows: int | None = None,
+) -> DriftResult:
+    """`compute_drift` of the rows of `current`'s chunks, holding one chunk and the samples at a
+    time: the same scores and verdicts as `compute_drift` of the chunks concatenated."""
+    from mlops_pipeline.monitoring.binning import MAX_VALUE_BINS, counts_score
+
     categorical, numerical = prediction_kind(reference, categorical, numerical)
-    cols = [*categorical, *numerical]
-    ref = _sample(reference, settings.sample_rows, seed)
-    cur = _sample(current, settings.sample_rows, seed)
-    if not {settings.num_method, settings.cat_method} <= FAST_METHODS:
-        snap = _evidently_report(ref[cols], cur[cols], categorical, numerical, settings)
-        return DriftResult(_evidently_columns(snap), len(ref), len(cur), snapshot=snap,
-                           report_rows=(len(ref), len(cur)))
+    exact = {settings.num_method, settings.cat_method} <= FAST_METHODS
+    rows = REPORT_ROWS if report_rows is None else report_rows
+    ref = DriftSide(categorical, numerical, set(numerical), settings.sample_rows, rows, seed, exact)
+    ref.add(reference)
+    by_range = {c for c in numerical if exact and ref.column(c).distinct > MAX_VALUE_BINS}
+    cur = DriftSide(categorical, numerical, by_range, settings.sample_rows, rows, seed, exact)
+    for chunk in current:
+        cur.add(chunk)
+    if not ref.rows or not cur.rows:
+        raise ValueError(f"drift needs rows on both sides (reference {ref.rows}, current {cur.rows})")
+    if not exact:
+        ref_rows, cur_rows = ref.scored_frame(), cur.scored_frame()
+        snap = _evidently_report(ref_rows, cur_rows, categorical, numerical, settings)
+        return DriftResult(_evidently_columns(snap), len(ref_rows), len(cur_rows), snapshot=snap,
+                           report_rows=(len(ref_rows), len(cur_rows)))
     columns = []
-    for col in cols:
-        is_num = col in numerical
+    for col in ref.columns:
+        is_num = col in ref.numerical
         method = settings.num_method if is_num else settings.cat_method
         threshold = float(settings.num_threshold if is_num else settings.cat_threshold)
-        score = column_score(ref[col], cur[col], is_num, method)
+        score = counts_score(ref.column(col), cur.column(col), method, col)
         columns.append(ColumnDrift(col, method, threshold, score, drifted=score >= threshold))
-    rows = REPORT_ROWS if report_rows is None else report_rows
-    ref_report = _sample(ref, rows, seed)[cols]
-    cur_report = _sample(cur, rows, seed)[cols]
+    ref_report, cur_report = ref.report_frame(), cur.report_frame()
     snap = _evidently_report(ref_report, cur_report, categorical, numerical, settings)
-    return DriftResult(columns, len(ref), len(cur), snapshot=snap,
+    return DriftResult(columns, ref.scored_rows, cur.scored_rows, snapshot=snap,
                        report_rows=(len(ref_report), len(cur_report)))

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from mlops_pipeline.data import tables
 from mlops_pipeline.deployment.tags import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
 from mlops_pipeline.deployment.tracking import MLflow
 from mlops_pipeline.spec import PROJECT_ROOT
@@ -275,7 +276,7 @@ def _drift_run(extra_config: dict | None = None):
 
 
 def test_drift_compares_only_data_new_since_the_champion_and_says_when_there_is_none(
-    data_dir, land, run_loop
+    data_dir, land, run_loop, monkeypatch
 ):
     land()
     assert run_loop().success
@@ -300,6 +301,16 @@ def test_drift_compares_only_data_new_since_the_champion_and_says_when_there_is_
     assert Path(december["report_path"].value) != Path(april["report_path"].value)
     drift_check = check_results(result)["input_drift"]
     assert drift_check.severity.value == "WARN"  # warns by default: the run still succeeded
+
+    # The new rows are streamed a chunk at a time: in chunks of 500 rows, the same scores, rows
+    # and report name as in one chunk.
+    with monkeypatch.context() as patched:
+        patched.setattr(tables, "CHUNK_ROWS", 500)
+        _, chunked = _drift_run()
+    assert december["current_rows"].value > 3 * 500
+    for key in ("drift_share", "current_rows", "current", "current_from", "current_to", "report_path"):
+        assert chunked[key].value == december[key].value, key
+    assert chunked["columns"].value.records == december["columns"].value.records
 
     # A champion whose stored reference is gone (or one registered before references were
     # stored) gets it rebuilt from its snapshot: the same reference, so the same scores.

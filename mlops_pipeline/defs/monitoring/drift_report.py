@@ -3,6 +3,8 @@ wiring over `mlops_pipeline.monitoring.reports`; each day of production traffic 
 same report in `traffic.production_drift`).
 """
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -72,10 +74,10 @@ def drift_report(
     saying there is nothing new to compare, instead of comparing data with itself.
     """
     from mlops_pipeline.data.contract import load_contract, validate
-    from mlops_pipeline.data.features import read_features
-    from mlops_pipeline.deployment.holdout import new_stored_rows
+    from mlops_pipeline.data.features import iter_features
+    from mlops_pipeline.deployment.holdout import iter_new_stored_rows
     from mlops_pipeline.monitoring.drift import PREDICTION_COLUMN
-    from mlops_pipeline.monitoring.reports import rows_digest
+    from mlops_pipeline.monitoring.reports import NewRows
     from mlops_pipeline.training.model import drift_scores
 
     spec = dataset.spec()
@@ -85,17 +87,18 @@ def drift_report(
     version, snapshot_id = str(champion.version), champion.tags.get(SNAPSHOT_ID_TAG, "")
     time_col = getattr(spec, "time_column", None)
     columns = list(dict.fromkeys([*spec.features.columns, *([time_col] if time_col else [])]))
-    fresh = None
+    fresh: Iterator[pd.DataFrame] | None = None
     if snapshot_id:
         try:
-            fresh = new_stored_rows(storage, training_features, spec, snapshot_id, columns)
+            fresh = iter_new_stored_rows(storage, training_features, spec, snapshot_id, columns)
             basis = "rows new since champion's snapshot"
         except FileNotFoundError:
             fresh = None
     if fresh is None:
-        fresh = read_features(storage, training_features, spec, columns=columns)
+        fresh = iter_features(storage, training_features, columns)
         basis = f"champion v{version}'s snapshot is unavailable: every row"
-    if fresh.empty:
+    first = next((chunk for chunk in fresh if len(chunk)), None)
+    if first is None:
         return nothing_to_compare(
             spec,
             f"nothing new to compare: all {training_features.rows} rows were in champion "
@@ -104,15 +107,17 @@ def drift_report(
         )
     reference = reference_or_fail(spec, storage, mlflow, with_model=True)
     features = load_contract(spec).for_columns(spec.features.columns)
-    current = validate(fresh[spec.features.columns].reset_index(drop=True), features)
-    current[PREDICTION_COLUMN] = drift_scores(reference.model, current, spec.task)
-    time_col = getattr(spec, "time_column", None)
-    span = {}
-    if time_col and time_col in fresh.columns:
-        times = pd.to_datetime(fresh[time_col])
-        span = {"current_from": str(times.min()), "current_to": str(times.max())}
+    new = NewRows(time_col)
+
+    def scored() -> Iterator[pd.DataFrame]:
+        """The new rows a chunk at a time, as serving sees them, with the champion's answers."""
+        for chunk in new.watch(itertools.chain([first], fresh)):
+            current = validate(chunk[spec.features.columns], features)
+            current[PREDICTION_COLUMN] = drift_scores(reference.model, current, spec.task)
+            yield current
+
     return drift_materialization(
-        context, spec, reference, current, f"new_{rows_digest(fresh)}", storage, mlflow,
-        extra_metadata={"current_basis": basis, **span},
+        context, spec, reference, scored(), lambda: f"new_{new.digest}", storage, mlflow,
+        extra_metadata=lambda: {"current_basis": basis, **new.span},
         input_severity=input_drift_severity(spec),
     )

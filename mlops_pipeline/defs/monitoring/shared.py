@@ -5,6 +5,7 @@ materialization with its two checks.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -50,16 +51,17 @@ def drift_materialization(
     context: dg.AssetExecutionContext,
     spec: DatasetSpec,
     reference: ChampionReference,
-    current: pd.DataFrame,
-    label: str,
+    current: pd.DataFrame | Iterable[pd.DataFrame],
+    label: str | Callable[[], str],
     storage: Storage,
     mlflow: MLflow,
     check_prefix: str = "",
-    extra_metadata: dict[str, Any] | None = None,
+    extra_metadata: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
     input_severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.WARN,
 ) -> dg.MaterializeResult:
-    """Publish the drift report (`monitoring.reports.publish_drift`) and report it: the drift
-    share, a per-column table, links to the report and its MLflow run, and the checks
+    """Publish the drift report (`monitoring.reports.publish_drift`: `current` a frame or its
+    chunks; a callable `label` or `extra_metadata` is asked once they are consumed) and report it:
+    the drift share, a per-column table, links to the report and its MLflow run, and the checks
     `<check_prefix>input_drift` (severity `input_severity`) and `<check_prefix>prediction_drift`
     (WARN)."""
     from mlops_pipeline.monitoring.reports import publish_drift
@@ -95,12 +97,12 @@ def drift_materialization(
             f"{reference.snapshot_id[:12]}",
             "reference_source": reference.source,
             "reference_rows": result.reference_rows,
-            "current": label,
+            "current": published.label,
             "current_rows": result.current_rows,
             "report_path": dg.MetadataValue.path(published.report_location),
             **({"report": dg.MetadataValue.url(url)} if url else {}),
             "mlflow_run_id": run_id,
-            **(extra_metadata or {}),
+            **((extra_metadata() if callable(extra_metadata) else extra_metadata) or {}),
         },
         check_results=[
             dg.AssetCheckResult(
