@@ -16,6 +16,11 @@ per value otherwise; PSI's zero filling), so scores and verdicts are Evidently's
 (mlops_pipeline_tests/monitoring/test_drift.py checks the agreement). The HTML report is still Evidently's
 preset, rendered from a seeded sample of at most `REPORT_ROWS` rows per side: it is the picture,
 the published scores are the exact ones. Other methods fall back to Evidently on the full frames.
+
+Chunks: `compute_drift_chunks` feeds the current side a chunk at a time (a run's new rows can be
+many times memory). Columns are kept as counts, numerical columns binned by range as their values
+(`binning`), and samples are drawn by seeded per-row keys, so the scores and the report's rows are
+the same as for the chunks concatenated; `compute_drift` is the one-chunk case.
 """
 
 from __future__ import annotations

@@ -71,6 +71,20 @@ def test_drift_of_chunks_is_drift_of_the_whole(settings):
     assert whole.prediction.method == settings.cat_method  # classes are compared as categories
 
 
+def test_the_report_sample_holds_the_same_rows_fed_whole_or_in_chunks():
+    from mlops_pipeline.monitoring.drift import DriftSide
+
+    frame = _frame(np.random.default_rng(5), 5000)
+    whole, chunked = (DriftSide(["c"], ["x", "few"], {"x"}, None, 300, 11, True) for _ in "wc")
+    whole.add(frame)
+    for i in range(0, len(frame), 450):
+        chunked.add(frame[i:i + 450].reset_index(drop=True))
+    sample = whole.report_frame()
+    assert len(sample) == 300 and sample["x"].is_unique
+    pd.testing.assert_frame_equal(chunked.report_frame(), sample)
+    assert set(sample["x"]) <= set(frame["x"])  # rows of the data, not copies of one row
+
+
 def test_a_stream_without_a_row_is_a_clear_error():
     rng = np.random.default_rng(4)
     with pytest.raises(ValueError, match=r"rows on both sides \(reference 100, current 0\)"):
