@@ -212,13 +212,28 @@ def set_positive_class(model: Any, y_train: pd.Series | np.ndarray, spec: Datase
     return class_info(model)
 
 
-def predict_scores(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
+#: Rows scored per model call. The pipeline transforms its whole input at once (8 bytes a feature
+#: a row, copied as the columns are joined), so a holdout of millions of rows is scored in slices
+#: of this many: the same scores, with memory bounded by the slice instead of the holdout.
+PREDICT_CHUNK_ROWS = 250_000
+
+
+def predict_scores(model: Any, X: pd.DataFrame, task: str, chunk_rows: int | None = None) -> np.ndarray:
     """Positive-class probability (1-D) for a binary classifier, the (n, k) probability matrix in
     `classes_` order for a multi-class one, the value for regression.
 
     Works for a fitted sklearn Pipeline and for an MLflow pyfunc wrapping one, so the gate scores
-    the registered champion exactly as serving will.
+    the registered champion exactly as serving will. Scored `chunk_rows` (default
+    `PREDICT_CHUNK_ROWS`) rows at a time: every transform and the model score a row on its own, so
+    the result is exactly the whole frame's.
     """
+    step = chunk_rows or PREDICT_CHUNK_ROWS
+    if len(X) > step:
+        return np.concatenate([_scores(model, X.iloc[i:i + step], task) for i in range(0, len(X), step)])
+    return _scores(model, X, task)
+
+
+def _scores(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
     if task == "classification":
         raw = model if hasattr(model, "predict_proba") else _raw(model)
         proba = np.asarray(raw.predict_proba(X))

@@ -105,3 +105,23 @@ def test_skops_trusts_exactly_the_listed_types(flights, config):
     np.testing.assert_array_equal(predict_scores(loaded, X, spec.task), predict_scores(model, X, spec.task))
     with pytest.raises(skops.io.exceptions.UntrustedTypesFoundException, match="TreePredictor"):
         skops.io.loads(data, trusted=[t for t in SKOPS_TRUSTED_TYPES if "TreePredictor" not in t])
+
+
+@pytest.mark.parametrize("task", ["binary", "multi-class", "regression"])
+def test_scores_in_slices_equal_the_whole_frames(task):
+    """A holdout of millions of rows is scored a slice at a time (`chunk_rows`) with exactly the
+    scores of one call, for every task (statsmodels' `fair`: nothing tuned for it)."""
+    import statsmodels.api as sm
+
+    spec = load_spec("data/configs/fair.yaml")
+    frame = sm.datasets.fair.load_pandas().data
+    X = frame[spec.features.columns]
+    y = {"binary": frame["affairs"] > 0, "multi-class": frame["occupation"].astype(int).astype(str),
+         "regression": frame["affairs"]}[task]
+    if task == "regression":
+        spec = spec.model_copy(update={"task": "regression"})
+    model = build_pipeline(spec, seed=0).fit(X, y)
+    whole = predict_scores(model, X, spec.task, chunk_rows=len(X))
+    sliced = predict_scores(model, X, spec.task, chunk_rows=1000)
+    assert whole.shape == ((len(X), 6) if task == "multi-class" else (len(X),))
+    np.testing.assert_array_equal(sliced, whole)
