@@ -9,9 +9,13 @@ code change. Here: the whole spec (`DatasetSpec`), where the project and its dat
 
 from __future__ import annotations
 
+import ast
+import difflib
 import hashlib
 import json
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -218,3 +222,84 @@ def load_spec(path: str | Path | None = None) -> DatasetSpec:
         raise ConfigError(f"{shown}: {validation_message(exc, DatasetSpec)}") from None
     spec._config_file = p.resolve()
     return spec
+
+
+# ---- the columns a spec needs from the data ---------------------------------------------------
+
+class ColumnsError(ConfigError):
+    """The spec names a column the data does not have: one line naming it and the closest names."""
+
+
+_BACKTICKED = re.compile(r"`([^`]*)`")
+
+
+def expression_columns(expression: str) -> list[str]:
+    """The column names a pandas `DataFrame.eval` expression reads (`arr_delay > 15` → arr_delay),
+    backtick-quoted names included; function names and `@local` references are not columns."""
+    quoted = _BACKTICKED.findall(expression)
+    text = _BACKTICKED.sub(lambda m: f"__q{quoted.index(m.group(1))}__", expression).replace("@", "_at_")
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        return list(dict.fromkeys(quoted))
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    names: list[str] = []
+    for node in sorted((n for n in ast.walk(tree) if isinstance(n, ast.Name)),
+                       key=lambda n: (n.lineno, n.col_offset)):
+        if isinstance(node, ast.Name) and id(node) not in called and not node.id.startswith("_at_"):
+            m = re.fullmatch(r"__q(\d+)__", node.id)
+            names.append(quoted[int(m.group(1))] if m else node.id)
+    return list(dict.fromkeys(names))
+
+
+def required_source_columns(spec: DatasetSpec) -> dict[str, str]:
+    """Every column the spec reads from landed data, mapped to the spec field that names it
+    (first one wins): the target (or its expression's columns), `drop_missing`, the features
+    (datetime_parts' source columns included), the time column, key columns and the split's group
+    column. The one list `land`, `contract infer`, `materialize` and `gate` check data against."""
+    fields: list[tuple[str, Iterable[str]]] = [
+        ("target.name", [] if spec.target.expression else [spec.target.name]),
+        ("target.expression", expression_columns(spec.target.expression or "")),
+        ("target.drop_missing", spec.target.drop_missing),
+        ("features.categorical", spec.features.categorical),
+        ("features.numerical", spec.features.numerical),
+        ("features.datetime_parts", spec.features.datetime_parts),
+        ("time_column", [spec.time_column] if spec.time_column else []),
+        ("key_columns", spec.key_columns),
+        ("split.group_column", [spec.split.group_column] if spec.split.group_column else []),
+    ]
+    required: dict[str, str] = {}
+    for field, columns in fields:
+        for column in columns:
+            required.setdefault(column, field)
+    return required
+
+
+def missing_columns_message(spec: DatasetSpec, available: Iterable[str], where: str,
+                            limit: int = 3) -> str | None:
+    """One line naming the required columns `available` lacks, each with its spec field and the
+    closest existing names (difflib; the first `limit` in full, the rest by name); None when every
+    required column is there."""
+    have = [str(c) for c in available]
+    present = set(have)
+    missing = [(c, f) for c, f in required_source_columns(spec).items() if c not in present]
+    if not missing:
+        return None
+    problems = []
+    for column, field in missing[:limit]:
+        close = difflib.get_close_matches(column, have, n=3, cutoff=0.6)
+        hint = "closest: " + ", ".join(repr(c) for c in close) if close else "nothing similar"
+        problems.append(f"{field}: {column!r} is not a column of {where} ({hint})")
+    more = missing[limit:]
+    rest = f" (and {len(more)} more: {', '.join(c for c, _ in more)})" if more else ""
+    shown_cols = ", ".join(have[:15]) + (f", … ({len(have)} in all)" if len(have) > 15 else "")
+    config = f"{_shown(spec.config_file)}: " if spec.config_file else ""
+    return f"{config}{'; '.join(problems)}{rest} — its columns: {shown_cols or 'none'}"
+
+
+def check_columns(spec: DatasetSpec, available: Iterable[str], where: str) -> None:
+    """Raise `ColumnsError` (one line, see `missing_columns_message`) unless `available` has every
+    column the spec reads; `where` says which data was looked at (a file, "the landed data")."""
+    message = missing_columns_message(spec, available, where)
+    if message:
+        raise ColumnsError(message)

@@ -76,3 +76,32 @@ def test_without_a_time_column_the_default_split_depends_on_the_task(tmp_path):
     assert spec.time_column is None and spec.split_strategy == "stratified"
     assert spec.config_file == tmp_path / "cfg.yaml"
     assert load_spec("data/configs/flights.yaml").split_strategy == "time"
+
+
+def test_required_source_columns_name_every_column_the_spec_reads(tmp_path):
+    from mlops_pipeline.spec import expression_columns, required_source_columns
+
+    spec = load_spec("data/configs/flights.yaml")
+    required = required_source_columns(spec)
+    assert required["arr_delay"] == "target.expression"  # a derived target needs its source
+    assert "delayed" not in required  # ...but not the derived name itself
+    assert required["time_hour"] == "features.datetime_parts"
+    assert required["flight"] == "key_columns"
+    assert set(spec.features.categorical + spec.features.numerical) <= set(required)
+    reg = required_source_columns(load_spec("data/configs/flights_regression.yaml"))
+    assert reg["arr_delay"] == "target.name"
+    assert expression_columns("`a b` > 15 and abs(c) < @x or d.isna()") == ["a b", "c", "d"]
+
+
+def test_a_missing_column_is_one_line_with_the_closest_names():
+    from mlops_pipeline.spec import ColumnsError, ConfigError, check_columns, required_source_columns
+
+    spec = load_spec("data/configs/flights.yaml")
+    columns = [c for c in required_source_columns(spec) if c != "dest"] + ["dset", "dep_delay"]
+    check_columns(spec, [*columns, "dest"], "the landed data")  # all there: no error
+    with pytest.raises(ColumnsError) as err:
+        check_columns(spec, columns, "the landed data")
+    text = str(err.value)
+    assert isinstance(err.value, ConfigError) and "\n" not in text
+    assert text.split("flights.yaml: ", 1)[1].startswith(
+        "features.categorical: 'dest' is not a column of the landed data (closest: 'dset')")
