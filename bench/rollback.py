@@ -36,7 +36,7 @@ from _common import (
     wait_quiet,
 )
 
-TOKEN = "bench-token"
+TOKEN = "bench-token-0123456789abcdefghijklmnop"  # the server requires 32+ characters
 
 
 class Client(threading.Thread):

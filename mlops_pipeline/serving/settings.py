@@ -103,14 +103,38 @@ class ExposureError(ValueError):
     """Settings that would open the server's writes to the network."""
 
 
+#: The shortest bearer token the server accepts, in characters (none of them whitespace).
+MIN_TOKEN_CHARS = 32
+#: How to make a token that passes `token_problem`.
+MAKE_TOKEN = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+def token_problem(token: str) -> str | None:
+    """Why `token` is too weak to guard /feedback and /admin/* (None: strong enough, or unset).
+    A token must be at least `MIN_TOKEN_CHARS` characters, none of them whitespace: one space or
+    one character would otherwise pass as "a token is configured"."""
+    if not token:
+        return None
+    if any(c.isspace() for c in token):
+        return "contains whitespace"
+    if len(token) < MIN_TOKEN_CHARS:
+        return f"has {len(token)} characters; at least {MIN_TOKEN_CHARS} are required"
+    return None
+
+
 def check_exposure(settings: ServeSettings) -> None:
     """Refuse to serve beyond loopback without a token: anyone who reaches the port could
-    otherwise write labels through /feedback, which the loop lands as training data."""
+    otherwise write labels through /feedback, which the loop lands as training data. Refuse a
+    weak token anywhere (`token_problem`)."""
+    if problem := token_problem(settings.token):
+        raise ExposureError(
+            f"refusing to serve: MLOPS_SERVE_TOKEN {problem} (at least {MIN_TOKEN_CHARS} "
+            f"non-whitespace characters). Make one with: {MAKE_TOKEN}")
     if not settings.loopback and not settings.token:
         raise ExposureError(
             f"refusing to serve on {settings.host}: beyond loopback, /feedback and /admin/* need a "
-            "token. Set MLOPS_SERVE_TOKEN to a long random secret (clients send "
-            "'Authorization: Bearer <token>'), or bind 127.0.0.1.")
+            f"token. Set MLOPS_SERVE_TOKEN to a long random secret (make one with: {MAKE_TOKEN}; "
+            "clients send 'Authorization: Bearer <token>'), or bind 127.0.0.1.")
 
 
 #: `scheme://user:password@` in any text: the password is replaced by ***.

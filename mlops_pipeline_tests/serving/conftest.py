@@ -28,7 +28,7 @@ from mlops_pipeline.processes import stop_group
 
 SAMPLE = 0.12
 MODEL = "flights_delay"
-TOKEN = "test-token"
+TOKEN = "test-token-0123456789abcdefghijklmnop"  # 32+ characters, as the server requires
 BIN = Path(sys.executable).parent
 
 

@@ -144,7 +144,7 @@ def test_rollback_moves_the_aliases_itself_when_the_server_follows_another_regis
     it refuses to move aliases for this CLI (409), which then moves them itself."""
     res = registry()
     res.promote(MODEL, "2")
-    monkeypatch.setenv("MLOPS_SERVE_TOKEN", "test-token")
+    monkeypatch.setenv("MLOPS_SERVE_TOKEN", TOKEN)
     try:
         assert main(["rollback", "--server-url", plain_server.url]) == 0
         out = capsys.readouterr().out

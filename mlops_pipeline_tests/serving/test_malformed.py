@@ -259,6 +259,26 @@ def test_beyond_loopback_the_server_refuses_to_start_without_a_token(host, capsy
         check_exposure(ServeSettings(host=loopback))
 
 
+@pytest.mark.parametrize("token", [" ", "x", "short-but-not-empty", "x" * 31, " " * 40,
+                                   "x" * 20 + " " + "y" * 20, "\t" + "x" * 32])
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_a_weak_token_is_refused_and_the_error_says_how_to_make_one(host, token):
+    with pytest.raises(ExposureError, match="at least 32") as err:
+        check_exposure(ServeSettings(host=host, token=token))
+    assert "secrets.token_urlsafe(32)" in str(err.value)
+    check_exposure(ServeSettings(host=host, token="x" * 32))
+
+
+def test_serve_cli_refuses_a_weak_token_in_one_line(monkeypatch, capsys):
+    from mlops_pipeline.cli import main
+
+    monkeypatch.setenv("MLOPS_SERVE_TOKEN", " ")
+    assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: refusing to serve")
+    assert "whitespace" in err and "token_urlsafe" in err
+
+
 def test_serve_cli_says_why_it_refuses(monkeypatch, capsys):
     from mlops_pipeline.cli import main
 

@@ -19,7 +19,7 @@ import pytest
 
 from mlops_pipeline.cli import main
 from mlops_pipeline.monitoring.predictions import PredictionStore
-from mlops_pipeline_tests.serving.conftest import ServeProc, Stack, records, start_server, stop
+from mlops_pipeline_tests.serving.conftest import TOKEN, ServeProc, Stack, records, start_server, stop
 from mlops_pipeline_tests.serving.test_deploy import Traffic, _seconds, restore_aliases
 
 pytestmark = pytest.mark.slow
@@ -83,7 +83,7 @@ def test_concurrent_traffic_is_answered_captured_and_counted_across_workers(stac
 
 
 def test_promote_and_rollback_reach_every_worker_at_once(stack, workers_server, capsys, monkeypatch):
-    monkeypatch.setenv("MLOPS_SERVE_TOKEN", "test-token")
+    monkeypatch.setenv("MLOPS_SERVE_TOKEN", TOKEN)
     traffic = [Traffic(workers_server.url, records(stack, 1, offset=100 + i)[0]) for i in range(3)]
     for t in traffic:
         t.start()
@@ -118,18 +118,18 @@ def test_rollback_through_the_server_refuses_what_it_cannot_do(stack, workers_se
     nothing."""
     from mlops_pipeline.deployment.registry import registry_fingerprint
 
-    monkeypatch.setenv("MLOPS_SERVE_TOKEN", "test-token")
+    monkeypatch.setenv("MLOPS_SERVE_TOKEN", TOKEN)
     restore_aliases()  # no previous-champion
     assert main(["rollback", "--server-url", workers_server.url]) == 1
     assert "no 'previous-champion' alias" in capsys.readouterr().err
     url = f"{workers_server.url}/admin/rollback"
-    body = {"model_name": "flights_delay", "registry": registry_fingerprint(stack.tracking_uri, "test-token")}
+    body = {"model_name": "flights_delay", "registry": registry_fingerprint(stack.tracking_uri, TOKEN)}
     assert httpx.post(url, json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
     other = httpx.post(url, json={**body, "model_name": "other_model"},
-                       headers={"Authorization": "Bearer test-token"})
+                       headers={"Authorization": f"Bearer {TOKEN}"})
     assert other.status_code == 409 and other.json()["kind"] == "mismatch"
-    elsewhere = httpx.post(url, headers={"Authorization": "Bearer test-token"},
-                           json={**body, "registry": registry_fingerprint("sqlite:///x.db", "test-token")})
+    elsewhere = httpx.post(url, headers={"Authorization": f"Bearer {TOKEN}"},
+                           json={**body, "registry": registry_fingerprint("sqlite:///x.db", TOKEN)})
     assert elsewhere.status_code == 409 and "another registry" in elsewhere.json()["detail"]
     assert {w["champion_version"] for w in _workers(workers_server.url)} == {"1"}
 
