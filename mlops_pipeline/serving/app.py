@@ -62,6 +62,16 @@ def check_token(request: Request, token: str, required: bool) -> None:
         raise RequestError(401, "missing or wrong bearer token", kind="unauthorized")
 
 
+def require_json(request: Request) -> None:
+    """415 unless the body is declared `application/json` (parameters such as `charset` allowed).
+    A browser sends `text/plain`, form and multipart bodies cross-site without a CORS preflight;
+    JSON it only sends after one, which this server never answers (it sets no CORS headers)."""
+    declared = request.headers.get("content-type", "")
+    if declared.split(";", 1)[0].strip().lower() != "application/json":
+        raise RequestError(415, f"Content-Type must be application/json, got {declared or 'none'!r}",
+                           kind="unsupported_media_type")
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 before any parsing work once it passes `limit` bytes."""
     declared = request.headers.get("content-length")
@@ -117,7 +127,8 @@ async def _metrics(server: Server, request: Request, received: float) -> Respons
 class Route(NamedTuple):
     """One route: `token` None (no token), False (checked when one is configured) or True
     (required); `latency` the label its server-side latency is observed under; `with_kind` puts
-    the error's kind in error bodies. `name` keeps /openapi.json's operation ids."""
+    the error's kind in error bodies; `json` refuses any body not declared `application/json`
+    (415). `name` keeps /openapi.json's operation ids."""
 
     method: str
     path: str
@@ -126,22 +137,24 @@ class Route(NamedTuple):
     token: bool | None = None
     latency: str | None = None
     with_kind: bool = False
+    json: bool = False
 
 
 ROUTES = (
-    Route("POST", "/predict", "predict", _predict, latency="predict"),
-    Route("POST", "/feedback", "feedback", _feedback, token=False, latency="feedback"),
+    Route("POST", "/predict", "predict", _predict, latency="predict", json=True),
+    Route("POST", "/feedback", "feedback", _feedback, token=False, latency="feedback", json=True),
     Route("POST", "/admin/reload", "reload", _reload, token=True),
-    Route("POST", "/admin/rollback", "rollback", _rollback, token=True, with_kind=True),
+    Route("POST", "/admin/rollback", "rollback", _rollback, token=True, with_kind=True, json=True),
     Route("GET", "/health", "health", _health),
     Route("GET", "/ready", "ready", _ready),
     Route("GET", "/metrics", "metrics", _metrics),
 )
 
 
-def _endpoint(handler: Handler, token: bool | None, latency: str | None, with_kind: bool) -> Any:
-    """`handler` as a FastAPI endpoint: the token checked first, errors through `error_response`,
-    the server-side latency observed (see `Route`)."""
+def _endpoint(handler: Handler, token: bool | None, latency: str | None, with_kind: bool,
+              json: bool = False) -> Any:
+    """`handler` as a FastAPI endpoint: the token checked first, then the content type, errors
+    through `error_response`, the server-side latency observed (see `Route`)."""
 
     async def endpoint(request: Request) -> Response:
         server: Server = request.app.state.server
@@ -149,6 +162,8 @@ def _endpoint(handler: Handler, token: bool | None, latency: str | None, with_ki
         try:
             if token is not None:
                 check_token(request, server.settings.token, required=token)
+            if json:
+                require_json(request)
             return await handler(server, request, received)
         except Exception as exc:
             return error_response(server, exc, with_kind)
@@ -191,7 +206,7 @@ def create_app(
 
     app = FastAPI(title="mlops-pipeline serving", lifespan=lifespan, docs_url=None, redoc_url=None)
     for route in ROUTES:
-        app.add_api_route(route.path, _endpoint(route.handler, route.token, route.latency, route.with_kind),
-                          methods=[route.method], name=route.name,
+        endpoint = _endpoint(route.handler, route.token, route.latency, route.with_kind, route.json)
+        app.add_api_route(route.path, endpoint, methods=[route.method], name=route.name,
                           openapi_extra=bodies.get(route.name))
     return app

@@ -92,6 +92,9 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
     yield Harness(app, PredictionStore(f"sqlite:///{tmp_path / 'predictions.db'}"), StandInModel())
 
 
+JSON = {"content-type": "application/json"}
+
+
 def body(**fields: Any) -> bytes:
     return json.dumps({"records": [{**GOOD, **fields}]}).encode()
 
@@ -154,7 +157,7 @@ def test_malformed_predict_is_a_4xx_naming_the_field(harness, name, raw, status,
 def test_malformed_feedback_is_a_4xx(harness, raw, field):
     async def go(client, server):
         return await client.post("/feedback", content=raw,
-                                 headers={"Authorization": "Bearer t0ken-abc"})
+                                 headers={"Authorization": "Bearer t0ken-abc", **JSON})
 
     r = harness.run(go)
     assert 400 <= r.status_code < 500, r.text
@@ -189,9 +192,9 @@ def test_a_request_the_model_cannot_score_fails_alone_and_every_other_is_answere
 
 def test_a_broken_model_is_a_500_and_every_5xx_is_counted(harness):
     async def go(client, server):
-        ok = await client.post("/predict", content=body())
+        ok = await client.post("/predict", content=body(), headers=JSON)
         harness.model.broken = True
-        broken = await client.post("/predict", content=body())
+        broken = await client.post("/predict", content=body(), headers=JSON)
 
         def explode(*_a, **_k):
             raise RuntimeError("unexpected")
@@ -298,3 +301,34 @@ def test_feedback_and_admin_need_the_exact_token(harness):
         return out
 
     assert harness.run(go) == [401, 401, 401, 401, 404]  # 404: authorised, unknown request id
+
+
+# What a web page can send cross-site without a CORS preflight (a "simple request"), and no type.
+SIMPLE_TYPES = ["text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
+                "multipart/form-data; boundary=x", None]
+
+
+@pytest.mark.parametrize("content_type", SIMPLE_TYPES)
+@pytest.mark.parametrize("path", ["/predict", "/feedback"])
+def test_a_body_not_declared_json_is_a_415_and_no_cors_header_is_ever_sent(harness, path, content_type):
+    async def go(client, server):
+        headers = {"Authorization": "Bearer t0ken-abc", "Origin": "http://evil.example"}
+        payload = body() if path == "/predict" else b'{"request_id": "r", "label": 1}'
+        refused = await client.post(path, content=payload,
+                                    headers={**headers, **({"content-type": content_type}
+                                                           if content_type else {})})
+        accepted = await client.post(path, content=payload,
+                                     headers={**headers, "content-type": "Application/JSON; charset=utf-8"})
+        preflight = await client.options(path, headers={
+            "Origin": "http://evil.example", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type"})
+        return refused, accepted, preflight, (await client.get("/metrics")).text
+
+    refused, accepted, preflight, metrics = harness.run(go)
+    assert refused.status_code == 415, refused.text
+    assert "application/json" in refused.json()["detail"]
+    assert 'mlops_errors_total{kind="unsupported_media_type"} 1.0' in metrics
+    assert accepted.status_code == (200 if path == "/predict" else 404), accepted.text  # 404: unknown id
+    assert preflight.status_code >= 400
+    for r in (refused, accepted, preflight):
+        assert not [h for h in r.headers if h.lower().startswith("access-control-")], r.headers
