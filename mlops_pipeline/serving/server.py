@@ -121,13 +121,12 @@ class Server:
 
     # ---- what the endpoints answer -------------------------------------------------------------
     def health_body(self) -> dict[str, Any]:
-        """/health: ok, degraded (registry unreachable) or starting; the loaded versions, canary
-        and shadow state, the registry's last check (credentials masked) and every worker's status."""
+        """/health: `starting` until the first model is loaded (whatever the registry says: its
+        error is in `registry`), then `ok`, or `degraded` while the registry is unreachable and the
+        loaded model keeps serving; the loaded versions, canary and shadow state, the registry's
+        last check (credentials masked) and every worker's status. `/ready` is the yes/no."""
         w = self.watcher
-        if w.champion is None:
-            status = "starting" if w.status.reachable or w.status.last_check is None else "degraded"
-        else:
-            status = "ok" if w.status.reachable else "degraded"
+        status = "starting" if w.champion is None else "ok" if w.status.reachable else "degraded"
         champion, challenger = w.champion, w.challenger
         return {
             "status": status,

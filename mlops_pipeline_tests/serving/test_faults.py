@@ -230,7 +230,7 @@ def test_a_password_in_the_registry_uri_reaches_neither_health_nor_the_log(stack
         while (health := httpx.get(f"{srv.url}/health", timeout=5).json())["registry"]["last_error"] is None:
             assert time.time() < deadline, srv.log.read_text()[-2000:]
             time.sleep(0.2)
-        assert health["status"] in ("degraded", "starting")
+        assert health["status"] == "starting"  # no model loaded yet: the registry error says why
         assert secret not in json.dumps(health)
         assert "alice:***@127.0.0.1" in health["registry"]["last_error"]
         deadline = time.time() + 20

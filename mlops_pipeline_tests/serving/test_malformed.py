@@ -332,3 +332,21 @@ def test_a_body_not_declared_json_is_a_415_and_no_cors_header_is_ever_sent(harne
     assert preflight.status_code >= 400
     for r in (refused, accepted, preflight):
         assert not [h for h in r.headers if h.lower().startswith("access-control-")], r.headers
+
+
+def test_health_says_starting_until_the_first_model_even_with_the_registry_down(harness):
+    """No model yet and the registry unreachable: `starting` (not `degraded`, which means "serving
+    the last model"), the registry's error shown; /ready 503. Once a model is loaded: `degraded`."""
+    async def go(client, server):
+        loaded = server.watcher.champion
+        server.watcher.champion = None
+        await asyncio.get_running_loop().run_in_executor(None, server.watcher.refresh_now, 10.0)
+        before = (await client.get("/health")), (await client.get("/ready"))
+        server.watcher.champion = loaded
+        return before, (await client.get("/health")), (await client.get("/ready"))
+
+    (health, ready), after, ready_after = harness.run(go)
+    assert health.status_code == 200 and health.json()["status"] == "starting", health.text
+    assert health.json()["registry"]["reachable"] is False and health.json()["registry"]["last_error"]
+    assert ready.status_code == 503
+    assert after.json()["status"] == "degraded" and ready_after.status_code == 200
