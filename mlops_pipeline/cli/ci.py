@@ -111,7 +111,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "(any dataset; for flights it replaces the bundled months)")
     gate.add_argument("--data-dir", help="sandbox data dir to use and keep (default: a temporary one)")
     gate.add_argument("--reference", choices=["auto", "champion", "baseline", "none"], default="auto",
-                      help="auto: the champion of $MLFLOW_TRACKING_URI when reachable, else the baseline")
+                      help="auto: the champion of the registry materialize uses ($MLFLOW_TRACKING_URI, "
+                      "else the data dir's SQLite) when reachable, else the baseline")
     gate.add_argument("--baseline", help="baseline metrics file (default data/baselines/<dataset>.json)")
     gate.add_argument("--write-baseline", action="store_true",
                       help="record this run's holdout metrics as the new baseline (only if it passes)")

@@ -5,7 +5,13 @@ The run gets `Settings.isolated(root, config)`: its own landing, snapshots, SQLi
 prediction store and Dagster instance under `root` (a temporary directory unless `--data-dir`),
 handed to `build_definitions` and the instance explicitly. Nothing reads or writes the user's data
 dir (except to sample its landed files), registry or environment. The reference (the registry's
-champion) is looked up in the user's configuration before anything trains.
+champion) is looked up in the user's configuration (the same registry `materialize` uses:
+`MLFLOW_TRACKING_URI`, else the embedded SQLite one under the data dir) before anything trains.
+
+A candidate trained on the gate's sample is only compared with a reference trained on the same
+rows by the same procedure: the champion itself when it was trained on this very snapshot, else the
+champion's recorded config retrained on the sample (`training.reproduce.retrain_on`). A champion
+trained on every row scores higher than any sample-trained model and would fail healthy changes.
 """
 
 from __future__ import annotations
@@ -145,6 +151,35 @@ def registry_champion(tracking_uri: str, name: str):
     return client, champion, f"champion v{champion.version} of {tracking_uri}"
 
 
+def trained_on(champion, snapshot_id: str) -> bool:
+    """Whether the registry's `champion` (a model version) was trained on snapshot `snapshot_id`."""
+    from mlops_pipeline.deployment.tags import SNAPSHOT_ID_TAG
+
+    return (getattr(champion, "tags", None) or {}).get(SNAPSHOT_ID_TAG) == snapshot_id
+
+
+def champion_retrained(reference, name: str, sample_rows, snapshot_id: str,
+                       outcome: GateOutcome) -> dict[str, float] | None:
+    """The holdout metrics of the champion's recorded config retrained on the gate's sample (the
+    rows the candidate trained on), and `outcome.reference` saying so; None (with a note) when the
+    champion has no manifest to retrain from."""
+    from mlops_pipeline.deployment.tags import SNAPSHOT_ID_TAG
+    from mlops_pipeline.training.reproduce import ReproduceError, retrain_on
+
+    client, champion, why = reference
+    try:
+        fitted = retrain_on(client, name, str(champion.version), sample_rows)
+    except ReproduceError as exc:
+        outcome.notes.append(f"{why}, but its config cannot be retrained on the sample ({exc}); "
+                             "comparing with the baseline instead")
+        return None
+    theirs = (champion.tags or {}).get(SNAPSHOT_ID_TAG, "?")[:12]
+    outcome.reference = (f"{why}: its recorded config retrained on this sample (snapshot "
+                         f"{snapshot_id[:12]}); the champion itself was trained on snapshot {theirs}, "
+                         "other rows")
+    return {k: float(v) for k, v in fitted.metrics.items()}
+
+
 # ---- the run -----------------------------------------------------------------------------------
 def seed_mlflow_db(target: Path, cache_dir: Path) -> None:
     """Start the sandbox's SQLite registry from an empty, already-migrated copy.
@@ -223,7 +258,7 @@ def run_gate(opts: GateOptions, settings: Settings) -> tuple[GateOutcome, dict[s
     # fails the gate in seconds.
     reference = None
     if opts.reference in ("auto", "champion"):
-        client, champion, why = registry_champion(settings.tracking_uri, spec.name)
+        client, champion, why = registry_champion(settings.resolved_tracking_uri, spec.name)
         if champion is not None:
             reference = (client, champion, why)
         elif opts.reference == "champion":
@@ -232,6 +267,7 @@ def run_gate(opts: GateOptions, settings: Settings) -> tuple[GateOutcome, dict[s
             outcome.notes.append(f"no registry champion to compare with ({why})")
 
     tmp = None if opts.data_dir else tempfile.TemporaryDirectory(prefix="mlops-gate-")
+    sample_rows = None  # the sample's snapshot, when the champion must be retrained on it
     try:
         root = Path(opts.data_dir or tmp.name).resolve()  # type: ignore[union-attr]
         root.mkdir(parents=True, exist_ok=True)
@@ -256,8 +292,10 @@ def run_gate(opts: GateOptions, settings: Settings) -> tuple[GateOutcome, dict[s
             from mlops_pipeline.data.features import read_features
             from mlops_pipeline.data.storage import Storage
 
-            holdout = read_features(Storage(root=isolated.storage_root), features, spec,
-                                    "holdout")
+            sandbox = Storage(root=isolated.storage_root)
+            holdout = read_features(sandbox, features, spec, "holdout")
+            if not trained_on(reference[1], trained.snapshot_id):
+                sample_rows = sandbox.read_snapshot(trained.snapshot_id)
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -266,13 +304,21 @@ def run_gate(opts: GateOptions, settings: Settings) -> tuple[GateOutcome, dict[s
     if trained is not None:
         holdout_rows = features.holdout_rows
         record = baseline_record(spec, plan.record(), trained, holdout_rows, hint)
-        if reference is not None:
+        same_sample = None
+        if reference is not None and not trained_on(reference[1], trained.snapshot_id):
+            same_sample = champion_retrained(reference, spec.name, sample_rows, trained.snapshot_id, outcome)
+            if same_sample is None:
+                reference = None  # no manifest to retrain from: the baseline decides
+        if reference is not None and same_sample is not None:
+            outcome.rows.append(compare_row(trained.metrics, same_sample, spec,
+                                            f"v{reference[1].version} retrained"))
+        elif reference is not None:
             from mlops_pipeline.deployment.scoring import score_version
 
             client, champion, why = reference
             # Scored on the candidate's holdout, as the in-pipeline no_regression check does.
             champ_metrics = score_version(client, spec.name, str(champion.version), holdout, spec)
-            outcome.reference = why
+            outcome.reference = f"{why} (trained on this very sample, snapshot {trained.snapshot_id[:12]})"
             outcome.rows.append(compare_row(trained.metrics, champ_metrics, spec, f"v{champion.version}"))
         else:
             judge_against_baseline(outcome, spec, record, trained.metrics, reference=opts.reference,

@@ -238,3 +238,25 @@ def reproduce(
         predict_scores(registered, fitted.X_hold, spec.task), fitted.scores, atol
     )
     return result
+
+
+def retrain_on(mlflow: MLflow, name: str, version: str, snapshot: Any):
+    """Version `version`'s recorded config (dataset spec, model seed, training config) trained on
+    `snapshot` (a raw snapshot frame) instead of its own data, through `fit_and_score`: a reference
+    trained by the same procedure on the same rows as a candidate (the CI gate's sample). Returns
+    the `Fitted`, whose `metrics` are on the holdout that config splits from `snapshot`. Raises
+    `ReproduceError` when the version has no readable manifest."""
+    from mlops_pipeline.data.preparation import prepare
+    from mlops_pipeline.spec import DatasetSpec
+    from mlops_pipeline.training.fit import fit_and_score
+
+    mv = resolve_version(mlflow, name, version)
+    manifest = read_manifest(mlflow, mv.run_id)
+    try:
+        spec = DatasetSpec.model_validate(manifest["config"]["dataset"])
+        seed = int(manifest["seeds"]["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReproduceError(f"manifest of {name} v{mv.version} is incomplete: {exc}") from exc
+    training = manifest["config"].get("training", {}) or {}
+    shuffle = bool(training.get("shuffle_labels", False))
+    return fit_and_score(prepare(snapshot, spec).frame, spec, seed, shuffle)

@@ -189,3 +189,29 @@ def test_gate_fails_in_seconds_when_the_required_registry_does_not_answer(monkey
     err = capsys.readouterr().err
     assert "--reference champion, but registry" in err and "is not reachable" in err
     assert not (tmp_path / "data").exists()  # nothing landed, nothing trained
+
+
+@pytest.mark.slow
+def test_a_sample_gate_compares_with_the_champion_config_retrained_on_that_sample(
+    registry, monkeypatch, capsys
+):
+    """`gate --sample-rows N` against a champion trained on every landed row, in the default
+    registry `materialize` uses (no MLFLOW_TRACKING_URI): the reference is the champion's own
+    config retrained on the gate's sample, so a healthy candidate passes and shuffled labels fail."""
+    registry.use(monkeypatch)  # MLFLOW_TRACKING_URI unset: the embedded SQLite registry
+    args = ["gate", "--config", str(registry.config), "--sample-rows", "3000"]
+
+    assert main(args) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert (f"reference: champion v1 of {registry.tracking_uri}: its recorded config retrained on "
+            "this sample") in out
+    assert f"trained on snapshot {registry.snapshot_id[:12]}, other rows" in out
+    row = next(ln for ln in out.splitlines() if "no_regression_vs_champion" in ln)
+    assert row.split()[2] == "True" and "(v1 retrained 0." in row
+    assert "gate PASSED" in out
+
+    assert main([*args, "--shuffle-labels"]) == 1
+    out = capsys.readouterr().out
+    row = next(ln for ln in out.splitlines() if "no_regression_vs_champion" in ln)
+    assert row.split()[2] == "False"
+    assert "FAILED model_version/no_regression_vs_champion: regresses" in out and "gate FAILED" in out
