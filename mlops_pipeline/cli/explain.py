@@ -118,10 +118,17 @@ def _print_snapshot(out: dict[str, Any]) -> None:
 
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     """Print the lineage of one prediction, or what a snapshot's models served."""
+    from mlops_pipeline.deployment.filters import FilterValueError, quote
     from mlops_pipeline.deployment.lineage import LineageError, explain_request, explain_snapshot
 
     if bool(args.request_id) == bool(args.snapshot):
         print("give a REQUEST_ID or --snapshot ID (one of them)", file=sys.stderr)
+        return 2
+    try:
+        if args.model is not None:
+            quote(args.model)  # searched for in MLflow: refused now, before any client is built
+    except FilterValueError as exc:
+        print(f"error: --model: {exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     store, history, client, storage = _clients(args, settings)
@@ -138,6 +145,9 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     except LineageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except FilterValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         store.close()
         history.close()

@@ -19,6 +19,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from mlops_pipeline.deployment.filters import all_of, equals
 from mlops_pipeline.deployment.tags import (
     ALIASES,
     CHAMPION,
@@ -193,8 +194,8 @@ def drift_runs(client: Any, experiment_id: str, dagster_run_id: str | None) -> l
         return []
     runs = client.search_runs(
         [experiment_id],
-        filter_string=(f"tags.{KIND_TAG} = '{DRIFT_REPORT_KIND}' "
-                       f"and tags.`{RUN_DAGSTER_RUN_TAG}` = '{dagster_run_id}'"),
+        filter_string=all_of(equals(f"tags.{KIND_TAG}", DRIFT_REPORT_KIND),
+                             equals(f"tags.`{RUN_DAGSTER_RUN_TAG}`", dagster_run_id)),
     )
     out = []
     for run in runs:
@@ -290,7 +291,7 @@ def explain_snapshot(snapshot_id: str, *, model: str, store: Any, client: Any,
                      storage: Any) -> dict[str, Any]:
     """The versions of `model` trained on the snapshot (a unique prefix of its id will do) and
     how many predictions each served, by role, first and last time."""
-    versions = [mv for mv in client.search_model_versions(f"name = '{model}'")
+    versions = [mv for mv in client.search_model_versions(equals("name", model))
                 if str((mv.tags or {}).get(SNAPSHOT_ID_TAG, "")).startswith(snapshot_id)]
     ids = {mv.tags[SNAPSHOT_ID_TAG] for mv in versions}
     if len(ids) > 1:
