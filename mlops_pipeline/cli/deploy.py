@@ -166,6 +166,8 @@ def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
 def _print_gate(report) -> None:
     champ = f"champion v{report.champion_version}" if report.champion_version else "no champion"
     print(f"gate for {report.name} v{report.version} vs {champ} on snapshot {report.snapshot_id[:12]}:")
+    if report.comparison:
+        print(f"  holdout: {report.comparison}")
     for v in report.result.verdicts:
         champion = "-" if v.champion is None else f"{v.champion:.4f}"
         print(f"  {v.metric:<10} candidate {v.candidate:.4f}  champion {champion}  "

@@ -279,9 +279,13 @@ def read_features(storage: Storage, info: FeaturesInfo, spec: DatasetSpec, part:
 
 def holdout_for_scoring(storage: Storage, snapshot_id: str, spec: DatasetSpec) -> pd.DataFrame:
     """The holdout of a snapshot under `spec` with what scoring a version needs (features, target,
-    `_split`): the stored prepared table, prepared now if there is none."""
+    `_split`) and what recognises a row in another snapshot (the key columns, or without them
+    every column): the stored prepared table, prepared now if there is none."""
     info = prepare_features(storage, snapshot_id, spec)
-    columns = list(dict.fromkeys([*spec.features.columns, spec.target.name, SPLIT_COLUMN]))
+    names = tables.arrow_schema(storage, info.location).names
+    keys = spec.key_columns if set(spec.key_columns or []) <= set(names) and spec.key_columns else [
+        c for c in names if c != ROW_HASH_COLUMN]
+    columns = list(dict.fromkeys([*spec.features.columns, spec.target.name, SPLIT_COLUMN, *keys]))
     return read_features(storage, info, spec, "holdout", columns)
 
 

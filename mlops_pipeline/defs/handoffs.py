@@ -52,6 +52,9 @@ class CandidateVersion:
     metrics: dict[str, float]
     champion_version: str | None
     champion_metrics: dict[str, float] | None
+    #: Which holdout rows both were scored on, and how many were left out why (`ComparisonHoldout`).
+    comparison: str = ""
+    comparison_counts: dict[str, int] = field(default_factory=dict)
 
     def gate(self, policy) -> GateResult:
         """THE gate on these numbers; `inference_cost` is among them when the spec's cost rule is

@@ -24,8 +24,15 @@ check of the run:
   split the new period is the whole holdout (`drift.block_promotion` blocks promotion instead);
 - no trusted row left means no comparison: the caller must refuse to gate (fail closed) rather than
   let the floors alone decide.
-The champion's snapshot is read only to say how many compared rows it already held (the yardstick
-a gated run admitted) and how many are new.
+- rows the champion trained on are left out too (issue 24: after a backfill moves a time split's
+  cutoff, a quarter of the new holdout had been the champion's training rows, on which it scored
+  0.96 ROC AUC against 0.70 on unseen rows, and a clean candidate was blocked). A row is
+  recognised by the spec's key columns when both sides have them, else by its content; the
+  champion's training rows are the train split of its snapshot prepared under the current spec (a
+  superset of a bounded training sample, so nothing it saw slips through). The candidate never
+  trained on its own holdout, so what is left is a holdout neither model saw.
+The champion's prepared snapshot also says how many compared rows it already held (in its own
+holdout: the yardstick a gated run admitted) and how many are new.
 """
 
 from __future__ import annotations
@@ -111,14 +118,64 @@ def _unknown_chunks(chunks: Iterator[pd.DataFrame], keys: np.ndarray, shared: li
 
 
 @dataclass(frozen=True)
+class ChampionRows:
+    """What the gate knows of the champion's rows: sorted content keys (`content_keys` over
+    `columns`) of every prepared row of its snapshot, and of those in its train split."""
+
+    columns: tuple[str, ...]
+    known: np.ndarray
+    trained: np.ndarray
+
+    def mask(self, frame: pd.DataFrame, which: str) -> np.ndarray:
+        """Boolean mask: the rows of `frame` among the champion's `which` ('known' | 'trained')."""
+        keys = getattr(self, which)
+        if frame.empty or not len(keys):
+            return np.zeros(len(frame), dtype=bool)
+        return np.isin(content_keys(frame, list(self.columns)), keys)
+
+
+def identity_columns(spec: Any, columns: list[str]) -> list[str]:
+    """The columns a prepared row is recognised by across snapshots: the spec's key columns when
+    the table has them all, else every content column (not the split or the row hash)."""
+    from mlops_pipeline.data.features import ROW_HASH_COLUMN
+    from mlops_pipeline.data.preparation import SPLIT_COLUMN
+
+    keys = list(getattr(spec, "key_columns", []) or [])
+    if keys and set(keys) <= set(columns):
+        return keys
+    return [c for c in columns if c not in (SPLIT_COLUMN, ROW_HASH_COLUMN)]
+
+
+def champion_rows(storage: Any, spec: Any, snapshot_id: str, columns: list[str]) -> ChampionRows:
+    """`ChampionRows` of the champion's snapshot, prepared under `spec` (reused when stored),
+    recognised by `identity_columns` among `columns` (the candidate's prepared columns). Holds
+    keys only (8 bytes a row), a chunk at a time. FileNotFoundError when the snapshot is gone."""
+    from mlops_pipeline.data import tables
+    from mlops_pipeline.data.features import prepare_features
+    from mlops_pipeline.data.preparation import SPLIT_COLUMN
+
+    info = prepare_features(storage, snapshot_id, spec)
+    stored = tables.arrow_schema(storage, info.location).names
+    ident = identity_columns(spec, [c for c in columns if c in set(stored)])
+    known, trained = [np.zeros(0, np.uint64)], [np.zeros(0, np.uint64)]
+    for chunk in tables.iter_table(storage, info.location, [*ident, SPLIT_COLUMN]):
+        keys = content_keys(chunk, ident)
+        known.append(keys)
+        trained.append(keys[(chunk[SPLIT_COLUMN] == "train").to_numpy()])
+    return ChampionRows(tuple(ident), np.unique(np.concatenate(known)), np.unique(np.concatenate(trained)))
+
+
+@dataclass(frozen=True)
 class ComparisonHoldout:
     """The rows champion and candidate are scored on, and where they came from."""
 
     frame: pd.DataFrame
     holdout_rows: int  # the candidate's whole holdout
-    known_rows: int  # compared rows the champion's snapshot already held
+    known_rows: int  # compared rows the champion's snapshot already held (in its holdout)
     excluded_rows: int  # holdout rows of flagged batches, left out of the comparison
     flagged_batches: tuple[str, ...] = ()
+    #: Holdout rows the champion trained on, left out (after the flagged batches' rows).
+    champion_trained_rows: int = 0
 
     @property
     def compared_rows(self) -> int:
@@ -131,42 +188,67 @@ class ComparisonHoldout:
     @property
     def complete(self) -> bool:
         """True when nothing was left out: the candidate's own holdout metrics apply as they are."""
-        return self.excluded_rows == 0
+        return self.excluded_rows == 0 and self.champion_trained_rows == 0
 
     def describe(self, champion_version: str | None = None) -> str:
-        champion = f"champion v{champion_version}'s" if champion_version else "the champion's"
+        champion = f"champion v{champion_version}" if champion_version else "the champion"
         text = (f"{self.compared_rows} of {self.holdout_rows} holdout rows compared "
-                f"({self.known_rows} already in {champion} snapshot, {self.new_rows} new)")
+                f"({self.known_rows} already in {champion}'s snapshot, {self.new_rows} new)")
+        if self.champion_trained_rows:
+            text += f"; {self.champion_trained_rows} rows {champion} trained on left out"
         if self.excluded_rows:
             text += (f"; {self.excluded_rows} rows of flagged batches left out: "
                      f"{', '.join(self.flagged_batches)}")
         return text
 
+    @property
+    def metadata(self) -> dict[str, int]:
+        """The counts a gate shows beside its verdict: what was compared and what was left out why."""
+        return {"compared_rows": self.compared_rows, "holdout_rows": self.holdout_rows,
+                "excluded_champion_trained_rows": self.champion_trained_rows,
+                "excluded_flagged_rows": self.excluded_rows}
+
 
 def comparison_holdout(
     holdout: pd.DataFrame,
-    champion_snapshot: pd.DataFrame | None = None,
+    champion: ChampionRows | None = None,
     flagged: dict[str, pd.DataFrame] | None = None,
 ) -> ComparisonHoldout:
-    """The candidate's holdout restricted to rows that passed every check (module docstring).
+    """The candidate's holdout restricted to rows that passed every check and that the champion
+    never trained on (module docstring).
 
-    `holdout`: the candidate's holdout rows (source columns plus target and split). Rows are
-    recognised in `champion_snapshot` (the champion's training snapshot, None without a champion)
-    and in the `flagged` batches (file name -> the batch's rows, for batches a check of this run
-    flagged) by content over the columns each frame shares with `holdout`.
+    `holdout`: the candidate's holdout rows (prepared columns, target and split). `champion`: the
+    champion's rows (`champion_rows`; None without a champion). `flagged`: file name -> the
+    batch's rows, for batches a check of this run flagged, recognised by content over the columns
+    each shares with `holdout`.
     """
     flagged = flagged or {}
     keep = np.ones(len(holdout), dtype=bool)
     for rows in flagged.values():
         keep &= ~rows_in(holdout, rows)
-    trusted = holdout[keep]
-    known = 0
-    if champion_snapshot is not None and len(trusted):
-        known = int(rows_in(trusted, champion_snapshot).sum())
+    trained = np.zeros(len(holdout), dtype=bool)
+    if champion is not None:
+        trained = champion.mask(holdout, "trained") & keep
+    trusted = holdout[keep & ~trained]
+    known = int(champion.mask(trusted, "known").sum()) if champion is not None and len(trusted) else 0
     return ComparisonHoldout(
         frame=trusted,
         holdout_rows=len(holdout),
         known_rows=known,
         excluded_rows=int((~keep).sum()),
         flagged_batches=tuple(sorted(flagged)),
+        champion_trained_rows=int(trained.sum()),
     )
+
+
+def trusted_comparison(storage: Any, spec: Any, holdout: pd.DataFrame,
+                       champion_snapshot_id: str | None,
+                       flagged: dict[str, pd.DataFrame] | None = None) -> ComparisonHoldout:
+    """THE trusted holdout over stored data, for every caller that gates (the pipeline's
+    `model_version`, `promote`, the release guard through it): `comparison_holdout` with the
+    champion's rows read from its stored snapshot. FileNotFoundError when that snapshot is gone:
+    without it nobody can say which rows the champion trained on, so the caller must not gate."""
+    champion = None
+    if champion_snapshot_id:
+        champion = champion_rows(storage, spec, champion_snapshot_id, list(holdout.columns))
+    return comparison_holdout(holdout, champion, flagged)

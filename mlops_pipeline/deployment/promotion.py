@@ -1,7 +1,8 @@
 """Promotion from the command line goes through THE gate, exactly like the pipeline's promotion.
 
-`gate_version` re-scores the registered candidate and the current champion on the same holdout,
-the candidate's own snapshot (recorded as the version's `snapshot_id` tag), then lets
+`gate_version` re-scores the registered candidate and the current champion on the same trusted
+holdout (`deployment.holdout.trusted_comparison`: the holdout of the candidate's own snapshot,
+recorded as the version's `snapshot_id` tag, without the rows the champion trained on), then lets
 `gate.evaluate_gate` judge the numbers. Scoring both the same way (`score_version`, i.e. loaded
 from the registry as serving loads them) is what makes the comparison fair; nothing here decides
 what "better" means.
@@ -40,6 +41,8 @@ class GateReport:
     candidate_metrics: dict[str, float]
     champion_metrics: dict[str, float] | None
     result: GateResult
+    #: Which holdout rows both were scored on (`ComparisonHoldout.describe`).
+    comparison: str = ""
 
     @property
     def passed(self) -> bool:
@@ -51,6 +54,7 @@ def gate_version(
 ) -> GateReport:
     """Score `version` and the current champion on the candidate's holdout and run the gate."""
     from mlops_pipeline.data.features import holdout_for_scoring
+    from mlops_pipeline.deployment.holdout import trusted_comparison
     from mlops_pipeline.deployment.scoring import score_version
 
     name = spec.name
@@ -59,11 +63,18 @@ def gate_version(
     if not snapshot_id:
         raise RegistryError(f"{name} v{version} has no snapshot_id tag: cannot rebuild its holdout")
     frame = holdout_for_scoring(storage, snapshot_id, spec)
-    candidate = score_version(mlflow, name, str(version), frame, spec)
     champion = mlflow.version_by_alias(name, CHAMPION)
     champion_version = str(champion.version) if champion is not None else None
+    rival = champion_version is not None and champion_version != str(version)
+    champion_snapshot = (champion.tags or {}).get(SNAPSHOT_ID_TAG) if rival else None
+    comparison = trusted_comparison(storage, spec, frame, champion_snapshot)
+    if comparison.compared_rows == 0:
+        raise RegistryError(f"no holdout row of v{version} is left to compare on "
+                            f"({comparison.describe(champion_version)})")
+    frame = comparison.frame
+    candidate = score_version(mlflow, name, str(version), frame, spec)
     champion_metrics = None
-    if champion_version is not None and champion_version != str(version):
+    if rival:
         champion_metrics = score_version(mlflow, name, champion_version, frame, spec)
     if COST_METRIC in spec.gate:
         versions = [str(version)] + ([champion_version] if champion_metrics is not None else [])
@@ -74,7 +85,7 @@ def gate_version(
     result = evaluate_gate(candidate, champion_metrics, spec.gate,
                            champion_version if champion_metrics is not None else None)
     return GateReport(name, str(version), champion_version, snapshot_id, candidate, champion_metrics,
-                      result)
+                      result, comparison.describe(champion_version if rival else None))
 
 
 def inference_costs(models: dict[str, object], X, task: str, repeats: int = 5) -> dict[str, float]:

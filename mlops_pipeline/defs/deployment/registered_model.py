@@ -53,7 +53,8 @@ def model_version(
 ) -> dg.Output[CandidateVersion]:
     """Register the candidate as `challenger` and score it and the champion on the same trusted
     holdout (`deployment.holdout.comparison_holdout`: the candidate's holdout without the rows of
-    batches a check of this run flagged). No trusted row left: fail before registering."""
+    batches a check of this run flagged and the rows the champion trained on). No trusted row
+    left: fail before registering."""
     import mlflow as mlflow_lib
 
     from mlops_pipeline.deployment.promotion import version_costs
@@ -67,7 +68,7 @@ def model_version(
     champion_version = str(champion.version) if champion else None
     if comparison.compared_rows == 0:
         raise dg.Failure(
-            f"no holdout row passed every check ({comparison.describe(champion_version)}): "
+            f"no holdout row is left to compare on ({comparison.describe(champion_version)}): "
             "nothing to compare the candidate with the champion on"
         )
     champion_metrics = None
@@ -102,6 +103,8 @@ def model_version(
         metrics=metrics,
         champion_version=champion_version,
         champion_metrics=champion_metrics,
+        comparison=comparison.describe(champion_version),
+        comparison_counts=comparison.metadata,
     )
     verdict = candidate.gate(spec.gate)
     client = mlflow.client()
@@ -120,7 +123,7 @@ def model_version(
         "snapshot_id": candidate.snapshot_id,
         "champion_version": candidate.champion_version or "none",
         "comparison_holdout": comparison.describe(champion_version),
-        "compared_rows": comparison.compared_rows,
+        **comparison.metadata,
         **{f"candidate_{k}": float(v) for k, v in candidate.metrics.items()},
         **{f"champion_{k}": float(v) for k, v in (champion_metrics or {}).items()},
     }
@@ -208,7 +211,9 @@ def eval_gate(
             else "no champion yet: the floor decides" if model_version.champion_version is None
             else f"no regression against champion v{model_version.champion_version}"
         ),
-        metadata={"metrics": table, "champion_version": model_version.champion_version or "none"},
+        metadata={"metrics": table, "champion_version": model_version.champion_version or "none",
+                  **({"comparison_holdout": model_version.comparison} if model_version.comparison else {}),
+                  **model_version.comparison_counts},
     )
 
 

@@ -1,6 +1,7 @@
 """The holdout the gate may trust in this run: the candidate's holdout without the rows of batches
 a check of this run flagged (`deployment.holdout.comparison_holdout`), read from this run's check
-evaluations. A helper of `model_version`; no asset here.
+evaluations, and without the rows the champion trained on. A helper of `model_version`; no asset
+here.
 """
 
 import dagster as dg
@@ -38,10 +39,10 @@ def flagged_batches(context: dg.AssetExecutionContext) -> dict[str, str]:
 
 def trusted_holdout(context, spec, storage: Storage, training_features: FeaturesInfo,
                     champion) -> ComparisonHoldout:
-    """The Dagster side of `comparison_holdout`: reads the flagged batches' rows from the landing
-    area and the champion's training snapshot (for the known/new count only)."""
+    """The Dagster side of `trusted_comparison`: reads the flagged batches' rows from the landing
+    area; the champion's training rows come from its snapshot (`deployment.holdout`)."""
     from mlops_pipeline.data.features import read_features
-    from mlops_pipeline.deployment.holdout import comparison_holdout
+    from mlops_pipeline.deployment.holdout import comparison_holdout, trusted_comparison
 
     holdout = read_features(storage, training_features, spec, "holdout")
     flagged = flagged_batches(context)
@@ -52,11 +53,16 @@ def trusted_holdout(context, spec, storage: Storage, training_features: Features
             if batch in landed:
                 rows[batch] = storage.read_table(landed[batch], spec.source.format)
                 context.log.warning(f"holdout rows of {batch} left out of the comparison ({check})")
-    known = None
     snapshot_id = champion.tags.get(SNAPSHOT_ID_TAG) if champion is not None else None
-    if snapshot_id:
-        try:
-            known = storage.read_snapshot(snapshot_id)
-        except FileNotFoundError:
-            context.log.warning(f"champion's snapshot {snapshot_id[:12]} is gone: rows counted as new")
-    return comparison_holdout(holdout, known, rows)
+    try:
+        comparison = trusted_comparison(storage, spec, holdout, snapshot_id, rows)
+    except (FileNotFoundError, KeyError) as exc:
+        # Without it nobody can say which rows the champion trained on: the comparison keeps them,
+        # which can only favour the champion (a candidate is blocked, never waved through).
+        context.log.warning(f"champion's snapshot {str(snapshot_id)[:12]} cannot be read ({exc}): "
+                            "rows it trained on cannot be left out of the comparison")
+        comparison = comparison_holdout(holdout, None, rows)
+    if comparison.champion_trained_rows:
+        context.log.info(f"{comparison.champion_trained_rows} holdout rows the champion trained on "
+                         "left out of the comparison")
+    return comparison

@@ -83,9 +83,11 @@ def test_the_gate_collects_the_batches_failed_checks_of_its_run_name():
         }
 
 
-def test_the_gate_compares_without_the_rows_of_a_flagged_batch(data_dir, land):
+def test_the_gate_compares_without_the_rows_of_a_flagged_batch_or_those_the_champion_trained_on(
+        data_dir, land):
     """The candidate's holdout (prepared from the snapshot, as in a run) loses exactly the rows of
-    the batch a check flagged; the champion's snapshot only counts the known rows."""
+    the batch a check flagged and the rows of the champion's training split; of the rest the
+    champion's snapshot counts the known rows."""
     january, february = land(months=(1, 2), sample=0.02)
     spec = DatasetResource().spec()
     prepared = prepare(canonicalize(read_landing(str(data_dir / "landing/flights/*.parquet"), "parquet")),
@@ -99,6 +101,11 @@ def test_the_gate_compares_without_the_rows_of_a_flagged_batch(data_dir, land):
     features = FeaturesInfo(str(stored), "candidate-snapshot", len(prepared), 0, len(prepared), 0, "time")
     champion_rows = canonicalize(pd.read_parquet(january))
     labelled = {f.name: len(pd.read_parquet(f).dropna(subset=["arr_delay"])) for f in (january, february)}
+    # The champion trained on January's train split (its first 80%, by time) and held out the rest.
+    champion_frame = prepare(champion_rows, spec).frame
+    champion_split = champion_frame[SPLIT_COLUMN].value_counts()
+    trained_until = pd.to_datetime(champion_frame.loc[champion_frame[SPLIT_COLUMN] == "train",
+                                                      "time_hour"]).max()
 
     class Champion:
         tags = {"snapshot_id": "champion-snapshot"}
@@ -116,14 +123,22 @@ def test_the_gate_compares_without_the_rows_of_a_flagged_batch(data_dir, land):
     def gate(context, storage: dg.ResourceParam[Storage]) -> dict:
         storage.write_snapshot("champion-snapshot", champion_rows)
         result = trusted_holdout(context, spec, storage, features, Champion())
+        compared = result.frame
         return {"compared": result.compared_rows, "excluded": result.excluded_rows,
-                "known": result.known_rows, "flagged": result.flagged_batches}
+                "known": result.known_rows, "flagged": result.flagged_batches,
+                "trained": result.champion_trained_rows,
+                "earliest_compared": str(pd.to_datetime(compared["time_hour"]).min())}
 
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize([landed, gate, february_looks_odd], instance=instance,
                                 resources={"storage": StorageResource(root=str(data_dir))})
         assert result.success
-        assert result.output_for_node("gate") == {
-            "compared": labelled[january.name], "excluded": labelled[february.name],
-            "known": labelled[january.name], "flagged": (february.name,),
+        out = result.output_for_node("gate")
+        # Only the champion's own holdout is left: nothing from before its time cutoff.
+        assert pd.Timestamp(out.pop("earliest_compared")) >= trained_until
+        assert out == {
+            "compared": champion_split["holdout"], "excluded": labelled[february.name],
+            "known": champion_split["holdout"], "flagged": (february.name,),
+            "trained": champion_split["train"],
         }
+        assert champion_split.sum() == labelled[january.name]
