@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "mlops_pipeline.cli.explain",
     "mlops_pipeline.cli.simulate",
     "mlops_pipeline.cli.labels",
+    "mlops_pipeline.cli.batches",
 ]
 
 

@@ -47,13 +47,21 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
         print("no alias moves on record" + (f" for {model}" if model else ""))
         return 0
     rows = [(str(e.id), e.at.isoformat(timespec="milliseconds"), f"{e.model}@{e.alias}",
-             f"v{e.from_version}" if e.from_version else "-",
-             f"v{e.to_version}" if e.to_version else "(removed)", e.actor, e.reason) for e in events]
+             *_states(e), e.actor, e.reason) for e in events]
     head = ("id", "at (UTC)", "alias", "from", "to", "by", "why")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
     for r in [head, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
     return 0
+
+
+def _states(e) -> tuple[str, str]:
+    """The event's from and to: versions of an alias move; `landed`/`quarantined` of a batch
+    quarantined or restored (`data.quarantine`, alias `batch:<file>`)."""
+    if e.alias.startswith("batch:"):
+        return e.from_version or "-", e.to_version or "-"
+    return (f"v{e.from_version}" if e.from_version else "-",
+            f"v{e.to_version}" if e.to_version else "(removed)")
 
 
 def _at(history, model: str, alias: str, at, as_json: bool) -> int:

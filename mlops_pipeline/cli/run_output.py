@@ -186,10 +186,27 @@ def summarize(result) -> RunSummary:
     else:
         decision = f"kept champion v{prior}" if prior != "none" else "no model promoted"
     lines.append(f"decision: {decision}")
+    if blocking:
+        lines += [f"next: {hint}" for hint in _batch_hints(blocking)]
     for e in warned:
         lines.append(f"warning: {e.asset_key.to_user_string()}:{e.check_name}: {e.description or ''}")
     lines.append(f"dagster run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
     return RunSummary(ok=result.success and not blocking, decision=decision, lines=lines)
+
+
+def _batch_hints(blocking: list) -> list[str]:
+    """For each landed batch a blocking per-batch check names (`failing_batches`), the command
+    that sets it aside so the next run proceeds (`data.quarantine`)."""
+    from mlops_pipeline.data.quarantine import quarantine_hint
+
+    names: list[str] = []
+    for e in blocking:
+        if e.asset_key.to_user_string() != "dataset_snapshot" or not e.check_name.startswith("batch_"):
+            continue
+        failing = (e.metadata or {}).get("failing_batches")
+        text = str(getattr(failing, "value", failing) or "")
+        names += [n.strip() for n in text.split(",") if n.strip() and n.strip() not in names]
+    return [quarantine_hint(n) for n in names]
 
 
 def print_summary(result, say: Callable[[str], None] = print) -> bool:

@@ -127,6 +127,44 @@ def _read_input(path: Path) -> pd.DataFrame:
     return df
 
 
+def refuse_mismatch(path: Path, df: pd.DataFrame, spec) -> None:
+    """Raise `LandingInputError` naming the file when it cannot be a batch of `spec`'s dataset:
+    no column in common with the columns the config reads, or any required column missing
+    (`spec.required_source_columns`: target and its expression's columns, drop_missing, features,
+    time column, key columns, split group). Landed, such a file would block every later run."""
+    from mlops_pipeline.spec import missing_columns_message, required_source_columns
+
+    have = [str(c) for c in df.columns]
+    required = list(required_source_columns(spec))
+    if not set(have) & set(required):
+        raise LandingInputError(
+            f"{path}: no column in common with dataset {spec.name!r} (it reads "
+            f"{', '.join(required[:8])}{' ...' if len(required) > 8 else ''}; the file has "
+            f"{', '.join(have[:8])}{' ...' if len(have) > 8 else ''}) — is it the right file, or "
+            "the right --config?")
+    message = missing_columns_message(spec, have, "this file")
+    if message:
+        raise LandingInputError(f"{path}: lacks columns the config requires: {message}")
+
+
+def _contract_notes(frames: list[tuple[Path, pd.DataFrame]], spec) -> list[str]:
+    """Contract columns (beyond the config's required ones) a file lacks: it lands, and the
+    per-batch columns check decides (a nullable column may be absent on purpose)."""
+    try:
+        from mlops_pipeline.data.contract import load_contract
+
+        columns = list(load_contract(spec).columns)
+    except Exception:  # noqa: BLE001 - no contract yet (`contract infer` comes after landing)
+        return []
+    notes = []
+    for path, df in frames:
+        missing = [c for c in columns if c not in set(map(str, df.columns))]
+        if missing:
+            notes.append(f"{path.name} lacks contract column(s) {', '.join(missing)}: the per-batch "
+                         "columns check will block it unless the contract drops them")
+    return notes
+
+
 def _batch_name(pattern_name: str, stem: str, cid: str, fmt: str) -> str:
     """`<stem>-<content id[:12]>.<ext>`, fitted into the landing glob's file pattern."""
     core = f"{stem}-{cid[:12]}"
@@ -158,13 +196,9 @@ def land_files(source: Path, spec, landing_glob: str | None = None) -> LandResul
     files = _inputs(Path(source))
     frames = [(p, _read_input(p)) for p in files]  # everything is read before anything is written
 
-    notes: list[str] = []
-    expected = set(spec.source_columns)
-    for path, df in frames:
-        missing = sorted(expected - set(map(str, df.columns)))
-        if missing:
-            notes.append(f"{path.name} lacks columns the spec uses: {', '.join(missing)} "
-                         "(null there; the data contract decides)")
+    for path, df in frames:  # a file that cannot belong is refused before anything is written
+        refuse_mismatch(path, df, spec)
+    notes = _contract_notes(frames, spec)
 
     folder.mkdir(parents=True, exist_ok=True)
     existing = {p.name for p in folder.iterdir()}

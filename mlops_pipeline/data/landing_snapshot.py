@@ -54,7 +54,7 @@ def checks_digest(spec: DatasetSpec) -> str:
     import hashlib
     from pathlib import Path
 
-    from mlops_pipeline.data import batch_checks
+    from mlops_pipeline.data import batch_checks, batch_duplicates
 
     h = hashlib.sha256()
     try:
@@ -63,6 +63,7 @@ def checks_digest(spec: DatasetSpec) -> str:
         h.update(b"no contract")
     h.update(spec.model_dump_json().encode())
     h.update(Path(batch_checks.__file__).read_bytes())
+    h.update(Path(batch_duplicates.__file__).read_bytes())
     return h.hexdigest()
 
 
@@ -148,8 +149,9 @@ def _stream(spec: DatasetSpec, storage: Storage, index: Any, snapshot_id: str):
     import pandas as pd
 
     from mlops_pipeline.data import batch_checks, tables
+    from mlops_pipeline.data.batch_duplicates import CrossBatchDuplicates
     from mlops_pipeline.data.contract import load_contract
-    from mlops_pipeline.data.snapshots import LandingError, canonicalize, read_batch
+    from mlops_pipeline.data.snapshots import LandingError, _read, canonicalize, read_batch
 
     contract, entries, fmt = load_contract(spec), index.entries, spec.source.format
     others = batch_checks.other_columns([set(e.columns) for e in entries])
@@ -162,6 +164,7 @@ def _stream(spec: DatasetSpec, storage: Storage, index: Any, snapshot_id: str):
     problems: list[list] = [[] for _ in entries]
     landed: list[dict] = [{} for _ in entries]
     times = _TimeRange()
+    repeats = CrossBatchDuplicates(spec)  # rows a batch repeats from earlier-landed batches
 
     def chunks():
         for i in order:
@@ -172,6 +175,7 @@ def _stream(spec: DatasetSpec, storage: Storage, index: Any, snapshot_id: str):
                                    f"({e.rows} rows indexed, {len(batch.frame)} read): run again")
             problems[i] = batch_checks.check_batch(batch, contract, spec, others[i], now)
             landed[i] = _landed(e.name, e.content_id, e.rows, batch.landed_at, problems[i])
+            repeats.add(e.name, e.location, batch.frame, batch.landed_at)
             if time_col is not None:
                 times.add(batch.frame[time_col])
             if not produce:
@@ -188,6 +192,11 @@ def _stream(spec: DatasetSpec, storage: Storage, index: Any, snapshot_id: str):
         created = False
         for _ in chunks():
             pass
+    position = {e.name: i for i, e in enumerate(entries)}
+    for f in repeats.findings(lambda loc, cols: _read(loc, fmt, storage, cols)):
+        i = position[f.batch]
+        problems[i].append(f)
+        landed[i]["check_findings"].append(f"{f.check}: {f.message}")
     findings = batch_checks.no_findings()
     for found in problems:  # in listing order, as the whole-table path reports them
         for f in found:
@@ -199,6 +208,8 @@ def _whole(spec: DatasetSpec, storage: Storage, pattern: str, index: Any):
     """(id, created, findings, landed, rows, columns, time range) from the whole landing area read
     at once: when the batches' dtypes differ, only the whole table gives the id."""
     from mlops_pipeline.data.batch_checks import check_batches
+    from mlops_pipeline.data.batch_duplicates import CHECK as CROSS_CHECK
+    from mlops_pipeline.data.batch_duplicates import CrossBatchDuplicates
     from mlops_pipeline.data.contract import load_contract
     from mlops_pipeline.data.snapshots import (
         canonicalize,
@@ -210,6 +221,12 @@ def _whole(spec: DatasetSpec, storage: Storage, pattern: str, index: Any):
 
     batches = read_batches(pattern, spec.source.format, storage=storage)
     findings = check_batches(batches, load_contract(spec), spec)
+    repeats = CrossBatchDuplicates(spec)  # rows a batch repeats from earlier-landed batches
+    frames = {b.name: b.frame for b in batches}
+    for b in batches:
+        repeats.add(b.name, b.name, b.frame, b.landed_at)
+    findings[CROSS_CHECK] += repeats.findings(lambda name, cols: frames[name][cols] if cols else frames[name])
+    frames.clear()
     df = concat_batches(batches)
     by_batch: dict[str, list] = {}
     for found in findings.values():

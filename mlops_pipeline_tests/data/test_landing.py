@@ -106,3 +106,47 @@ def test_land_without_from_refuses_a_dataset_that_is_not_flights(data_dir, tmp_p
     assert main(["land", "--config", str(config)]) == 2
     assert "land --from PATH" in capsys.readouterr().err
     assert not (data_dir / "landing").exists()
+
+
+@pytest.mark.parametrize("case", ["no-common-column", "missing-feature", "missing-target"])
+def test_land_from_refuses_a_file_that_cannot_belong_before_writing_anything(
+    data_dir, tmp_path, capsys, monkeypatch, flights, case
+):
+    """Issue 24: a file without the config's required columns (or with none of its columns) is
+    refused by `land --from`, naming the file and the columns, and nothing lands — not even the
+    good file beside it."""
+    import yaml
+
+    from mlops_pipeline.cli import main
+    from mlops_pipeline.spec import PROJECT_ROOT, load_spec
+
+    spec = load_spec(PROJECT_ROOT / "data/configs/flights.yaml")
+    real = flights[flights["month"] == 4].head(200)
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    real.to_csv(folder / "a_good.csv", index=False)
+    bad = {"no-common-column": pd.DataFrame({"name": ["ann", "bo"], "age": [3, 4]}),
+           "missing-feature": real.drop(columns=["distance"]),
+           "missing-target": real.drop(columns=["arr_delay"])}[case]
+    bad.to_csv(folder / "b_bad.csv", index=False)
+    expected = {"no-common-column": "no column in common with dataset 'flights_delay'",
+                "missing-feature": "features.numerical: 'distance' is not a column",
+                "missing-target": "'arr_delay' is not a column"}[case]
+    with pytest.raises(LandingInputError, match="b_bad.csv") as refused:
+        land_files(folder, spec)
+    assert expected in str(refused.value)
+    landing = data_dir / "landing" / "flights"
+    assert not landing.exists() or list(landing.glob("*.parquet")) == []
+
+    config = tmp_path / "flights.yaml"
+    doc = yaml.safe_load((PROJECT_ROOT / "data/configs/flights.yaml").read_text())
+    doc["contract"] = str(PROJECT_ROOT / doc["contract"])
+    config.write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("MLOPS_DATASET_CONFIG", str(config))
+    assert main(["land", "--config", str(config), "--from", str(folder / "b_bad.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "b_bad.csv" in err and expected in err and "nothing was landed" in err
+    assert not landing.exists() or list(landing.glob("*.parquet")) == []
+    # The good file alone lands.
+    assert main(["land", "--config", str(config), "--from", str(folder / "a_good.csv")]) == 0
+    assert len(list(landing.glob("*.parquet"))) == 1

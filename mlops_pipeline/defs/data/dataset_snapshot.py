@@ -132,6 +132,7 @@ def landed_batch_checks(
     dataset without key columns, which warn: with no key, two equal rows may be two real records
     (a file landed twice cannot happen: `land --from` names batches by content)."""
     from mlops_pipeline.data.batch_checks import BATCH_CHECKS, summary
+    from mlops_pipeline.data.quarantine import quarantine_hint
 
     keyless = not dataset.spec().key_columns
     found = getattr(dataset_snapshot, "batch_findings", None)
@@ -144,10 +145,13 @@ def landed_batch_checks(
             continue
         findings = found.get(name, [])
         warn_only = keyless and name == "batch_duplicates"
+        description = summary(name, findings, f"{dataset_snapshot.batches} landed batch(es)")
+        if findings and not warn_only:  # name the way out: set the batch aside, on record
+            description += " — " + quarantine_hint(findings[0].batch)
         yield dg.AssetCheckResult(
             check_name=name, passed=not findings,
             severity=dg.AssetCheckSeverity.WARN if warn_only else dg.AssetCheckSeverity.ERROR,
-            description=summary(name, findings, f"{dataset_snapshot.batches} landed batch(es)"),
+            description=description,
             metadata={
                 "failing_batches": ", ".join(sorted({f.batch for f in findings})),
                 "failing_columns": ", ".join(sorted({str(f.column) for f in findings if f.column})),
