@@ -303,3 +303,18 @@ def check_columns(spec: DatasetSpec, available: Iterable[str], where: str) -> No
     message = missing_columns_message(spec, available, where)
     if message:
         raise ColumnsError(message)
+
+
+def check_gate_classes(spec: DatasetSpec, n_classes: int, where: str) -> None:
+    """Raise `ConfigError` (one line naming the config, the gate metric and the fix) when a gate
+    metric cannot apply to a target with `n_classes` classes (f1 or brier on multi-class), as
+    counted in `where`; the task alone is already checked at `load_spec`."""
+    from mlops_pipeline.training.metrics import metric_task_problem
+
+    if spec.task != "classification":
+        return
+    for metric in spec.gate:
+        problem = metric_task_problem(metric, spec.task, n_classes)
+        if problem:
+            config = f"{_shown(spec.config_file)}: " if spec.config_file else ""
+            raise ConfigError(f"{config}gate.{metric}: {problem} (counted in {where})")

@@ -169,18 +169,32 @@ def execute_job(job, instance, *, verbose: bool = False, run_config: dict | None
         return job.execute_in_process(instance=instance, run_config=config, run_id=run_id, **kwargs)
 
 
+def preflight(settings: Settings) -> None:
+    """Before a run launches: raise `spec.ConfigError` (one line) when the landed data lacks a
+    column the dataset config reads, or its target cannot have a gate metric (f1 on multi-class).
+    Reads schemas only (and the label's columns for a binary-only gate metric)."""
+    from mlops_pipeline.data.columns import check_landed_data
+    from mlops_pipeline.spec import load_spec
+
+    check_landed_data(load_spec(settings.dataset_config), storage_client(settings))
+
+
 def run_loop(run_config: dict | None = None, raise_on_error: bool = False, *, verbose: bool = True,
-             say: Callable[[str], None] | None = None, settings: Settings | None = None):
+             say: Callable[[str], None] | None = None, settings: Settings | None = None,
+             checked: bool = False):
     """Execute the `mlops_loop` job in this process, configured by `settings` (default: read from
     the environment now) and recorded in its Dagster instance.
 
     The defaults keep what tests and the gate rely on (Dagster's log as before, nothing printed);
-    the CLI passes `verbose=False, say=print` and the settings it parsed.
+    the CLI passes `verbose=False, say=print` and the settings it parsed. The landed data is
+    checked against the config first (`preflight`) unless the caller already did (`checked`).
     """
     from mlops_pipeline.defs.definitions import build_definitions
     from mlops_pipeline.defs.runtime import tune_collector
 
     s = Settings.from_env() if settings is None else settings
+    if not checked:
+        preflight(s)
     tune_collector()  # this process runs the job and ends, like a run worker
     job = build_definitions(s).resolve_job_def("mlops_loop")
     with open_instance(s) as instance:

@@ -14,6 +14,7 @@ from mlops_pipeline.cli.common import (
     check_registry,
     ensure_dagster_home,
     mlflow_client,
+    preflight,
     run_loop,
     tracking_uri,
 )
@@ -51,7 +52,12 @@ def cmd_land(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {spec.name} lands in {Path(spec.landing_glob(root)).parent}, not the flights "
               f"area: land your files with `mlops-pipeline land --from PATH`", file=sys.stderr)
         return 2
-    written = land_months(landing, months=args.months, sample_fraction=args.sample)
+    from mlops_pipeline.data.columns import check_frame
+    from mlops_pipeline.data.landing import load_flights_with_weather
+
+    flights = load_flights_with_weather()
+    check_frame(spec, flights, "the NYC flights data")  # a ConfigError: one line, nothing landed
+    written = land_months(landing, months=args.months, sample_fraction=args.sample, frame=flights)
     for path in written:
         print(f"landed {path}")
     if not written:
@@ -69,16 +75,35 @@ def _registry_or_exit(settings: Settings) -> bool:
     return True
 
 
+def registry_champion_lookup(settings: Settings):
+    """A callable answering the registry's champion version for the configured dataset (None when
+    there is none or the registry does not answer), asked only when a summary needs it."""
+
+    def lookup() -> str | None:
+        from mlops_pipeline.deployment.tags import CHAMPION
+        from mlops_pipeline.spec import load_spec
+
+        try:
+            found = mlflow_client(settings).version_by_alias(load_spec(settings.dataset_config).name,
+                                                             CHAMPION)
+        except Exception:  # noqa: BLE001 - the summary then says "no champion", as before
+            return None
+        return None if found is None else str(found.version)
+
+    return lookup
+
+
 def cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
     """Run the loop once, headless; exit 1 when it failed or a blocking check stopped it."""
     settings = settings.with_dataset(args.config)
+    preflight(settings)  # a column the data lacks: one line (ConfigError), before anything is written
     if not _registry_or_exit(settings):
         return 2
     run_config = None
     if args.shuffle_labels:
         run_config = {"ops": {"trained_model": {"config": {"shuffle_labels": True}}}}
-    result = run_loop(run_config, verbose=args.verbose, say=print, settings=settings)
-    return 0 if print_summary(result) else 1
+    result = run_loop(run_config, verbose=args.verbose, say=print, settings=settings, checked=True)
+    return 0 if print_summary(result, champion_lookup=registry_champion_lookup(settings)) else 1
 
 
 def cmd_contract(args: argparse.Namespace, settings: Settings) -> int:
@@ -92,6 +117,7 @@ def cmd_contract(args: argparse.Namespace, settings: Settings) -> int:
     if out.exists() and not args.force:
         print(f"{out} exists; pass --force to overwrite it", file=sys.stderr)
         return 2
+    preflight(settings.with_dataset(args.config))  # the config's columns, before reading it all
     df = read_landing(spec.landing_glob(settings.data_root), spec.source.format)
     try:
         doc = infer_contract(df, spec, range_margin=args.range_margin, horizon_days=args.horizon_days)
@@ -146,6 +172,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     except (FileNotFoundError, ValueError) as exc:  # ConfigError is a ValueError naming file and field
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    preflight(settings)  # what is landed already must have the config's columns
     if not _registry_or_exit(settings):
         return 2
     home = ensure_dagster_home(settings)
@@ -162,7 +189,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     print("materializing the loop once (snapshot -> features -> model -> registry -> drift)")
     result = run_loop(verbose=args.verbose, say=print, settings=settings)
-    ok = print_summary(result)
+    ok = print_summary(result, champion_lookup=registry_champion_lookup(settings))
     if args.no_ui:
         return 0 if ok else 1
 

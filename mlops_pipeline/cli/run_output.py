@@ -6,6 +6,7 @@ Dagster's own event stream (a DEBUG line per event, hundreds per run) is shown o
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,8 +110,27 @@ def error_summary(error) -> str:
         return ""
     while getattr(error, "cause", None) is not None:
         error = error.cause
-    lines = (error.message or "").strip().splitlines()
-    return lines[0] if lines else getattr(error, "cls_name", "") or ""
+    message = (error.message or "").strip()
+    cls = getattr(error, "cls_name", "") or ""
+    if cls in SELF_EXPLAINING_ERRORS:  # already names file, field and fix: not the class too
+        message = re.sub(rf"^(?:[\w.]+\.)?{cls}: ", "", message)
+    return first_line(message) or cls
+
+
+#: Our errors whose text is the whole story (a config's one line): shown without the class name.
+SELF_EXPLAINING_ERRORS = ("ConfigError", "ColumnsError")
+
+
+def first_line(text: str) -> str:
+    """The first line of `text`, with the lines it introduces when it ends in a colon (e.g. "data
+    violates the contract 'x':" and its findings): never a dangling colon."""
+    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if not lines[0].endswith(":"):
+        return lines[0]
+    rest = lines[1:]
+    return (f"{lines[0]} {'; '.join(rest)}" if rest else lines[0].rstrip(":")).strip()
 
 
 def _asset_detail(metadata: dict[str, Any], shown: set) -> str:
@@ -143,8 +163,12 @@ class RunSummary:
     lines: list[str]
 
 
-def summarize(result) -> RunSummary:
-    """The candidate's holdout metrics next to the champion's, and what the run decided."""
+def summarize(result, champion_lookup: Callable[[], str | None] | None = None) -> RunSummary:
+    """The candidate's holdout metrics next to the champion's, and what the run decided.
+
+    `champion_lookup` answers the registry's champion version (None: there is none) when the run
+    stopped before it could say (a data check blocked it), so the decision names the champion that
+    stays rather than "no champion"."""
     evaluations = list(result.get_asset_check_evaluations())
     blocking = [e for e in evaluations if not e.passed and e.severity.value == "ERROR"]
     warned = [e for e in evaluations if not e.passed and e.severity.value != "ERROR"]
@@ -170,11 +194,14 @@ def summarize(result) -> RunSummary:
             theirs = candidate.get(f"champion_{m}")
             lines.append(f"{m:<16} {candidate[f'candidate_{m}']:>14.4f} "
                          f"{'-' if theirs is None else f'{theirs:.4f}':>18}")
+    if prior == "none" and (blocking or not result.success) and champion_lookup is not None:
+        prior = champion_lookup() or "none"
     if blocking:
         first = blocking[0]
         name = f"{first.asset_key.to_user_string()}:{first.check_name}"
         kept = f"kept champion v{prior}" if prior != "none" else "no champion"
-        decision = f"blocked by check {name} ({kept}): {first.description or ''}".rstrip(": ")
+        why = first_line(first.description or "")
+        decision = f"blocked by check {name} ({kept})" + (f": {why}" if why else "")
     elif champion:
         moved = champion.get("previous_champion", "none")
         decision = (f"promoted v{champion.get('champion_version')} to champion"
@@ -189,7 +216,8 @@ def summarize(result) -> RunSummary:
     if blocking:
         lines += [f"next: {hint}" for hint in _batch_hints(blocking)]
     for e in warned:
-        lines.append(f"warning: {e.asset_key.to_user_string()}:{e.check_name}: {e.description or ''}")
+        why = first_line(e.description or "")
+        lines.append(f"warning: {e.asset_key.to_user_string()}:{e.check_name}" + (f": {why}" if why else ""))
     lines.append(f"dagster run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
     return RunSummary(ok=result.success and not blocking, decision=decision, lines=lines)
 
@@ -209,9 +237,11 @@ def _batch_hints(blocking: list) -> list[str]:
     return [quarantine_hint(n) for n in names]
 
 
-def print_summary(result, say: Callable[[str], None] = print) -> bool:
-    """Print the summary; True when the run succeeded and no ERROR-severity check failed."""
-    summary = summarize(result)
+def print_summary(result, say: Callable[[str], None] = print,
+                  champion_lookup: Callable[[], str | None] | None = None) -> bool:
+    """Print the summary (`summarize`); True when the run succeeded and no ERROR-severity check
+    failed."""
+    summary = summarize(result, champion_lookup)
     say("")
     for line in summary.lines:
         say(line)

@@ -53,3 +53,95 @@ def test_a_missing_config_file_is_one_line_too(tmp_path):
         f"error: {tmp_path / 'nope.yaml'}: dataset config not found — pass --config PATH or set "
         "MLOPS_DATASET_CONFIG"
     ]
+
+
+# ---- a config naming a column the data lacks (issue 24 item 3) -----------------------------------
+def _config(tmp_path, change, base: str = "data/configs/flights.yaml"):
+    doc = yaml.safe_load((PROJECT_ROOT / base).read_text())
+    change(doc)
+    config = tmp_path / "wrong.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    return config
+
+
+def _env(tmp_path, data) -> dict:
+    return {**os.environ, "MLOPS_DATA_DIR": str(data), "DAGSTER_HOME": str(tmp_path / "home"),
+            "MLFLOW_TRACKING_URI": ""}
+
+
+def _written(data) -> set[str]:
+    return {str(p.relative_to(data)) for p in data.rglob("*") if p.is_file()}
+
+
+def _rename_target(doc: dict) -> None:
+    doc["target"]["name"] = "arr_dely"
+
+
+def _rename_feature(doc: dict) -> None:
+    doc["features"]["categorical"] = ["carrier", "origin", "dset"]
+
+
+@pytest.mark.parametrize("command", [["materialize"], ["contract", "infer", "--force"], ["gate"]])
+@pytest.mark.parametrize("change, expected", [
+    (_rename_target, "target.name: 'arr_dely' is not a column of the landed data"),
+    (_rename_feature, "features.categorical: 'dset' is not a column of the landed data"),
+], ids=["target", "feature"])
+def test_a_column_the_landed_data_lacks_fails_at_once_in_one_line(tmp_path, land, data_dir, command,
+                                                                  change, expected):
+    land(months=(1,), sample=0.02)
+    before = _written(data_dir)
+    config = _config(tmp_path, change, "data/configs/flights_regression.yaml")
+    if command[0] == "contract":
+        command = [*command, "--out", str(tmp_path / "contract.yaml")]
+
+    done, _ = _cli(*command, "--config", str(config), env=_env(tmp_path, data_dir))
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stdout + done.stderr, done.stderr
+    assert expected in lines[0] and f"{config}:" in lines[0]
+    closest = "closest: 'arr_delay'" if change is _rename_target else "closest: 'dest'"
+    assert closest in lines[0]
+    # Nothing written: no run, no registry, no contract, nothing new in the data dir.
+    assert _written(data_dir) == before
+    assert not (tmp_path / "home").exists() and not (tmp_path / "contract.yaml").exists()
+
+
+def test_land_refuses_a_config_whose_feature_the_data_lacks_before_landing(tmp_path):
+    data = tmp_path / "data"
+    config = _config(tmp_path, _rename_feature)
+
+    done, _ = _cli("land", "--months", "1", "--config", str(config), env=_env(tmp_path, data))
+
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"error: {config}: features.categorical: 'dset' is not a column of the NYC flights data "
+        f"(closest: 'dest') — its columns: " + done.stderr.split("— its columns: ", 1)[1].strip()]
+    assert not data.exists() or not _written(data)
+
+
+def test_f1_on_a_multi_class_target_fails_before_anything_runs(tmp_path):
+    data = tmp_path / "data"
+    (data / "landing" / "grades").mkdir(parents=True)
+    rows = 60
+    frame = "x,size,grade\n" + "".join(f"{i},{i % 7},{'abc'[i % 3]}\n" for i in range(rows))
+    (data / "landing" / "grades" / "b1.csv").write_text(frame)
+    config = tmp_path / "grades.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "grades", "task": "classification",
+        "source": {"path": "landing/grades/*.csv", "format": "csv"},
+        "target": {"name": "grade"}, "features": {"numerical": ["x", "size"]},
+        "contract": str(tmp_path / "grades_contract.yaml"),
+        "gate": {"f1": {"floor": 0.1}},
+    }))
+    before = _written(data)
+
+    for command in (["materialize"], ["contract", "infer"]):
+        done, _ = _cli(*command, "--config", str(config), env=_env(tmp_path, data))
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.splitlines() == [
+            f"error: {config}: gate.f1: gate metric 'f1' needs a binary target; this one has 3 "
+            "classes: use log_loss, macro_f1, accuracy or roc_auc (one-vs-rest) (counted in the "
+            f"landed data ({data / 'landing' / 'grades' / '*.csv'}))"]
+        assert _written(data) == before and not (tmp_path / "home").exists()
+        assert not (tmp_path / "grades_contract.yaml").exists()

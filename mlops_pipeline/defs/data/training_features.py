@@ -33,8 +33,16 @@ def training_features(
     """The snapshot prepared for training (`data.features.prepare_features`, a chunk at a time): the
     target derived, unlabelled rows dropped, every row marked train or holdout; its metadata is
     what a person checks first (rows per split, the split's boundary, class balance)."""
+    from mlops_pipeline.data.columns import file_columns
+    from mlops_pipeline.spec import check_columns, check_gate_classes
+
     spec = dataset.spec()
+    where = f"snapshot {dataset_snapshot.id[:12]}"
+    # The config's columns, from the snapshot's footer: one line naming a missing one, not a KeyError.
+    check_columns(spec, file_columns(storage, storage.snapshot_uri(dataset_snapshot.id), "parquet"), where)
     info = prepare_features(storage, dataset_snapshot.id, spec)
+    if spec.task == "classification" and info.class_shares:
+        check_gate_classes(spec, len(info.class_shares), where)  # f1 on multi-class, before training
     metadata = {
         "snapshot_id": dataset_snapshot.id,
         "path": dg.MetadataValue.path(info.location),
