@@ -243,6 +243,10 @@ def _walkthrough(case: Case, tmp_path: Path, flights) -> dict[str, object]:
 
     gate = _cli("gate", "--config", cfg, *case.gate_args, env=env)
     assert "gate PASSED" in gate.stdout, gate.stdout[-3000:]
+    # The registry `materialize` used; a champion trained on every row is retrained on the sample.
+    assert f"reference: champion v1 of sqlite:///{data}" in gate.stdout, gate.stdout[-3000:]
+    if "--sample-rows" in case.gate_args:
+        assert "its recorded config retrained on this sample" in gate.stdout, gate.stdout[-3000:]
     return {"champion": "v1" if "promoted v1 to champion" in run.stdout else run.stdout[-300:],
             "answers": len(predictions), "feedback_rows": feedback_rows,
             "gate": "PASSED" if "gate PASSED" in gate.stdout else gate.stdout[-300:]}

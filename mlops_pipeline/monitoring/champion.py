@@ -71,22 +71,23 @@ def contract_features(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
 
 
 def champion_reference(spec: DatasetSpec, storage: Storage, mlflow: MLflow,
-                       with_model: bool = False) -> ChampionReference:
-    """The champion and its training split scored by it: the drift reference.
+                       with_model: bool = False, alias: str = CHAMPION) -> ChampionReference:
+    """The champion (or the version `alias` points at) and its training split scored by it: the
+    drift reference.
 
     Read from where the training step stored it (tag `drift_reference`); rebuilt otherwise (the
     snapshot's training split, contract-coerced, scored by the registered model). `with_model`
-    also loads the champion, to score new data. Raises `ChampionUnavailable`."""
+    also loads the version, to score new data. Raises `ChampionUnavailable`."""
     from mlops_pipeline.deployment.scoring import load_version
     from mlops_pipeline.training.fit import drift_reference
 
-    champion = mlflow.version_by_alias(spec.name, CHAMPION)
+    champion = mlflow.version_by_alias(spec.name, alias)
     if champion is None:
-        raise ChampionUnavailable(f"{spec.name} has no champion yet: nothing to compare against")
+        raise ChampionUnavailable(f"{spec.name} has no {alias} yet: nothing to compare against")
     version = str(champion.version)
     snapshot_id = champion.tags.get(SNAPSHOT_ID_TAG)
     if not snapshot_id:
-        raise ChampionUnavailable(f"champion v{version} has no snapshot_id tag")
+        raise ChampionUnavailable(f"{alias} v{version} has no snapshot_id tag")
     model = load_version(mlflow, spec.name, version) if with_model else None
     stored = champion.tags.get(DRIFT_REFERENCE_TAG)
     if stored and storage.exists(stored):

@@ -14,7 +14,7 @@ from mlops_pipeline.data.features import FeaturesInfo
 from mlops_pipeline.data.storage import Storage
 from mlops_pipeline.defs.monitoring.shared import drift_materialization, reference_or_fail
 from mlops_pipeline.defs.resources import DatasetResource
-from mlops_pipeline.deployment.tags import CHAMPION, SNAPSHOT_ID_TAG
+from mlops_pipeline.deployment.tags import CHALLENGER, CHAMPION, SNAPSHOT_ID_TAG
 from mlops_pipeline.deployment.tracking import MLflow
 from mlops_pipeline.spec import DatasetSpec
 
@@ -43,7 +43,8 @@ def nothing_to_compare(spec: DatasetSpec, reason: str, **metadata: Any) -> dg.Ma
     deps=["model_version"],
     description="Before promotion: Evidently data-drift report of the run's new data (rows the "
     "champion's training snapshot did not hold) against the champion's training data, on the "
-    "model's inputs and the champion's predictions.",
+    "model's inputs and the champion's predictions. First run (no champion): the holdout against "
+    "the training split, scored by the candidate.",
     check_specs=[
         dg.AssetCheckSpec(
             "input_drift", asset="drift_report", blocking=True,
@@ -69,9 +70,9 @@ def drift_report(
     The new data is the run's labelled rows that the champion's training snapshot did not hold,
     recognised by content: it needs no time column and no landing order, and it is the data the
     run's contract checks admitted (a column a batch lacked is a null column here, as the contract
-    allowed), so drift cannot fail on data the checks let through. No champion yet, or no new row
-    (a single landed batch, or nothing landed since the champion's snapshot): both checks pass,
-    saying there is nothing new to compare, instead of comparing data with itself.
+    allowed), so drift cannot fail on data the checks let through. No new row (nothing landed
+    since the champion's snapshot): both checks pass, saying there is nothing new to compare,
+    instead of comparing data with itself. No champion yet: `first_run_drift`.
     """
     from mlops_pipeline.data.contract import load_contract, validate
     from mlops_pipeline.data.features import iter_features
@@ -83,7 +84,7 @@ def drift_report(
     spec = dataset.spec()
     champion = mlflow.version_by_alias(spec.name, CHAMPION)
     if champion is None:
-        return nothing_to_compare(spec, "no champion yet: nothing to compare against")
+        return first_run_drift(context, spec, training_features, storage, mlflow)
     version, snapshot_id = str(champion.version), champion.tags.get(SNAPSHOT_ID_TAG, "")
     time_col = getattr(spec, "time_column", None)
     columns = list(dict.fromkeys([*spec.features.columns, *([time_col] if time_col else [])]))
@@ -120,4 +121,54 @@ def drift_report(
         context, spec, reference, scored(), lambda: f"new_{new.digest}", storage, mlflow,
         extra_metadata=lambda: {"current_basis": basis, **new.span},
         input_severity=input_drift_severity(spec),
+    )
+
+
+def first_run_basis(spec: DatasetSpec, features: FeaturesInfo, version: str) -> str:
+    """What a first run's drift report compares, in words (the `compared` metadata)."""
+    if features.strategy == "time":
+        held = (f"the holdout (the newest period, from {features.cutoff})" if features.cutoff
+                else "the holdout (the newest period)")
+    else:
+        held = f"the holdout split ({features.strategy})"
+    return (f"no champion yet: {held} against the training split of snapshot "
+            f"{features.snapshot_id[:12]}, scored by candidate v{version}")
+
+
+def first_run_drift(context: dg.AssetExecutionContext, spec: DatasetSpec, features: FeaturesInfo,
+                    storage: Storage, mlflow: MLflow) -> dg.MaterializeResult:
+    """The first run's report: with no champion there is no "new data", so the candidate's holdout
+    is compared with its training split (its stored drift reference) and scored by the candidate
+    (the `challenger` this run registered). `input_drift` only warns here: there is no champion
+    to protect, and the first model is promoted on the floors."""
+    from mlops_pipeline.data.contract import load_contract, validate
+    from mlops_pipeline.data.features import iter_features
+    from mlops_pipeline.data.preparation import SPLIT_COLUMN
+    from mlops_pipeline.monitoring.drift import PREDICTION_COLUMN
+    from mlops_pipeline.training.model import drift_scores
+
+    if mlflow.version_by_alias(spec.name, CHALLENGER) is None or not features.holdout_rows:
+        return nothing_to_compare(spec, "no champion yet and no candidate with a holdout: "
+                                  "nothing to compare against")
+    reference = reference_or_fail(spec, storage, mlflow, with_model=True, alias=CHALLENGER)
+    contract = load_contract(spec).for_columns(spec.features.columns)
+    basis = first_run_basis(spec, features, reference.version)
+
+    def holdout() -> Iterator[pd.DataFrame]:
+        """The holdout a chunk at a time, as serving sees it, with the candidate's answers."""
+        for chunk in iter_features(storage, features, [*spec.features.columns, SPLIT_COLUMN]):
+            chunk = chunk[chunk[SPLIT_COLUMN] == "holdout"]
+            if len(chunk):
+                current = validate(chunk[spec.features.columns], contract)
+                current[PREDICTION_COLUMN] = drift_scores(reference.model, current, spec.task)
+                yield current
+
+    return drift_materialization(
+        context, spec, reference, holdout(), "holdout_vs_train", storage, mlflow,
+        extra_metadata={
+            "compared": basis, "current_basis": "the holdout split (no champion yet)",
+            "reference": f"candidate v{reference.version} training split of snapshot "
+            f"{reference.snapshot_id[:12]}",
+        },
+        input_severity=dg.AssetCheckSeverity.WARN,
     )

@@ -31,10 +31,11 @@ DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1)
 
 
 def reference_or_fail(spec: DatasetSpec, storage: Storage, mlflow: MLflow,
-                      with_model: bool = False) -> ChampionReference:
-    """`champion.champion_reference`, a missing champion or snapshot failing the step."""
+                      with_model: bool = False, alias: str = "champion") -> ChampionReference:
+    """`champion.champion_reference` (of the version `alias` points at), a missing version or
+    snapshot failing the step."""
     try:
-        return champion_reference(spec, storage, mlflow, with_model=with_model)
+        return champion_reference(spec, storage, mlflow, with_model=with_model, alias=alias)
     except ChampionUnavailable as exc:
         raise dg.Failure(str(exc)) from exc
 
