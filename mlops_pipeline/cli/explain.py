@@ -26,7 +26,7 @@ def _clients(args: argparse.Namespace, settings: Settings):
     url = args.predictions_url or settings.predictions_url or None
     store = PredictionStore(url)
     history = AliasHistory(args.history_url or url)
-    return store, history, mlflow_client(settings).client(), storage_client(settings)
+    return store, history, mlflow_client(settings, existing=True).client(), storage_client(settings)
 
 
 def _short(value: Any, n: int = 12) -> str:
@@ -120,6 +120,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     """Print the lineage of one prediction, or what a snapshot's models served."""
     from mlops_pipeline.deployment.filters import FilterValueError, quote
     from mlops_pipeline.deployment.lineage import LineageError, explain_request, explain_snapshot
+    from mlops_pipeline.ids import InvalidId, check_snapshot_prefix
 
     if bool(args.request_id) == bool(args.snapshot):
         print("give a REQUEST_ID or --snapshot ID (one of them)", file=sys.stderr)
@@ -127,8 +128,10 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.model is not None:
             quote(args.model)  # searched for in MLflow: refused now, before any client is built
-    except FilterValueError as exc:
-        print(f"error: --model: {exc}", file=sys.stderr)
+        if args.snapshot:
+            check_snapshot_prefix(args.snapshot)  # becomes a path under the store
+    except (FilterValueError, InvalidId) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     store, history, client, storage = _clients(args, settings)
@@ -145,7 +148,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     except LineageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except FilterValueError as exc:
+    except (FilterValueError, InvalidId) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

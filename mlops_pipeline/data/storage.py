@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from mlops_pipeline.ids import check_segment
 from mlops_pipeline.spec import data_dir, resolve_path
 
 if TYPE_CHECKING:
@@ -324,6 +325,7 @@ class Storage:
 
         Locally the file already is in place. On S3 it is uploaded to `<root>/reports/<name>`.
         """
+        check_segment(path.name, "report name")
         if not self.is_s3:
             return str(path)
         content_type = "text/html" if path.suffix == ".html" else "application/octet-stream"
@@ -331,11 +333,12 @@ class Storage:
 
     # ---- snapshots ----------------------------------------------------------------------------
     def snapshot_uri(self, snapshot_id: str) -> str:
-        return self.uri(f"snapshots/{snapshot_id}.parquet")
+        """Where a snapshot is stored; `InvalidId` for an id that is not one path segment."""
+        return self.uri(f"snapshots/{check_segment(snapshot_id, 'snapshot id')}.parquet")
 
     def snapshot_path(self, snapshot_id: str) -> Path:
         """Local file of a snapshot (local root only; `snapshot_uri` works for both)."""
-        return self.base / "snapshots" / f"{snapshot_id}.parquet"
+        return self.base / "snapshots" / f"{check_segment(snapshot_id, 'snapshot id')}.parquet"
 
     def has_snapshot(self, snapshot_id: str) -> bool:
         return self.exists(self.snapshot_uri(snapshot_id))
@@ -367,7 +370,9 @@ class Storage:
 
     # ---- drift references ---------------------------------------------------------------------
     def reference_uri(self, run_id: str) -> str:
-        return self.uri(f"references/{run_id}.parquet")
+        """Where a run's drift reference is stored; `InvalidId` for a run id that is not one
+        path segment."""
+        return self.uri(f"references/{check_segment(run_id, 'run id')}.parquet")
 
     def write_reference(self, run_id: str, df: pd.DataFrame) -> str:
         """A model's drift reference (its training split, scored by it), written once per run."""
@@ -377,7 +382,8 @@ class Storage:
 
     # ---- performance estimators ----------------------------------------------------------------
     def estimator_uri(self, run_id: str) -> str:
-        return self.uri(f"estimators/{run_id}.skops")
+        """Where a run's performance estimator is stored (run id checked like `reference_uri`)."""
+        return self.uri(f"estimators/{check_segment(run_id, 'run id')}.skops")
 
     def write_estimator(self, run_id: str, data: bytes) -> str:
         """A model's performance estimator (`monitoring.estimation`), written once per run like

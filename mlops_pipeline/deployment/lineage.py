@@ -39,6 +39,7 @@ from mlops_pipeline.deployment.tags import (
     SHADOW,
     SNAPSHOT_ID_TAG,
 )
+from mlops_pipeline.ids import InvalidId, check_segment
 
 #: Tags of a version that explain shows as its searchable facts.
 VERSION_TAGS = (SNAPSHOT_ID_TAG, GIT_SHA_TAG, RUN_ID_TAG, DAGSTER_RUN_ID_TAG, GATE_STATUS_TAG,
@@ -50,8 +51,9 @@ class LineageError(LookupError):
 
 
 def batches_relative(snapshot_id: str) -> str:
-    """Where, under the store's root, the landed batch files of a snapshot are recorded."""
-    return f"snapshots/{snapshot_id}.batches.json"
+    """Where, under the store's root, the landed batch files of a snapshot are recorded
+    (`InvalidId` for an id that is not one path segment)."""
+    return f"snapshots/{check_segment(snapshot_id, 'snapshot id')}.batches.json"
 
 
 def read_snapshot_batches(storage: Any, snapshot_id: str) -> dict[str, Any] | None:
@@ -216,6 +218,10 @@ def snapshot_section(storage: Any, snapshot_id: str | None) -> dict[str, Any]:
     files; a `note` says what is missing (no snapshot tag, or batches not recorded)."""
     if not snapshot_id:
         return {"id": None, "note": "the version has no snapshot_id tag"}
+    try:
+        check_segment(snapshot_id, "snapshot id")
+    except InvalidId as exc:  # a tag is not a path: say so instead of reading one
+        return {"id": snapshot_id, "note": str(exc)}
     recorded = read_snapshot_batches(storage, snapshot_id)
     out: dict[str, Any] = {"id": snapshot_id, "uri": storage.uri(f"snapshots/{snapshot_id}.parquet")}
     if recorded is None:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_pipeline.deployment.tags import CHAMPION_VERSION_TAG, CURRENT_TAG, DRIFT_REPORT_KIND, KIND_TAG
+from mlops_pipeline.ids import check_segment
 
 if TYPE_CHECKING:
     from mlops_pipeline.data.storage import Storage
@@ -60,7 +61,7 @@ def publish_drift(spec: DatasetSpec, reference: ChampionReference,
         report_rows=report_rows,
     )
     label = label() if callable(label) else label
-    name = f"drift_{spec.name}_v{reference.version}_{label}"
+    name = check_segment(f"drift_{spec.name}_v{reference.version}_{label}", "report name")
     html = result.save_html(storage.reports_dir / f"{name}.html")
     report_location = storage.publish_report(html)  # on S3: uploaded next to the snapshots
     with mlflow.start_run(

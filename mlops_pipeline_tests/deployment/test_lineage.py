@@ -69,6 +69,7 @@ def test_explain_refuses_a_model_name_it_cannot_search_for_in_one_line(tmp_path,
     from mlops_pipeline.cli import main
 
     monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path))
+    (tmp_path / "mlflow.db").touch()  # a registry is there (explain refuses to read a missing one)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("MLOPS_PREDICTIONS_URL", raising=False)
     assert main(["explain", "--snapshot", "abc", "--model", "a'\"b"]) == 2
