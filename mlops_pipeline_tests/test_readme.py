@@ -24,6 +24,7 @@ README = PROJECT_ROOT / "README.md"
 LOOP_COMMANDS = "mlops_pipeline_tests/cli/test_loop_commands.py"
 THIS = "mlops_pipeline_tests/test_readme.py"
 BYOD = "mlops_pipeline_tests/test_bring_your_own_data.py"
+BATCHES = "mlops_pipeline_tests/data/test_quarantine.py"
 EXPORT_FAIR = ('uv run python -c "import statsmodels.api as sm; '
                "sm.datasets.fair.load_pandas().data.to_csv('fair.csv', index=False)\"")
 
@@ -76,6 +77,17 @@ COVERED: dict[str, tuple[str, str, tuple[str, ...]] | None] = {
     "uv run mlops-pipeline gate --config data/configs/fair.yaml --sample-rows 3000": (
         BYOD, "test_a_csv_on_disk_becomes_a_served_gated_champion",
         ('"gate", "--config"', '"--sample-rows", "3000"')),
+    # Quarantining a batch (issue 24).
+    "uv run mlops-pipeline batches": (
+        BATCHES, "test_a_corrupt_batch_is_quarantined_on_record_and_restored", ('main(["batches"])',)),
+    "uv run mlops-pipeline batches quarantine flights_2013_03.parquet "
+    '--reason "carrier codes garbled upstream"': (
+        BATCHES, "test_a_corrupt_batch_is_quarantined_on_record_and_restored",
+        ('"batches", "quarantine", BAD, "--reason", "carrier codes garbled upstream"',
+         'BAD = "flights_2013_03.parquet"')),
+    "uv run mlops-pipeline batches restore flights_2013_03.parquet": (
+        BATCHES, "test_a_corrupt_batch_is_quarantined_on_record_and_restored",
+        ('"batches", "restore", BAD',)),
 }
 
 
