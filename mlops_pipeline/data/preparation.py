@@ -78,17 +78,27 @@ def feedback_label(label: Any, spec: Any, classes: Sequence[Any] = ()) -> tuple[
         return None, f"expected a number (the observed '{spec.label_source}')"
     labels = tuple(classes)
     if any(isinstance(c, str) for c in labels):
-        return (label, None) if isinstance(label, str) and label else (
-            None, f"expected a string class of '{spec.target.name}', e.g. {labels[0]!r}")
+        if not (isinstance(label, str) and label):
+            return None, f"expected a string class of '{spec.target.name}', e.g. {labels[0]!r}"
+        return _known_class(label, labels, spec)
     if labels and all(isinstance(c, bool) for c in labels):
-        return (label, None) if isinstance(label, bool) else (
+        return _known_class(label, labels, spec) if isinstance(label, bool) else (
             None, f"expected true or false (the class of '{spec.target.name}')")
     if labels:
-        return (label, None) if numeric else (
+        return _known_class(label, labels, spec) if numeric else (
             None, f"expected a number (the class of '{spec.target.name}')")
     if isinstance(label, str | bool) or numeric:
         return label, None
     return None, f"expected the class of '{spec.target.name}' (a string, number or boolean)"
+
+
+def _known_class(label: Any, classes: tuple, spec: Any) -> tuple[Any, str | None]:
+    """`label` when it is one of the model's `classes`, else why not, naming the allowed ones (a
+    label the model cannot predict would count as an error on every answer)."""
+    if any(label == c and isinstance(label, bool) == isinstance(c, bool) for c in classes):
+        return label, None
+    allowed = ", ".join(repr(c.item() if hasattr(c, "item") else c) for c in sorted(classes, key=str))
+    return None, f"{label!r} is not a class of '{spec.target.name}': use one of {allowed}"
 
 
 def target_from_feedback(labels, spec: DatasetSpec) -> np.ndarray:

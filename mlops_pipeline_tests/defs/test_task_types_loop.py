@@ -121,6 +121,9 @@ def test_a_string_multi_class_target_runs_the_loop_and_is_served(fair_spec, run_
         assert ok.status_code == 200, ok.text
         wrong = httpx.post(f"{url}/feedback", json={"request_id": rid, "label": 4}, timeout=30)
         assert wrong.status_code == 422 and "label" in wrong.text
+        unknown = httpx.post(f"{url}/feedback", json={"request_id": rid, "label": "maybe"}, timeout=30)
+        assert unknown.status_code == 422, unknown.text
+        assert "'maybe' is not a class of" in unknown.text and "'teacher'" in unknown.text
     finally:
         stop(proc)
     store = PredictionStore(store_url)

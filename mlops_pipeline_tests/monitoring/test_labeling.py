@@ -19,6 +19,7 @@ from mlops_pipeline.cli import main
 from mlops_pipeline.monitoring.labeling import (
     LEAST_CONFIDENT,
     SHADOW_DISAGREEMENT,
+    LabelRow,
     confidence_scores,
     feedback_label,
     import_labels,
@@ -219,3 +220,38 @@ def test_import_validates_labels_exactly_like_post_feedback(data_dir):
                 got = feedback_label(label, spec, classes)
                 assert (got[0], got[1] is None) == (want[0], want[1] is None), (spec.task, classes, label)
                 assert type(got[0]) is type(want[0])
+
+
+def test_a_label_the_model_does_not_know_is_refused_naming_the_classes(data_dir):
+    """Issue 24 item 10: "maybe" for a good/bad target is not a label, nor 3 for classes 0/1/2."""
+    spec = load_spec()
+    column = spec.model_copy(update={"target": spec.target.model_copy(update={"expression": None})})
+    assert feedback_label("bad", column, ("bad", "good")) == ("bad", None)
+    label, problem = feedback_label("maybe", column, ("good", "bad"))
+    assert label is None
+    assert problem == "'maybe' is not a class of 'delayed': use one of 'bad', 'good'"
+    assert feedback_label(3, column, (0, 1, 2))[1] == (
+        "3 is not a class of 'delayed': use one of 0, 1, 2")
+    assert feedback_label(2.0, column, (0, 1, 2)) == (2.0, None)  # JSON 2 and 2.0 are one class
+    assert feedback_label(1, column, (False, True))[1].startswith("expected true or false")
+    assert feedback_label(True, column, (False, True)) == (True, None)
+    # Without the model's classes (none loaded yet) nothing is known to compare with.
+    assert feedback_label("maybe", column, ()) == ("maybe", None)
+
+
+def test_labels_import_refuses_an_unknown_class(store, data_dir):
+    spec = load_spec()
+    column = spec.model_copy(update={"target": spec.target.model_copy(update={"expression": None})})
+    b = PredictionBatch.from_records([{"carrier": "AA", "distance": 100.0}], ["good"], [0.7],
+                                     classes=("bad", "good"), positive=1, ts=T0, model_name="m",
+                                     model_version="3")
+    store.write([b])
+    rid = b.request_ids[0]
+    rows = [LabelRow(rid, "maybe", "labels.csv:2"), LabelRow(rid, "good", "labels.csv:3")]
+
+    report = import_labels(store, rows, column)
+
+    assert report.invalid == [f"labels.csv:2 {rid}: 'maybe' is not a class of 'delayed': use one "
+                              "of 'bad', 'good' (got 'maybe')"]
+    assert report.changed == [rid]
+    assert store.get(rid)["label"].iloc[0] == "good"

@@ -55,6 +55,9 @@ def test_feedback_takes_the_label_in_the_dataset_s_own_type():
     assert Server._feedback_label(strings, "bad") == ("bad", None)
     label, problem = Server._feedback_label(strings, 1)
     assert label is None and "expected a string class" in problem
+    # A class the model does not know is no label (issue 24 item 10): refused, naming the classes.
+    assert Server._feedback_label(strings, "maybe") == (
+        None, f"'maybe' is not a class of '{_spec().target.name}': use one of 'bad', 'good'")
     flights = _server(load_spec("data/configs/flights.yaml"))
     assert Server._feedback_label(flights, 27) == (27.0, None)  # arr_delay minutes
     assert "expected a number" in Server._feedback_label(flights, "late")[1]
