@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from mlops_pipeline.monitoring.predictions import PredictionStore
 from mlops_pipeline.serving.errors import RequestError, read_object
@@ -33,13 +34,23 @@ log = logging.getLogger(__name__)
 #: A route's work once the token is checked: (server, request, when it arrived) -> response.
 Handler = Callable[[Server, Request, float], Awaitable[Response]]
 
+#: The error kind of a request whose client went away before its body was complete (it hung up
+#: mid-body, or sent a malformed chunked body the HTTP server dropped): the client's fault.
+CLIENT_DISCONNECT = "client_disconnect"
+
 
 def error_response(server: Server, exc: Exception, with_kind: bool = False) -> Response:
     """The one place an error becomes a response, counted by kind in `mlops_errors_total` (every
-    5xx too). A `RequestError` is answered as it says; anything else nothing anticipated is logged
-    with its traceback and answered 500 `internal`. `with_kind` adds the kind to the body, for the
-    callers that act on it (the CLI's rollback)."""
-    if not isinstance(exc, RequestError):
+    5xx too). A `RequestError` is answered as it says; a client that went away mid-body is a
+    client error (`client_disconnect`, logged at INFO without a traceback: nobody reads the
+    answer); anything else nothing anticipated is logged with its traceback and answered 500
+    `internal`. `with_kind` adds the kind to the body, for the callers that act on it (the CLI's
+    rollback)."""
+    if isinstance(exc, ClientDisconnect):
+        log.info("client disconnected before its request body was complete")
+        exc = RequestError(400, "client disconnected before the request body was complete",
+                           kind=CLIENT_DISCONNECT)
+    elif not isinstance(exc, RequestError):
         log.error("unhandled %s", type(exc).__name__, exc_info=exc)
         exc = RequestError(500, f"internal error: {type(exc).__name__}", kind="internal")
     server.metrics.errors.labels(exc.kind).inc()

@@ -350,3 +350,61 @@ def test_health_says_starting_until_the_first_model_even_with_the_registry_down(
     assert health.json()["registry"]["reachable"] is False and health.json()["registry"]["last_error"]
     assert ready.status_code == 503
     assert after.json()["status"] == "degraded" and ready_after.status_code == 200
+
+
+def test_a_client_that_hangs_up_mid_body_is_a_client_error_not_a_500(harness, caplog):
+    """Through a real uvicorn on 127.0.0.1: a client that closes the connection mid-body and one
+    that sends a malformed chunked body are counted as `client_disconnect` (not `internal`, the
+    500 on the board) and logged at INFO without a traceback."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    payload = body()
+    head = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n")
+
+    async def raw(request: bytes, read: bool) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10) if read else b""
+        writer.close()
+        return answer
+
+    async def main() -> str:
+        config = uvicorn.Config(harness.app, host="127.0.0.1", port=port, lifespan="on",
+                                log_config=None, access_log=False)
+        srv = uvicorn.Server(config)
+        task = asyncio.create_task(srv.serve())
+        try:
+            while not srv.started:
+                await asyncio.sleep(0.02)
+            harness.app.state.server.watcher.champion = LoadedModel(
+                "flights_delay", "1", harness.model, "classification")
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                ok = await client.post("/predict", content=payload, headers=JSON)
+                assert ok.status_code == 200, ok.text
+                await raw(head + b"Content-Length: %d\r\n\r\n" % len(payload) + payload[:20], read=False)
+                await raw(head + b"Transfer-Encoding: chunked\r\n\r\n5\r\n" + payload[:5]
+                          + b"\r\nzz-not-a-size\r\n", read=True)
+                for _ in range(200):
+                    metrics = (await client.get("/metrics")).text
+                    if 'mlops_errors_total{kind="client_disconnect"} 2.0' in metrics:
+                        break
+                    await asyncio.sleep(0.05)
+                return metrics
+        finally:
+            srv.should_exit = True
+            await task
+
+    with caplog.at_level(logging.INFO):
+        metrics = asyncio.run(main())
+    assert 'mlops_errors_total{kind="client_disconnect"} 2.0' in metrics, metrics
+    assert 'kind="internal"' not in metrics
+    ours = [r for r in caplog.records if r.name.startswith("mlops_pipeline")]
+    assert not [r for r in ours if r.levelno >= logging.ERROR], [r.getMessage() for r in ours]
+    gone = [r for r in ours if "disconnected" in r.getMessage()]
+    assert len(gone) == 2 and all(r.levelno == logging.INFO and not r.exc_info for r in gone)
