@@ -46,6 +46,7 @@ ENV_VARS: dict[str, str] = {
     "drift_report_rows": "MLOPS_DRIFT_REPORT_ROWS",
     "batch_index_cache_rows": "MLOPS_BATCH_INDEX_CACHE_ROWS",
     "cache_home": "XDG_CACHE_HOME",
+    "registry_timeout": "MLOPS_REGISTRY_TIMEOUT",
 }
 
 
@@ -81,6 +82,8 @@ class Settings:
     drift_report_rows: int = 50_000
     batch_index_cache_rows: int = 50_000_000
     cache_home: str = ""
+    #: Seconds a command waits for the registry before it gives up (one line, no traceback).
+    registry_timeout: int = 10
     environment: frozenset[str] = field(default=frozenset(), compare=False)
 
     @classmethod
@@ -150,6 +153,15 @@ class Settings:
     def cache_dir(self) -> Path:
         """This project's per-user cache (`$XDG_CACHE_HOME/mlops-pipeline`, default ~/.cache)."""
         return Path(self.cache_home or Path.home() / ".cache") / "mlops-pipeline"
+
+    def secrets(self) -> tuple[str, ...]:
+        """What no output may show (`redaction.secrets_in`): the passwords of every configured
+        URI, the serving token, and the secrets of this process's environment."""
+        from mlops_pipeline.redaction import secrets_in
+
+        uris = [self.tracking_uri, self.predictions_url, self.storage_root, self.s3_endpoint_url,
+                self.alert_webhook_url, self.serving_url, self.serve_url]
+        return secrets_in(uris, [self.serve_token])
 
     # ---- handing them on -------------------------------------------------------------------------
     def as_env(self) -> dict[str, str]:

@@ -59,21 +59,28 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, read the process settings (once: every command gets them), check the dataset config,
     run the command. An invalid config is one line on stderr (`<file>: <field>: <problem> — <fix>`)
     and exit code 2, never a traceback."""
+    from mlops_pipeline.cli.common import RegistryUnreachable
+    from mlops_pipeline.redaction import install
     from mlops_pipeline.settings import Settings
     from mlops_pipeline.spec import ConfigError
 
+    install()  # before anything can print: credentials masked in every line and log record
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    install(settings.secrets())
     problem = _config_problem(args, settings)
     if problem is None:
         try:
             return int(args.func(args, settings) or 0)
         except ConfigError as exc:
             problem = str(exc)
+        except RegistryUnreachable as exc:  # `common.require_registry`: bounded, URI masked
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     print(f"error: {' '.join(problem.split())}", file=sys.stderr)
     return 2
 

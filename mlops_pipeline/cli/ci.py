@@ -73,7 +73,8 @@ def cmd_reproduce(args: argparse.Namespace, settings: Settings) -> int:
 
     name = args.model or load_spec(args.config or settings.dataset_config).name
     try:
-        rep = reproduce(mlflow_client(settings), storage_client(settings), name, args.version, atol=args.atol)
+        rep = reproduce(mlflow_client(settings, existing=True), storage_client(settings), name,
+                        args.version, atol=args.atol)
     except ReproduceError as exc:
         print(f"cannot reproduce: {exc}", file=sys.stderr)
         return 2

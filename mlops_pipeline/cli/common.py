@@ -49,9 +49,13 @@ def open_instance(settings: Settings):
     return dg.DagsterInstance.from_config(str(ensure_dagster_home(settings)))
 
 
-def mlflow_client(settings: Settings):
-    """The registry the loop's resources use, as the core's plain client (no Dagster)."""
+def mlflow_client(settings: Settings, existing: bool = False):
+    """The registry the loop's resources use, as the core's plain client (no Dagster); with
+    `existing`, only after `require_registry` found it answering."""
     from mlops_pipeline.deployment.tracking import MLflow
+
+    if existing:
+        require_registry(settings)
 
     return MLflow(tracking_uri=settings.tracking_uri, ui_url=settings.mlflow_ui_url)
 
@@ -82,12 +86,14 @@ def tracking_uri(settings: Settings) -> str:
     return settings.resolved_tracking_uri
 
 
-def check_registry(uri: str, timeout: float = REGISTRY_TIMEOUT_S) -> str:
+def check_registry(uri: str, timeout: float = REGISTRY_TIMEOUT_S, must_exist: bool = False) -> str:
     """Raise `RegistryUnreachable` within about `timeout` seconds unless the registry answers.
 
     Called before any training: a run that trains for minutes and then cannot register its model
     wastes the minutes and says less. HTTP(S) servers are asked for one registered model (no
-    retries); database URIs are connected to; a SQLite file only needs a directory we can write.
+    retries); database URIs are connected to; a SQLite file only needs a directory we can write —
+    or, with `must_exist` (commands that read a registry: promote, rollback, explain, reproduce),
+    must already be there, so a mistyped path is not read as an empty registry.
     Returns the (redacted) URI that answered.
     """
     shown = redact(uri)
@@ -112,6 +118,10 @@ def check_registry(uri: str, timeout: float = REGISTRY_TIMEOUT_S) -> str:
     if scheme == "sqlite":
         path = uri.removeprefix("sqlite:///")
         parent = Path(path).parent
+        if must_exist and not Path(path).is_file():
+            raise RegistryUnreachable(
+                f"no MLflow registry at {shown}: nothing was registered there yet (run `mlops-pipeline "
+                "materialize` first, or check MLFLOW_TRACKING_URI and MLOPS_DATA_DIR)")
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -134,6 +144,19 @@ def check_registry(uri: str, timeout: float = REGISTRY_TIMEOUT_S) -> str:
                 f"the registry database {shown} does not answer ({redact(first)[:160]}); {fix}") from None
         return shown
     raise RegistryUnreachable(f"MLFLOW_TRACKING_URI={shown}: unsupported scheme {scheme!r}")
+
+
+def require_registry(settings: Settings) -> None:
+    """For a command that reads an existing registry (promote, rollback, explain, reproduce): raise
+    `RegistryUnreachable` within `MLOPS_REGISTRY_TIMEOUT` seconds unless it answers, and bound
+    MLflow's own client the same way, so no later call sits in MLflow's default retries (~250 s)."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.registry_timeout))
+    try:
+        check_registry(settings.resolved_tracking_uri, timeout=settings.registry_timeout, must_exist=True)
+    except RegistryUnreachable as exc:
+        raise RegistryUnreachable(
+            f"{exc} (gave up after MLOPS_REGISTRY_TIMEOUT={settings.registry_timeout}s)") from None
 
 
 # ---- running a job and saying what it does ----------------------------------------------------

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from mlops_pipeline.cli.common import mlflow_client, storage_client
+from mlops_pipeline.cli.common import mlflow_client, require_registry, storage_client
 from mlops_pipeline.settings import Settings
 from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG, load_spec
 
@@ -146,7 +146,7 @@ def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_pipeline.deployment.promotion import PromotionRefused, promote_version
 
     spec = load_spec(args.config or settings.dataset_config)
-    mlflow = mlflow_client(settings)
+    mlflow = mlflow_client(settings, existing=True)
     try:
         report, moves = promote_version(mlflow, storage_client(settings), spec, args.version,
                                         force=args.force, actor=_cli_actor(), reason=args.reason or "")
@@ -233,6 +233,7 @@ def _rollback_here(name: str, args: argparse.Namespace, settings: Settings) -> i
     from mlops_pipeline.deployment.registry import Registry, RegistryError, client_for
     from mlops_pipeline.deployment.tags import CHAMPION
 
+    require_registry(settings)
     registry = Registry(client_for(settings.tracking_uri))
     try:
         moves = registry.rollback(name, actor=_cli_actor(), reason=args.reason or "")

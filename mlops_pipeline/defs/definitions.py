@@ -29,6 +29,7 @@ from mlops_pipeline.defs.runtime import RunCachedIOManager, run_worker_executor
 from mlops_pipeline.defs.training import trained_model
 from mlops_pipeline.deployment.tags import TRAINING_TAG
 from mlops_pipeline.profile import check_profile
+from mlops_pipeline.redaction import install
 from mlops_pipeline.settings import ENV_VARS, Settings
 
 TRAINING_RUN_TAGS = {TRAINING_TAG: "true"}
@@ -81,6 +82,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     run workers load `defs`, which reads the environment.
     """
     s = Settings.from_env() if settings is None else settings
+    install(s.secrets())  # every run and step process loads this: no credential in its output
     modules = [dataset_snapshot, training_features, trained_model, registered_model, drift_report, traffic,
                estimated_performance, labeling_queue, challenger_analysis]
     assets = dg.load_assets_from_modules(modules)

@@ -11,15 +11,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops_pipeline.deployment.tags import CHAMPION
+from mlops_pipeline.redaction import RedactingFormatter, install, redact, secrets_in  # noqa: F401
 
 ENV_PREFIX = "MLOPS_SERVE_"
 
@@ -137,76 +135,22 @@ def check_exposure(settings: ServeSettings) -> None:
             "clients send 'Authorization: Bearer <token>'), or bind 127.0.0.1.")
 
 
-#: `scheme://user:password@` in any text: the password is replaced by ***.
-_URI_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:@/\s]*):(?P<pw>[^@/\s]+)@")
-
-
 def secrets_of(settings: ServeSettings | None, *uris: str) -> tuple[str, ...]:
     """What must never be shown: the passwords in the given URIs (the registry's, the prediction
-    store's, MLFLOW_TRACKING_URI's), as written and URL-decoded, and the admin token."""
-    found = set()
-    candidates = [*uris, os.environ.get("MLFLOW_TRACKING_URI", "")]
-    if settings is not None:
-        candidates.append(settings.predictions_url)
-        if settings.token:
-            found.add(settings.token)
-    for uri in candidates:
-        try:
-            password = urlsplit(uri).password if uri else None
-        except ValueError:
-            password = None
-        if password:
-            found.update({password, unquote(password)})
-    return tuple(sorted((s for s in found if len(s) >= 3), key=len, reverse=True))
-
-
-def redact(text: str | None, secrets: Iterable[str] = ()) -> str | None:
-    """`text` with credentials masked: `scheme://user:***@host` for any URI with a password, and
-    every known secret (see `secrets_of`) wherever else it appears."""
-    if not text:
-        return text
-    text = _URI_CREDENTIALS.sub(r"\g<head>:***@", text)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, "***")
-    return text
-
-
-class RedactingFormatter(logging.Formatter):
-    """A log formatter that masks credentials in the whole record, traceback included."""
-
-    def __init__(self, fmt: str | None = None, secrets: Iterable[str] = ()):
-        super().__init__(fmt)
-        self.secrets = tuple(secrets)
-
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), self.secrets) or ""
+    store's, MLFLOW_TRACKING_URI's), as written and URL-decoded, and the admin token
+    (`redaction.secrets_in`)."""
+    if settings is None:
+        return secrets_in(uris)
+    return secrets_in([*uris, settings.predictions_url], [settings.token])
 
 
 def configure_logging(settings: ServeSettings | None) -> None:
     """Process logging for serving: INFO to stderr, credentials masked in every record of every
-    logger. Libraries that bring their own handlers (MLflow's logger does not propagate) are
-    covered too: the record factory masks the message and the traceback when a record is made,
-    before any handler sees it; the root handler's `RedactingFormatter` masks the rest."""
-    secrets = secrets_of(settings)
+    logger and every printed line (`mlops_pipeline.redaction.install`: libraries that bring their
+    own handlers are covered because records are masked when they are made); the root handler's
+    `RedactingFormatter` masks the rest."""
+    secrets = install(secrets_of(settings))
     formatter = RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
     logging.basicConfig(level=logging.INFO)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter)
-    base = logging.getLogRecordFactory()
-    if getattr(base, "redacting", False):
-        base = base.base  # type: ignore[attr-defined]
-
-    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
-        record = base(*args, **kwargs)
-        try:
-            record.msg, record.args = redact(record.getMessage(), secrets), None
-        except Exception:  # noqa: BLE001 - a malformed record is logging's to report, not ours
-            return record
-        if record.exc_info and record.exc_info[0] is not None:
-            record.exc_text = redact(formatter.formatException(record.exc_info), secrets)
-        return record
-
-    factory.redacting = True  # type: ignore[attr-defined]
-    factory.base = base  # type: ignore[attr-defined]
-    logging.setLogRecordFactory(factory)
