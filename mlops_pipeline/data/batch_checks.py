@@ -40,6 +40,9 @@ BATCH_CHECKS: dict[str, str] = {
     "batch_future_timestamps": "Are each batch's timestamps no later than when it landed?",
     "batch_class_balance": "Does each batch hold more than one class of the target?",
     "batch_duplicates": "Is each batch free of duplicated records?",
+    "batch_unit_change": "Does each ratio-scale numeric column keep the scale of the contract's "
+    "expectations (no whole column ~k x the reference at every quantile: a unit change)? Columns "
+    "with too few positive values in a batch are not judged.",
 }
 def _kind(dtype) -> str:
     name = str(dtype).lower()
@@ -199,6 +202,19 @@ def duplicate_findings(
                     examples(df[hashable.duplicated()].head(EXAMPLES).index.astype(str)))]
 
 
+def unit_change_findings(name: str, df: pd.DataFrame, contract: Contract) -> list[Finding]:
+    """Columns of the batch rescaled as a whole against the contract's `expectations:` (the rule
+    is `expectations.measure`): the message names the factor."""
+    from mlops_pipeline.data import expectations
+
+    out = []
+    for m in expectations.check(df, contract.expectations):
+        if m.unit_change:
+            out.append(Finding("batch_unit_change", name, m.column, m.message(),
+                               (f"median {m.median:.4g} vs reference {m.reference_median:.4g}",)))
+    return out
+
+
 # ---- checks of all landed batches ----------------------------------------------------------
 def check_batch(
     b: Batch, contract: Contract, spec: DatasetSpec, others: set[str], now: pd.Timestamp
@@ -228,6 +244,7 @@ def check_batch(
         *future_findings(b, spec, contract, now),
         *class_balance_findings(b.name, b.frame, spec),
         *duplicate_findings(b.name, b.frame, spec),
+        *unit_change_findings(b.name, b.frame, contract),
     ]
 
 
@@ -273,5 +290,10 @@ def check_overall(df: pd.DataFrame, contract: Contract, spec: DatasetSpec) -> di
 def summary(check: str, findings: list[Finding], checked: str) -> str:
     """One description for a check result: what passed, or every finding (batch, column, values)."""
     if not findings:
+        if check == "batch_unit_change":
+            from mlops_pipeline.data.expectations import MIN_VALUES
+
+            return (f"{checked}: passed (a column with fewer than {MIN_VALUES} positive values in a "
+                    "batch is not judged)")
         return f"{checked}: passed"
     return f"{len(findings)} problem(s): " + "; ".join(f.describe() for f in findings)

@@ -9,7 +9,10 @@ widened by a share of itself, never narrower) and a time window for each datetim
 before the first timestamp to a horizon after the last). The schema's hard checks are what every
 single row and request must satisfy; the domain is what a landed batch is measured against, as
 shares with limits (`mlops_pipeline.data.batch_checks`), so one new carrier does not refuse a
-request while a batch full of them blocks training.
+request while a batch full of them blocks training. The draft also holds `expectations:`
+(`mlops_pipeline.data.expectations`): per ratio-scale numeric column, reference quantiles and how far
+its level moves legitimately, so a batch whose whole column is ~k x the reference (a unit change
+inside the ranges) is refused.
 
 Training validates the full source columns (features, time, keys, label sources); inference
 validates the feature columns only, with the very same column definitions.
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
+from mlops_pipeline.data.expectations import Expectations, infer_expectations
 from mlops_pipeline.spec import DatasetSpec
 
 if TYPE_CHECKING:
@@ -69,13 +73,15 @@ class Domain:
 
 @dataclass(frozen=True)
 class Contract:
-    """A loaded contract (`load_contract`): the pandera schema, per-column null-rate limits and the domain."""
+    """A loaded contract (`load_contract`): the pandera schema, per-column null-rate limits, the
+    domain and the distribution expectations."""
 
     dataset: str
     schema: pa.DataFrameSchema
     max_null_rate: dict[str, float] = field(default_factory=dict)
     default_max_null_rate: float = 0.05
     domain: Domain = field(default_factory=Domain)
+    expectations: Expectations = field(default_factory=Expectations)
 
     @property
     def columns(self) -> list[str]:
@@ -189,6 +195,7 @@ def infer_contract(
         "dataset": spec.name,
         "max_null_rate": limits,
         "domain": infer_domain(sample, spec, range_margin, time_margin, horizon_days),
+        "expectations": infer_expectations(sample, spec),
         "schema": yaml.safe_load(schema.to_yaml()),
     }
 
@@ -241,6 +248,8 @@ def write_contract(doc: dict, path: Path) -> None:
         "# max_null_rate: per-column limit on the share of nulls (others use the dataset default).\n"
         "# domain: allowed categories, plausible numeric ranges and time windows; landed batches are\n"
         "# checked against them (shares with limits under the dataset config's `checks:`).\n"
+        "# expectations: reference quantiles of each ratio-scale numeric column; a landed batch whose\n"
+        "# column is ~k x the reference at every quantile, k beyond max_factor, is refused (a unit change).\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
@@ -265,6 +274,7 @@ def load_contract(spec: DatasetSpec, path: Path | None = None) -> Contract:
         max_null_rate={k: float(v) for k, v in (doc.get("max_null_rate") or {}).items()},
         default_max_null_rate=spec.checks.max_null_rate,
         domain=Domain.from_doc(doc.get("domain")),
+        expectations=Expectations.from_doc(doc.get("expectations")),
     )
 
 
