@@ -82,6 +82,36 @@ def quarantined_files(spec: DatasetSpec, storage: Storage) -> list[str]:
     return [loc for loc in storage.list_uris(f"{folder}/*") if not _name(loc).startswith(".")]
 
 
+def move(storage: Storage, source: str, target: str) -> None:
+    """Move the file or object at `source` to `target` in the same store, never replacing one:
+    locally a hard link then an unlink (FileExistsError when `target` exists; bytes and file time
+    kept); on S3 a server-side copy, checked, then the source deleted (`StorageError` naming the
+    store when it fails)."""
+    import os
+    from pathlib import Path
+
+    from mlops_pipeline.data.storage import StorageError, split_s3_uri
+
+    if "://" not in source:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        os.link(source, target)
+        os.unlink(source)
+        return
+    if storage.exists(target):
+        raise FileExistsError(f"{target} already exists in {storage.describe()}")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    (src_bucket, src_key), (bucket, key) = split_s3_uri(source), split_s3_uri(target)
+    try:
+        client = storage.s3_client()
+        client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": src_bucket, "Key": src_key})
+        if not storage.exists(target):
+            raise StorageError(f"{storage.describe()}: copying {source} to {target} left no object")
+        client.delete_object(Bucket=src_bucket, Key=src_key)
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageError(f"{storage.describe()}: moving {source} to {target} failed: {exc}") from exc
+
+
 def _actor(actor: str | None) -> str:
     from mlops_pipeline.deployment.history import default_actor
 
@@ -108,12 +138,12 @@ def quarantine(spec: DatasetSpec, storage: Storage, file: str, reason: str,
     target = f"{quarantine_folder(spec, storage)}/{name}"
     if storage.exists(target):
         raise QuarantineError(f"{target} already exists: a quarantined batch has this name")
-    storage.move(source, target)
+    move(storage, source, target)
     try:
         return history.append(spec.name, batch_alias(name), LANDED, QUARANTINED, _actor(actor),
                               reason.strip())
     except Exception:
-        storage.move(target, source)  # not on record: not quarantined
+        move(storage, target, source)  # not on record: not quarantined
         raise
 
 
@@ -132,12 +162,12 @@ def restore(spec: DatasetSpec, storage: Storage, file: str, history: AliasHistor
     target = f"{landing_folder(spec, storage)}/{name}"
     if storage.exists(target):
         raise QuarantineError(f"{target} already exists: a landed batch has this name")
-    storage.move(source, target)
+    move(storage, source, target)
     try:
         return history.append(spec.name, batch_alias(name), QUARANTINED, LANDED, _actor(actor),
                               reason.strip() or "restored")
     except Exception:
-        storage.move(target, source)
+        move(storage, target, source)
         raise
 
 

@@ -278,28 +278,6 @@ class Storage:
         os.replace(tmp, path)
         return location
 
-    def move(self, source: str, target: str) -> None:
-        """Move the object at `source` to `target` (same store), never replacing one: locally a
-        hard link then an unlink (FileExistsError when `target` exists; the file keeps its bytes and
-        time); on S3 a server-side copy, checked, then the source deleted."""
-        if not source.startswith(S3_SCHEME):
-            dst = Path(target)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.link(source, dst)
-            os.unlink(source)
-            return
-        if self._exists(target):
-            raise FileExistsError(f"{target} already exists in {self.describe()}")
-        src_bucket, src_key = split_s3_uri(source)
-        bucket, key = split_s3_uri(target)
-        with self._s3_errors("COPY", f"{source} -> {target}"):
-            self.s3_client().copy_object(Bucket=bucket, Key=key,
-                                         CopySource={"Bucket": src_bucket, "Key": src_key})
-        if not self._exists(target):
-            raise StorageError(f"{self.describe()}: copying {source} to {target} left no object")
-        with self._s3_errors("DELETE", source):
-            self.s3_client().delete_object(Bucket=src_bucket, Key=src_key)
-
     def exists(self, location: str) -> bool:
         """Whether a path or `s3://` URI holds an object (StorageError when the store is down)."""
         return self._exists(location) if location.startswith(S3_SCHEME) else Path(location).exists()
