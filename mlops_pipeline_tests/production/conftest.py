@@ -244,7 +244,10 @@ class SeaweedFS:
             [weed, "server", f"-dir={data}", f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}", "-s3",
              f"-s3.port={self.ports['s3']}", f"-master.port={self.ports['master']}",
              f"-volume.port={self.ports['volume']}", f"-filer.port={self.ports['filer']}",
-             f"-s3.config={config}", "-master.electionTimeout=1s", "-master.telemetry=false"],
+             f"-s3.config={config}", "-master.electionTimeout=1s", "-master.telemetry=false",
+             # Its Iceberg REST catalog (8181) and Lance namespace (9101) listen on fixed ports by
+             # default: a second instance (another test run, a developer's stack) could not start.
+             "-s3.port.iceberg=0", "-s3.port.lance=0"],
             stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True,
         )
         client = self.client()
