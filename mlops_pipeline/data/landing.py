@@ -165,6 +165,24 @@ def _contract_notes(frames: list[tuple[Path, pd.DataFrame]], spec) -> list[str]:
     return notes
 
 
+def _quarantined_ids(held: Path, pattern_name: str) -> dict[str, Path]:
+    """Content id -> quarantined batch file (`data.quarantine`), read only when there are any."""
+    import fnmatch
+
+    from mlops_pipeline.data.snapshots import content_id
+
+    if not held.is_dir():
+        return {}
+    out: dict[str, Path] = {}
+    for f in sorted(held.iterdir()):
+        if f.is_file() and fnmatch.fnmatch(f.name, pattern_name) and f.suffix.lower() in READERS:
+            try:
+                out.setdefault(content_id(_read_input(f)), f)
+            except LandingInputError:
+                continue
+    return out
+
+
 def _batch_name(pattern_name: str, stem: str, cid: str, fmt: str) -> str:
     """`<stem>-<content id[:12]>.<ext>`, fitted into the landing glob's file pattern."""
     core = f"{stem}-{cid[:12]}"
@@ -176,13 +194,16 @@ def _batch_name(pattern_name: str, stem: str, cid: str, fmt: str) -> str:
 def land_files(source: Path, spec, landing_glob: str | None = None) -> LandResult:
     """Land a file, or every CSV/Parquet file of a folder, as new batches of `spec`'s dataset.
 
-    Every input is read and checked before anything is written, so a bad file lands nothing.
+    Every input is read and checked before anything is written, so a bad file lands nothing: a
+    file that cannot belong to the dataset is refused (`refuse_mismatch`), and content that was
+    quarantined (`data.quarantine`) is not landed again.
     Batches are written in the spec's `source.format` (converted when the input differs), once:
     named by content (`<stem>-<content id[:12]>.<ext>`), written to a temp file and linked into
     place without ever replacing a file, so landing the same data twice lands nothing new.
     """
     import fnmatch
 
+    from mlops_pipeline.data.quarantine import QUARANTINE_DIR
     from mlops_pipeline.data.snapshots import content_id
 
     pattern = Path(landing_glob or spec.landing_glob())
@@ -202,6 +223,7 @@ def land_files(source: Path, spec, landing_glob: str | None = None) -> LandResul
 
     folder.mkdir(parents=True, exist_ok=True)
     existing = {p.name for p in folder.iterdir()}
+    quarantined = _quarantined_ids(folder / QUARANTINE_DIR, pattern.name)
     written: list[Path] = []
     already: list[tuple[Path, Path]] = []
     for path, df in frames:
@@ -215,6 +237,12 @@ def land_files(source: Path, spec, landing_glob: str | None = None) -> LandResul
         same = sorted(n for n in existing if cid[:12] in n and fnmatch.fnmatch(n, pattern.name))
         if same:
             already.append((path, folder / same[0]))
+            continue
+        held = quarantined.get(cid)
+        if held is not None:  # quarantined content stays out until `batches restore` brings it back
+            notes.append(f"{path.name} holds the content of quarantined batch {held.name}: not "
+                         f"landed again (`mlops-pipeline batches restore {held.name}` brings it back)")
+            already.append((path, held))
             continue
         target = folder / name
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".landing-", suffix=".tmp")

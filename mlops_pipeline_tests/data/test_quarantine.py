@@ -92,6 +92,15 @@ def test_a_corrupt_batch_is_quarantined_on_record_and_restored(landed, capsys):
     assert listed[BAD]["event"]["reason"] == "carrier codes garbled upstream"
     assert listed["flights_2013_01.parquet"]["status"] == "ok"
 
+    # The same content landed again by `land --from` stays out: it is quarantined.
+    from mlops_pipeline.data.landing import land_files
+
+    again_src = landed.parent / "resent.parquet"
+    again_src.write_bytes(moved_bytes)
+    result = land_files(again_src, spec, storage.landing_glob(spec))
+    assert result.written == [] and "quarantined batch" in result.notes[-1]
+    assert not list((landed / "landing" / "flights").glob("resent*"))
+
     # Refusals move nothing.
     assert main(["batches", "quarantine", BAD, "--reason", "again"]) == 2
     assert "already quarantined" in capsys.readouterr().err
