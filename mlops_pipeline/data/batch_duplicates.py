@@ -72,41 +72,47 @@ class CrossBatchDuplicates:
 
     def findings(self, read: Callable[[str, list[str] | None], pd.DataFrame]) -> list[Finding]:
         """One finding per batch repeating rows of earlier-landed batches; `read(location,
-        columns)` reads a reported batch back for example keys (only the reported ones)."""
+        columns)` reads a reported batch back for example keys (only the reported ones).
+
+        One stable sort of every batch's hashes, concatenated in landing order: in each run of
+        equal hashes the first belongs to the earliest batch holding it, and every later-landed
+        batch's occurrence is a repeat (O(rows log rows), whatever the number of batches)."""
         order = sorted(self.seen, key=lambda s: (s.landed_at is None,
                                                  pd.Timestamp(s.landed_at) if s.landed_at is not None
                                                  else pd.Timestamp(0), s.name))
-        earlier = np.empty(0, np.uint64)
-        earlier_names: list[str] = []
+        if len(order) < 2:
+            return []
+        hashes = np.concatenate([s.hashes for s in order])
+        rank = np.repeat(np.arange(len(order), dtype=np.int32), [len(s.hashes) for s in order])
+        by_hash = np.argsort(hashes, kind="stable")
+        h, r = hashes[by_hash], rank[by_hash]
+        del hashes, rank, by_hash
+        starts = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
+        first = np.repeat(r[starts], np.diff(np.r_[starts, len(h)]))  # the earliest batch per hash
+        repeat = r != first
+        counts = np.bincount(r[repeat], minlength=len(order))
+        limit = 0.0 if self.keys else self.spec.checks.max_duplicate_share
         out: list[Finding] = []
-        for s in order:
-            if len(earlier):
-                pos = np.searchsorted(earlier, s.hashes).clip(max=len(earlier) - 1)
-                repeated = earlier[pos] == s.hashes
-                count = int(repeated.sum())
-                share = count / len(s.hashes)
-                limit = 0.0 if self.keys else self.spec.checks.max_duplicate_share
-                if count and share > limit:
-                    out.append(self._finding(s, count, share, earlier, earlier_names, read))
-            earlier = np.sort(np.concatenate([earlier, s.hashes]), kind="stable")
-            earlier_names.append(s.name)
+        for i, s in enumerate(order):
+            share = counts[i] / len(s.hashes)
+            if counts[i] and share > limit:
+                mine = repeat & (r == i)
+                sources = [order[j].name for j in np.unique(first[mine])]
+                out.append(self._finding(s, int(counts[i]), share, np.unique(h[mine]), sources, read))
         return out
 
-    def _finding(self, s: _Seen, count: int, share: float, earlier: np.ndarray,
-                 earlier_names: list[str], read) -> Finding:
+    def _finding(self, s: _Seen, count: int, share: float, repeated: np.ndarray,
+                 sources: list[str], read) -> Finding:
         keys = self.keys
         try:
             frame = read(s.location, keys or None)
-            mine = _unsorted_hashes(frame, keys)
-            pos = np.searchsorted(earlier, mine).clip(max=len(earlier) - 1)
-            hits = frame[earlier[pos] == mine].head(EXAMPLES)
+            hits = frame[np.isin(_unsorted_hashes(frame, keys), repeated)].head(EXAMPLES)
             ex = (examples(hits[keys].astype(str).agg("/".join, axis=1)) if keys
                   else tuple(f"row {i}" for i in hits.index))
         except Exception:  # noqa: BLE001 - the examples are a courtesy; the count stands
             ex = ()
-        before = ", ".join(earlier_names[-3:]) + (f" (+{len(earlier_names) - 3} more)"
-                                                 if len(earlier_names) > 3 else "")
+        where = ", ".join(sources[:3]) + (f" (+{len(sources) - 3} more)" if len(sources) > 3 else "")
         what = f"key(s) ({', '.join(keys)})" if keys else "entire rows (no key columns configured)"
         return Finding(CHECK, s.name, ", ".join(keys) or None,
                        f"{count} of {len(s.hashes)} rows ({share:.1%}) repeat {what} already landed "
-                       f"in earlier batches ({before})", ex)
+                       f"in earlier batches ({where})", ex)

@@ -97,3 +97,27 @@ def test_without_keys_whole_rows_count_above_the_duplicate_share(repeated, block
     assert f.batch == "two.parquet" and f.column is None
     assert f"{repeated} of 200 rows ({repeated / 200:.1%}) repeat entire rows" in f.message
     assert f.examples == ("row 0", "row 1", "row 2")
+
+
+def test_each_repeat_is_charged_to_the_later_batch_and_names_where_it_landed_first():
+    spec = DatasetSpec.model_validate({
+        "name": "toy", "task": "classification",
+        "source": {"path": "landing/toy/*.parquet", "format": "parquet"},
+        "target": {"name": "label"}, "features": {"numerical": ["x"]}, "key_columns": ["id"],
+        "contract": "data/contracts/toy.yaml", "gate": {"roc_auc": {"floor": 0.5}},
+    })
+
+    def frame(ids):
+        return pd.DataFrame({"id": ids, "x": [0.5] * len(ids), "label": [0, 1] * (len(ids) // 2)})
+
+    frames = {"a.parquet": frame(list(range(0, 10))),
+              "b.parquet": frame([3, 3, *range(100, 108)]),  # a repeat within b only: not counted here
+              "c.parquet": frame([1, 2, 100, *range(200, 207)])}
+    frames["b.parquet"].loc[:1, "id"] = [300, 300]
+    dups = CrossBatchDuplicates(spec)
+    for day, name in enumerate(frames):
+        dups.add(name, name, frames[name], pd.Timestamp("2026-01-01") + pd.Timedelta(days=day))
+    [f] = dups.findings(lambda loc, cols: frames[loc][cols] if cols else frames[loc])
+    assert f.batch == "c.parquet" and f.column == "id"
+    assert "3 of 10 rows (30.0%)" in f.message and "(a.parquet, b.parquet)" in f.message
+    assert f.examples == ("'1'", "'2'", "'100'")
