@@ -1,4 +1,6 @@
 """`mlops-pipeline history`: every alias move on record, and which version an alias named at a time.
+Batches quarantined or restored (`mlops-pipeline batches`) are on the same record, as the alias
+`batch:<file>` of the dataset, from/to `landed`/`quarantined`.
 
 Reads the alias history (`mlops_pipeline.deployment.history`) from the prediction store's database;
 imports neither MLflow nor Dagster, so it answers in well under a second.
@@ -84,7 +86,8 @@ def _at(history, model: str, alias: str, at, as_json: bool) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Adds the `history` subcommand."""
-    p = sub.add_parser("history", help="alias moves on record; --at TIME: which version an alias named")
+    p = sub.add_parser("history", help="alias moves (and batch quarantines) on record; --at TIME: "
+                       "which version an alias named")
     p.add_argument("--model", help="registered model (default: every model; with --at, the dataset's)")
     p.add_argument("--alias", help="one alias (default: all; with --at, champion)")
     p.add_argument("--at", metavar="TIME",

@@ -39,7 +39,8 @@ BATCH_CHECKS: dict[str, str] = {
     "batch_time_window": "Are each batch's timestamps inside the contract's time window?",
     "batch_future_timestamps": "Are each batch's timestamps no later than when it landed?",
     "batch_class_balance": "Does each batch hold more than one class of the target?",
-    "batch_duplicates": "Is each batch free of duplicated records?",
+    "batch_duplicates": "Is each batch free of duplicated records, within itself and against the "
+    "batches landed before it (by key, else whole row)?",
     "batch_unit_change": "Does each ratio-scale numeric column keep the scale of the contract's "
     "expectations (no whole column ~k x the reference at every quantile: a unit change)? Columns "
     "with too few positive values in a batch are not judged.",

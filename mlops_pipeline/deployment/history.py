@@ -6,6 +6,9 @@ Tuesday, and who moved it there?", every alias move made through `mlops_pipeline
 one row to the table `alias_events`: model, alias, from-version, to-version (NULL when the alias
 was removed), when (UTC, taken right after MLflow accepted the move), by what (`dagster:<run id>`,
 `cli:<user>`, `server:<url>`, a sensor) and why (the gate verdict, an SLO breach, a typed reason).
+Landed batches set aside and restored (`mlops_pipeline.data.quarantine`) are recorded here too, so
+one history answers "who changed what the loop trains on or serves": alias `batch:<file name>` of
+the dataset's model name, from/to `landed` / `quarantined`.
 
 Rows are only ever inserted (autoincrement id; nothing here updates or deletes), in the database of
 the prediction store (`MLOPS_PREDICTIONS_URL`; SQLite under the data dir by default, Postgres in the
