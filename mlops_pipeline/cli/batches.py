@@ -34,6 +34,7 @@ def _actor() -> str:
 def cmd_batches(args: argparse.Namespace, settings: Settings) -> int:
     """List (default), quarantine or restore landed batches."""
     from mlops_pipeline.data.quarantine import QuarantineError, list_batches, quarantine, restore
+    from mlops_pipeline.data.storage import StorageError
 
     spec, storage, history = _context(args, settings)
     try:
@@ -54,6 +55,9 @@ def cmd_batches(args: argparse.Namespace, settings: Settings) -> int:
     except QuarantineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except StorageError as exc:  # the store failed (the message names the step): nothing recorded
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         history.close()
 
