@@ -9,6 +9,10 @@ turns SIGTERM/SIGINT into KeyboardInterrupt (even when SIGINT was inherited igno
 `default_signals` gives the servers default signal handling back, and `watch_children` starts a
 small watcher that stops their groups when the supervisor dies without running any handler
 (`kill -9`).
+
+Stopping is quiet: only the first SIGINT/SIGTERM interrupts; one that arrives while the servers are
+being stopped hurries that cleanup (what is still alive gets SIGKILL at once) instead of raising
+inside it, so no traceback is printed and no child outlives the supervisor.
 """
 
 from __future__ import annotations
@@ -17,14 +21,33 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+#: Set by a SIGINT/SIGTERM that arrives during cleanup: stop waiting, SIGKILL what is left.
+_hurry = threading.Event()
+#: Whether `stop_on_signals`' handler has raised its one KeyboardInterrupt already.
+_interrupted = threading.Event()
+#: How many `stop_group` calls are running (a signal then hurries rather than interrupts).
+_stopping = [0]
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def stop_group(*procs: subprocess.Popen, timeout: float = 15.0) -> None:
     """SIGTERM every group at once and return only when each whole group is gone.
 
     The leader exiting is not enough: its workers (Dagster's code server, gunicorn's workers) are
-    in the same group and may take longer. What still lingers after `timeout` gets SIGKILL.
+    in the same group and may take longer. What still lingers after `timeout` gets SIGKILL — at
+    once when a SIGINT/SIGTERM arrives meanwhile: such a signal hurries the cleanup and never
+    interrupts it (see `_shielded`), so no group outlives an impatient second Ctrl-C.
     """
+    with _shielded():
+        _stop_groups(procs, timeout)
+
+
+def _stop_groups(procs: tuple[subprocess.Popen, ...], timeout: float) -> None:
     import time
 
     for proc in procs:
@@ -33,15 +56,58 @@ def stop_group(*procs: subprocess.Popen, timeout: float = 15.0) -> None:
                 os.killpg(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for proc in procs:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        while group_alive(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while (proc.poll() is None or group_alive(proc.pid)) and time.monotonic() < deadline:
+            if _hurry.wait(0.05):
+                break
         if proc.poll() is None or group_alive(proc.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
             _wait_group_gone(proc.pid, 5.0)
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """While stopping: SIGINT/SIGTERM set `_hurry` instead of raising in the middle of the cleanup.
+
+    Under `stop_on_signals` its own handler does that (the signal was a request to stop, being
+    served). Any other handler is replaced for the duration and the signals that arrived are
+    handed to it afterwards — the cleanup finished first, then e.g. KeyboardInterrupt. Off the
+    main thread (where handlers cannot be set) nothing changes.
+    """
+    caught: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def _record(signum: int, frame: FrameType | None) -> None:
+        caught.append(signum)
+        _hurry.set()
+
+    _stopping[0] += 1
+    try:
+        if threading.current_thread() is threading.main_thread():
+            for signum in _STOP_SIGNALS:
+                handler = signal.getsignal(signum)
+                if handler not in (_interrupt, signal.SIG_IGN, None):  # ignored stays ignored
+                    previous[signum] = signal.signal(signum, _record)
+        yield
+    finally:
+        _stopping[0] -= 1
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if previous and not _stopping[0]:
+            _hurry.clear()  # not a `stop_on_signals` process: the next stop waits its grace again
+        _redeliver(caught, previous)
+
+
+def _redeliver(caught: list[int], previous: dict[int, Any]) -> None:
+    """Hand the signals caught during a shielded stop to the handlers they were meant for."""
+    for signum in dict.fromkeys(caught):
+        handler = previous.get(signum)
+        if callable(handler):
+            handler(signum, None)
+        elif handler == signal.SIG_DFL:
+            os.kill(os.getpid(), signum)
 
 
 def _wait_group_gone(pgid: int, timeout: float) -> None:
@@ -63,13 +129,22 @@ def default_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """`stop_on_signals`' handler: the first signal raises KeyboardInterrupt; a later one, or one
+    that arrives while `stop_group` runs, hurries the cleanup instead of breaking into it."""
+    if _interrupted.is_set() or _stopping[0]:
+        _hurry.set()
+        return
+    _interrupted.set()
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def stop_on_signals() -> None:
     """Make SIGTERM and SIGINT raise KeyboardInterrupt in this process, so `finally` blocks stop
-    its servers — also when SIGINT was inherited ignored (a background job of a script)."""
-
-    def _interrupt(signum, frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
+    its servers — also when SIGINT was inherited ignored (a background job of a script). Only the
+    first signal raises; the next ones hurry `stop_group` (SIGKILL now) and never interrupt it."""
+    _interrupted.clear()
+    _hurry.clear()
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
 

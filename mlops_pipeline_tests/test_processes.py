@@ -85,3 +85,106 @@ def test_servers_do_not_outlive_a_kill_9_of_the_process_that_started_them(tmp_pa
     while any(_alive(p) for p in (server, grandchild, watcher)):
         assert time.monotonic() < deadline, "a server outlived the kill -9 of its parent"
         time.sleep(0.1)
+
+
+SUPERVISOR = """
+import subprocess, sys, time
+from mlops_pipeline.processes import stop_group, stop_on_signals
+stop_on_signals()
+# A server that ignores SIGTERM for 60 s, with a worker in its group that does too.
+server = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 60 & echo $! > " + sys.argv[1] + "; wait"],
+                          start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+try:
+    print(server.pid, flush=True)  # inside the try: a SIGINT from here on is handled
+    while True:
+        time.sleep(0.1)
+except KeyboardInterrupt:
+    print("stopping", flush=True)
+finally:
+    stop_group(server, timeout=60)
+print("stopped", flush=True)
+"""
+
+
+def _read_pid(pidfile, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return int(pidfile.read_text())
+
+
+def test_a_second_sigint_during_cleanup_hurries_it_quietly_and_leaves_no_child(tmp_path):
+    """A supervisor stopped by SIGINT from a script, a second SIGINT arriving while its servers
+    shut down: no KeyboardInterrupt traceback out of `stop_group`, the cleanup finishes at once
+    (SIGKILL instead of the rest of the grace period) and no process of the group is left."""
+    import signal
+    import sys
+
+    pidfile = tmp_path / "worker.pid"
+    sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(pidfile)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        server = int(sup.stdout.readline())
+        worker = _read_pid(pidfile)
+        sup.send_signal(signal.SIGINT)
+        assert sup.stdout.readline().strip() == "stopping"
+        time.sleep(0.5)  # inside stop_group: the server ignores SIGTERM for 60 s
+        assert sup.poll() is None and _alive(worker)
+        started = time.monotonic()
+        sup.send_signal(signal.SIGINT)
+        out, err = sup.communicate(timeout=20)
+        assert time.monotonic() - started < 10, "the second signal did not hurry the cleanup"
+        assert sup.returncode == 0, err
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+        assert out.strip() == "stopped"
+        assert not group_alive(server) and not _alive(worker), "a child outlived its supervisor"
+    finally:
+        if sup.poll() is None:
+            sup.kill()
+            sup.wait()
+        if pidfile.exists() and pidfile.read_text().strip() and _alive(int(pidfile.read_text())):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+PLAIN = """
+import subprocess, sys
+from mlops_pipeline.processes import stop_group
+server = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 60 & echo $! > " + sys.argv[1] + "; wait"],
+                          start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(server.pid, flush=True)
+sys.stdin.readline()
+try:
+    stop_group(server, timeout=60)
+except KeyboardInterrupt:
+    print("interrupted after cleanup", flush=True)
+"""
+
+
+def test_stop_group_finishes_its_cleanup_before_a_sigint_interrupts_the_caller(tmp_path):
+    """Outside `stop_on_signals` (Python's own SIGINT handler) a SIGINT during `stop_group` hurries
+    the cleanup too, and reaches the caller as KeyboardInterrupt only once every child is gone."""
+    import signal
+    import sys
+
+    pidfile = tmp_path / "worker.pid"
+    proc = subprocess.Popen([sys.executable, "-c", PLAIN, str(pidfile)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        server = int(proc.stdout.readline())
+        worker = _read_pid(pidfile)
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        time.sleep(0.5)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        assert time.monotonic() - started < 10
+        assert out.strip() == "interrupted after cleanup", err
+        assert not group_alive(server) and not _alive(worker)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if pidfile.exists() and pidfile.read_text().strip() and _alive(int(pidfile.read_text())):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
