@@ -15,6 +15,8 @@ import re
 SNAPSHOT_ID = re.compile(r"[0-9a-f]{64}")
 #: What a user may give for a snapshot: its id or a prefix of it (`explain --snapshot`).
 SNAPSHOT_PREFIX = re.compile(r"[0-9a-f]{1,64}")
+#: A day (a daily partition, a labeling queue export's name): ISO `YYYY-MM-DD`.
+DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 #: One path segment: a name (ids of runs, stored objects, reports, queue days). No separators,
 #: no leading dot (so neither `.` nor `..`), at most 200 characters.
 SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}")
@@ -33,6 +35,11 @@ def _check(pattern: re.Pattern[str], value: object, what: str, expected: str) ->
 def check_snapshot_prefix(value: object) -> str:
     """A snapshot id or a prefix of one: 1 to 64 lowercase hex digits."""
     return _check(SNAPSHOT_PREFIX, value, "snapshot id", "1 to 64 lowercase hex digits (sha256)")
+
+
+def check_day(value: object, what: str = "day") -> str:
+    """An ISO date, `YYYY-MM-DD` (the name of a day's labeling queue files)."""
+    return _check(DAY, value, what, "an ISO date YYYY-MM-DD")
 
 
 def check_segment(value: object, what: str = "id") -> str:

@@ -49,3 +49,12 @@ def test_storage_builds_no_path_from_a_bad_id(tmp_path: Path, bad):
     with pytest.raises(InvalidId, match="report name"):
         store.publish_report(tmp_path / "data" / "reports" / ".." )
     assert store.snapshot_uri("f" * 64).endswith(f"snapshots/{'f' * 64}.parquet")
+
+
+def test_labeling_queue_files_are_named_by_a_date_only():
+    from mlops_pipeline.monitoring.labeling import queue_file
+
+    assert queue_file("2013-03-01", "csv") == "labeling/2013-03-01.csv"
+    for bad in ("../../x", "2013-03-01/../../x", "today", ""):
+        with pytest.raises(InvalidId, match="labeling day"):
+            queue_file(bad, "csv")

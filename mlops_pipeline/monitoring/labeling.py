@@ -318,6 +318,14 @@ def import_labels(store: Any, rows: Iterable[LabelRow], spec: Any) -> ImportRepo
 QUEUE_DIR = "labeling"
 
 
+def queue_file(day: str, suffix: str) -> str:
+    """A day's queue export relative to the storage root, `labeling/<day>.<suffix>`; `InvalidId`
+    unless `day` is an ISO date."""
+    from mlops_pipeline.ids import check_day
+
+    return f"{QUEUE_DIR}/{check_day(day, 'labeling day')}.{suffix}"
+
+
 def queued_request_ids(storage: Any, since: Any) -> dict[str, list[str]]:
     """The request ids of each day's queue export (`QUEUE_DIR/<day>.csv`) from `since` (a
     datetime) to today, day -> ids: what the board counts labels against."""
@@ -326,7 +334,7 @@ def queued_request_ids(storage: Any, since: Any) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     day, today = since.date(), datetime.now(UTC).date()
     while day <= today:
-        location = storage.uri(f"{QUEUE_DIR}/{day.isoformat()}.csv")
+        location = storage.uri(queue_file(day.isoformat(), "csv"))
         if storage.exists(location):
             frame = pd.read_csv(io.BytesIO(storage.read_bytes(location)), usecols=["request_id"], dtype=str)
             out[day.isoformat()] = frame["request_id"].dropna().tolist()

@@ -57,7 +57,7 @@ def labeling_queue(
     """The day's queue (`labeling.select_queue`) written as CSV and Label Studio tasks under
     `labeling/<day>`; a later materialization replaces the day's files. Regression ranks by the
     champion's estimated loss when it has a loss model."""
-    from mlops_pipeline.monitoring.labeling import QUEUE_DIR, label_studio_tasks, queue_csv, select_queue
+    from mlops_pipeline.monitoring.labeling import label_studio_tasks, queue_csv, queue_file, select_queue
 
     spec = dataset.spec()
     cfg = spec.labeling
@@ -67,8 +67,8 @@ def labeling_queue(
                          max_per_day=cfg.max_per_day, shadow_disagreement=cfg.shadow_disagreement,
                          estimated_loss=loss)
     day = context.partition_key
-    csv_at = storage.write_bytes(f"{QUEUE_DIR}/{day}.csv", queue_csv(queue).encode(), "text/csv")
-    json_at = storage.write_bytes(f"{QUEUE_DIR}/{day}.json",
+    csv_at = storage.write_bytes(queue_file(day, "csv"), queue_csv(queue).encode(), "text/csv")
+    json_at = storage.write_bytes(queue_file(day, "json"),
                                   json.dumps(label_studio_tasks(queue), indent=1).encode(),
                                   "application/json")
     reasons = queue["reason"].value_counts().to_dict() if len(queue) else {}
