@@ -203,13 +203,15 @@ def duplicate_findings(
                     examples(df[hashable.duplicated()].head(EXAMPLES).index.astype(str)))]
 
 
-def unit_change_findings(name: str, df: pd.DataFrame, contract: Contract) -> list[Finding]:
+def unit_change_findings(
+    name: str, df: pd.DataFrame, contract: Contract, time_column: str | None = None
+) -> list[Finding]:
     """Columns of the batch rescaled as a whole against the contract's `expectations:` (the rule
-    is `expectations.measure`): the message names the factor."""
+    is `expectations.measure`; the batch's span from `time_column`): the message names the factor."""
     from mlops_pipeline.data import expectations
 
     out = []
-    for m in expectations.check(df, contract.expectations):
+    for m in expectations.check(df, contract.expectations, time_column):
         if m.unit_change:
             out.append(Finding("batch_unit_change", name, m.column, m.message(),
                                (f"median {m.median:.4g} vs reference {m.reference_median:.4g}",)))
@@ -245,7 +247,7 @@ def check_batch(
         *future_findings(b, spec, contract, now),
         *class_balance_findings(b.name, b.frame, spec),
         *duplicate_findings(b.name, b.frame, spec),
-        *unit_change_findings(b.name, b.frame, contract),
+        *unit_change_findings(b.name, b.frame, contract, spec.time_column),
     ]
 
 

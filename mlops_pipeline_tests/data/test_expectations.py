@@ -42,8 +42,8 @@ def _name(month: int) -> str:
     return f"flights_2013_{month:02d}.parquet"
 
 
-def _blocked(ex: Expectations, df: pd.DataFrame) -> list[tuple[str, float]]:
-    return [(m.column, round(m.factor, 2)) for m in expectations.check(df, ex) if m.unit_change]
+def _blocked(ex: Expectations, df: pd.DataFrame, time_column: str | None = None) -> list[tuple[str, float]]:
+    return [(m.column, round(m.factor, 2)) for m in expectations.check(df, ex, time_column) if m.unit_change]
 
 
 def _random_batches(df: pd.DataFrame, size: int, seed: int) -> list[pd.DataFrame]:
@@ -60,9 +60,19 @@ def _factor_in(message: str) -> float:
 
 
 # ---- no false block -----------------------------------------------------------------------------
-def test_the_twelve_months_landed_in_order_pass_the_shipped_contract(months, contract):
+def test_the_twelve_months_landed_in_order_pass_the_shipped_contract(months, spec, contract):
     for m, df in months.items():
-        assert unit_change_findings(_name(m), df, contract) == [], m
+        assert unit_change_findings(_name(m), df, contract, spec.time_column) == [], m
+
+
+def test_days_and_small_samples_of_months_pass_the_shipped_contract(flights, months, spec, contract):
+    # A day's weather moves far more than a month's (the allowance follows the batch's time span);
+    # a 2% sample of a month moves like the month, plus sampling noise (it follows the row count).
+    days = [g for _, g in flights.groupby(["month", "day"])]
+    samples = [df.sample(frac=0.02, random_state=m) for m, df in months.items()]
+    assert len(days) == 365
+    assert [b["time_hour"].min() for b in days + samples
+            if unit_change_findings("b", b, contract, spec.time_column)] == []
 
 
 def test_the_twelve_months_pass_a_contract_inferred_from_january_to_march(flights, months, spec):
@@ -70,8 +80,8 @@ def test_the_twelve_months_pass_a_contract_inferred_from_january_to_march(flight
     # March's temperature, but its shape moved too (a season, not a unit).
     first = flights[flights["month"] <= 3][spec.source_columns]
     ex = Expectations.from_doc(infer_expectations(first, spec))
-    assert ex.columns["temp"].allowed(28_000, ex.min_factor) < 1.6  # July is ~2x March ...
-    assert {m: _blocked(ex, df) for m, df in months.items()} == {m: [] for m in months}
+    assert ex.columns["temp"].allowed(28_000, 31.0, ex) < 1.6  # July is ~2x March ...
+    assert {m: _blocked(ex, df, spec.time_column) for m, df in months.items()} == {m: [] for m in months}
 
 
 @pytest.mark.parametrize("dataset, config", [("fair", "fair"), ("randhie", "randhie")])
@@ -99,14 +109,18 @@ def test_a_column_with_too_few_values_is_not_judged(months, contract):
 # ---- every unit change blocks -------------------------------------------------------------------
 @pytest.mark.parametrize("factor", FACTORS)
 @pytest.mark.parametrize("column", ["wind_speed", "distance", "pressure"])
-def test_a_rescaled_column_blocks_every_month_naming_file_column_and_factor(months, contract, column, factor):
+def test_a_rescaled_column_blocks_every_month_naming_file_column_and_factor(
+    months, spec, contract, column, factor
+):
     for m, df in months.items():
         rescaled = df.assign(**{column: df[column] * factor})
-        found = unit_change_findings(_name(m), rescaled, contract)
+        found = unit_change_findings(_name(m), rescaled, contract, spec.time_column)
         assert [(f.check, f.batch, f.column) for f in found] == [
             ("batch_unit_change", _name(m), column)], m
         # The fitted factor is the applied one, up to how far that month sits from the year.
         assert _factor_in(found[0].message) == pytest.approx(factor, rel=0.2), m
+        sample = rescaled.sample(frac=0.05, random_state=m)  # a 5% sample of the month too
+        assert [f.column for f in unit_change_findings("s", sample, contract, spec.time_column)] == [column]
 
 
 @pytest.mark.parametrize("factor", FACTORS)

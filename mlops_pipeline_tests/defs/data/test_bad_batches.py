@@ -91,6 +91,11 @@ def out_of_range_distance(df):
     return df
 
 
+def wind_in_m_per_s(df):
+    df["wind_speed"] = df["wind_speed"] * 0.447  # mph -> m/s: every value still inside the range
+    return df
+
+
 def extra_columns(df):
     df["surprise"] = 1
     return df
@@ -141,6 +146,7 @@ CASES = [
     ("truncated-file", None, _truncated, None, ""),
     ("wrong-encoding", None, _wrong_encoding, None, ""),
     ("extra-columns", extra_columns, _write, "batch_columns", "surprise"),
+    ("wind-in-m-per-s", wind_in_m_per_s, _write, "batch_unit_change", "column 'wind_speed': values ~0.5"),
 ]
 
 
