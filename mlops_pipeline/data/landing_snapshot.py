@@ -54,7 +54,7 @@ def checks_digest(spec: DatasetSpec) -> str:
     import hashlib
     from pathlib import Path
 
-    from mlops_pipeline.data import batch_checks, batch_duplicates
+    from mlops_pipeline.data import batch_checks, batch_duplicates, domain, expectations
 
     h = hashlib.sha256()
     try:
@@ -62,8 +62,8 @@ def checks_digest(spec: DatasetSpec) -> str:
     except OSError:
         h.update(b"no contract")
     h.update(spec.model_dump_json().encode())
-    h.update(Path(batch_checks.__file__).read_bytes())
-    h.update(Path(batch_duplicates.__file__).read_bytes())
+    for module in (batch_checks, batch_duplicates, domain, expectations):  # the rules' code
+        h.update(Path(module.__file__).read_bytes())
     return h.hexdigest()
 
 
