@@ -197,3 +197,41 @@ def test_up_in_the_background_stops_both_servers_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow
+def test_up_stopped_with_two_sigints_from_a_script_is_quiet_and_leaves_no_server(tmp_path):
+    """`up` stopped by a script's SIGINT, a second SIGINT arriving while the real Dagster and MLflow
+    servers shut down: no traceback, exit 0, and every process of both servers is gone when `up`
+    has exited (the second signal hurries the cleanup; it does not break out of it)."""
+    env = _fresh_env(tmp_path / "data")
+    assert _run("land", "--months", "1", "2", "--sample", "0.06", env=env).returncode == 0
+    port, mlflow_port = _free_port(), _free_port()
+    log = tmp_path / "up.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([CLI, "up", "--port", str(port), "--mlflow-port", str(mlflow_port)],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait("the Dagster UI", lambda: httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2)
+              .status_code == 200, 600, proc, log)
+        _wait("the MLflow UI", lambda: httpx.get(f"http://127.0.0.1:{mlflow_port}/health", timeout=2)
+              .status_code == 200, 120, proc, log)
+        text = log.read_text()
+        dagster_pid = int(re.search(r"Dagster UI: .*\(pid (\d+)", text).group(1))
+        mlflow_pid = int(re.search(r"MLflow UI: .*\(pid (\d+)", text).group(1))
+
+        proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while "stopping the servers" not in log.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)  # while the servers are being stopped
+        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+
+        assert _gone(dagster_pid) and _gone(mlflow_pid), "a server's process group outlived `up`"
+        after = log.read_text().split("stopping the servers", 1)[1]
+        assert "Traceback" not in after and "KeyboardInterrupt" not in after, after[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
