@@ -39,6 +39,7 @@ ENV_VARS: dict[str, str] = {
     "serving_url": "MLOPS_SERVING_URL",
     "serve_url": "MLOPS_SERVE_URL",
     "serve_token": "MLOPS_SERVE_TOKEN",
+    "serve_state_file": "MLOPS_SERVE_STATE_FILE",
     "alert_webhook_url": "MLOPS_ALERT_WEBHOOK_URL",
     "profile": "MLOPS_PROFILE",
     "retrain_cron": "MLOPS_RETRAIN_CRON",
@@ -75,6 +76,8 @@ class Settings:
     serving_url: str = ""
     serve_url: str = ""
     serve_token: str = ""
+    #: Where a running server records its URL and pid ("": `<data dir>/serving/<model>.json`).
+    serve_state_file: str = ""
     alert_webhook_url: str = ""
     profile: str = "local"
     retrain_cron: str = DEFAULT_CRON
@@ -148,6 +151,13 @@ class Settings:
     def resolved_tracking_uri(self) -> str:
         """The registry: `MLFLOW_TRACKING_URI`, else the embedded SQLite store under the data dir."""
         return self.tracking_uri or f"sqlite:///{self.data_root / 'mlflow' / 'mlflow.db'}"
+
+    def serving_state_path(self, model_name: str) -> Path:
+        """The state file a running server of `model_name` writes its URL and pid to (the rule of
+        `serving.settings.state_path`): `MLOPS_SERVE_STATE_FILE`, else under the data dir."""
+        if self.serve_state_file:
+            return Path(self.serve_state_file)
+        return self.data_root / "serving" / f"{model_name}.json"
 
     @property
     def cache_dir(self) -> Path:

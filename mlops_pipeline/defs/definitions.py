@@ -71,7 +71,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
         ),
         "alerts": AlertResource(webhook_url=_config(s, "alert_webhook_url")),
         "predictions": PredictionStoreResource(url=_config(s, "predictions_url")),
-        "serving": ServingResource(url=_config(s, "serving_url")),
+        # No URL: the board finds a running server through the state file it writes.
+        "serving": ServingResource(url=_config(s, "serving_url"), data_dir=_config(s, "data_dir"),
+                                   state_file=_config(s, "serve_state_file")),
     }
 
 

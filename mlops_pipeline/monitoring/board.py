@@ -123,20 +123,35 @@ def _version_order(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isdigit() else (1 << 30, version)
 
 
+def request_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per request (and role) of captured rows: the store keeps a row per record and repeats
+    its request's `ts` and `latency_ms` on each, so figures of requests (latency percentiles, QPS)
+    are taken over these, never over records (one 1,000-record request would be 1,000 samples).
+    Rows without a `batch_id` (the request) each count as a request of their own."""
+    if rows.empty or "batch_id" not in rows.columns:
+        return rows
+    keys = ["batch_id", "role"] if "role" in rows.columns else ["batch_id"]
+    return rows.drop_duplicates(keys)
+
+
 def traffic_summary(log: pd.DataFrame, score_column: str) -> dict[str, Any]:
-    """Latency percentiles, QPS and per-day prediction distribution from captured predictions.
+    """Latency percentiles and QPS per request, records per second, and the prediction mix from
+    captured predictions (`served`: records answered; `requests`: the requests that carried them).
 
     `score_column` is `probability` for a classifier (the positive class's for binary, the
     predicted class's for multi-class) and `prediction` for regression."""
     served = served_rows(log)
     if served.empty:
-        return {"served": 0}
+        return {"served": 0, "requests": 0}
+    requests = request_rows(served)
     ts = pd.to_datetime(served["ts"], utc=True)
     span = max((ts.max() - ts.min()).total_seconds(), 1.0)
     return {
         "served": len(served),
-        "qps": len(served) / span,
-        **{f"store_p{q}_ms": float(np.percentile(served["latency_ms"], q)) for q in (50, 95, 99)},
+        "requests": len(requests),
+        "qps": len(requests) / span,
+        "records_per_second": len(served) / span,
+        **{f"store_p{q}_ms": float(np.percentile(requests["latency_ms"], q)) for q in (50, 95, 99)},
         "mean_prediction": float(served[score_column].mean()),
         "by_version": served.groupby("model_version").size().astype(int).to_dict(),
         # a classifier's answers per class (its `score_column` is a probability)
@@ -179,22 +194,39 @@ def labeling_summary(log: pd.DataFrame, queued: dict[str, list[str]]) -> dict[st
     return out
 
 
+def per_minute(log: pd.DataFrame) -> pd.DataFrame:
+    """Served traffic per minute: p99 latency and requests per second over requests
+    (`request_rows`), records per second over records; indexed by the minute (UTC)."""
+    served = served_rows(log)
+    if served.empty:
+        return pd.DataFrame(columns=["p99_ms", "requests_per_second", "records_per_second"])
+    minute = lambda df: pd.to_datetime(df["ts"], utc=True).dt.floor("min")  # noqa: E731
+    requests = request_rows(served)
+    by_request = requests.groupby(minute(requests))
+    return pd.DataFrame({
+        "p99_ms": by_request["latency_ms"].quantile(0.99),
+        "requests_per_second": by_request.size() / 60.0,
+        "records_per_second": served.groupby(minute(served)).size() / 60.0,
+    })
+
+
 def figures_for(log: pd.DataFrame, score_column: str, quality: pd.DataFrame | None) -> list[Any]:
-    """The board's plotly figures: p99 latency and requests per second per minute, the score's
-    distribution per day (served answers only), and `quality.daily_quality` over time."""
+    """The board's plotly figures: p99 latency and requests per second per minute (per request),
+    records per second beside them, the score's distribution per day (served answers only), and
+    `quality.daily_quality` over time."""
     import plotly.graph_objects as go
 
     figs = []
     served = served_rows(log)
     if len(served):
         ts = pd.to_datetime(served["ts"], utc=True)
-        per_min = served.assign(minute=ts.dt.floor("min")).groupby("minute")
-        lat = per_min["latency_ms"].quantile(0.99)
-        figs.append(go.Figure(go.Scatter(x=lat.index, y=lat.values, mode="lines+markers"),
-                              layout={"title": "p99 latency per minute (ms)", "height": 300}))
-        qps = per_min.size() / 60.0
-        figs.append(go.Figure(go.Bar(x=qps.index, y=qps.values),
+        minutes = per_minute(served)
+        figs.append(go.Figure(go.Scatter(x=minutes.index, y=minutes["p99_ms"], mode="lines+markers"),
+                              layout={"title": "p99 latency per minute, per request (ms)", "height": 300}))
+        figs.append(go.Figure(go.Bar(x=minutes.index, y=minutes["requests_per_second"]),
                               layout={"title": "Requests per second (per-minute average)", "height": 300}))
+        figs.append(go.Figure(go.Bar(x=minutes.index, y=minutes["records_per_second"]),
+                              layout={"title": "Records per second (per-minute average)", "height": 300}))
         by_day = served.assign(day=ts.dt.date)
         figs.append(go.Figure(
             [go.Box(x=by_day["day"].astype(str), y=by_day[score_column], name="prediction")],

@@ -103,12 +103,14 @@ def _render(
                                           probabilities=spec.task == "classification")
 
     system: dict[str, Any] = {"window": f"last {WINDOW_DAYS} days", **traffic_summary(log, score)}
-    text = serving.metrics_text()
+    server = serving.for_model(spec.name)  # MLOPS_SERVING_URL, else the running server's state file
+    text = server.metrics_text()
     versions = serving_by_version(text) if text is not None else []
     if text is not None:
+        system["server"] = f"{server.url} ({server.source})"
         system.update({f"server_{k}": v for k, v in parse_serving_metrics(text).items()})
     else:
-        system["server"] = f"not reachable at {serving.url}" if serving.url else "MLOPS_SERVING_URL not set"
+        system["server"] = f"not reachable at {server.url} ({server.source})" if server.url else server.source
 
     model: dict[str, Any] = {}
     for alias in (CHAMPION, CHALLENGER, PREVIOUS_CHAMPION):
@@ -152,7 +154,9 @@ def _render(
         "champion": model[CHAMPION],
         "challenger": model[CHALLENGER],
         "served_predictions": int(system.get("served", 0)),
+        "served_requests": int(system.get("requests", 0)),
         "qps": num(system.get("qps")),
+        "records_per_second": num(system.get("records_per_second")),
         "p99_latency_ms": num(system.get("server_p99_ms", system.get("store_p99_ms"))),
         "error_rate": num(system.get("server_error_rate")),
         "failing_checks": ", ".join(failing) or "none",

@@ -23,6 +23,7 @@ from mlops_pipeline.defs.resources import DatasetResource
 from mlops_pipeline.defs.resources.predictions import PredictionStoreResource
 from mlops_pipeline.deployment.tags import CHAMPION, SHADOW
 from mlops_pipeline.deployment.tracking import MLflow
+from mlops_pipeline.deployment.traffic_stats import request_latencies
 from mlops_pipeline.monitoring.predictions import served_rows
 
 #: The columns of a read log that are not the request's inputs.
@@ -67,10 +68,11 @@ def prediction_log(
         probabilities=spec.task == "classification",
     )
     served = served_rows(log)
-    latency = served["latency_ms"] if len(served) else pd.Series(dtype=float)
+    latency = request_latencies(served)  # one per request: records repeat their request's latency
     metadata: dict[str, Any] = {
         "dagster/row_count": len(log),
         "served": len(served),
+        "served_requests": len(latency),
         "shadow": int((log["role"] == SHADOW).sum()) if len(log) else 0,
         "labelled": int(served["label"].notna().sum()) if len(served) else 0,
         "versions": ", ".join(sorted(set(log["model_version"].astype(str)))) if len(log) else "none",
