@@ -42,6 +42,10 @@ COVERED: dict[str, tuple[str, str, tuple[str, ...]] | None] = {
     "uv run mlops-pipeline materialize --shuffle-labels": (
         LOOP_COMMANDS, "test_land_up_materialize_and_a_blocked_materialize_talk_like_a_tool",
         ('"materialize", "--shuffle-labels"',)),
+    "uv run mlops-pipeline materialize --force": (
+        "mlops_pipeline_tests/cli/test_materialize_unchanged.py",
+        "test_a_rerun_with_nothing_new_registers_nothing_and_force_registers_one",
+        ('main(["materialize", "--force"])',)),
     "export DAGSTER_HOME=$PWD/data/dagster_home": (
         THIS, "test_headless_dagster_job_execute_runs_the_loop", ('"DAGSTER_HOME"',)),
     "uv run dagster job execute -j mlops_loop -m mlops_pipeline.defs.definitions": (

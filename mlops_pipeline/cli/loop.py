@@ -93,6 +93,20 @@ def registry_champion_lookup(settings: Settings):
     return lookup
 
 
+def _unchanged(settings: Settings) -> str | None:
+    """`deployment.unchanged`'s reason to train nothing, for the configured dataset and registry;
+    when something changed since the champion, says what before the run trains."""
+    from mlops_pipeline.cli.common import storage_client
+    from mlops_pipeline.deployment.unchanged import since_champion
+    from mlops_pipeline.spec import load_spec
+
+    found = since_champion(load_spec(settings.dataset_config), storage_client(settings),
+                           mlflow_client(settings), settings.batch_index_cache_rows)
+    if found is not None and found.changed:
+        print(f"changed since champion v{found.version}: {', '.join(found.changed)}")
+    return None if found is None else found.reason
+
+
 def cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
     """Run the loop once, headless; exit 1 when it failed or a blocking check stopped it."""
     settings = settings.with_dataset(args.config)
@@ -102,6 +116,11 @@ def cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
     run_config = None
     if args.shuffle_labels:
         run_config = {"ops": {"trained_model": {"config": {"shuffle_labels": True}}}}
+    elif not args.force:
+        reason = _unchanged(settings)
+        if reason:
+            print(f"{reason}; --force retrains")
+            return 0
     result = run_loop(run_config, verbose=args.verbose, say=print, settings=settings, checked=True)
     return 0 if print_summary(result, champion_lookup=registry_champion_lookup(settings)) else 1
 
@@ -258,6 +277,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     mat.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
     mat.add_argument("--shuffle-labels", action="store_true",
                      help="train on shuffled labels: watch the gate block a bad model")
+    mat.add_argument("--force", action="store_true",
+                     help="train even when the snapshot, config, contract, training code and libraries "
+                     "are the champion's (otherwise: nothing changed, nothing is trained)")
     mat.add_argument("--verbose", action="store_true", help="show Dagster's full event log of the run")
     mat.set_defaults(func=cmd_materialize)
 

@@ -62,16 +62,36 @@ def _latest_snapshot_id(instance: dg.DagsterInstance) -> str | None:
 
 
 def build_schedule(cron: str = DEFAULT_CRON) -> dg.ScheduleDefinition:
-    """The calendar trigger of the loop (`Settings.retrain_cron`, from `MLOPS_RETRAIN_CRON`)."""
-    return dg.ScheduleDefinition(
+    """The calendar trigger of the loop (`Settings.retrain_cron`, from `MLOPS_RETRAIN_CRON`): a
+    tick whose run would train on the champion's own snapshot, config, contract, code and libraries
+    is skipped, its reason (`deployment.unchanged.unchanged_since_champion`) shown in the UI."""
+
+    @dg.schedule(
         name="weekly_retrain",
         job_name=LOOP_JOB,
         cron_schedule=cron,
         execution_timezone="UTC",
-        tags={TRIGGER_TAG: "schedule"},
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Retrains on whatever has landed, on a calendar (MLOPS_RETRAIN_CRON).",
+        description="Retrains on whatever has landed, on a calendar (MLOPS_RETRAIN_CRON); skips a "
+        "tick when nothing changed since the champion.",
     )
+    def weekly_retrain(context: dg.ScheduleEvaluationContext, dataset: DatasetResource,
+                       storage: dg.ResourceParam[Storage], mlflow: dg.ResourceParam[MLflow]):
+        from mlops_pipeline.deployment.unchanged import since_champion
+
+        try:
+            cache_rows = Settings.from_env().batch_index_cache_rows
+            found = since_champion(dataset.spec(), storage, mlflow, cache_rows)
+        except Exception as exc:  # noqa: BLE001 - cannot tell: the run trains and says what is wrong
+            context.log.warning(f"could not compare with the champion ({exc}); retraining")
+            found = None
+        if found is not None and found.reason:
+            return dg.SkipReason(found.reason)
+        if found is not None:
+            context.log.info(f"changed since champion v{found.version}: {', '.join(found.changed)}")
+        return dg.RunRequest(tags={TRIGGER_TAG: "schedule"})
+
+    return weekly_retrain
 
 
 def production_job(selection: dg.AssetSelection) -> dg.UnresolvedAssetJobDefinition:

@@ -84,6 +84,27 @@ def file_sha256(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+#: The code that decides what a model is trained from and how (under the package): the data path
+#: (landing, snapshot, contract, preparation), training, the spec, and their Dagster wiring.
+TRAINING_CODE = ("data", "training", "spec.py", "spec_sections.py", "spec_errors.py", "defs/data",
+                 "defs/training")
+
+
+def code_digest(package: Path = PROJECT_ROOT / "mlops_pipeline") -> str:
+    """SHA-256 over the training code's Python files (`TRAINING_CODE`: paths and bytes, in sorted
+    order): equal digests mean the same code trained, committed or not, which git's SHA alone cannot
+    say of a dirty tree."""
+    h = hashlib.sha256()
+    files: list[Path] = []
+    for part in TRAINING_CODE:
+        path = package / part
+        files.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.exists() else [])
+    for f in sorted(files):
+        h.update(f"{f.relative_to(package).as_posix()}\0".encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def package_versions(names: list[str] = KEY_PACKAGES) -> dict[str, str]:
     """Installed version of each package, "not installed" for a missing one, so every name gets an entry."""
     out = {}
@@ -112,6 +133,7 @@ def build_manifest(
         "inputs": input_files(files),
         "dataset_snapshot_id": snapshot_id,
         "uv_lock_sha256": file_sha256(PROJECT_ROOT / "uv.lock"),
+        "code_sha256": code_digest(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),
@@ -130,6 +152,7 @@ def manifest_tags(manifest: dict[str, Any]) -> dict[str, str]:
         f"{p}git_dirty": str(manifest["git"]["dirty"]).lower(),
         MANIFEST_SNAPSHOT_TAG: manifest["dataset_snapshot_id"],
         f"{p}uv_lock_sha256": str(manifest["uv_lock_sha256"]),
+        **({f"{p}code_sha256": manifest["code_sha256"]} if manifest.get("code_sha256") else {}),
         f"{p}python": manifest["python"],
         f"{p}dagster_run_id": manifest["dagster_run_id"],
         f"{p}config_fingerprint": str(manifest["config"].get("fingerprint", "")),

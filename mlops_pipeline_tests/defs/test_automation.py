@@ -13,7 +13,7 @@ import pytest
 from mlops_pipeline.data.landing import land_months
 from mlops_pipeline.data.snapshots import content_id, read_landing
 from mlops_pipeline.defs import automation
-from mlops_pipeline.defs.definitions import build_definitions
+from mlops_pipeline.defs.definitions import build_definitions, build_resources
 from mlops_pipeline.defs.resources import AlertResource, DatasetResource, StorageResource
 from mlops_pipeline.monitoring.alerts import Alerts
 from mlops_pipeline.settings import Settings
@@ -32,15 +32,34 @@ def _tick(sensor, instance, cursor, resources):
     return sensor.evaluate_tick(context)
 
 
-def test_schedule_targets_the_loop_job_and_tags_its_runs(monkeypatch):
+def test_schedule_targets_the_loop_job_and_tags_its_runs(data_dir, monkeypatch):
     monkeypatch.setenv("MLOPS_RETRAIN_CRON", "15 2 * * *")
     schedule = automation.build_schedule(Settings.from_env().retrain_cron)
     assert schedule.job_name == "mlops_loop" and schedule.cron_schedule == "15 2 * * *"
-    data = schedule.evaluate_tick(dg.build_schedule_context())
+    with dg.build_schedule_context(resources=build_resources()) as context:
+        data = schedule.evaluate_tick(context)
     assert len(data.run_requests) == 1
     assert data.run_requests[0].tags[automation.TRIGGER_TAG] == "schedule"
     defs = build_definitions()
     assert defs.resolve_schedule_def("weekly_retrain").job_name == "mlops_loop"
+
+
+@pytest.mark.slow
+def test_the_schedule_skips_a_tick_when_nothing_changed_since_the_champion(trained_flights, flights):
+    schedule = automation.build_schedule()
+
+    def tick():
+        with dg.build_schedule_context(resources=build_resources()) as context:
+            return schedule.evaluate_tick(context)
+
+    skipped = tick()
+
+    assert skipped.run_requests == []
+    assert skipped.skip_message.startswith("nothing changed since v1 (snapshot ")
+    land_months(trained_flights / "landing" / "flights", (4,), SAMPLE, frame=flights)
+    ticked = tick()
+    assert len(ticked.run_requests) == 1 and not ticked.skip_message
+    assert ticked.run_requests[0].tags[automation.TRIGGER_TAG] == "schedule"
 
 
 def test_new_data_sensor_requests_one_run_per_new_content_id(data_dir, land):
