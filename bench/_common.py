@@ -194,7 +194,9 @@ def register_versions(root: Path, sample: float = 1.0) -> list[dict]:
     land_months(landing, (3,), sample)
     second = run_assets(["dataset_snapshot", "training_features", "trained_model", "model_version"])
     spec = load_spec()
-    frame = second.output_for_node("training_features")
+    import pandas as pd
+
+    frame = pd.read_parquet(second.output_for_node("training_features").location)  # a FeaturesInfo
     holdout = frame[frame[SPLIT_COLUMN] == "holdout"][spec.features.columns].reset_index(drop=True)
     return json.loads(holdout.to_json(orient="records", date_format="iso"))
 

@@ -9,10 +9,12 @@ widened by a share of itself, never narrower) and a time window for each datetim
 before the first timestamp to a horizon after the last). The schema's hard checks are what every
 single row and request must satisfy; the domain is what a landed batch is measured against, as
 shares with limits (`mlops_pipeline.data.batch_checks`), so one new carrier does not refuse a
-request while a batch full of them blocks training. The draft also holds `expectations:`
-(`mlops_pipeline.data.expectations`): per ratio-scale numeric column, reference quantiles and how far
-its level moves legitimately, so a batch whose whole column is ~k x the reference (a unit change
-inside the ranges) is refused.
+request while a batch full of them blocks training. Serving checks each record against the same
+ranges and category lists, with the contract's `domain.policy` per column: `reject` (a 422; the
+default) or `flag` (answered and marked; the draft flags categoricals). The draft also holds
+`expectations:` (`mlops_pipeline.data.expectations`): per ratio-scale numeric column, reference
+quantiles and how far its level moves legitimately, so a batch whose whole column is ~k x the
+reference (a unit change inside the ranges) is refused.
 
 Training validates the full source columns (features, time, keys, label sources); inference
 validates the feature columns only, with the very same column definitions.
@@ -46,21 +48,34 @@ class ContractError(ValueError):
         self.failure_cases = failure_cases
 
 
+#: What serving does with a record outside the domain, per column (`domain.policy` in the contract).
+DOMAIN_POLICIES = ("reject", "flag")
+DEFAULT_DOMAIN_POLICY = "reject"
+
+
 @dataclass(frozen=True)
 class Domain:
     """What plausible data looks like, drafted from training data and reviewed by a person.
 
     `categories`: column -> allowed values; `ranges`: column -> (low, high), inclusive;
-    `time_window`: column -> (start, end) timestamps, inclusive.
+    `time_window`: column -> (start, end) timestamps, inclusive. `policy`: column -> what serving
+    does with a record whose value is outside its category list or range (`reject`: 422, the
+    default for a column not listed; `flag`: answered, marked `out_of_domain` and counted).
     """
 
     categories: dict[str, frozenset] = field(default_factory=dict)
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     time_window: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=dict)
+    policy: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_doc(cls, doc: dict | None) -> Domain:
         doc = doc or {}
+        policy = {str(c): str(p) for c, p in (doc.get("policy") or {}).items()}
+        bad = {c: p for c, p in policy.items() if p not in DOMAIN_POLICIES}
+        if bad:
+            raise ValueError(f"domain.policy: {bad} — each column's policy is one of "
+                             f"{', '.join(DOMAIN_POLICIES)} (default {DEFAULT_DOMAIN_POLICY})")
         return cls(
             categories={c: frozenset(v) for c, v in (doc.get("categories") or {}).items()},
             ranges={c: (float(r["min"]), float(r["max"])) for c, r in (doc.get("ranges") or {}).items()},
@@ -68,7 +83,13 @@ class Domain:
                 c: (pd.Timestamp(w["start"]), pd.Timestamp(w["end"]))
                 for c, w in (doc.get("time_window") or {}).items()
             },
+            policy=policy,
         )
+
+    def policy_of(self, column: str) -> str:
+        """What serving does with an out-of-domain value of `column`: `reject` unless the contract
+        says `flag`."""
+        return self.policy.get(column, DEFAULT_DOMAIN_POLICY)
 
 
 @dataclass(frozen=True)
@@ -229,7 +250,10 @@ def infer_domain(
             values = sorted({str(v) for v in s.unique()})
             if len(values) <= MAX_CATEGORIES:
                 categories[col] = values
-    return {"categories": categories, "ranges": ranges, "time_window": windows}
+    # At serving a category the contract never listed is answered and flagged (a new airline is a
+    # legitimate value the model's encoder takes), a number outside its range is refused (default).
+    policy = {c: "flag" for c in categories}
+    return {"categories": categories, "ranges": ranges, "time_window": windows, "policy": policy}
 
 
 def left_as_object(doc: dict) -> list[str]:
@@ -247,7 +271,9 @@ def write_contract(doc: dict, path: Path) -> None:
         "# reviewed and committed. It guards training data and every prediction request.\n"
         "# max_null_rate: per-column limit on the share of nulls (others use the dataset default).\n"
         "# domain: allowed categories, plausible numeric ranges and time windows; landed batches are\n"
-        "# checked against them (shares with limits under the dataset config's `checks:`).\n"
+        "# checked against them (shares with limits under the dataset config's `checks:`); at serving\n"
+        "# each record is checked too, and domain.policy says per column what happens to a value\n"
+        "# outside: reject (422, the default for a column not listed) or flag (answered, marked).\n"
         "# expectations: reference quantiles of each ratio-scale numeric column; a landed batch whose\n"
         "# column is ~k x the reference at every quantile, k beyond max_factor, is refused (a unit change).\n"
     )

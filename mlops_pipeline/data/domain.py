@@ -1,7 +1,8 @@
 """The domain rules of the data checks, shared by every level they judge: one landed batch
-(`batch_checks`), the whole training table read a chunk at a time (`feature_checks`). A finding
-names where (batch or all data), the column and example values; `DomainTally` counts values over
-any number of chunks and applies the spec's limits to the totals.
+(`batch_checks`), the whole training table read a chunk at a time (`feature_checks`), and each
+served record (`RecordDomain`, compiled once per server). A finding names where (batch or all
+data), the column and example values; `DomainTally` counts values over any number of chunks and
+applies the spec's limits to the totals. `outside_range` and `outside_categories` are the rules.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from mlops_pipeline.data.contract import parse_timestamps
 
 if TYPE_CHECKING:
-    from mlops_pipeline.data.contract import Contract
+    from mlops_pipeline.data.contract import Contract, Domain
     from mlops_pipeline.spec import DatasetSpec
 
 #: The domain checks that also run over the whole snapshot (on `training_features`).
@@ -68,6 +70,76 @@ def as_numbers(s: pd.Series) -> pd.Series:
     )
 
 
+def outside_range(values: pd.Series | np.ndarray, low: float, high: float) -> np.ndarray:
+    """True where a number is outside the inclusive range [low, high]; a missing value (NaN) never
+    is (null rates have their own rule)."""
+    a = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+    if a.dtype.kind not in "fiu":  # nullable, boolean or object numbers: as float64 (NA as NaN)
+        a = pd.Series(a).to_numpy(dtype=np.float64, na_value=np.nan)
+    return (a < low) | (a > high)
+
+
+def outside_categories(values: pd.Series, allowed: frozenset) -> np.ndarray:
+    """True where a value is not among the `allowed` categories (compared as text); a missing value
+    never is. The distinct values are checked first: far fewer than the rows."""
+    distinct = pd.unique(values.to_numpy())
+    unseen = [v for v in distinct if not (isinstance(v, str) and v in allowed)
+              and not pd.isna(v) and str(v) not in allowed]
+    if not unseen:
+        return np.zeros(len(values), dtype=bool)
+    return values.isin(unseen).to_numpy()
+
+
+@dataclass(frozen=True)
+class RecordRule:
+    """One column's domain rule at serving: its range or allowed values and the contract's policy."""
+
+    column: str
+    policy: str  # contract.DOMAIN_POLICIES
+    low: float | None = None
+    high: float | None = None
+    allowed: frozenset | None = None
+
+    def outside(self, values: pd.Series) -> np.ndarray:
+        """True per row whose value breaks this rule (vectorised)."""
+        if self.allowed is not None:
+            return outside_categories(values, self.allowed)
+        return outside_range(values, self.low, self.high)  # type: ignore[arg-type]
+
+    def allowed_text(self) -> str:
+        """What the rule allows, for a client: "allowed range [0, 23]" or the allowed values."""
+        if self.allowed is None:
+            return f"allowed range [{self.low:g}, {self.high:g}]"
+        values = sorted(self.allowed)
+        shown = ", ".join(values[:20]) + (f", ... ({len(values)} in all)" if len(values) > 20 else "")
+        return f"allowed values {shown}"
+
+
+class RecordDomain:
+    """The contract's domain (ranges and allowed categories) compiled for `columns`, to judge each
+    record of a frame in one vectorised pass per column: what serving checks per micro-batch."""
+
+    def __init__(self, domain: Domain, columns: list[str]):
+        rules = [RecordRule(c, domain.policy_of(c), *domain.ranges[c])
+                 for c in columns if c in domain.ranges]
+        rules += [RecordRule(c, domain.policy_of(c), allowed=frozenset(map(str, domain.categories[c])))
+                  for c in columns if c in domain.categories and c not in domain.ranges]
+        self.rules: tuple[RecordRule, ...] = tuple(rules)
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def outside(self, df: pd.DataFrame) -> list[tuple[RecordRule, np.ndarray]]:
+        """(rule, row positions outside it) for each rule some row of `df` breaks."""
+        out = []
+        for rule in self.rules:
+            if rule.column in df.columns:
+                hits = np.flatnonzero(rule.outside(df[rule.column]))
+                if len(hits):
+                    out.append((rule, hits))
+        return out
+
+
 #: Distinct unseen values of a column counted (for examples) once a first chunk has been counted.
 MAX_TRACKED = 10_000
 #: Where overall findings say they come from.
@@ -102,7 +174,7 @@ class DomainTally:
         for col, allowed in domain.categories.items():
             if col in df.columns:
                 values = df[col].dropna()
-                unseen = values[~values.astype(str).isin(allowed)]
+                unseen = values[outside_categories(values, allowed)]
                 t = self.categories[col]
                 t.values, t.outside = t.values + len(values), t.outside + len(unseen)
                 fresh = not t.counts
@@ -112,7 +184,7 @@ class DomainTally:
         for col, (lo, hi) in domain.ranges.items():
             if col in df.columns:
                 values = as_numbers(df[col]).dropna()
-                outside = values[(values < lo) | (values > hi)]
+                outside = values[outside_range(values, lo, hi)]
                 t = self.ranges[col]
                 t.values, t.outside = t.values + len(values), t.outside + len(outside)
                 t.first.extend(outside.head(max(0, EXAMPLES - len(t.first))))

@@ -8,14 +8,16 @@ Two layers, both driven by the one data contract (nothing here lists a column or
    plus a Python check. Anything it refuses takes the slow path: `json.loads` and `check`, which
    name the record and field (pandera would coerce 1.5 to 1 silently and reports a wrong type as a
    column-level failure with no row), and which also admit what the fast decoder is strict about
-   (1.0 for an integer, NaN).
+   (1.0 for an integer). NaN and Infinity are refused like any non-JSON number: `null` is how a
+   client sends a missing value.
 2. `validate_batch` (per micro-batch, whatever its size): the contract's pandera schema
    validates the concatenated records of many requests at once (value checks such as ranges,
    datetime parsing). Fast path: layer 1 already guarantees the JSON types, so the columns are
    built directly in the contract dtypes and the schema runs without coercion. Anything unusual
    falls back to the schema's own coercion with lazy error collection, whose failures carry a row
    index that maps back to the request. Both paths run the same schema; the fast one only skips
-   work that is a no-op.
+   work that is a no-op. Then the contract's domain (`RecordChecker.domain`: ranges and allowed
+   categories, each column with its policy) judges the validated frame (`scoring.Scorer`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from mlops_pipeline.data.contract import ContractError, validate
+from mlops_pipeline.data.contract import ContractError, Domain, validate
+from mlops_pipeline.data.domain import RecordDomain
 from mlops_pipeline.serving.errors import FieldError, RequestError, loads
 
 if TYPE_CHECKING:
@@ -75,9 +78,9 @@ def _type_ok(kind: str, value: Any) -> bool:
         if isinstance(value, bool):
             return False
         return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-    if kind == "float":
+    if kind == "float":  # NaN and Infinity are not JSON numbers: null is how a value is missing
         return isinstance(value, int | float) and not isinstance(value, bool) and not (
-            isinstance(value, float) and math.isinf(value)
+            isinstance(value, float) and not math.isfinite(value)
         )
     if kind == "bool":
         return isinstance(value, bool)
@@ -107,9 +110,12 @@ class RecordChecker:
     `fields` lists each feature as (column, kind, nullable), kind one of int, float, bool,
     datetime, str or any: what a JSON value must be for the contract to take it."""
 
-    def __init__(self, schema: pa.DataFrameSchema, columns: list[str], keep: list[str] | None = None):
+    def __init__(self, schema: pa.DataFrameSchema, columns: list[str], keep: list[str] | None = None,
+                 domain: Domain | None = None):
         self.schema = schema
         self.columns = list(columns)
+        # The contract's ranges and allowed categories, compiled once: checked per micro-batch.
+        self.domain = RecordDomain(domain or Domain(), self.columns)
         # Fields captured with the features when a client sends them (the dataset's key columns):
         # they let labelled feedback become a training batch. Never used for prediction.
         self.keep = [c for c in (keep or []) if c not in self.columns]
@@ -217,7 +223,10 @@ class RecordChecker:
                     if not nullable:
                         errors.append(FieldError(i, col, "must not be null"))
                     continue
-                if not _type_ok(kind, value):
+                if isinstance(value, float) and not math.isfinite(value) and kind in ("int", "float"):
+                    errors.append(FieldError(i, col, f"expected {_EXPECTED[kind]}: NaN and Infinity are "
+                                             "not JSON numbers; send null for a missing value", value))
+                elif not _type_ok(kind, value):
                     errors.append(FieldError(i, col, f"expected {_EXPECTED[kind]}", value))
             if len(errors) > 100:
                 break

@@ -67,6 +67,11 @@ class ServingMetrics:
             "mlops_unseen_categories", "Categories the model was not trained on, by column.",
             ["column"], registry=r,
         )
+        self.out_of_domain = Counter(
+            "mlops_out_of_domain",
+            "Answered values outside the contract's domain in a column whose policy is flag, by column.",
+            ["column"], registry=r,
+        )
         self.model_info = Gauge(
             "mlops_model_info", "1 for each loaded model version and its slot.",
             ["model_name", "model_version", "slot"], registry=r, multiprocess_mode="livemax",
@@ -118,6 +123,15 @@ class ServingMetrics:
         self.scored_records.labels(version, role).inc(rows)
         self.scoring_cost.labels(version, role).inc(cpu_seconds * cost_per_core_hour / 3600.0)
         self.core_hour_price.set(cost_per_core_hour)
+
+    def count_out_of_domain(self, marks: dict[int, list[str]]) -> None:
+        """Count one answered request's flagged values ({record: columns}) per column."""
+        per_column: dict[str, int] = {}
+        for columns in marks.values():
+            for c in columns:
+                per_column[c] = per_column.get(c, 0) + 1
+        for c, n in per_column.items():
+            self.out_of_domain.labels(c).inc(n)
 
     @staticmethod
     def observe_many(hist: Any, values: np.ndarray, loop_below: int = 64) -> None:

@@ -1,7 +1,8 @@
 """The /predict answer as bytes: one model call's arrays encoded column-wise, with no dict per record.
 
 Typed msgspec structs (one type per answer shape, one per class list) are built straight from the
-arrays and encoded in one call, which keeps large answers cheap; a NaN is written as null.
+arrays and encoded in one call, which keeps large answers cheap; a NaN is written as null. A
+record outside the contract's domain in a `flag` column carries `out_of_domain` (its columns).
 """
 
 from __future__ import annotations
@@ -13,22 +14,25 @@ import msgspec
 import numpy as np
 
 
-class _Prediction(msgspec.Struct, gc=False):
+class _Prediction(msgspec.Struct, gc=False, omit_defaults=True):
     request_id: str
     prediction: Any
+    out_of_domain: Any = None  # the record's flagged columns (contract domain policy `flag`)
 
 
-class _PredictionProba(msgspec.Struct, gc=False):
+class _PredictionProba(msgspec.Struct, gc=False, omit_defaults=True):
     request_id: str
     prediction: Any
     probability: float
+    out_of_domain: Any = None
 
 
-class _PredictionProbas(msgspec.Struct, gc=False):
+class _PredictionProbas(msgspec.Struct, gc=False, omit_defaults=True):
     request_id: str
     prediction: Any
     probability: float
     probabilities: Any  # a `_probabilities_struct` instance: {class: p}
+    out_of_domain: Any = None
 
 
 _encode = msgspec.json.Encoder().encode
@@ -55,13 +59,15 @@ def _probabilities_struct(labels: tuple) -> type:
 
 def predictions_body(head: dict[str, Any], ids: list[str], prediction: np.ndarray,
                      probability: np.ndarray | None, probabilities: np.ndarray | None = None,
-                     classes: tuple | None = None) -> bytes:
+                     classes: tuple | None = None,
+                     out_of_domain: dict[int, list[str]] | None = None) -> bytes:
     """The /predict response: `{**head, "predictions": [{request_id, prediction[, probability,
     probabilities]}]}` as compact JSON, one item per record in request order.
 
     `prediction` is the class label in the dataset's own type (or the value); `probability` the
     positive class's (binary) or the predicted class's (multi-class); `probabilities`, given the
-    (n, k) matrix and the model's `classes`, every class's probability keyed by class."""
+    (n, k) matrix and the model's `classes`, every class's probability keyed by class.
+    `out_of_domain` ({record: columns}) adds `out_of_domain: [columns]` to the records it names."""
     preds = prediction.tolist()
     if probability is None:
         items = list(map(_Prediction, ids, preds))
@@ -72,4 +78,6 @@ def predictions_body(head: dict[str, Any], ids: list[str], prediction: np.ndarra
         columns = np.asarray(probabilities, dtype=np.float64).T.tolist()
         items = list(map(_PredictionProbas, ids, preds, probability.astype(np.float64).tolist(),
                          map(struct, *columns)))
+    for record, columns in (out_of_domain or {}).items():
+        items[record].out_of_domain = columns
     return _encode({**head, "predictions": items})

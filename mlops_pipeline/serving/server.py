@@ -45,8 +45,9 @@ class Server:
         self.model_name = settings.model_name or spec.name
         # Never shown: the registry's password, the store's, the admin token (see `redact`).
         self.secrets = secrets_of(settings, getattr(registry, "tracking_uri", "") or "")
-        schema = load_contract(spec).for_columns(spec.features.columns)
-        self.checker = RecordChecker(schema, spec.features.columns, keep=spec.key_columns)
+        contract = load_contract(spec)
+        self.checker = RecordChecker(contract.for_columns(spec.features.columns), spec.features.columns,
+                                     keep=spec.key_columns, domain=contract.domain)
         self.metrics = ServingMetrics()
         self.store = store
         self.writer = CaptureWriter(store, settings.capture_max_rows, on_commit=self._on_commit)

@@ -177,8 +177,11 @@ def test_fast_parse_equals_the_checked_slow_path_and_stores_the_features():
     assert stored == [{k: v for k, v in r.items() if k in checker.columns or k in checker.keep}
                       for r in strict]
     assert stored[0]["flight"] == 1545 and "flight" not in stored[1]
-    nan = checker.parse(json.dumps([{**good(), "temp": float("nan")}]).encode(), 10)[0]
-    assert json.loads(checker.features_json(nan))[0]["temp"] is None  # stored JSON stays valid
+    missing = checker.parse(json.dumps([{**good(), "temp": None}]).encode(), 10)[0]
+    assert json.loads(checker.features_json(missing))[0]["temp"] is None  # null: the missing value
+    with pytest.raises(RequestError) as nan:  # NaN is no JSON number: refused like Infinity
+        checker.parse(json.dumps([{**good(), "temp": float("nan")}]).encode(), 10)
+    assert [(e.field, "send null" in e.error) for e in nan.value.errors] == [("temp", True)]
 
 
 def test_refused_requests_name_every_bad_record_and_field(checker):

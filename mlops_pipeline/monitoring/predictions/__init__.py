@@ -23,7 +23,7 @@ from mlops_pipeline.monitoring.predictions.ids import (
     parse_request_id,
     request_ids,
 )
-from mlops_pipeline.monitoring.predictions.schema import COLUMNS, PROBABILITIES
+from mlops_pipeline.monitoring.predictions.schema import COLUMNS, OUT_OF_DOMAIN, PROBABILITIES
 
 if TYPE_CHECKING:
     from mlops_pipeline.monitoring.predictions.codec import PredictionBatch
@@ -35,6 +35,7 @@ _LAZY = {"PredictionBatch": "codec", "PredictionStore": "store", "served_rows": 
 __all__ = [
     "COLUMNS",
     "MAX_BATCH_RECORDS",
+    "OUT_OF_DOMAIN",
     "PROBABILITIES",
     "RECORD_BITS",
     "ROLES",

@@ -5,7 +5,9 @@ they compress well for little CPU); predictions and probabilities are float64 li
 A classifier's prediction is stored as the index of its class in the version's class list
 (`classes`, JSON, so string, int and bool classes round-trip in their own type); a multi-class
 answer keeps every class's probability as an (n, k) matrix. Labels are JSON text in the dataset's
-own label type. Decoding is column-wise across batches, so reading many small requests stays cheap.
+own label type. Records answered with values outside the contract's domain (policy `flag`) are
+marked as JSON {record: [columns]}, read back on request as each record's `out_of_domain` list
+(None when unmarked). Decoding is column-wise across batches, so reading many small requests stays cheap.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pandas as pd
 
 from mlops_pipeline.deployment.tags import CHAMPION
 from mlops_pipeline.monitoring.predictions.ids import MAX_BATCH_RECORDS, new_batch_id, request_ids
-from mlops_pipeline.monitoring.predictions.schema import COLUMNS, PROBABILITIES
+from mlops_pipeline.monitoring.predictions.schema import COLUMNS, OUT_OF_DOMAIN, PROBABILITIES
 
 encode = msgspec.json.Encoder().encode
 decode = msgspec.json.decode
@@ -50,6 +52,7 @@ class PredictionBatch:
     classes: tuple | None = None  # the model's classes (classification)
     positive: int | None = None  # index of the positive class (binary)
     probabilities: np.ndarray | None = None  # (n, k), multi-class only
+    out_of_domain: Mapping[int, Sequence[str]] | None = None  # record -> flagged columns
 
     def __len__(self) -> int:
         return len(self.prediction)
@@ -134,7 +137,31 @@ def batch_values(b: PredictionBatch) -> dict[str, Any]:
         "classes": None if b.classes is None else classes_json(b.classes),
         "positive": None if b.positive is None else int(b.positive),
         "probabilities": matrix_bytes(b.probabilities, n, b.classes),
+        "out_of_domain": domain_marks_json(b.out_of_domain, n),
     }
+
+
+def domain_marks_json(marks: Mapping[int, Sequence[str]] | None, n: int) -> str | None:
+    """{record: [columns]} as JSON text (None when no record is marked)."""
+    if not marks:
+        return None
+    if any(not 0 <= int(k) < n for k in marks):
+        raise ValueError(f"out_of_domain names records outside 0..{n - 1}: {sorted(marks)}")
+    return encode({str(int(k)): list(v) for k, v in marks.items()}).decode()
+
+
+def _domain_marks(rows: Sequence[Any], counts: np.ndarray) -> list[Any]:
+    """Each record's flagged columns (a list) or None, from the batches' `out_of_domain` JSON (a
+    store from before the column reads as no marks)."""
+    out: list[Any] = [None] * int(counts.sum())
+    start = 0
+    for r, n in zip(rows, counts.tolist(), strict=True):
+        raw = getattr(r, "out_of_domain", None)
+        if raw:
+            for k, columns in decode(raw).items():
+                out[start + int(k)] = columns
+        start += n
+    return out
 
 
 def label_json(label: Any) -> str:
@@ -205,13 +232,14 @@ def _probability_dicts(rows: Sequence[Any], counts: np.ndarray, probability: np.
 
 
 def explode(rows: Sequence[Any], label_rows: Sequence[Any], expand_features: bool,
-            probabilities: bool = False) -> pd.DataFrame:
+            probabilities: bool = False, out_of_domain: bool = False) -> pd.DataFrame:
     """Batch rows -> one row per record (request ids derived), labels joined by (batch, record).
 
     Column-wise across batches (one `repeat` per batch-level column, one buffer per float array),
     so a day of single-record requests costs a few microseconds per request to read."""
     if not rows:
-        return pd.DataFrame(columns=COLUMNS + ([PROBABILITIES] if probabilities else []))
+        return pd.DataFrame(columns=COLUMNS + ([PROBABILITIES] if probabilities else [])
+                            + ([OUT_OF_DOMAIN] if out_of_domain else []))
     counts = np.array([int(r.records) for r in rows], dtype=np.int64)
     ids: list[str] = []
     features: list[Any] = []
@@ -247,6 +275,9 @@ def explode(rows: Sequence[Any], label_rows: Sequence[Any], expand_features: boo
     if probabilities:
         frame[PROBABILITIES] = _probability_dicts(rows, counts, frame["probability"].to_numpy())
         extra = [PROBABILITIES]
+    if out_of_domain:
+        frame[OUT_OF_DOMAIN] = _domain_marks(rows, counts)
+        extra.append(OUT_OF_DOMAIN)
     if expand_features:
         feats = pd.DataFrame(features, index=frame.index)
         frame = pd.concat([frame, feats], axis=1)

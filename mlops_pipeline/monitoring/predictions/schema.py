@@ -52,6 +52,9 @@ batches_table = Table(
     Column("positive", Integer, nullable=True, comment="Index of the positive class (binary)."),
     Column("probabilities", LargeBinary, nullable=True,
            comment="float64 little-endian, records x classes, row-major (multi-class only)."),
+    Column("out_of_domain", Text, nullable=True,
+           comment="JSON object {record: [columns]}: values outside the contract's domain that were "
+           "answered (domain policy flag); null when none."),
     Index("ix_prediction_batches_ts", "ts"),
 )
 
@@ -70,6 +73,9 @@ COLUMNS = ["request_id", "role", "ts", "batch_id", "model_name", "model_version"
            "prediction", "probability", "latency_ms", "label", "label_ts"]
 #: Added by `read_window(..., probabilities=True)`: each record's {class: probability}.
 PROBABILITIES = "probabilities"
+#: Added by `read_window(..., out_of_domain=True)`: each record's columns answered outside the
+#: contract's domain (policy flag), or None.
+OUT_OF_DOMAIN = "out_of_domain"
 #: The columns of an insert into `prediction_batches`, in table order.
 BATCH_INSERT = [c.name for c in batches_table.columns]
 
@@ -84,13 +90,13 @@ def create(engine: Engine) -> None:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring a store created before classes and JSON labels up to this schema: the new nullable
-    columns are added; on Postgres the float label column becomes text (a float is valid JSON)."""
+    """Bring a store created before classes, JSON labels and domain marks up to this schema: the new
+    nullable columns are added; on Postgres the float label column becomes text (a float is valid JSON)."""
     from sqlalchemy import inspect, text
 
     inspector = inspect(engine)
     have = {c["name"]: c for c in inspector.get_columns(batches_table.name)}
-    missing = [c for c in ("classes", "positive", "probabilities") if c not in have]
+    missing = [c for c in ("classes", "positive", "probabilities", "out_of_domain") if c not in have]
     label_type = {c["name"]: c for c in inspector.get_columns(labels_table.name)}["label"]["type"]
     alter_label = engine.dialect.name == "postgresql" and not isinstance(label_type, String)
     if not missing and not alter_label:

@@ -226,6 +226,7 @@ class PredictionStore:
         model_name: str | None = None,
         expand_features: bool = False,
         probabilities: bool = False,
+        out_of_domain: bool = False,
     ) -> pd.DataFrame:
         """One row per captured record and role with `start <= ts < end` (UTC), oldest first (then
         by request id and role): what a daily partition reads.
@@ -237,7 +238,9 @@ class PredictionStore:
 
         `prediction` is the class label in the dataset's own type (float64 when every class is a
         number, as for a 0/1 target) or the value; `label` likewise. `probabilities=True` adds a
-        column of each record's {class: probability} (classification; None for regression).
+        column of each record's {class: probability} (classification; None for regression);
+        `out_of_domain=True` a column of each record's columns answered outside the contract's
+        domain (policy flag), None when none.
         """
         b = batches_table
         where = []
@@ -255,13 +258,13 @@ class PredictionStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
             label_rows = conn.execute(labels).all() if rows else []
-        return explode(rows, label_rows, expand_features, probabilities)
+        return explode(rows, label_rows, expand_features, probabilities, out_of_domain)
 
-    def get(self, request_id: str, probabilities: bool = False) -> pd.DataFrame:
+    def get(self, request_id: str, probabilities: bool = False, out_of_domain: bool = False) -> pd.DataFrame:
         """Every captured row (served and shadow) of one record, in `read_window`'s columns."""
         parsed = parse_request_id(request_id)
         if parsed is None:
-            return explode([], [], False, probabilities)
+            return explode([], [], False, probabilities, out_of_domain)
         batch_id, record = parsed
         b, lab = batches_table, labels_table
         with self.engine.connect() as conn:
@@ -269,7 +272,7 @@ class PredictionStore:
                                 .order_by(b.c.role)).all()
             label_rows = conn.execute(select(lab).where(and_(lab.c.batch_id == batch_id,
                                                              lab.c.record == record))).all()
-        frame = explode(rows, label_rows, False, probabilities)
+        frame = explode(rows, label_rows, False, probabilities, out_of_domain)
         return frame[frame["request_id"] == request_id].reset_index(drop=True)
 
 
