@@ -86,14 +86,17 @@ def tracking_uri(settings: Settings) -> str:
     return settings.resolved_tracking_uri
 
 
-def check_registry(uri: str, timeout: float = REGISTRY_TIMEOUT_S, must_exist: bool = False) -> str:
+def check_registry(uri: str, timeout: float = REGISTRY_TIMEOUT_S, must_exist: bool = False,
+                   data_root: Path | None = None) -> str:
     """Raise `RegistryUnreachable` within about `timeout` seconds unless the registry answers.
 
     Called before any training: a run that trains for minutes and then cannot register its model
     wastes the minutes and says less. HTTP(S) servers are asked for one registered model (no
     retries); database URIs are connected to; a SQLite file only needs a directory we can write —
     or, with `must_exist` (commands that read a registry: promote, rollback, explain, reproduce),
-    must already be there, so a mistyped path is not read as an empty registry.
+    must already be there, so a mistyped path is not read as an empty registry. A SQLite file in
+    a directory that does not exist is created only under `data_root` (the data dir this project
+    manages): elsewhere a missing directory is a typo, not a new registry.
     Returns the (redacted) URI that answered.
     """
     shown = redact(uri)
@@ -122,6 +125,12 @@ def check_registry(uri: str, timeout: float = REGISTRY_TIMEOUT_S, must_exist: bo
             raise RegistryUnreachable(
                 f"no MLflow registry at {shown}: nothing was registered there yet (run `mlops-pipeline "
                 "materialize` first, or check MLFLOW_TRACKING_URI and MLOPS_DATA_DIR)")
+        managed = data_root is not None and parent.resolve().is_relative_to(Path(data_root).resolve())
+        if not parent.exists() and not managed:
+            raise RegistryUnreachable(
+                f"the SQLite registry's directory {parent} does not exist: a typo in "
+                "MLFLOW_TRACKING_URI? Create the directory to start a registry there, or unset "
+                "MLFLOW_TRACKING_URI to use the one under the data dir")
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -147,9 +147,14 @@ def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
 
     spec = load_spec(args.config or settings.dataset_config)
     mlflow = mlflow_client(settings, existing=True)
+    from mlops_pipeline.deployment.registry import RegistryError
     try:
         report, moves = promote_version(mlflow, storage_client(settings), spec, args.version,
-                                        force=args.force, actor=_cli_actor(), reason=args.reason or "")
+                                        force=args.force, actor=_cli_actor(), reason=args.reason or "",
+                                        new_registry=args.new_registry)
+    except RegistryError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
     except PromotionRefused as exc:
         _print_gate(exc.report)
         print(f"refused: v{args.version} did not pass the gate ({exc}); --force overrides it "
@@ -277,6 +282,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     rollback = sub.add_parser("rollback", help="champion back to previous-champion in one step")
     rollback.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
+    promote.add_argument("--new-registry", action="store_true",
+                         help="allow a first champion in a registry the alias history does not know")
     rollback.add_argument("--server-url", help="a running server to wait for (default: found)")
     rollback.add_argument("--timeout", type=float, default=60.0)
     rollback.add_argument("--reason", help="why, recorded in the alias history")

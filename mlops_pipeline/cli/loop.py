@@ -15,6 +15,7 @@ from mlops_pipeline.cli.common import (
     ensure_dagster_home,
     mlflow_client,
     preflight,
+    quiet_libraries,
     run_loop,
     tracking_uri,
 )
@@ -65,14 +66,32 @@ def cmd_land(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _registry_or_exit(settings: Settings) -> bool:
-    """Check the registry answers before anything trains; say why not on stderr."""
+NEW_REGISTRY_HELP = ("promote a first champion into a registry this data dir's alias history does not "
+                     "know (otherwise refused: a mistyped MLFLOW_TRACKING_URI)")
+
+
+def _registry_or_exit(settings: Settings, new_registry: bool = False) -> bool:
+    """Check, before anything trains, that the registry answers and is the one this data dir's
+    alias history knows (`Registry.check_not_forgotten`, unless `new_registry`); say why not on
+    stderr."""
+    from mlops_pipeline.deployment.registry import RegistryError
+    from mlops_pipeline.spec import load_spec
+
     try:
-        check_registry(tracking_uri(settings))
-    except RegistryUnreachable as exc:
+        check_registry(tracking_uri(settings), data_root=settings.data_root)
+        if not new_registry:
+            with quiet_libraries(False):  # MLflow's INFO lines on opening a new store
+                mlflow_client(settings).registry().check_not_forgotten(
+                    load_spec(settings.dataset_config).name)
+    except (RegistryUnreachable, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return False
     return True
+
+
+def _promotion_config(new_registry: bool) -> dict:
+    """The run config that lets `champion_model` promote into a registry the history does not know."""
+    return {"ops": {"champion_model": {"config": {"new_registry": True}}}} if new_registry else {}
 
 
 def registry_champion_lookup(settings: Settings):
@@ -111,11 +130,11 @@ def cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
     """Run the loop once, headless; exit 1 when it failed or a blocking check stopped it."""
     settings = settings.with_dataset(args.config)
     preflight(settings)  # a column the data lacks: one line (ConfigError), before anything is written
-    if not _registry_or_exit(settings):
+    if not _registry_or_exit(settings, args.new_registry):
         return 2
-    run_config = None
+    run_config = _promotion_config(args.new_registry)
     if args.shuffle_labels:
-        run_config = {"ops": {"trained_model": {"config": {"shuffle_labels": True}}}}
+        run_config.setdefault("ops", {})["trained_model"] = {"config": {"shuffle_labels": True}}
     elif not args.force:
         reason = _unchanged(settings)
         if reason:
@@ -192,7 +211,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     preflight(settings)  # what is landed already must have the config's columns
-    if not _registry_or_exit(settings):
+    if not _registry_or_exit(settings, args.new_registry):
         return 2
     home = ensure_dagster_home(settings)
     mlflow_port = _free_port(args.mlflow_port)
@@ -207,7 +226,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         print(hint, file=sys.stderr)
         return 2
     print("materializing the loop once (snapshot -> features -> model -> registry -> drift)")
-    result = run_loop(verbose=args.verbose, say=print, settings=settings)
+    result = run_loop(_promotion_config(args.new_registry), verbose=args.verbose, say=print,
+                      settings=settings)
     ok = print_summary(result, champion_lookup=registry_champion_lookup(settings))
     if args.no_ui:
         return 0 if ok else 1
@@ -258,6 +278,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--mlflow-port", type=int, default=5000, help="MLflow UI port (127.0.0.1)")
     up.add_argument("--no-ui", action="store_true", help="materialize only; start no server")
     up.add_argument("--verbose", action="store_true", help="show Dagster's full event log of the run")
+    up.add_argument("--new-registry", action="store_true", help=NEW_REGISTRY_HELP)
     up.set_defaults(func=cmd_up)
 
     land = sub.add_parser(
@@ -281,6 +302,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="train even when the snapshot, config, contract, training code and libraries "
                      "are the champion's (otherwise: nothing changed, nothing is trained)")
     mat.add_argument("--verbose", action="store_true", help="show Dagster's full event log of the run")
+    mat.add_argument("--new-registry", action="store_true", help=NEW_REGISTRY_HELP)
     mat.set_defaults(func=cmd_materialize)
 
     contract = sub.add_parser("contract", help="data contract tools")

@@ -51,7 +51,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     settings = settings.with_dataset(args.config)
     try:
-        check_registry(tracking_uri(settings))
+        check_registry(tracking_uri(settings), data_root=settings.data_root)
     except RegistryUnreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

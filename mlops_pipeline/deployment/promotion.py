@@ -135,12 +135,14 @@ def promote_version(
     force: bool = False,
     actor: str | None = None,
     reason: str = "",
+    new_registry: bool = False,
 ) -> tuple[GateReport | None, list[AliasMove]]:
     """Gate, then move `champion`; `force` skips a failing verdict but records that it did (on
     the version's tags and in the alias history, whose reason is the verdict plus `reason`).
 
     Returns (the gate report, or None when the gate could not run and force was given; the moves).
-    Raises `PromotionRefused` when the gate fails without force.
+    Raises `PromotionRefused` when the gate fails without force, `RegistryError` when the registry
+    is not the one the alias history knows (`Registry.check_not_forgotten`) without `new_registry`.
     """
     name = spec.name
     client = mlflow.client()
@@ -157,7 +159,8 @@ def promote_version(
         raise PromotionRefused(report)
     forced = force and (report is None or not report.passed)
     why = gate_reason(None if report is None else report.result, forced)
-    moves = mlflow.promote(name, str(version), actor=who, reason=f"{why}; {reason}" if reason else why)
+    moves = mlflow.promote(name, str(version), actor=who, reason=f"{why}; {reason}" if reason else why,
+                           new_registry=new_registry)
     client.set_model_version_tag(name, str(version), PROMOTED_BY_TAG, who)
     if forced:
         client.set_model_version_tag(name, str(version), FORCED_TAG, "true")

@@ -140,16 +140,48 @@ class Registry:
         self.client.delete_registered_model_alias(name, alias)
         return self._record(AliasMove(name, alias, str(before.version), None), actor, reason)
 
+    def forgotten_champion(self, name: str):
+        """The alias history's last champion move of `name` when this registry looks new to it
+        (no champion, at most one version): the history remembers a registry this one is not.
+        A mistyped MLFLOW_TRACKING_URI (a SQLite path, a host) would otherwise start an empty
+        registry and quietly promote its v1 as the first champion. None when nothing is amiss."""
+        from mlops_pipeline.deployment.filters import equals
+        from mlops_pipeline.deployment.history import open_history
+
+        if self.version_by_alias(name, CHAMPION) is not None:
+            return None
+        if len(self.client.search_model_versions(equals("name", name), max_results=2)) > 1:
+            return None
+        moves = open_history(self.history_url).events(model=name, alias=CHAMPION, limit=1)
+        return moves[0] if moves and moves[0].to_version else None
+
+    def check_not_forgotten(self, name: str) -> None:
+        """Raise `RegistryError` (naming the registry, the history and the fix) when
+        `forgotten_champion` finds the alias history remembers another registry's champion."""
+        from mlops_pipeline.deployment.history import history_url
+        from mlops_pipeline.redaction import redact
+
+        event = self.forgotten_champion(name)
+        if event is not None:
+            raise RegistryError(
+                f"the registry {redact(str(self.client.tracking_uri))} holds no champion of {name}, but "
+                f"the alias history ({redact(history_url(self.history_url))}) says v{event.to_version} "
+                f"was champion ({event.at:%Y-%m-%d %H:%M} UTC, {event.actor}): is MLFLOW_TRACKING_URI "
+                "mistyped? To start a new registry on purpose, pass --new-registry")
+
     def promote(self, name: str, version: str, actor: str | None = None,
-                reason: str = "") -> list[AliasMove]:
+                reason: str = "", new_registry: bool = False) -> list[AliasMove]:
         """Make `version` champion; the old champion becomes `previous-champion` (one-step undo).
 
         Returns the champion and previous-champion moves; a `challenger` alias on `version` is
-        removed too (recorded in the history, not returned)."""
+        removed too (recorded in the history, not returned). A first champion in a registry the
+        alias history does not know is refused (`check_not_forgotten`) unless `new_registry`."""
         current = self.version_by_alias(name, CHAMPION)
         moves: list[AliasMove] = []
         if current is not None and str(current.version) == str(version):
             return moves
+        if current is None and not new_registry:
+            self.check_not_forgotten(name)
         if current is not None:
             moves.append(self.set_alias(name, PREVIOUS_CHAMPION, str(current.version), actor,
                                         f"v{current.version} replaced as champion by v{version}"))

@@ -132,9 +132,10 @@ class MLflow:
         return self.registry().remove_alias(name, alias, actor, reason)
 
     def promote(self, name: str, version: str, actor: str | None = None,
-                reason: str = "") -> list[AliasMove]:
-        """Make `version` champion; the old champion becomes `previous-champion` (one-step undo)."""
-        return self.registry().promote(name, version, actor, reason)
+                reason: str = "", new_registry: bool = False) -> list[AliasMove]:
+        """Make `version` champion; the old champion becomes `previous-champion` (one-step undo).
+        A first champion in a registry the alias history does not know needs `new_registry`."""
+        return self.registry().promote(name, version, actor, reason, new_registry)
 
     def rollback(self, name: str, actor: str | None = None, reason: str = "") -> list[AliasMove]:
         """Swap champion and previous-champion: the last promotion undone in one step."""

@@ -217,6 +217,14 @@ def eval_gate(
     )
 
 
+class PromotionConfig(dg.Config):
+    """How this run may promote."""
+
+    #: A first champion in a registry the alias history does not know (`Registry.forgotten_champion`)
+    #: is promoted only when this is set: `mlops-pipeline materialize --new-registry`.
+    new_registry: bool = False
+
+
 @dg.asset(
     group_name="deployment",
     kinds={"mlflow"},
@@ -231,6 +239,7 @@ def champion_model(
     model_version: CandidateVersion,
     dataset: DatasetResource,
     mlflow: dg.ResourceParam[MLflow],
+    config: PromotionConfig,
 ) -> dg.Output[ChampionRecord]:
     """Re-gate this very candidate, then move the alias — the last thing a loop run does.
 
@@ -253,9 +262,14 @@ def champion_model(
             f"v{model_version.version} was gated; rerun so it is compared with the new champion"
         )
     from mlops_pipeline.deployment.promotion import gate_reason
+    from mlops_pipeline.deployment.registry import RegistryError
 
-    moves = mlflow.promote(model_version.name, model_version.version,
-                           actor=f"dagster:{context.run_id}", reason=gate_reason(verdict))
+    try:
+        moves = mlflow.promote(model_version.name, model_version.version,
+                               actor=f"dagster:{context.run_id}", reason=gate_reason(verdict),
+                               new_registry=config.new_registry)
+    except RegistryError as exc:  # a registry the alias history does not know: nothing moved
+        raise dg.Failure(str(exc)) from None
     try:
         mlflow.client().set_model_version_tag(
             model_version.name, model_version.version, PROMOTED_BY_TAG, f"dagster:{context.run_id}"
