@@ -215,3 +215,19 @@ def test_a_sample_gate_compares_with_the_champion_config_retrained_on_that_sampl
     row = next(ln for ln in out.splitlines() if "no_regression_vs_champion" in ln)
     assert row.split()[2] == "False"
     assert "FAILED model_version/no_regression_vs_champion: regresses" in out and "gate FAILED" in out
+
+
+def test_gate_reads_the_registry_materialize_uses_when_mlflow_tracking_uri_is_unset(
+    monkeypatch, capsys, tmp_path
+):
+    data = tmp_path / "data"
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(data))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLOPS_DATASET_CONFIG", raising=False)
+
+    assert main(["gate", "--reference", "champion"]) == 2
+
+    err = capsys.readouterr().err
+    assert f"--reference champion, but sqlite:///{data / 'mlflow' / 'mlflow.db'} does not exist" in err
+    assert "MLFLOW_TRACKING_URI is not set" not in err
+    assert not data.exists()  # looked up, not created
