@@ -3,7 +3,7 @@
 Stack: `dagster dev` (webserver + daemon, QueuedRunCoordinator from the project's dagster.yaml) and
 `mlflow server` on free loopback ports, both on one temporary data dir with a landed ~12% sample and
 one SQLite MLflow database, exactly the pair `mlops-pipeline up` starts. The loop runs twice, as in
-production: Jan-Feb landed, run (v1 becomes champion; no champion yet, so no drift report); March
+production: Jan-Feb landed, run (v1 becomes champion; its drift report: holdout vs training split); March
 landed, run again (v2 is compared with v1, and the new rows' drift report is made). The MLflow server is what
 makes the drift report one click away: the asset's `report` link (MLOPS_MLFLOW_UI_URL) opens the
 MLflow run, which serves the Evidently HTML as an artifact over HTTP; browsers refuse `file://` links
