@@ -213,8 +213,83 @@ def _watch(parent: int, poll_s: float, pgids: list[int], grace_s: float = 10.0) 
             os.killpg(g, signal.SIGKILL)
 
 
+def watch_descendants(poll_s: float = 1.0) -> subprocess.Popen:
+    """Start a watcher that, when this process dies however it dies, stops every process it had
+    started (directly or not) that is still running: each one's process group, or the process
+    itself when it shares this process's group (never this group: it holds whoever started us).
+
+    For a process that starts servers in many places (a test session): a `kill -9` of it leaves
+    nothing listening. The watcher re-reads the tree every `poll_s` seconds, so only processes
+    alive a moment before the death are stopped (no reused PID is ever signalled)."""
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "mlops_pipeline.processes", "--descendants",
+                             str(os.getpid()), str(poll_s)], start_new_session=True,
+                            stdin=subprocess.DEVNULL)
+
+
+def _tree(root: int) -> dict[int, int]:
+    """pid -> pgid of every live process descending from `root` (read from /proc)."""
+    parents: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if fields[0] not in (b"Z", b"X"):
+            parents[int(entry)] = (int(fields[1]), int(fields[2]))
+    found: dict[int, int] = {}
+    frontier = [root]
+    while frontier:
+        current = frontier.pop()
+        for pid, (ppid, pgid) in parents.items():
+            if ppid == current and pid not in found:
+                found[pid] = pgid
+                frontier.append(pid)
+    return found
+
+
+def _watch_descendants(parent: int, poll_s: float, grace_s: float = 10.0) -> None:
+    import time
+
+    me, own_group = os.getpid(), os.getpgid(parent)
+    last: dict[int, int] = {}
+    while os.getppid() == parent:
+        last = {pid: g for pid, g in _tree(parent).items() if pid != me}
+        time.sleep(poll_s)
+    groups = {g for g in last.values() if g != own_group and g != os.getpgid(0)}
+    loose = [pid for pid, g in last.items() if g == own_group]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for g in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(g, sig)
+        for pid in loose:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + (grace_s if sig == signal.SIGTERM else 0)
+        while time.monotonic() < deadline and (any(group_alive(g) for g in groups) or any(
+                _alive(pid) for pid in loose)):
+            time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2:].split()[0] not in (b"Z", b"X")
+
+
 if __name__ == "__main__":
     import sys
 
-    _parent, _poll, *_groups = sys.argv[1:]
-    _watch(int(_parent), float(_poll), [int(g) for g in _groups])
+    if sys.argv[1] == "--descendants":
+        _watch_descendants(int(sys.argv[2]), float(sys.argv[3]))
+    else:
+        _parent, _poll, *_groups = sys.argv[1:]
+        _watch(int(_parent), float(_poll), [int(g) for g in _groups])

@@ -29,6 +29,16 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_outlives_the_session() -> None:
+    """Every server a test starts (MLflow, Postgres, SeaweedFS, serving, Dagster) is stopped by
+    its fixture; should the whole run be killed (a CI timeout's SIGKILL runs no `finally`), this
+    watcher stops whatever the run had started (`processes.watch_descendants`)."""
+    from mlops_pipeline.processes import watch_descendants
+
+    watch_descendants()
+
+
 @pytest.fixture(scope="session")
 def flights() -> pd.DataFrame:
     return load_flights_with_weather()

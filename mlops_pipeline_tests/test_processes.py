@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 from mlops_pipeline.processes import group_alive, stop_group
 
@@ -188,3 +192,32 @@ def test_stop_group_finishes_its_cleanup_before_a_sigint_interrupts_the_caller(t
             proc.wait()
         if pidfile.exists() and pidfile.read_text().strip() and _alive(int(pidfile.read_text())):
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_a_test_run_killed_with_sigkill_leaves_no_server_behind(tmp_path):
+    """A CI timeout kills pytest with SIGKILL mid-fixture: no `finally` runs, yet the servers the
+    run had started (in their own process group or in pytest's) are stopped by the session's
+    watcher (`processes.watch_descendants`, started by the root conftest)."""
+    pids_file = tmp_path / "pids"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         str(Path(__file__).parent / "killed_run_fixture.py")],
+        env={**os.environ, "KILLED_RUN_PIDS": str(pids_file)}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (pids_file.exists() and pids_file.read_text().endswith("\n")):
+            assert run.poll() is None and time.monotonic() < deadline, "the inner run never started"
+            time.sleep(0.1)
+        servers = [int(p) for p in pids_file.read_text().split()]
+        time.sleep(1.5)  # the watcher's tree is at most one poll old: let it see both servers
+        assert all(_alive(p) for p in servers)
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait()
+        deadline = time.monotonic() + 60
+        while any(_alive(p) for p in servers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in servers), "a server outlived the killed test run"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)

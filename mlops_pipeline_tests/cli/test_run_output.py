@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from mlops_pipeline.cli.run_output import first_line
@@ -42,8 +41,8 @@ def test_a_blocking_data_check_names_the_champion_that_stays(registry: Registry,
 
     assert done.returncode == 1, done.stdout + done.stderr[-2000:]
     decision = next(ln for ln in done.stdout.splitlines() if ln.startswith("decision: "))
-    assert decision.startswith("decision: blocked by check dataset_snapshot:batch_dtypes (kept champion v1)"), \
-        decision
+    expected = "decision: blocked by check dataset_snapshot:batch_dtypes (kept champion v1)"
+    assert decision.startswith(expected), decision
     assert "no champion" not in done.stdout
     assert "distance" in decision and "flights_2013_04.parquet" in decision
     for line in done.stdout.splitlines():
