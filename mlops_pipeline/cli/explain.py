@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from mlops_pipeline.cli.common import mlflow_client, storage_client
+from mlops_pipeline.deployment.tags import FIRST_RUN_CURRENT
 from mlops_pipeline.settings import Settings
 from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG
 
@@ -92,10 +93,12 @@ def _print_request(out: dict[str, Any]) -> None:
         p(f"  {snap.get('note', '')}")
     p(f"training run (Dagster) {training['dagster_run_id'] or '-'}")
     if not training["drift_reports"]:
-        p("  drift reports: none logged by that run (e.g. no champion yet to compare with)")
+        p("  drift reports: none logged by that run")
     for d in training["drift_reports"]:
         share = "-" if d["drift_share"] is None else f"{d['drift_share']:.2f}"
-        p(f"  drift report {d['name']}: drift share {share} vs champion v{d['champion_version']}")
+        against = (f"holdout vs v{d['champion_version']}'s training split (no champion yet)"
+                   if d.get("current") == FIRST_RUN_CURRENT else f"vs champion v{d['champion_version']}")
+        p(f"  drift report {d['name']}: drift share {share} {against}")
         for r in d["reports"]:
             p(f"    {r}")
 

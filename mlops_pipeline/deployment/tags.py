@@ -85,6 +85,9 @@ DATASET_TAG = "dataset"
 CHAMPION_VERSION_TAG = "champion_version"
 #: What a drift report's current data was (a snapshot, a day of traffic).
 CURRENT_TAG = "current"
+#: `current` of a first run's report (no champion yet): the candidate's holdout against its training
+#: split; its `champion_version` is then the candidate whose training split is the reference.
+FIRST_RUN_CURRENT = "holdout_vs_train"
 #: Prefix of the run tags that copy the run manifest's searchable fields (`manifest.git_sha`...).
 MANIFEST_TAG_PREFIX = "manifest."
 #: The manifest tag of the training snapshot (`reproduce` checks it against manifest.yaml).

@@ -14,7 +14,7 @@ from mlops_pipeline.data.features import FeaturesInfo
 from mlops_pipeline.data.storage import Storage
 from mlops_pipeline.defs.monitoring.shared import drift_materialization, reference_or_fail
 from mlops_pipeline.defs.resources import DatasetResource
-from mlops_pipeline.deployment.tags import CHALLENGER, CHAMPION, SNAPSHOT_ID_TAG
+from mlops_pipeline.deployment.tags import CHALLENGER, CHAMPION, FIRST_RUN_CURRENT, SNAPSHOT_ID_TAG
 from mlops_pipeline.deployment.tracking import MLflow
 from mlops_pipeline.spec import DatasetSpec
 
@@ -164,7 +164,7 @@ def first_run_drift(context: dg.AssetExecutionContext, spec: DatasetSpec, featur
                 yield current
 
     return drift_materialization(
-        context, spec, reference, holdout(), "holdout_vs_train", storage, mlflow,
+        context, spec, reference, holdout(), FIRST_RUN_CURRENT, storage, mlflow,
         extra_metadata={
             "compared": basis, "current_basis": "the holdout split (no champion yet)",
             "reference": f"candidate v{reference.version} training split of snapshot "
