@@ -7,10 +7,10 @@
 3. the micro-batcher validates many requests' records with the contract in one pandera call and
    scores them with one model call per model, in one dedicated thread; a batch that raises is
    bisected so only the request at fault fails (`isolation`);
-4. the contract's domain, per record and column (`_domain`): a value outside a `reject` column's
-   range or category list refuses its request (422), outside a `flag` column it is answered and
-   marked `out_of_domain` (answer, capture, `mlops_out_of_domain_total`); then unseen categories
-   are counted, and refused when the policy says so;
+4. the contract's domain, per record and column (`domain_check.apply_domain`): a value outside a
+   `reject` column's range or categories refuses its request (422), outside a `flag` column it is
+   answered and marked `out_of_domain` (answer, capture, `mlops_out_of_domain_total`); then unseen
+   categories are counted, and refused when the policy says so;
 5. capture: the request, as one row, goes to the group-commit writer and the answer waits until it
    is committed, so an acknowledged prediction is never lost;
 6. shadow: the challenger scores the champion's rows in its own thread (`Shadow`); its answers are
@@ -39,6 +39,7 @@ from mlops_pipeline.deployment.tags import CANARY, CHAMPION, SHADOW
 from mlops_pipeline.monitoring.predictions import PredictionBatch, new_batch_id, request_ids
 from mlops_pipeline.serving.batching import MicroBatcher
 from mlops_pipeline.serving.capture import CaptureWriter
+from mlops_pipeline.serving.domain_check import apply_domain
 from mlops_pipeline.serving.errors import FieldError, RequestError
 from mlops_pipeline.serving.inputs import RecordChecker, validate_batch
 from mlops_pipeline.serving.isolation import Isolation, ScoringError
@@ -62,7 +63,7 @@ class PredictJob:
     batch_id: str  # the request ids are derived from it (monitoring.predictions.request_ids)
     received: float
     features: bytes | None = None  # the records as captured (one JSON array), encoded once
-    out_of_domain: dict[int, list[str]] | None = None  # record -> its flagged columns (`_domain`)
+    out_of_domain: dict[int, list[str]] | None = None  # record -> its flagged columns (apply_domain)
 
 
 @dataclass
@@ -243,7 +244,7 @@ class Scorer:
                 pos += len(job.records)
         if X is None or not spans:
             return results
-        self._domain(X, spans, results, jobs)
+        apply_domain(self.checker.domain, X, spans, results, jobs)
         self._unseen(X, spans, results, champion)
         groups: dict[str, list[int]] = {CHAMPION: [], CANARY: []}
         use_canary = canary_eligible(challenger)
@@ -280,39 +281,6 @@ class Scorer:
         for Xg, members in shadows:  # only once the whole batch scored: a retried half never
             self.shadow.submit(challenger, Xg, members)  # shadows twice
         return results
-
-    def _domain(self, X: pd.DataFrame, spans: dict[int, tuple[int, int]], results: list[Any],
-                jobs: list[PredictJob]) -> None:
-        """The contract's domain over the whole micro-batch (one vectorised pass per column, rules
-        compiled once in `checker.domain`): a value outside a `reject` column refuses its request
-        (422 naming record, field, value and what is allowed); outside a `flag` column the record
-        is answered and marked in `job.out_of_domain`."""
-        for job in jobs:  # a bisected batch runs again: marks are recomputed, never doubled
-            job.out_of_domain = None
-        found = self.checker.domain.outside(X) if self.checker.domain else []
-        if not found:
-            return
-        owners = list(spans)  # request indices, in row order
-        starts = np.array([spans[i][0] for i in owners], dtype=np.int64)
-        for rule, hits in found:
-            values = X[rule.column].to_numpy()
-            where = np.searchsorted(starts, hits, side="right") - 1
-            for k, j in zip(hits.tolist(), where.tolist(), strict=True):
-                i, record = owners[j], k - int(starts[j])
-                if rule.policy == "flag":
-                    marks = jobs[i].out_of_domain
-                    if marks is None:
-                        marks = jobs[i].out_of_domain = {}
-                    marks.setdefault(record, []).append(rule.column)
-                    continue
-                value = values[k]
-                err = FieldError(record, rule.column, f"outside the contract's domain: "
-                                 f"{rule.allowed_text()} (domain policy: reject)",
-                                 value.item() if isinstance(value, np.generic) else value)
-                if isinstance(results[i], RequestError):
-                    results[i].errors.append(err)
-                else:
-                    results[i] = RequestError(422, "request violates the data contract", [err])
 
     def _unseen(self, X: pd.DataFrame, spans: dict[int, tuple[int, int]], results: list[Any],
                 model: LoadedModel) -> None:
