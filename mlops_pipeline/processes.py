@@ -180,19 +180,28 @@ def group_alive(pgid: int) -> bool:
         except PermissionError:
             return True
         return True
-    for entry in os.listdir(proc):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"{proc}/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp ..."; comm may hold spaces and parentheses.
-        fields = stat[stat.rindex(b")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
+    return any(group == pgid for _, group in _live_processes().values())
+
+
+def _live_processes() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, process group) of every live process (zombies excluded), from /proc."""
+    out: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(int(entry))) is not None:
+            out[int(entry)] = (int(fields[1]), int(fields[2]))
+    return out
+
+
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields after `comm` of /proc/PID/stat (state, ppid, pgrp, ...); None when the process
+    is gone or a zombie. `comm` may hold spaces and parentheses, hence the last ')'."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return None if fields[0] in (b"Z", b"X") else fields
 
 
 def _watch(parent: int, poll_s: float, pgids: list[int], grace_s: float = 10.0) -> None:
@@ -229,24 +238,13 @@ def watch_descendants(poll_s: float = 1.0) -> subprocess.Popen:
 
 
 def _tree(root: int) -> dict[int, int]:
-    """pid -> pgid of every live process descending from `root` (read from /proc)."""
-    parents: dict[int, tuple[int, int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(b")") + 2:].split()
-        if fields[0] not in (b"Z", b"X"):
-            parents[int(entry)] = (int(fields[1]), int(fields[2]))
+    """pid -> pgid of every live process descending from `root`."""
+    processes = _live_processes()
     found: dict[int, int] = {}
     frontier = [root]
     while frontier:
         current = frontier.pop()
-        for pid, (ppid, pgid) in parents.items():
+        for pid, (ppid, pgid) in processes.items():
             if ppid == current and pid not in found:
                 found[pid] = pgid
                 frontier.append(pid)
@@ -277,12 +275,7 @@ def _watch_descendants(parent: int, poll_s: float, grace_s: float = 10.0) -> Non
 
 
 def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(b")") + 2:].split()[0] not in (b"Z", b"X")
+    return _stat(pid) is not None
 
 
 if __name__ == "__main__":

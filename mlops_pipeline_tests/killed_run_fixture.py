@@ -13,6 +13,7 @@ def test_starts_servers_and_waits_to_be_killed():
     own = subprocess.Popen(server, start_new_session=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     shared = subprocess.Popen(server, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert own.poll() is None and shared.poll() is None  # both serving when the run is killed
     with open(os.environ["KILLED_RUN_PIDS"], "w") as f:
         f.write(f"{own.pid} {shared.pid}\n")
     time.sleep(300)
