@@ -111,6 +111,20 @@ class DatasetSpec(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _model_fits_the_task(self) -> DatasetSpec:
+        if self.model.estimator is not None:
+            from mlops_pipeline.training.estimators import check_estimator, kind
+
+            made_for = kind(check_estimator(self.model.estimator, self.model.params))
+            if made_for != self.task:
+                raise ValueError(f"model.estimator: {self.model.estimator} is for {made_for}, the task "
+                                 f"is {self.task} — choose a {self.task} estimator")
+        if self.model.threshold is not None and self.task != "classification":
+            raise ValueError("model.threshold: only for a binary target (task: classification) — "
+                             "remove it")
+        return self
+
+    @model_validator(mode="after")
     def _split_is_possible(self) -> DatasetSpec:
         split = self.split
         if split.strategy == "time" and not self.time_column:

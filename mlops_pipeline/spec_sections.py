@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class StrictModel(BaseModel):
@@ -88,17 +88,69 @@ class SplitSpec(StrictModel):
     )
 
 
+class CostSpec(StrictModel):
+    """`model.threshold.cost:` what one false positive and one false negative cost."""
+
+    fp: float = Field(gt=0, description="Cost of a false positive.")
+    fn: float = Field(gt=0, description="Cost of a false negative.")
+
+
+class ThresholdSpec(StrictModel):
+    """`model.threshold:` how the decision threshold of a binary target is chosen on the
+    validation split (carved from the train split by content hash): exactly one of them."""
+
+    objective: Literal["f1"] | None = Field(default=None, description="f1: the threshold of best F1.")
+    precision_at_recall: float | None = Field(
+        default=None, gt=0, le=1,
+        description="The threshold of best precision among those keeping recall at least this.",
+    )
+    cost: CostSpec | None = Field(default=None, description="The threshold of least total cost.")
+    validation_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="Share of the train split set aside to choose it."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ThresholdSpec:
+        chosen = [k for k in ("objective", "precision_at_recall", "cost") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError("model.threshold: set exactly one of objective: f1, "
+                             f"precision_at_recall: R, cost: {{fp: A, fn: B}} (got {chosen or 'none'})")
+        return self
+
+
 class ModelSpec(StrictModel):
-    """`model:` the estimator's seed and hyper-parameters."""
+    """`model:` the estimator, its seed and hyper-parameters, preprocessing and threshold."""
 
     seed: int = 42
     params: dict[str, bool | int | float | str | None] = Field(default_factory=dict)
+    estimator: str | None = Field(
+        default=None,
+        description="Import path of a scikit-learn-compatible estimator (e.g. "
+        "sklearn.linear_model.LogisticRegression, lightgbm.LGBMClassifier); null keeps the default "
+        "HistGradientBoosting pipeline.",
+    )
+    preprocessing: Literal["auto", "ordinal", "onehot"] = Field(
+        default="auto",
+        description="auto: one-hot and scaling for linear models, ordinal codes (native categoricals "
+        "for lightgbm/xgboost) for tree models; or force ordinal / onehot.",
+    )
+    threshold: ThresholdSpec | None = Field(
+        default=None, description="Choose the binary decision threshold on a validation split."
+    )
     max_train_rows: int | None = Field(
         default=2_000_000, ge=1,
         description="Train on a seeded sample of at most this many train rows (stratified by class "
         "for classification) when the train split is larger; null trains on every row. The sample is "
         "recorded in the run manifest and drawn again the same by `reproduce`.",
     )
+
+    @model_validator(mode="after")
+    def _estimator_exists(self) -> ModelSpec:
+        if self.estimator is not None:
+            from mlops_pipeline.training.estimators import check_estimator
+
+            check_estimator(self.estimator, self.params)
+        return self
 
 
 class MetricGate(StrictModel):

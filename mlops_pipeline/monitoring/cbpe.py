@@ -49,8 +49,8 @@ def _f1_from_confusion(c: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
 
 
-def _point_binary(p: np.ndarray, s: np.ndarray) -> dict[str, float]:
-    hard = (s >= 0.5).astype(int)
+def _point_binary(p: np.ndarray, s: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    hard = (s >= threshold).astype(int)
     c = expected_confusion(p, hard, 2)
     f1 = _f1_from_confusion(c)
     sc = np.clip(s, EPS, 1 - EPS)
@@ -84,10 +84,11 @@ def _avg_ranks(x: np.ndarray) -> np.ndarray:
     return rankdata(x, method="average")
 
 
-def _sampled_binary(y: np.ndarray, s: np.ndarray, ranks: np.ndarray) -> dict[str, np.ndarray]:
+def _sampled_binary(y: np.ndarray, s: np.ndarray, ranks: np.ndarray,
+                    threshold: float = 0.5) -> dict[str, np.ndarray]:
     """The realized metrics of label draws `y` (B, n) of 0/1 against the served scores `s`."""
     n = y.shape[1]
-    hard = (s >= 0.5).astype(float)
+    hard = (s >= threshold).astype(float)
     npos = y.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = (y @ ranks - npos * (npos + 1) / 2) / (npos * (n - npos))
@@ -140,20 +141,21 @@ def band(draws: np.ndarray) -> tuple[float, float]:
 
 
 def expected_metrics(p: np.ndarray, s: np.ndarray, binary: bool, metrics: list[str], bootstrap: int,
-                     seed: int = 0) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+                     seed: int = 0, threshold: float = 0.5) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Each metric's expectation under the calibrated probabilities `p` of the served scores `s`,
     and `bootstrap` realized values of it on labels drawn `y_i ~ p_i` (the parametric bootstrap
-    the band is read from). Draws are made in chunks of at most ~2 million labels."""
+    the band is read from). Draws are made in chunks of at most ~2 million labels. A binary
+    model's hard answers are `s >= threshold` (the version's chosen threshold, else 0.5)."""
     n = len(s)
     rng = np.random.default_rng(seed)
     chunks = []
     step = max(1, min(bootstrap, 2_000_000 // max(n, 1)))
     if binary:
-        point = _point_binary(p, s)
+        point = _point_binary(p, s, threshold)
         ranks = _avg_ranks(s)
         for start in range(0, bootstrap, step):
             y = (rng.random((min(step, bootstrap - start), n)) < p).astype(float)
-            chunks.append(_sampled_binary(y, s, ranks))
+            chunks.append(_sampled_binary(y, s, ranks, threshold))
     else:
         point = _point_multiclass(p, s)
         ranks = [_avg_ranks(s[:, j]) for j in range(s.shape[1])]

@@ -125,7 +125,17 @@ def compare_realized(spec: DatasetSpec, champ: ChampionEstimator, labelled: pd.D
     from mlops_pipeline.training.model import compute_metrics
 
     y = target_from_feedback(labelled["label"], spec)
-    realized = compute_metrics(spec.task, y, *logged_scores(labelled, spec.task))
+    scores, classes = logged_scores(labelled, spec.task)
+    threshold = getattr(champ.estimator, "threshold", 0.5)
+    if threshold != 0.5 and np.ndim(scores) == 1:  # the served answers' own threshold
+        from dataclasses import replace
+
+        from mlops_pipeline.training.model import ClassInfo
+
+        if classes is None:  # answers logged without their classes: the 0/1 default
+            classes, y = ClassInfo((0, 1), 1), np.asarray(y).astype(int)
+        classes = replace(classes, threshold=threshold)
+    realized = compute_metrics(spec.task, y, scores, classes)
     estimates = estimate_rows(spec, champ, labelled, seed)
     outside = [f"realized {m} {realized[m]:.4f} outside [{e.lower:.4f}, {e.upper:.4f}] "
                f"(estimated {e.value:.4f})"

@@ -82,6 +82,7 @@ class PerformanceEstimator:
     # (reported, not added to the band: see `_corrected`).
     bias: dict[str, float] = field(default_factory=dict)
     extra_sd: dict[str, float] = field(default_factory=dict)
+    threshold: float = 0.5  # a binary model's decision threshold (`model.threshold`), else 0.5
 
     # ---- calibration ------------------------------------------------------------------------
     def calibrate(self, scores: np.ndarray) -> np.ndarray:
@@ -114,6 +115,7 @@ class PerformanceEstimator:
             "target_var": float(self.target_var), "holdout_rows": int(self.holdout_rows),
             "holdout_ece": dict(self.holdout_ece),
             "bias": dict(self.bias), "extra_sd": dict(self.extra_sd),
+            "threshold": float(self.threshold),
         }
         return sio.dumps(state)
 
@@ -138,6 +140,7 @@ class PerformanceEstimator:
             target_var=float(state["target_var"]), holdout_rows=int(state["holdout_rows"]),
             holdout_ece=dict(state["holdout_ece"]),
             bias=dict(state.get("bias", {})), extra_sd=dict(state.get("extra_sd", {})),
+            threshold=float(state.get("threshold", 0.5)),
         )
 
 
@@ -171,7 +174,8 @@ def estimate_classification(est: PerformanceEstimator, scores: np.ndarray,
     s = np.asarray(scores, dtype="float64")
     p = est.calibrate(s)
     metrics = metrics or est.metrics()
-    point, draws = expected_metrics(p, s, est.kind == "binary", metrics, bootstrap, seed)
+    point, draws = expected_metrics(p, s, est.kind == "binary", metrics, bootstrap, seed,
+                                    threshold=est.threshold)
     out = {}
     for m in metrics:
         lo, hi = band(draws[m])

@@ -44,7 +44,8 @@ def fit_classification_estimator(scores: np.ndarray, y_hold: Any, classes: Any) 
     if scores.ndim == 1:
         positive = (codes == classes.positive).astype(float)
         est = PerformanceEstimator("binary", classes.labels, classes.positive,
-                                   [_isotonic(scores, positive)], holdout_rows=len(codes))
+                                   [_isotonic(scores, positive)], holdout_rows=len(codes),
+                                   threshold=0.5 if classes.threshold is None else classes.threshold)
         after = est.calibrate(scores)
         est.holdout_ece = {"before": _ece(positive, scores), "after": _ece(positive, after)}
         return est

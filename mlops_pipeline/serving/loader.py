@@ -76,6 +76,9 @@ class LoadedModel:
             if proba.shape[1] == 2:
                 positive = 1 if self.classes is None else self.classes.positive
                 probability = proba[:, positive]
+                if self.classes is not None and self.classes.threshold is not None:
+                    # The version's chosen threshold (`model.threshold`); probabilities unchanged.
+                    index = np.where(probability >= self.classes.threshold, positive, 1 - positive)
             else:
                 probability = proba[np.arange(len(proba)), index]
             return Scores(labels[index], probability, proba, index)

@@ -47,12 +47,8 @@ def fit_parts(train: pd.DataFrame, holdout: pd.DataFrame, spec: Any, seed: int,
 
     from mlops_pipeline.data.contract import load_contract, validate
     from mlops_pipeline.data.preparation import xy
-    from mlops_pipeline.training.model import (
-        build_pipeline,
-        compute_metrics,
-        predict_scores,
-        set_positive_class,
-    )
+    from mlops_pipeline.training.estimators import build_model
+    from mlops_pipeline.training.model import class_info, compute_metrics, predict_scores, set_positive_class
 
     features = load_contract(spec).for_columns(spec.features.columns)
     X_train, y_train = xy(train, spec)
@@ -60,8 +56,16 @@ def fit_parts(train: pd.DataFrame, holdout: pd.DataFrame, spec: Any, seed: int,
     X_train, X_hold = validate(X_train, features), validate(X_hold, features)
     if shuffle_labels:
         y_train = pd.Series(np.random.default_rng(seed).permutation(y_train.to_numpy()))
-    model = build_pipeline(spec, seed=seed).fit(X_train, y_train)
-    classes = set_positive_class(model, y_train, spec) if spec.task == "classification" else None
+    if spec.model.threshold is not None:
+        # The threshold is chosen on validation rows carved from the train split (never the
+        # holdout), so the model is fitted on the rest of it.
+        from mlops_pipeline.training.threshold import fit_with_threshold
+
+        model, _ = fit_with_threshold(lambda: build_model(spec, seed), X_train, y_train, spec)
+        classes = class_info(model)
+    else:
+        model = build_model(spec, seed=seed).fit(X_train, y_train)
+        classes = set_positive_class(model, y_train, spec) if spec.task == "classification" else None
     scores = predict_scores(model, X_hold, spec.task)
     metrics = compute_metrics(spec.task, y_hold, scores, classes)
     return Fitted(model, X_train, X_hold, y_hold, scores, metrics, classes, sample)

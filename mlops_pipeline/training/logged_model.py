@@ -17,7 +17,8 @@ def log_model(model: Any, X: pd.DataFrame, scores: Any) -> str:
     import mlflow
     from mlflow.models import infer_signature
 
-    from mlops_pipeline.training.model import SKOPS_TRUSTED_TYPES, pip_requirements
+    from mlops_pipeline.training.estimators import runtime_packages, skops_trusted_types
+    from mlops_pipeline.training.model import pip_requirements
 
     # Our own conda env instead of `pip_requirements=`: pip is not installed in a uv venv, and
     # MLflow, asked to pin it in conda.yaml, warns on every run. pip is listed unpinned on purpose;
@@ -25,7 +26,8 @@ def log_model(model: Any, X: pd.DataFrame, scores: Any) -> str:
     conda_env = {
         "name": "mlflow-env",
         "channels": ["conda-forge"],
-        "dependencies": [f"python={platform.python_version()}", "pip", {"pip": pip_requirements()}],
+        "dependencies": [f"python={platform.python_version()}", "pip",
+                         {"pip": pip_requirements(runtime_packages(model))}],
     }
     with warnings.catch_warnings():
         # MLflow's hint that int columns cannot carry NaN at inference: serving coerces every
@@ -36,7 +38,7 @@ def log_model(model: Any, X: pd.DataFrame, scores: Any) -> str:
             name="model",
             signature=infer_signature(X.head(100), scores[:100]),
             input_example=X.head(5),
-            skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
+            skops_trusted_types=skops_trusted_types(model),
             conda_env=conda_env,
         )
     return info.model_uri

@@ -18,8 +18,6 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 
-from mlops_pipeline.spec import DatasetSpec
-
 
 class DatetimeParts(TransformerMixin, BaseEstimator):
     """Expands a timestamp column into numeric parts (weekday, hour...) inside the pipeline."""
@@ -67,7 +65,7 @@ SKOPS_TRUSTED_TYPES = (
 )
 
 
-def pip_requirements() -> list[str]:
+def pip_requirements(extra: tuple[str, ...] = ()) -> list[str]:
     """The logged model's requirements, pinned to the versions installed here.
 
     Passed to `log_model` instead of letting MLflow infer them: in a uv project MLflow records the
@@ -79,11 +77,13 @@ def pip_requirements() -> list[str]:
     import mlflow.sklearn
 
     pins = mlflow.sklearn.get_default_pip_requirements(include_skops=True)
-    pins += [f"{name}=={metadata.version(name)}" for name in RUNTIME_PACKAGES]
+    pins += [f"{name}=={metadata.version(name)}" for name in (*RUNTIME_PACKAGES, *extra)]
     return sorted(pins)
 
 
-def build_pipeline(spec: DatasetSpec, seed: int | None = None) -> Pipeline:
+# `spec` below is a `spec.DatasetSpec`, not imported: the spec checks `model.estimator` through
+# `training.estimators`, which builds on this module.
+def build_pipeline(spec: Any, seed: int | None = None) -> Pipeline:
     """Column transforms + HistGradientBoosting (native categorical support, handles NaN)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -125,6 +125,10 @@ def build_pipeline(spec: DatasetSpec, seed: int | None = None) -> Pipeline:
 #: `set_positive_class`, saved with the model): what binary metrics and the served `probability`
 #: refer to. A model without it (trained before it existed) has classes [0, 1] and positive 1.
 POSITIVE_ATTR = "positive_class_"
+#: Attribute of a fitted binary pipeline holding its chosen decision threshold (`model.threshold`,
+#: `training.threshold`), saved with the model: `prediction` is the positive class when its
+#: probability is at least this. Without it the rule stays the argmax (0.5).
+THRESHOLD_ATTR = "decision_threshold_"
 
 
 def _raw(model: Any) -> Any:
@@ -147,10 +151,12 @@ class ClassInfo:
     """The one home for "which classes, and which is positive" of a fitted classifier.
 
     `labels` are `classes_` as plain Python values, in probability-column order; `positive` is the
-    positive class's column for a binary model, None for multi-class."""
+    positive class's column for a binary model, None for multi-class; `threshold` the chosen
+    decision threshold of a binary model (None: the argmax, i.e. 0.5)."""
 
     labels: tuple
     positive: int | None
+    threshold: float | None = None
 
     @property
     def binary(self) -> bool:
@@ -169,10 +175,11 @@ def class_info(model: Any) -> ClassInfo:
         return ClassInfo(labels, None)
     positive = getattr(raw, POSITIVE_ATTR, labels[1])
     matches = [i for i, c in enumerate(labels) if c == positive]
-    return ClassInfo(labels, matches[0] if matches else 1)
+    threshold = getattr(raw, THRESHOLD_ATTR, None)
+    return ClassInfo(labels, matches[0] if matches else 1, None if threshold is None else float(threshold))
 
 
-def default_positive(y_train: pd.Series | np.ndarray, spec: DatasetSpec) -> Any:
+def default_positive(y_train: pd.Series | np.ndarray, spec: Any) -> Any:
     """The positive class of a binary target: `target.positive` when set; for a derived target
     (an `expression`, 0/1) the class 1, i.e. the expression holding; otherwise the minority class of
     the training split, ties going to the last class in sorted order."""
@@ -186,7 +193,7 @@ def default_positive(y_train: pd.Series | np.ndarray, spec: DatasetSpec) -> Any:
     return to_python(least.index[-1])
 
 
-def set_positive_class(model: Any, y_train: pd.Series | np.ndarray, spec: DatasetSpec) -> ClassInfo:
+def set_positive_class(model: Any, y_train: pd.Series | np.ndarray, spec: Any) -> ClassInfo:
     """Record the positive class on a fitted binary classifier (saved with it) and check the task.
 
     Raises ValueError naming the fix when the configured positive class is not a class of the
@@ -287,15 +294,16 @@ def compute_metrics(task: str, y_true: pd.Series | np.ndarray, scores: np.ndarra
         pidx = 1 if classes.positive is None else classes.positive
         codes = _codes(y, classes.labels)
         pos = (codes == pidx).astype(int)
-        hard = np.where(scores >= 0.5, pidx, 1 - pidx)
+        cut = 0.5 if classes.threshold is None else classes.threshold
+        hard = np.where(scores >= cut, pidx, 1 - pidx)
         clipped = np.clip(scores, 1e-7, 1 - 1e-7)
         return {
             "roc_auc": float(m.roc_auc_score(pos, scores)) if len(np.unique(pos)) > 1 else float("nan"),
             "log_loss": float(m.log_loss(pos, clipped, labels=[0, 1])),
             "brier": float(m.brier_score_loss(pos, scores)),
-            "f1": float(m.f1_score(pos, (scores >= 0.5).astype(int), zero_division=0)),
+            "f1": float(m.f1_score(pos, (scores >= cut).astype(int), zero_division=0)),
             "macro_f1": float(m.f1_score(codes, hard, average="macro", labels=[0, 1], zero_division=0)),
-            "accuracy": float(np.mean(pos == (scores >= 0.5))),
+            "accuracy": float(np.mean(pos == (scores >= cut))),
         }
     codes = _codes(y, classes.labels)
     k = len(classes.labels)
