@@ -28,7 +28,7 @@ URI_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:@/\s]*):(?P
 
 #: Environment variables whose whole value is a secret.
 SECRET_VARS = ("MLOPS_SERVE_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-               "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "PGPASSWORD")
+               "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "PGPASSWORD", "DAGSTER_PG_PASSWORD")
 #: Environment variables that may hold a URI with a password.
 URI_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLOPS_PREDICTIONS_URL",
             "MLOPS_STORAGE_ROOT", "MLOPS_S3_ENDPOINT_URL", "MLOPS_ALERT_WEBHOOK_URL",
