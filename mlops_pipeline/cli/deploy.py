@@ -32,11 +32,14 @@ def cmd_serve(args: argparse.Namespace, process: Settings) -> int:
     from mlops_pipeline.serving.run import serve
     from mlops_pipeline.serving.settings import ServeSettings
 
+    # A model of another name, served with no dataset config: its MLflow signature is the contract.
+    by_signature = (args.model_name and not args.config and process.dataset_config == DEFAULT_DATASET_CONFIG
+                    and args.model_name != load_spec(process.dataset_config).name)
     settings = ServeSettings.from_env(
         host=args.host, port=args.port, workers=args.workers, model_name=args.model_name, alias=args.alias,
         version=args.version, poll_seconds=args.poll_seconds, shadow=args.shadow,
         canary_share=args.canary_share, unseen_categories=args.unseen_categories,
-        predictions_url=args.predictions_url,
+        predictions_url=args.predictions_url, contract="signature" if by_signature else None,
     )
     from mlops_pipeline.serving.settings import ExposureError, check_exposure
     from mlops_pipeline.serving.workers import PortInUse
@@ -258,7 +261,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, help="port (default 8080)")
     serve.add_argument("--workers", type=int,
                        help="serving processes on the port, e.g. one per core (default 1)")
-    serve.add_argument("--model-name", help="registered model (default: the dataset's name)")
+    serve.add_argument("--model-name", help="registered model (default: the dataset's name); another "
+                       "model's name without --config: its MLflow signature is the contract")
     serve.add_argument("--alias", help="alias to follow (default champion)")
     serve.add_argument("--version", help="pin one version instead of following an alias")
     serve.add_argument("--poll-seconds", type=float, help="how often the alias is re-read (default 5)")

@@ -106,6 +106,21 @@ async def _predict(server: Server, request: Request, received: float) -> Respons
     return Response(answer, media_type="application/json")
 
 
+async def _invocations(server: Server, request: Request, received: float) -> Response:
+    """MLflow's scoring protocol (`serving.invocations`), through the /predict scoring path."""
+    from mlops_pipeline.serving.invocations import invocations_answer, predict_body
+
+    body = predict_body(await read_body(request, server.settings.max_body_bytes))
+    answer = await server.scorer.predict(body, request.headers.get("x-request-key"), received)
+    content, headers = invocations_answer(answer)
+    return Response(content, media_type="application/json", headers=headers)
+
+
+async def _ping(server: Server, request: Request, received: float) -> Response:
+    """`mlflow models serve`'s liveness check: 200 once a model is loaded, else 503."""
+    return Response("\n", status_code=200 if server.watcher.champion is not None else 503)
+
+
 async def _feedback(server: Server, request: Request, received: float) -> Response:
     payload = read_object(await read_body(request, server.settings.max_body_bytes), "{request_id, label}")
     return JSONResponse(await server.feedback(payload))
@@ -153,6 +168,8 @@ class Route(NamedTuple):
 
 ROUTES = (
     Route("POST", "/predict", "predict", _predict, latency="predict", json=True),
+    Route("POST", "/invocations", "invocations", _invocations, latency="invocations", json=True),
+    Route("GET", "/ping", "ping", _ping),
     Route("POST", "/feedback", "feedback", _feedback, token=False, latency="feedback", json=True),
     Route("POST", "/admin/reload", "reload", _reload, token=True),
     Route("POST", "/admin/rollback", "rollback", _rollback, token=True, with_kind=True, json=True),

@@ -49,6 +49,7 @@ class LoadedModel:
     categories: dict[str, frozenset] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
     classes: Any = None  # model.ClassInfo of a classifier (derived from the model when omitted)
+    flavor: str = "sklearn"  # how it was loaded (serving.flavors): sklearn, or the pyfunc'd flavor
 
     def __post_init__(self) -> None:
         if self.classes is None and self.task == "classification" and hasattr(self.model, "classes_"):
@@ -107,7 +108,8 @@ def known_categories(model: Any) -> dict[str, frozenset]:
 def load_version(
     name: str, version: str, prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None
 ) -> LoadedModel:
-    """Load a registered sklearn model (so predict_proba is there) and score its input example once.
+    """Load a registered model of any flavor (`serving.flavors`: sklearn natively, so
+    predict_proba is there; any other through `mlflow.pyfunc`) and score its input example once.
 
     The warm-up runs the model's logged input example through the same contract coercion as a
     request, so the first real request after a swap is not the one paying for lazy
@@ -115,13 +117,13 @@ def load_version(
     """
     import mlflow
     from mlflow.models import Model
-    from sklearn.base import is_classifier
+
+    from mlops_pipeline.serving.flavors import load_local
 
     local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}")
-    model = mlflow.sklearn.load_model(local)
-    task = "classification" if is_classifier(model) and hasattr(model, "predict_proba") else "regression"
+    model, task, flavor = load_local(local)
     loaded = LoadedModel(name=name, version=str(version), model=model, task=task,
-                         categories=known_categories(model))
+                         categories=known_categories(model), flavor=flavor)
     try:
         example = Model.load(local).load_input_example(local)
     except Exception:  # no example logged: skip the warm-up rather than refuse the model
@@ -139,6 +141,21 @@ class RegistryStatus:
     last_error: str | None = None
     last_check: float | None = None
     last_success: float | None = None
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A version the alias points at that could not be loaded (or warmed up): never swapped in."""
+
+    slot: str
+    version: str
+    error: str  # one line: the exception's type and message
+    at: float
+
+    def line(self, serving: str | None) -> str:
+        """What /health says about it, in one line."""
+        kept = f"still serving v{serving}" if serving else "nothing loaded"
+        return f"{self.slot} v{self.version} failed to load ({self.error}); {kept}"
 
 
 class ModelWatcher:
@@ -159,9 +176,15 @@ class ModelWatcher:
         on_swap: Any = None,
         asked: Callable[[], bool] | None = None,
         on_poll: Callable[[], None] | None = None,
+        on_load_failed: Callable[[LoadFailure], None] | None = None,
+        retry_seconds: float = 60.0,
     ):
         """`asked()` is checked every 50 ms between polls (another worker of the same server
-        asking for a reload); `on_poll()` runs after every poll (publishing this worker's status)."""
+        asking for a reload); `on_poll()` runs after every poll (publishing this worker's status).
+
+        A version that fails to load is never swapped in: the loaded one keeps answering, the
+        failure is kept in `failures` (per slot, for /health) and reported to `on_load_failed`,
+        and the same version is tried again only after `retry_seconds` or on `refresh_now`."""
         self.registry = registry
         self.name = name
         self.alias = alias
@@ -172,6 +195,10 @@ class ModelWatcher:
         self.on_swap = on_swap
         self.asked = asked
         self.on_poll = on_poll
+        self.on_load_failed = on_load_failed
+        self.retry_seconds = retry_seconds
+        self.failures: dict[str, LoadFailure] = {}
+        self._retry_now = False
         self.champion: LoadedModel | None = None
         self.challenger: LoadedModel | None = None
         self.status = RegistryStatus()
@@ -197,6 +224,7 @@ class ModelWatcher:
         """Ask for an immediate poll and wait until a poll that started after the ask completed."""
         with self._polled:
             target = self._started + 1
+            self._retry_now = True  # an explicit reload tries a failed version again at once
             self._wake.set()
             return self._polled.wait_for(lambda: self._done >= target, timeout=timeout)
 
@@ -256,18 +284,30 @@ class ModelWatcher:
             self.status.last_error = f"{type(exc).__name__}: {exc}"[:500]
             log.warning("registry unreachable, serving the loaded model: %s", self.status.last_error)
             return
+        retry, self._retry_now = self._retry_now, False
         try:
-            self.champion = self._maybe_load(self.champion, target, CHAMPION)
+            self.champion = self._maybe_load(self.champion, target, CHAMPION, retry)
             if challenger is not None and target is not None and challenger[0] == target[0]:
                 challenger = None  # a challenger that is already champion is not a second opinion
-            self.challenger = self._maybe_load(self.challenger, challenger, CHALLENGER)
-        except Exception as exc:
-            self.status.last_error = f"load failed: {type(exc).__name__}: {exc}"[:500]
-            log.exception("loading a model version failed; keeping the loaded one")
+            self.challenger = self._maybe_load(self.challenger, challenger, CHALLENGER, retry)
+        except Exception:  # a failing swap callback: log it, keep polling
+            log.exception("swapping a model version failed")
+
+    def load_problem(self) -> str | None:
+        """One line per slot whose alias points at a version that could not be loaded, or None."""
+        serving = {CHAMPION: self.champion, CHALLENGER: self.challenger}
+        lines = [f.line(serving[slot].version if serving.get(slot) else None)
+                 for slot, f in sorted(self.failures.items())]
+        return "; ".join(lines) or None
 
     def _maybe_load(
-        self, current: LoadedModel | None, target: tuple[str, dict[str, str]] | None, slot: str
+        self, current: LoadedModel | None, target: tuple[str, dict[str, str]] | None, slot: str,
+        retry: bool = False,
     ) -> LoadedModel | None:
+        failed = self.failures.get(slot)
+        if failed is not None and (target is None or target[0] != failed.version):
+            del self.failures[slot]  # the alias moved on: that failure no longer matters
+            failed = None
         if target is None:
             if slot == CHAMPION:
                 return current  # alias deleted: keep answering rather than going dark
@@ -279,8 +319,21 @@ class ModelWatcher:
             if current.tags != tags:  # e.g. gate.status changed: cheap, no reload
                 return replace(current, tags=tags)
             return current
+        if failed is not None and not retry and time.time() - failed.at < self.retry_seconds:
+            return current  # tried moments ago: not again on every poll
         started = time.perf_counter()
-        loaded = load_version(self.name, version, self.prepare)
+        try:
+            loaded = load_version(self.name, version, self.prepare)
+        except Exception as exc:  # any failure to download, deserialize or warm up: keep `current`
+            error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            failure = LoadFailure(slot, version, error, time.time())
+            self.failures[slot] = failure
+            log.exception("%s: %s v%s failed to load; keeping v%s", slot, self.name, version,
+                          current.version if current else None)
+            if self.on_load_failed is not None:
+                self.on_load_failed(failure)
+            return current
+        self.failures.pop(slot, None)
         loaded = replace(loaded, tags=tags, loaded_at=time.time())
         log.info("%s: loaded %s v%s in %.2fs", slot, self.name, version, time.perf_counter() - started)
         if self.on_swap:

@@ -76,6 +76,11 @@ class ServingMetrics:
             "mlops_model_info", "1 for each loaded model version and its slot.",
             ["model_name", "model_version", "slot"], registry=r, multiprocess_mode="livemax",
         )
+        self.load_failures = Counter(
+            "mlops_model_load_failures",
+            "Versions an alias pointed at that failed to load (never swapped in), by slot.",
+            ["slot"], registry=r,
+        )
         self.registry_up = Gauge(
             "mlops_registry_reachable", "1 when the last registry poll succeeded.", registry=r,
             multiprocess_mode="livemin",

@@ -45,9 +45,16 @@ class Server:
         self.model_name = settings.model_name or spec.name
         # Never shown: the registry's password, the store's, the admin token (see `redact`).
         self.secrets = secrets_of(settings, getattr(registry, "tracking_uri", "") or "")
-        contract = load_contract(spec)
-        self.checker = RecordChecker(contract.for_columns(spec.features.columns), spec.features.columns,
-                                     keep=spec.key_columns, domain=contract.domain)
+        if settings.contract == "signature":  # a model from outside the loop: its signature
+            from mlops_pipeline.serving.signature import signature_contract
+
+            self.spec, schema = signature_contract(registry, self.model_name, settings.alias,
+                                                   settings.version)
+            self.checker = RecordChecker(schema, self.spec.features.columns)
+        else:
+            contract = load_contract(spec)
+            self.checker = RecordChecker(contract.for_columns(spec.features.columns), spec.features.columns,
+                                         keep=spec.key_columns, domain=contract.domain)
         self.metrics = ServingMetrics()
         self.store = store
         self.writer = CaptureWriter(store, settings.capture_max_rows, on_commit=self._on_commit)
@@ -59,6 +66,7 @@ class Server:
             follow_challenger=follow, poll_seconds=settings.poll_seconds,
             prepare=self._prepare_example, on_swap=self._on_swap,
             asked=self.group.reload_requested if self.group else None, on_poll=self._on_poll,
+            on_load_failed=self._on_load_failed,
         )
         self.scorer = Scorer(settings, self.checker, self.watcher, self.metrics, self.writer)
         self.state = state_path(settings, self.model_name)
@@ -95,7 +103,15 @@ class Server:
         remove_state(self.state)
 
     def _prepare_example(self, df: pd.DataFrame) -> pd.DataFrame:
+        present = [c for c in self.checker.columns if c in df.columns]
+        if len(present) < len(self.checker.columns):  # a model taking fewer columns than the
+            from mlops_pipeline.data.contract import validate  # contract: its own, coerced
+
+            return validate(df[present], self.checker.schema.select_columns(present))
         return self.scorer.prepare_example(df)  # the watcher is built before the scorer
+
+    def _on_load_failed(self, failure: Any) -> None:
+        self.metrics.load_failures.labels(failure.slot).inc()
 
     def _on_commit(self, rows: int, seconds: float) -> None:
         self.metrics.commit_rows.observe(rows)
@@ -128,9 +144,15 @@ class Server:
         last check (credentials masked) and every worker's status. `/ready` is the yes/no."""
         w = self.watcher
         status = "starting" if w.champion is None else "ok" if w.status.reachable else "degraded"
+        # A version the alias points at that failed to load: the loaded one answers, and why is
+        # said in one line (`model_load_error`).
+        load_error = redact(w.load_problem(), self.secrets)
+        if load_error and status == "ok":
+            status = "degraded"
         champion, challenger = w.champion, w.challenger
         return {
             "status": status,
+            "model_load_error": load_error,
             "model_name": self.model_name,
             "model_version": champion.version if champion else None,
             "champion": champion.describe() if champion else None,

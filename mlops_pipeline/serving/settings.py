@@ -34,6 +34,11 @@ class ServeSettings(BaseModel):
     model_name: str = Field(default="", description="Registered model; empty: the dataset spec's name.")
     alias: str = Field(default=CHAMPION, description="Alias to follow (ignored when version is set).")
     version: str = Field(default="", description="Pin one version: no alias following.")
+    contract: Literal["dataset", "signature"] = Field(
+        default="dataset",
+        description="Where the request contract comes from: the dataset config, or the served "
+        "model's MLflow signature (`serve --model-name NAME` without a config).",
+    )
     poll_seconds: float = Field(default=5.0, gt=0, description="How often the alias is re-read.")
     shadow: bool = Field(default=False, description="Score every champion request with the challenger.")
     canary_share: float = Field(default=0.0, ge=0, le=1, description="Share answered by the challenger.")
