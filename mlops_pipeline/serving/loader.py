@@ -88,7 +88,7 @@ class LoadedModel:
     def describe(self) -> dict[str, Any]:
         """What /health shows of the version."""
         return {"name": self.name, "version": self.version, "gate_status": self.gate_status,
-                "loaded_at": self.loaded_at}
+                "flavor": self.flavor, "loaded_at": self.loaded_at}
 
 
 def known_categories(model: Any) -> dict[str, frozenset]:
