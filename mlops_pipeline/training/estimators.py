@@ -163,8 +163,8 @@ def build_estimator_pipeline(spec: Any, seed: int | None = None) -> Any:
         transformers.append(("numerical", numbers, list(f.numerical)))
     for col, parts in f.datetime_parts.items():
         step = DatetimeParts(parts=list(parts))
-        transformers.append((f"datetime_{col}", make_pipeline(step, StandardScaler()) if scale else step,
-                             [col]))
+        scaled = make_pipeline(step, SimpleImputer(strategy="median"), StandardScaler())
+        transformers.append((f"datetime_{col}", scaled if scale else step, [col]))
     columns = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
     steps: list[tuple[str, Any]] = [("features", columns)]
     if how == "ordinal" and _package(estimator) in BOOSTERS:

@@ -19,7 +19,7 @@ from mlops_pipeline.spec import PROJECT_ROOT
 
 KEY_PACKAGES = [
     "mlops-pipeline", "dagster", "mlflow", "scikit-learn", "pandas", "numpy", "pandera",
-    "evidently", "pyarrow",
+    "evidently", "pyarrow", "lightgbm", "xgboost",  # the boosters `model.estimator` may name
 ]
 
 

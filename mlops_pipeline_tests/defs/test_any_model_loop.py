@@ -115,6 +115,8 @@ def test_a_configured_estimator_is_registered_gated_served_and_reproduced(
         if "threshold" in model_section:
             # The stored threshold decides, not 0.5: some answers differ from the argmax's.
             assert threshold is not None and threshold != 0.5
+            logged = mlflow.get_run(champion.run_id).data.params["decision_threshold"]
+            assert float(logged) == pytest.approx(threshold)
             np.testing.assert_array_equal(served, (probability >= threshold).astype(float))
             assert (served != (probability >= 0.5)).any()
         else:

@@ -97,6 +97,11 @@ def trained_model(
             "task": spec.task, "seed": seed, "shuffle_labels": config.shuffle_labels,
             "train_rows": len(X_train), "train_rows_available": sample.of, "holdout_rows": len(X_hold),
             **{f"model.{k}": v for k, v in spec.model.params.items()},
+            **({"model.estimator": spec.model.estimator, "model.preprocessing": spec.model.preprocessing}
+               if spec.model.estimator else {}),
+            # The chosen decision threshold (`model.threshold`); the model itself carries it.
+            **({"decision_threshold": fitted.classes.threshold}
+               if fitted.classes is not None and fitted.classes.threshold is not None else {}),
         })
         mlflow_lib.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
         with tempfile.TemporaryDirectory() as tmp:
