@@ -88,7 +88,11 @@ def test_on_an_imbalanced_target_the_chosen_threshold_lifts_f1_from_zero(late):
     at_half = compute_metrics("classification", fitted.y_hold, fitted.scores,
                               ClassInfo(classes.labels, classes.positive))
     assert at_half["f1"] == 0.0
-    assert fitted.metrics["f1"] > 0.15  # the gate's metrics apply the stored threshold
+    assert fitted.metrics["f1"] > 0.15  # training's holdout metrics apply the stored threshold
+    from mlops_pipeline.deployment.scoring import score_model
+
+    regated = score_model(fitted.model, frame, spec)  # how the gate scores a registered version
+    assert regated["f1"] == pytest.approx(fitted.metrics["f1"])
     assert fitted.metrics["roc_auc"] == at_half["roc_auc"]  # probabilities are unchanged
 
 
