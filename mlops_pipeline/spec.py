@@ -192,7 +192,13 @@ class DatasetSpec(StrictModel):
 
     def fingerprint(self) -> str:
         """Hash of the spec, so a manifest can tell which config trained a model."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        dump = self.model_dump(mode="json")
+        # `model.estimator`, `.preprocessing` and `.threshold` came later: left at their defaults,
+        # they leave a config's fingerprint as it was (its baseline and unchanged-run checks hold).
+        for key, default in (("estimator", None), ("preprocessing", "auto"), ("threshold", None)):
+            if dump["model"].get(key, default) == default:
+                dump["model"].pop(key, None)
+        blob = json.dumps(dump, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

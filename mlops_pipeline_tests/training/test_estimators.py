@@ -89,3 +89,17 @@ def test_any_estimator_trains_scores_and_round_trips_through_skops(tmp_path, fra
     odd = fitted.X_hold.head(3).copy()
     odd["carrier"] = "ZZ"
     assert np.isfinite(predict_scores(fitted.model, odd, "classification")).all()
+
+
+def test_the_model_fields_at_their_defaults_leave_a_configs_fingerprint_as_it_was(tmp_path):
+    import hashlib
+    import json
+
+    spec = load_spec(FLIGHTS)
+    before = spec.model_dump(mode="json")
+    for key in ("estimator", "preprocessing", "threshold"):
+        del before["model"][key]  # the spec as it was dumped before these fields existed
+    legacy = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    assert spec.fingerprint() == legacy
+    chosen = flights_spec(tmp_path, estimator="sklearn.linear_model.LogisticRegression")
+    assert chosen.fingerprint() != flights_spec(tmp_path).fingerprint()
