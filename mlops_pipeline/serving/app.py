@@ -116,6 +116,44 @@ async def _invocations(server: Server, request: Request, received: float) -> Res
     return Response(content, media_type="application/json", headers=headers)
 
 
+def _v2_model(server: Server, request: Request) -> None:
+    name = request.path_params.get("model_name")
+    if name != server.model_name:
+        raise RequestError(404, f"this server serves {server.model_name!r}, not {name!r}", kind="not_found")
+
+
+async def _v2_infer(server: Server, request: Request, received: float) -> Response:
+    """The Open Inference Protocol's infer (`serving.v2`), through the /predict scoring path."""
+    from mlops_pipeline.serving.v2 import infer_answer, predict_body
+
+    _v2_model(server, request)
+    body, rid = predict_body(await read_body(request, server.settings.max_body_bytes))
+    answer = await server.scorer.predict(body, request.headers.get("x-request-key"), received)
+    return Response(infer_answer(answer, rid), media_type="application/json")
+
+
+async def _v2_metadata(server: Server, request: Request, received: float) -> Response:
+    from mlops_pipeline.serving.v2 import model_metadata
+
+    _v2_model(server, request)
+    return JSONResponse(model_metadata(server.model_name, server.watcher.champion, server.checker.fields))
+
+
+async def _v2_server(server: Server, request: Request, received: float) -> Response:
+    return JSONResponse({"name": "mlops-pipeline", "version": "2", "extensions": []})
+
+
+async def _v2_live(server: Server, request: Request, received: float) -> Response:
+    return JSONResponse({"live": True})
+
+
+async def _v2_ready(server: Server, request: Request, received: float) -> Response:
+    if "model_name" in request.path_params:
+        _v2_model(server, request)
+    ready = server.readiness()["ready"]
+    return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+
 async def _ping(server: Server, request: Request, received: float) -> Response:
     """`mlflow models serve`'s liveness check: 200 once a model is loaded, else 503."""
     return Response("\n", status_code=200 if server.watcher.champion is not None else 503)
@@ -170,6 +208,12 @@ ROUTES = (
     Route("POST", "/predict", "predict", _predict, latency="predict", json=True),
     Route("POST", "/invocations", "invocations", _invocations, latency="invocations", json=True),
     Route("GET", "/ping", "ping", _ping),
+    Route("POST", "/v2/models/{model_name}/infer", "v2_infer", _v2_infer, latency="v2_infer", json=True),
+    Route("GET", "/v2/models/{model_name}", "v2_model_metadata", _v2_metadata),
+    Route("GET", "/v2/models/{model_name}/ready", "v2_model_ready", _v2_ready),
+    Route("GET", "/v2", "v2_server_metadata", _v2_server),
+    Route("GET", "/v2/health/live", "v2_live", _v2_live),
+    Route("GET", "/v2/health/ready", "v2_ready", _v2_ready),
     Route("POST", "/feedback", "feedback", _feedback, token=False, latency="feedback", json=True),
     Route("POST", "/admin/reload", "reload", _reload, token=True),
     Route("POST", "/admin/rollback", "rollback", _rollback, token=True, with_kind=True, json=True),

@@ -185,6 +185,21 @@ def test_a_pyfunc_model_is_served_by_its_signature_without_a_config(stack, model
         assert fb.status_code == 200, fb.text
         openapi = httpx.get(f"{srv.url}/openapi.json").json()
         assert "distance" in json.dumps(openapi["paths"]["/predict"])
+        # The Open Inference Protocol (v2): columnar tensors in, `predict` and `probability` out.
+        tensors = {"id": "req-7", "inputs": [{"name": c, "shape": [len(rows)], "data": [r[c] for r in rows]}
+                                             for c in rows[0]]}
+        v2 = _post(srv.url, "/v2/models/notebook_pyfunc/infer", tensors)
+        assert v2.status_code == 200, v2.text
+        outputs = {o["name"]: o["data"] for o in v2.json()["outputs"]}
+        assert v2.json()["id"] == "req-7" and v2.json()["model_version"] == "1"
+        assert outputs["predict"] == [p["prediction"] for p in answer["predictions"]]
+        np.testing.assert_allclose(outputs["probability"], expected, rtol=1e-9)
+        assert _post(srv.url, "/v2/models/other/infer", tensors).status_code == 404
+        assert httpx.get(f"{srv.url}/v2/health/ready").json() == {"ready": True}
+        meta = httpx.get(f"{srv.url}/v2/models/notebook_pyfunc").json()
+        assert meta["platform"] == "mlflow-python_function"
+        assert [i["name"] for i in meta["inputs"]] == list(rows[0])
+        assert len(_stored(srv.predictions_url)) == 4 * 6
     finally:
         stop(srv.proc)
 

@@ -5,6 +5,7 @@ test_any_model.py."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -152,3 +153,28 @@ def test_a_version_that_fails_to_load_is_never_swapped_in(monkeypatch):
     registry.version = "1"
     watcher.poll()
     assert watcher.load_problem() is None and attempts == ["1", "2", "2"]
+
+
+def test_open_inference_protocol_tensors_become_records_and_the_answer_is_v2():
+    from mlops_pipeline.serving import v2
+
+    payload = {"id": "r1", "inputs": [
+        {"name": "a", "shape": [2, 1], "datatype": "INT64", "data": [[1], [2]]},
+        {"name": "b", "shape": [2], "datatype": "BYTES", "data": ["x", "y"]}]}
+    assert v2.to_records(payload) == ([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}], "r1")
+    for bad in ({"inputs": []}, {"inputs": [{"name": "a", "shape": [3], "data": [1, 2]}]},
+                {"inputs": [{"name": "a", "shape": [2, 2], "data": [1, 2, 3, 4]}]},
+                {"inputs": [{"name": "a", "shape": [1], "data": [1]},
+                            {"name": "b", "shape": [2], "data": [1, 2]}]}):
+        with pytest.raises(RequestError) as err:
+            v2.to_records(bad)
+        assert err.value.status == 400
+    answer = json.loads(v2.infer_answer(
+        b'{"model_name": "m", "model_version": "3", "role": "canary", "batch_id": "b1", "predictions": '
+        b'[{"request_id": "b1-0", "prediction": 1, "probability": 0.7}, '
+        b'{"request_id": "b1-1", "prediction": 0, "probability": 0.2}]}', "r1"))
+    assert answer == {"model_name": "m", "model_version": "3", "id": "r1",
+                      "parameters": {"batch_id": "b1", "role": "canary"},
+                      "outputs": [{"name": "predict", "shape": [2, 1], "datatype": "INT64", "data": [1, 0]},
+                                  {"name": "probability", "shape": [2, 1], "datatype": "FP64",
+                                   "data": [0.7, 0.2]}]}
