@@ -43,10 +43,12 @@ class PyfuncModel:
         self.dtypes = dtypes or {}  # numeric signature columns: cast to the model's exact type
         self.proba_source = probability_source(pyfunc)
         if self.proba_source is not None:
+            from mlops_pipeline.training.model import POSITIVE_ATTR, THRESHOLD_ATTR
+
             self.classes_ = np.asarray(self.proba_source.classes_)
-            positive = getattr(self.proba_source, "positive_class_", None)
-            if positive is not None:
-                self.positive_class_ = positive
+            for attr in (POSITIVE_ATTR, THRESHOLD_ATTR):  # read by model.class_info when present
+                if (value := getattr(self.proba_source, attr, None)) is not None:
+                    setattr(self, attr, value)
             self._proba = _call_with_input(self.proba_source.predict_proba)
 
     @property

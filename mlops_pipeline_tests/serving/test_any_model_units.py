@@ -58,6 +58,11 @@ def test_a_raw_model_with_predict_proba_gives_class_probabilities_on_its_own_col
     np.testing.assert_allclose(scores.probabilities, sk.predict_proba(X))
     assert scores.prediction.tolist() == sk.predict(X).tolist()
     assert loaded.classes.labels == (False, True) and loaded.describe()["flavor"] == "xgboost"
+    # A positive class and decision threshold saved on the model underneath are the served ones.
+    sk.positive_class_, sk.decision_threshold_ = True, 0.9
+    strict = LoadedModel("m", "2", PyfuncModel(_Pyfunc(raw=sk), "xgboost"), "classification")
+    assert (strict.classes.positive, strict.classes.threshold) == (1, 0.9)
+    assert strict.score(X).prediction.tolist() == (sk.predict_proba(X)[:, 1] >= 0.9).tolist()
 
 
 def test_a_python_model_offers_probabilities_through_its_own_predict_proba():
