@@ -171,7 +171,7 @@ def drift_sensor(context: dg.SensorEvaluationContext, dataset: DatasetResource):
         if record is None or record.id <= cursor["seen"]:
             continue
         newest = max(newest, record.id)
-        if record.status == AssetCheckExecutionRecordStatus.FAILED:
+        if record.status == AssetCheckExecutionRecordStatus.FAILED and not _first_run(record):
             failures.append((key, record))
     cooldown = dataset.spec().drift.retrain_cooldown_hours * 3600
     now = time.time()
@@ -192,6 +192,16 @@ def drift_sensor(context: dg.SensorEvaluationContext, dataset: DatasetResource):
             DRIFT_RUN_TAG: record.run_id,
         },
     )
+
+
+def _first_run(record) -> bool:
+    """Whether a drift check's evaluation compared a first model's holdout with its own training
+    split (`shared.FIRST_RUN`): information about the data, not drift since a champion."""
+    from mlops_pipeline.defs.monitoring.shared import FIRST_RUN
+
+    event = record.event.dagster_event if record.event is not None else None
+    evaluation = event.event_specific_data if event is not None else None
+    return bool(getattr(evaluation, "metadata", {}).get(FIRST_RUN))
 
 
 #: The check whose failure means "the estimate says the champion got worse" (before labels).

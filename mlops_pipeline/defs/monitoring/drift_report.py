@@ -170,5 +170,5 @@ def first_run_drift(context: dg.AssetExecutionContext, spec: DatasetSpec, featur
             "reference": f"candidate v{reference.version} training split of snapshot "
             f"{reference.snapshot_id[:12]}",
         },
-        input_severity=dg.AssetCheckSeverity.WARN,
+        input_severity=dg.AssetCheckSeverity.WARN, first_run=True,
     )

@@ -48,6 +48,10 @@ def estimator_or_fail(spec: DatasetSpec, storage: Storage, mlflow: MLflow) -> Ch
         raise dg.Failure(str(exc)) from exc
 
 
+#: Check metadata key: the evaluation compared a first model's holdout with its own training split.
+FIRST_RUN = "first_run"
+
+
 def drift_materialization(
     context: dg.AssetExecutionContext,
     spec: DatasetSpec,
@@ -59,12 +63,14 @@ def drift_materialization(
     check_prefix: str = "",
     extra_metadata: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
     input_severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.WARN,
+    first_run: bool = False,
 ) -> dg.MaterializeResult:
     """Publish the drift report (`monitoring.reports.publish_drift`: `current` a frame or its
     chunks; a callable `label` or `extra_metadata` is asked once they are consumed) and report it:
     the drift share, a per-column table, links to the report and its MLflow run, and the checks
     `<check_prefix>input_drift` (severity `input_severity`) and `<check_prefix>prediction_drift`
-    (WARN)."""
+    (WARN). `first_run`: the report compares a first model's holdout with its training split; its
+    checks say so and carry `FIRST_RUN` in their metadata, so no sensor retrains on them."""
     from mlops_pipeline.monitoring.reports import publish_drift
     from mlops_pipeline.settings import Settings
 
@@ -87,6 +93,9 @@ def drift_materialization(
     )
     share, limit = result.drift_share, spec.drift.max_drift_share
     pred = result.prediction
+    note = (" (first run: the holdout against the training split; informs, never triggers "
+            "retraining)") if first_run else ""
+    marks = {FIRST_RUN: True} if first_run else {}
     return dg.MaterializeResult(
         metadata={
             "drift_share": float(share),
@@ -111,8 +120,8 @@ def drift_materialization(
                 passed=share <= limit,
                 severity=input_severity,
                 description=f"{share:.0%} of input columns drifted (limit {limit:.0%})"
-                + (f": {', '.join(result.drifted_columns)}" if result.drifted_columns else ""),
-                metadata={"drift_share": float(share), "limit": float(limit)},
+                + (f": {', '.join(result.drifted_columns)}" if result.drifted_columns else "") + note,
+                metadata={"drift_share": float(share), "limit": float(limit), **marks},
             ),
             dg.AssetCheckResult(
                 check_name=f"{check_prefix}prediction_drift",
@@ -122,8 +131,8 @@ def drift_materialization(
                     "no prediction column" if pred is None
                     else f"prediction {pred.method} {pred.score:.3f} "
                     f"({'above' if pred.drifted else 'within'} {pred.threshold})"
-                ),
-                metadata={"score": float(pred.score) if pred else 0.0},
+                ) + note,
+                metadata={"score": float(pred.score) if pred else 0.0, **marks},
             ),
         ],
     )

@@ -41,3 +41,7 @@ def test_with_no_champion_the_report_compares_the_holdout_with_the_training_spli
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks["input_drift"].severity == dg.AssetCheckSeverity.WARN  # no champion to protect
     assert "of input columns drifted" in checks["input_drift"].description
+    # Marked as a first run's comparison: the drift sensor never retrains on it (test_automation).
+    for name in ("input_drift", "prediction_drift"):
+        assert checks[name].metadata["first_run"].value is True
+        assert "never triggers retraining" in checks[name].description
