@@ -5,7 +5,8 @@ thread polls the aliases (`champion`, and `challenger` when shadow or canary is 
 version completely (download, deserialize, one warm-up prediction), and only then replaces the
 reference the request path reads. Replacing one Python reference is atomic, and a micro-batch
 holds on to the `LoadedModel` it started with, so a swap never fails or mixes a request. When the
-registry is unreachable the last loaded models keep serving and /health says "degraded".
+registry is unreachable, or a version fails to load (never swapped in), the last loaded models keep
+serving and /health says "degraded". Any flavor loads: see `serving.flavors`.
 """
 
 from __future__ import annotations

@@ -139,7 +139,8 @@ class Server:
     # ---- what the endpoints answer -------------------------------------------------------------
     def health_body(self) -> dict[str, Any]:
         """/health: `starting` until the first model is loaded (whatever the registry says: its
-        error is in `registry`), then `ok`, or `degraded` while the registry is unreachable and the
+        error is in `registry`), then `ok`, or `degraded` while the registry is unreachable or an
+        alias points at a version that failed to load (`model_load_error`, one line) and the
         loaded model keeps serving; the loaded versions, canary and shadow state, the registry's
         last check (credentials masked) and every worker's status. `/ready` is the yes/no."""
         w = self.watcher
