@@ -147,10 +147,10 @@ def _report_server(name: str, version: str, args: argparse.Namespace, settings: 
 def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
     """Promote a version through the eval gate (or `--force`) and wait for a running server."""
     from mlops_pipeline.deployment.promotion import PromotionRefused, promote_version
+    from mlops_pipeline.deployment.registry import RegistryError
 
     spec = load_spec(args.config or settings.dataset_config)
     mlflow = mlflow_client(settings, existing=True)
-    from mlops_pipeline.deployment.registry import RegistryError
     try:
         report, moves = promote_version(mlflow, storage_client(settings), spec, args.version,
                                         force=args.force, actor=_cli_actor(), reason=args.reason or "",
@@ -282,12 +282,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     promote.add_argument("--server-url", help="a running server to wait for (default: found)")
     promote.add_argument("--timeout", type=float, default=60.0)
     promote.add_argument("--reason", help="why, recorded in the alias history with the gate verdict")
+    promote.add_argument("--new-registry", action="store_true",
+                         help="allow a first champion in a registry the alias history does not know")
     promote.set_defaults(func=cmd_promote)
 
     rollback = sub.add_parser("rollback", help="champion back to previous-champion in one step")
     rollback.add_argument("--config", help=f"dataset config (default {DEFAULT_DATASET_CONFIG})")
-    promote.add_argument("--new-registry", action="store_true",
-                         help="allow a first champion in a registry the alias history does not know")
     rollback.add_argument("--server-url", help="a running server to wait for (default: found)")
     rollback.add_argument("--timeout", type=float, default=60.0)
     rollback.add_argument("--reason", help="why, recorded in the alias history")
