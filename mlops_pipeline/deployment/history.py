@@ -41,9 +41,9 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.exc import DBAPIError
 
 from mlops_pipeline.monitoring.predictions import default_url, open_engine
+from mlops_pipeline.monitoring.predictions.engine import create_tables
 
 #: The prediction store's URL variable: the history lives in the same database.
 URL_ENV = "MLOPS_PREDICTIONS_URL"
@@ -133,10 +133,7 @@ class AliasHistory:
         # power cut, a busy timeout so an append waits for the store's group commit); on a server
         # database the pool pings first: a long-lived process's pooled connection may have died.
         self.engine = engine if engine is not None else open_engine(self.url, pool_pre_ping=True)
-        try:
-            metadata.create_all(self.engine)
-        except DBAPIError:  # another process created it between the check and the CREATE
-            metadata.create_all(self.engine)
+        create_tables(self.engine, metadata)
 
     def close(self) -> None:
         self.engine.dispose()

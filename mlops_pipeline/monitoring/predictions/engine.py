@@ -68,3 +68,21 @@ def open_engine(url: str, pool_pre_ping: bool = False) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def create_tables(engine: Engine, metadata: Any) -> None:
+    """Create `metadata`'s missing tables, safe while other processes use the database. On SQLite
+    the check and the CREATE run in one writing (IMMEDIATE) transaction, so the CREATE waits for
+    the write lock (busy_timeout) instead of failing "database is locked" when a serving process
+    committed captures after the check began; elsewhere a race with another process creating them
+    is retried once."""
+    from sqlalchemy.exc import DBAPIError
+
+    if engine.dialect.name == "sqlite":
+        with engine.connect().execution_options(**{WRITES: True}) as conn, conn.begin():
+            metadata.create_all(conn)
+        return
+    try:
+        metadata.create_all(engine)
+    except DBAPIError:  # another process created them between the check and the CREATE
+        metadata.create_all(engine)

@@ -82,10 +82,9 @@ BATCH_INSERT = [c.name for c in batches_table.columns]
 
 def create(engine: Engine) -> None:
     """Create the tables if missing and migrate older ones (safe when several processes race)."""
-    try:
-        metadata.create_all(engine)
-    except DBAPIError:  # another process created them between the check and the CREATE
-        metadata.create_all(engine)
+    from mlops_pipeline.monitoring.predictions.engine import create_tables
+
+    create_tables(engine, metadata)
     migrate(engine)
 
 
