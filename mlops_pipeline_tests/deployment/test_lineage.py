@@ -52,7 +52,9 @@ def test_a_model_name_cannot_rewrite_the_search_for_a_snapshots_versions(tmp_pat
 
     from mlops_pipeline.deployment.filters import equals
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # The registry named too: a loop run earlier in the session set MLflow's process-wide one.
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     for name in ("o'brien", "flights_delay"):
         client.create_registered_model(name)
         client.create_model_version(name, source=str(tmp_path / "model"), tags={"snapshot_id": "abc"})
