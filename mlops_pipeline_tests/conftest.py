@@ -50,6 +50,9 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("MLOPS_DATA_DIR", str(root))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # MLflow exports its process-wide registry URI to the environment: an earlier test's loop run
+    # must not point this one's clients at that registry.
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.delenv("MLOPS_DATASET_CONFIG", raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     return root

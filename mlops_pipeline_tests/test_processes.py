@@ -152,8 +152,11 @@ def test_a_second_sigint_during_cleanup_hurries_it_quietly_and_leaves_no_child(t
 
 
 PLAIN = """
-import subprocess, sys
+import signal, subprocess, sys
 from mlops_pipeline.processes import stop_group
+# Python's own SIGINT handler, even when this test runs where SIGINT is inherited ignored (a
+# background job of a non-interactive shell, as CI may start it).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 server = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 60 & echo $! > " + sys.argv[1] + "; wait"],
                           start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print(server.pid, flush=True)

@@ -94,6 +94,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, flights: pd.DataFrame) -> It
         **os.environ,
         "MLOPS_DATA_DIR": str(data),
         "MLFLOW_TRACKING_URI": uri,
+        # MLflow exports the process-wide registry URI to the environment: a loop run earlier in
+        # the session would otherwise point every child at that run's registry.
+        "MLFLOW_REGISTRY_URI": uri,
         "DAGSTER_HOME": str(root / "dagster_home"),
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -109,7 +112,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, flights: pd.DataFrame) -> It
     try:
         wait_http(f"{uri}/health", mlflow_proc, log, timeout=60)
         with pytest.MonkeyPatch.context() as mp:
-            for key in ("MLOPS_DATA_DIR", "MLFLOW_TRACKING_URI", "DAGSTER_HOME"):
+            for key in ("MLOPS_DATA_DIR", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "DAGSTER_HOME"):
                 mp.setenv(key, env[key])
             mp.delenv("MLOPS_DATASET_CONFIG", raising=False)
             landing = data / "landing" / "flights"
@@ -147,7 +150,7 @@ def _stack_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     if "stack" not in request.fixturenames:
         return
     s: Stack = request.getfixturevalue("stack")
-    for key in ("MLOPS_DATA_DIR", "MLFLOW_TRACKING_URI", "DAGSTER_HOME"):
+    for key in ("MLOPS_DATA_DIR", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "DAGSTER_HOME"):
         monkeypatch.setenv(key, s.env[key])
     monkeypatch.delenv("MLOPS_DATASET_CONFIG", raising=False)
     monkeypatch.delenv("MLOPS_SERVE_TOKEN", raising=False)
@@ -170,7 +173,7 @@ def start_server(s: Stack, name: str, *args: str, tracking_uri: str | None = Non
     env = {**s.env, "MLOPS_SERVE_TOKEN": TOKEN,
            "MLOPS_SERVE_STATE_FILE": str(s.root / name / "server.json")}
     if tracking_uri:
-        env["MLFLOW_TRACKING_URI"] = tracking_uri
+        env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = tracking_uri
     log = s.root / name / "serve.log"
     url = f"http://127.0.0.1:{port}"
     proc = start([str(BIN / "mlops-pipeline"), "serve", "--port", str(port),
