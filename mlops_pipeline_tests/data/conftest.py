@@ -1,4 +1,5 @@
-"""The data tests' S3: one SeaweedFS on loopback for the package, a fresh prefix per test."""
+"""The data tests' shared fixtures: the flights spec, its contract and its months (per module), and
+S3: one SeaweedFS on loopback for the package, a fresh prefix per test."""
 
 from __future__ import annotations
 
@@ -7,9 +8,29 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from mlops_pipeline.data.contract import load_contract
 from mlops_pipeline.data.storage import Storage
+from mlops_pipeline.spec import load_spec
+
+
+@pytest.fixture(scope="module")
+def spec():
+    """The flights dataset spec (a module's own `spec` fixture overrides it)."""
+    return load_spec("data/configs/flights.yaml")
+
+
+@pytest.fixture(scope="module")
+def contract(spec):
+    return load_contract(spec)
+
+
+@pytest.fixture(scope="module")
+def months(flights) -> dict[int, pd.DataFrame]:
+    """The flights table split by month (1-12), each indexed from 0."""
+    return {m: g.reset_index(drop=True) for m, g in flights.groupby("month")}
 
 
 @pytest.fixture(scope="package")

@@ -8,26 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlops_pipeline.data.batch_checks import check_batches, check_overall
-from mlops_pipeline.data.contract import load_contract
 from mlops_pipeline.data.snapshots import Batch, LandingError, read_batches
-from mlops_pipeline.spec import load_spec
 
 NOW = pd.Timestamp("2026-01-01")
-
-
-@pytest.fixture(scope="module")
-def spec():
-    return load_spec("data/configs/flights.yaml")
-
-
-@pytest.fixture(scope="module")
-def contract(spec):
-    return load_contract(spec)
-
-
-@pytest.fixture(scope="module")
-def months(flights) -> dict[int, pd.DataFrame]:
-    return {m: g.reset_index(drop=True) for m, g in flights.groupby("month")}
 
 
 def _failing(found: dict) -> dict[str, list[str]]:

@@ -17,17 +17,6 @@ from mlops_pipeline.data.contract import (
     validate,
     write_contract,
 )
-from mlops_pipeline.spec import load_spec
-
-
-@pytest.fixture(scope="module")
-def spec():
-    return load_spec("data/configs/flights.yaml")
-
-
-@pytest.fixture(scope="module")
-def contract(spec):
-    return load_contract(spec)
 
 
 @pytest.fixture

@@ -23,21 +23,6 @@ NOW = pd.Timestamp("2026-01-01")
 FACTORS = (0.447, 1.609, 0.0295, 1000)
 
 
-@pytest.fixture(scope="module")
-def spec():
-    return load_spec("data/configs/flights.yaml")
-
-
-@pytest.fixture(scope="module")
-def contract(spec):
-    return load_contract(spec)
-
-
-@pytest.fixture(scope="module")
-def months(flights) -> dict[int, pd.DataFrame]:
-    return {m: g.reset_index(drop=True) for m, g in flights.groupby("month")}
-
-
 def _name(month: int) -> str:
     return f"flights_2013_{month:02d}.parquet"
 
