@@ -138,13 +138,8 @@ def quarantine(spec: DatasetSpec, storage: Storage, file: str, reason: str,
     target = f"{quarantine_folder(spec, storage)}/{name}"
     if storage.exists(target):
         raise QuarantineError(f"{target} already exists: a quarantined batch has this name")
-    move(storage, source, target)
-    try:
-        return history.append(spec.name, batch_alias(name), LANDED, QUARANTINED, _actor(actor),
-                              reason.strip())
-    except Exception:
-        move(storage, target, source)  # not on record: not quarantined
-        raise
+    return _move_on_record(storage, source, target, lambda: history.append(
+        spec.name, batch_alias(name), LANDED, QUARANTINED, _actor(actor), reason.strip()))
 
 
 def restore(spec: DatasetSpec, storage: Storage, file: str, history: AliasHistory,
@@ -162,13 +157,8 @@ def restore(spec: DatasetSpec, storage: Storage, file: str, history: AliasHistor
     target = f"{landing_folder(spec, storage)}/{name}"
     if storage.exists(target):
         raise QuarantineError(f"{target} already exists: a landed batch has this name")
-    move(storage, source, target)
-    try:
-        return history.append(spec.name, batch_alias(name), QUARANTINED, LANDED, _actor(actor),
-                              reason.strip() or "restored")
-    except Exception:
-        move(storage, target, source)
-        raise
+    return _move_on_record(storage, source, target, lambda: history.append(
+        spec.name, batch_alias(name), QUARANTINED, LANDED, _actor(actor), reason.strip() or "restored"))
 
 
 # ---- listing ------------------------------------------------------------------------------------
@@ -270,3 +260,14 @@ def list_batches(spec: DatasetSpec, storage: Storage,
         name = _name(loc)
         out.append(BatchStatus(name, loc, QUARANTINED, QUARANTINED, [], events.get(name)))
     return out, source
+
+
+def _move_on_record(storage: Storage, source: str, target: str, record) -> AliasEvent:
+    """Move `source` to `target`, then `record()` it; a move that cannot be recorded is undone
+    (a batch is quarantined or restored only on record)."""
+    move(storage, source, target)
+    try:
+        return record()
+    except Exception:
+        move(storage, target, source)
+        raise
