@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -162,29 +163,51 @@ def _wait(what: str, probe, timeout: float, proc: subprocess.Popen, log: Path) -
     raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
 
 
-@pytest.mark.slow
-def test_up_in_the_background_stops_both_servers_on_sigterm(tmp_path):
-    """Started the way a script's background job starts (SIGINT inherited ignored), `up` still stops
-    the Dagster and MLflow servers, and every process of theirs, on SIGTERM."""
+@dataclass
+class _Up:
+    """A running `mlops-pipeline up` with both UIs answering: its process, log, UI port and the
+    pids of the Dagster and MLflow servers it started."""
+
+    proc: subprocess.Popen
+    log: Path
+    port: int
+    dagster_pid: int
+    mlflow_pid: int
+
+
+def _start_up(tmp_path: Path, preexec_fn=None) -> _Up:
+    """Land two small months and start `up` as a subprocess; return once both UIs answer."""
     env = _fresh_env(tmp_path / "data")
     assert _run("land", "--months", "1", "2", "--sample", "0.06", env=env).returncode == 0
     port, mlflow_port = _free_port(), _free_port()
     log = tmp_path / "up.log"
-
-    def background_job() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
     with log.open("w") as out:
         proc = subprocess.Popen([CLI, "up", "--port", str(port), "--mlflow-port", str(mlflow_port)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=background_job)
+                                env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
     try:
         _wait("the Dagster UI", lambda: httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2)
               .status_code == 200, 600, proc, log)
         _wait("the MLflow UI", lambda: httpx.get(f"http://127.0.0.1:{mlflow_port}/health", timeout=2)
               .status_code == 200, 120, proc, log)
         text = log.read_text()
-        dagster_pid = int(re.search(r"Dagster UI: .*\(pid (\d+)", text).group(1))
-        mlflow_pid = int(re.search(r"MLflow UI: .*\(pid (\d+)", text).group(1))
+        return _Up(proc, log, port, int(re.search(r"Dagster UI: .*\(pid (\d+)", text).group(1)),
+                   int(re.search(r"MLflow UI: .*\(pid (\d+)", text).group(1)))
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+@pytest.mark.slow
+def test_up_in_the_background_stops_both_servers_on_sigterm(tmp_path):
+    """Started the way a script's background job starts (SIGINT inherited ignored), `up` still stops
+    the Dagster and MLflow servers, and every process of theirs, on SIGTERM."""
+    def background_job() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    up = _start_up(tmp_path, background_job)
+    proc, log, port, dagster_pid, mlflow_pid = up.proc, up.log, up.port, up.dagster_pid, up.mlflow_pid
+    try:
         assert not _gone(dagster_pid) and not _gone(mlflow_pid)
 
         proc.send_signal(signal.SIGTERM)
@@ -204,22 +227,9 @@ def test_up_stopped_with_two_sigints_from_a_script_is_quiet_and_leaves_no_server
     """`up` stopped by a script's SIGINT, a second SIGINT arriving while the real Dagster and MLflow
     servers shut down: no traceback, exit 0, and every process of both servers is gone when `up`
     has exited (the second signal hurries the cleanup; it does not break out of it)."""
-    env = _fresh_env(tmp_path / "data")
-    assert _run("land", "--months", "1", "2", "--sample", "0.06", env=env).returncode == 0
-    port, mlflow_port = _free_port(), _free_port()
-    log = tmp_path / "up.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([CLI, "up", "--port", str(port), "--mlflow-port", str(mlflow_port)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    up = _start_up(tmp_path)
+    proc, log, dagster_pid, mlflow_pid = up.proc, up.log, up.dagster_pid, up.mlflow_pid
     try:
-        _wait("the Dagster UI", lambda: httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2)
-              .status_code == 200, 600, proc, log)
-        _wait("the MLflow UI", lambda: httpx.get(f"http://127.0.0.1:{mlflow_port}/health", timeout=2)
-              .status_code == 200, 120, proc, log)
-        text = log.read_text()
-        dagster_pid = int(re.search(r"Dagster UI: .*\(pid (\d+)", text).group(1))
-        mlflow_pid = int(re.search(r"MLflow UI: .*\(pid (\d+)", text).group(1))
-
         proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 30
         while "stopping the servers" not in log.read_text():
