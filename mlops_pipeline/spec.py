@@ -87,6 +87,13 @@ class DatasetSpec(StrictModel):
     limitations: str | None = Field(
         default=None, description="Known limits of the model and its data (in the model card)."
     )
+    owner: str | None = Field(
+        default=None, description="Who trains this model and gets paged when it regresses (a team or "
+        "person; on the model card, every registered version, every alert and Alertmanager's routing)."
+    )
+    runbook_url: str | None = Field(
+        default=None, description="Where on-call reads what to do (linked from every alert)."
+    )
 
     _config_file: Path | None = PrivateAttr(default=None)
 
@@ -198,6 +205,8 @@ class DatasetSpec(StrictModel):
         for key, default in (("estimator", None), ("preprocessing", "auto"), ("threshold", None)):
             if dump["model"].get(key, default) == default:
                 dump["model"].pop(key, None)
+        for key in ("owner", "runbook_url"):  # who is paged does not change what is trained
+            dump.pop(key, None)
         blob = json.dumps(dump, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
