@@ -69,7 +69,8 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             artifact_location=_explicit(s, "artifact_location"),
             history_url=_explicit(s, "predictions_url"),
         ),
-        "alerts": AlertResource(webhook_url=_config(s, "alert_webhook_url")),
+        "alerts": AlertResource(webhook_url=_config(s, "alert_webhook_url"),
+                                config_path=_config(s, "dataset_config")),  # pages the spec's owner
         "predictions": PredictionStoreResource(url=_config(s, "predictions_url")),
         # No URL: the board finds a running server through the state file it writes.
         "serving": ServingResource(url=_config(s, "serving_url"), data_dir=_config(s, "data_dir"),
