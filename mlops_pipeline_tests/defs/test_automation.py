@@ -17,6 +17,7 @@ from mlops_pipeline.defs.definitions import build_definitions, build_resources
 from mlops_pipeline.defs.resources import AlertResource, DatasetResource, StorageResource
 from mlops_pipeline.monitoring.alerts import Alerts
 from mlops_pipeline.settings import Settings
+from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG, load_spec
 from mlops_pipeline_tests.conftest import SAMPLE
 
 
@@ -176,7 +177,7 @@ def test_failed_checks_and_failed_runs_raise_alerts(data_dir, land, webhook):
     df.loc[df.sample(frac=0.9, random_state=0).index, "temp"] = None
     df.to_parquet(batch, index=False)
     defs = build_definitions()
-    alerts = AlertResource(webhook_url=url)
+    alerts = AlertResource(webhook_url=url, config_path=DEFAULT_DATASET_CONFIG)  # pages the owner
     with dg.DagsterInstance.ephemeral() as instance:
         job = defs.resolve_job_def("mlops_loop")
         result = job.execute_in_process(instance=instance, raise_on_error=False)
@@ -196,3 +197,8 @@ def test_failed_checks_and_failed_runs_raise_alerts(data_dir, land, webhook):
         ).for_run_failure()
         automation.alert_on_run_failure(context)
         assert received[-1]["kind"] == "run_failure" and result.run_id in received[-1]["text"]
+        # every alert the loop sends names whose model it is, who is paged and the runbook
+        owner = load_spec(DEFAULT_DATASET_CONFIG)
+        for alert in received:
+            assert (alert["owner"], alert["runbook_url"], alert["model"]) == (
+                owner.owner, owner.runbook_url, owner.name) and f"owner: {owner.owner}" in alert["text"]
