@@ -52,6 +52,9 @@ def model_card(spec: DatasetSpec, facts: CardFacts, verdict: GateResult) -> str:
         "",
         f"**Predicts:** {predicts(spec).rstrip('.')}.",
         "",
+        f"**Owner:** {spec.owner or 'not stated in the dataset config'} (trains it, is paged when it "
+        "regresses)" + (f"; runbook: {spec.runbook_url}" if spec.runbook_url else "") + ".",
+        "",
         "## Training data",
         f"- Snapshot `{facts.snapshot_id}`"
         + (f", {facts.snapshot_rows:,} rows" if facts.snapshot_rows is not None else ""),

@@ -40,6 +40,8 @@ GIT_SHA_TAG = "git_sha"
 RUN_ID_TAG = "run_id"
 #: Dagster run that trained and registered the version.
 DAGSTER_RUN_ID_TAG = "dagster_run_id"
+#: Who trains the version and is paged when it regresses (the dataset config's `owner`).
+OWNER_TAG = "owner"
 #: URI of the training-data drift reference (also a training run tag).
 DRIFT_REFERENCE_TAG = "drift_reference"
 #: URI of the label-free performance estimator (also a training run tag).

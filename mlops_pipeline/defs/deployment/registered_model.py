@@ -29,6 +29,7 @@ from mlops_pipeline.deployment.tags import (
     GATE_STATUS_TAG,
     GIT_SHA_TAG,
     HOLDOUT_TAG_PREFIX,
+    OWNER_TAG,
     PROMOTED_BY_TAG,
     RUN_ID_TAG,
     SNAPSHOT_ID_TAG,
@@ -81,6 +82,7 @@ def model_version(
         GIT_SHA_TAG: str(trained_model.manifest.get("git", {}).get("sha")),
         RUN_ID_TAG: trained_model.run_id,
         DAGSTER_RUN_ID_TAG: context.run_id,
+        **({OWNER_TAG: spec.owner} if spec.owner else {}),  # who is paged for this version
         **({DRIFT_REFERENCE_TAG: trained_model.reference_uri} if trained_model.reference_uri else {}),
         **({ESTIMATOR_TAG: trained_model.estimator_uri}
            if getattr(trained_model, "estimator_uri", "") else {}),
