@@ -29,6 +29,9 @@ def test_versions_carry_a_model_card_and_only_the_searched_tags(stack: Stack):
         assert " ".join(spec.limitations.split()) in card
         assert not [k for k in mv.tags if k.startswith("manifest.")]
         assert {"snapshot_id", "git_sha", "run_id", "gate.status"} <= set(mv.tags)
+        # who is paged: on every version and its card, with the runbook
+        assert mv.tags["owner"] == spec.owner and f"**Owner:** {spec.owner} (" in card
+        assert f"runbook: {spec.runbook_url}" in card
         assert client.get_run(mv.run_id).data.tags["manifest.git_sha"] == mv.tags["git_sha"]
     assert "(no champion yet: floors only)" in v1.description
     assert "**Gate:** passed against champion v1." in v2.description
