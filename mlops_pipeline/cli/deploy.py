@@ -154,7 +154,7 @@ def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
     try:
         report, moves = promote_version(mlflow, storage_client(settings), spec, args.version,
                                         force=args.force, actor=_cli_actor(), reason=args.reason or "",
-                                        new_registry=args.new_registry)
+                                        new_registry=args.new_registry, model_name=args.model_name)
     except RegistryError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 1
@@ -165,15 +165,23 @@ def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     if report is not None:
         _print_gate(report)
+    if report is not None and report.external:
+        print(f"{report.name} v{report.version} tagged origin=external: its card says what is unknown")
     if args.force and (report is None or not report.passed):
         print("forced: recorded as tags promotion.forced / promotion.forced_reasons on the version")
     _print_moves(moves)
-    return _report_server(spec.name, str(args.version), args, settings) if moves else 0
+    from mlops_pipeline.deployment.tags import CHAMPION
+
+    champion = next((m.to_version for m in moves if m.alias == CHAMPION), str(args.version))
+    return _report_server(spec.name, str(champion), args, settings) if moves else 0
 
 
 def _print_gate(report) -> None:
     champ = f"champion v{report.champion_version}" if report.champion_version else "no champion"
-    print(f"gate for {report.name} v{report.version} vs {champ} on snapshot {report.snapshot_id[:12]}:")
+    whose = " (the champion's holdout: trained outside the loop, no snapshot of its own)" \
+        if report.external else ""
+    print(f"gate for {report.name} v{report.version} vs {champ} on snapshot {report.snapshot_id[:12]}"
+          f"{whose}:")
     if report.comparison:
         print(f"  holdout: {report.comparison}")
     for v in report.result.verdicts:
@@ -282,6 +290,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     promote.add_argument("--server-url", help="a running server to wait for (default: found)")
     promote.add_argument("--timeout", type=float, default=60.0)
     promote.add_argument("--reason", help="why, recorded in the alias history with the gate verdict")
+    promote.add_argument("--model-name", help="VERSION of this registered model (e.g. a notebook's): "
+                         "gated against the dataset's champion, then copied into the dataset's model")
     promote.add_argument("--new-registry", action="store_true",
                          help="allow a first champion in a registry the alias history does not know")
     promote.set_defaults(func=cmd_promote)

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from mlops_pipeline.cli.common import mlflow_client, storage_client
-from mlops_pipeline.deployment.tags import FIRST_RUN_CURRENT
+from mlops_pipeline.deployment.tags import COPIED_FROM_TAG, FIRST_RUN_CURRENT, ORIGIN_TAG
 from mlops_pipeline.settings import Settings
 from mlops_pipeline.spec import DEFAULT_DATASET_CONFIG
 
@@ -61,7 +61,10 @@ def _print_request(out: dict[str, Any]) -> None:
                                     for a, v in model["aliases_now"].items()))
     p("  holdout: " + ", ".join(f"{k}={v:.4f}" for k, v in model["metrics"].items()))
     m = run["manifest"] or {}
-    p(f"run {run['run_id']}  (experiment {run['experiment_id']})")
+    if origin := model["tags"].get(ORIGIN_TAG):
+        copied = model["tags"].get(COPIED_FROM_TAG)
+        p(f"  origin: {origin}" + (f" (copied from {copied})" if copied else ""))
+    p(f"run {run['run_id'] or '-'}  (experiment {run['experiment_id'] or '-'})")
     if m:
         dirty = {True: "dirty", False: "clean", None: "dirty unknown"}[m["git_dirty"]]
         p(f"  git {m['git_sha']} ({dirty})  uv.lock {_short(m['uv_lock_sha256'])}  "
@@ -72,7 +75,7 @@ def _print_request(out: dict[str, Any]) -> None:
         for path, why in m["uncommitted_inputs"].items():
             p(f"  uncommitted: {path} ({why})")
     else:
-        p("  manifest.yaml: not found on the run")
+        p(f"  manifest: {run['note']}" if run.get("note") else "  manifest.yaml: not found on the run")
     vs = f"champion v{gate['champion_version']}" if gate["champion_version"] not in (None, "none") \
         else "no champion (floors only)"
     p(f"gate: {gate['status']} against {vs}" + (f": {gate['reasons']}" if gate["reasons"] else ""))

@@ -84,3 +84,21 @@ def model_card(spec: DatasetSpec, facts: CardFacts, verdict: GateResult) -> str:
               "## Known limits",
               " ".join((spec.limitations or "Not stated in the dataset config.").split())]
     return "\n".join(lines) + "\n"
+
+
+def external_card(spec: DatasetSpec, title: str, run_id: str | None, verdict: GateResult,
+                  holdout_snapshot: str) -> str:
+    """The card of a version trained outside the loop (`origin=external`, set by `promote`): the
+    gate's verdict on the champion's holdout, and what the loop cannot know instead of its facts."""
+    unknown = ("Unknown: trained outside the loop (`origin=external`). No snapshot and no run "
+               "manifest: which rows it saw, its code, seed and environment are not on record, so "
+               "`mlops-pipeline reproduce` cannot rebuild it.")
+    facts = CardFacts(title.rsplit(" v", 1)[-1], run_id or "unknown", "", None, None, None, None,
+                      "unknown", None)
+    card = model_card(spec, facts, verdict).splitlines()
+    start = card.index("## Training data") + 1
+    end = card.index("## Holdout metrics")
+    gated = (f"- Gated on the champion's holdout (snapshot `{holdout_snapshot}`, rows the champion "
+             "never trained on); whether this model saw them is unknown.")
+    body = [unknown, gated, f"- MLflow run `{run_id or 'unknown'}`", ""]
+    return "\n".join([f"# {title}", *card[1:start], *body, *card[end:]]) + "\n"

@@ -24,15 +24,18 @@ from mlops_pipeline.deployment.tags import (
     ALIASES,
     CHAMPION,
     CHAMPION_VERSION_TAG,
+    COPIED_FROM_TAG,
     CURRENT_TAG,
     DAGSTER_RUN_ID_TAG,
     DRIFT_REFERENCE_TAG,
     DRIFT_REPORT_KIND,
+    EXTERNAL_ORIGIN,
     GATE_CHAMPION_TAG,
     GATE_REASONS_TAG,
     GATE_STATUS_TAG,
     GIT_SHA_TAG,
     KIND_TAG,
+    ORIGIN_TAG,
     PROMOTED_BY_TAG,
     RUN_DAGSTER_RUN_TAG,
     RUN_ID_TAG,
@@ -43,7 +46,10 @@ from mlops_pipeline.ids import InvalidId, check_segment
 
 #: Tags of a version that explain shows as its searchable facts.
 VERSION_TAGS = (SNAPSHOT_ID_TAG, GIT_SHA_TAG, RUN_ID_TAG, DAGSTER_RUN_ID_TAG, GATE_STATUS_TAG,
-                GATE_REASONS_TAG, GATE_CHAMPION_TAG, PROMOTED_BY_TAG, DRIFT_REFERENCE_TAG)
+                GATE_REASONS_TAG, GATE_CHAMPION_TAG, PROMOTED_BY_TAG, DRIFT_REFERENCE_TAG, ORIGIN_TAG,
+                COPIED_FROM_TAG)
+#: What explain says of a version trained outside the loop, where a loop version has its facts.
+EXTERNAL_UNKNOWN = "unknown: trained outside the loop (origin=external), no snapshot and no run manifest"
 
 
 class LineageError(LookupError):
@@ -248,8 +254,9 @@ def explain_request(request_id: str, *, store: Any, client: Any, storage: Any,
 
     at = pd.Timestamp(served["at"]).to_pydatetime()
     info = _version(client, model, version)
-    run = client.get_run(info["run_id"])
-    manifest = read_manifest(client, info["run_id"])
+    external = info["tags"].get(ORIGIN_TAG) == EXTERNAL_ORIGIN
+    run = client.get_run(info["run_id"]) if info["run_id"] else None
+    manifest = read_manifest(client, info["run_id"]) if run is not None else None
     dagster_run = info["tags"].get(DAGSTER_RUN_ID_TAG) or (manifest or {}).get("dagster_run_id")
     champion_then = info["tags"].get(GATE_CHAMPION_TAG)
     compared = None
@@ -264,15 +271,18 @@ def explain_request(request_id: str, *, store: Any, client: Any, storage: Any,
         "model": {"name": model, **info,
                   "aliases_then": _aliases_at(history, model, at, version),
                   "aliases_now": _aliases_now(client, model)},
-        "run": {"run_id": info["run_id"], "experiment_id": run.info.experiment_id,
-                "artifact_uri": run.info.artifact_uri,
-                "manifest": manifest_summary(manifest)},
+        "run": {"run_id": info["run_id"], "experiment_id": run.info.experiment_id if run else None,
+                "artifact_uri": run.info.artifact_uri if run else None,
+                "manifest": manifest_summary(manifest),
+                **({"note": EXTERNAL_UNKNOWN} if external else {})},
         "gate": {"status": info["tags"].get(GATE_STATUS_TAG),
                  "reasons": info["tags"].get(GATE_REASONS_TAG, ""),
                  "champion_version": champion_then, "champion": compared},
-        "snapshot": snapshot_section(storage, info["tags"].get(SNAPSHOT_ID_TAG)),
+        "snapshot": ({"id": None, "note": EXTERNAL_UNKNOWN} if external
+                     else snapshot_section(storage, info["tags"].get(SNAPSHOT_ID_TAG))),
         "training_run": {"dagster_run_id": dagster_run,
-                         "drift_reports": drift_runs(client, run.info.experiment_id, dagster_run)},
+                         "drift_reports": drift_runs(client, run.info.experiment_id, dagster_run)
+                         if run is not None else []},
     }
 
 

@@ -1,8 +1,8 @@
 """Scoring a registered model version on a holdout, exactly as serving would load it.
 
 The gate compares a candidate with the champion on the same rows; both must be scored the same
-way, from the registry (the MLflow sklearn flavor serving loads), or the comparison measures the
-loading path instead of the models. The pipeline's `model_version` step, `mlops-pipeline promote`
+way, from the registry as serving loads them (any flavor: `serving.flavors`), or the comparison
+measures the loading path instead of the models. The pipeline's `model_version` step, `mlops-pipeline promote`
 and the CI gate all score through `score_version`.
 """
 
@@ -18,13 +18,18 @@ if TYPE_CHECKING:
 
 
 def load_version(mlflow: MLflow, name: str, version: str) -> Any:
-    """The registered `name` v`version` as serving loads it (MLflow's sklearn flavor).
+    """The registered `name` v`version` as serving loads it, whatever its flavor
+    (`serving.flavors.load_local`: the sklearn flavor natively, any other through `mlflow.pyfunc`,
+    with class probabilities when the model underneath offers them).
 
     `configure()` first points the `mlflow` library at the client's tracking and registry URIs."""
     import mlflow as mlflow_lib
 
+    from mlops_pipeline.serving.flavors import load_local
+
     mlflow.configure()
-    return mlflow_lib.sklearn.load_model(f"models:/{name}/{version}")
+    local = mlflow_lib.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}")
+    return load_local(local)[0]
 
 
 def score_model(model: Any, df: pd.DataFrame, spec: DatasetSpec) -> dict[str, float]:
@@ -36,6 +41,9 @@ def score_model(model: Any, df: pd.DataFrame, spec: DatasetSpec) -> dict[str, fl
 
     X, y = xy(df, spec, "holdout")
     X = validate(X, load_contract(spec).for_columns(spec.features.columns))
+    if spec.task == "classification" and getattr(model, "has_proba", True) is False:
+        raise ValueError(f"the {getattr(model, 'flavor', '')} model offers no class probabilities "
+                         "(no predict_proba and classes_): the gate's classification metrics need them")
     classes = class_info(model) if spec.task == "classification" else None
     return compute_metrics(spec.task, y, predict_scores(model, X, spec.task), classes)
 

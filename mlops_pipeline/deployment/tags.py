@@ -70,6 +70,16 @@ ROLLBACK_REASON_TAG = "release.rollback_reason"
 ROLLED_BACK_BY_TAG = "release.rolled_back_by"
 #: Written when the release guard announces a challenger as ready to promote: the reason.
 READY_TAG = "release.ready_to_promote"
+#: Where the version was trained: absent for the loop's own versions, `external` on a version
+#: registered outside the loop (a notebook's, another pipeline's) and promoted through the gate.
+ORIGIN_TAG = "origin"
+#: `origin` of a version the loop did not train: no snapshot, no run manifest, not reproducible.
+EXTERNAL_ORIGIN = "external"
+#: On an `external` version: the snapshot whose holdout the gate scored it on (it has no
+#: `snapshot_id`); what the next gate and monitoring use as its holdout and reference.
+GATE_SNAPSHOT_TAG = "gate.snapshot_id"
+#: On a copy promoted with `promote --model-name`: the registered model and version it was copied from.
+COPIED_FROM_TAG = "copied_from"
 
 # ---- MLflow run tags ---------------------------------------------------------------------------
 

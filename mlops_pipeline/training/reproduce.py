@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlops_pipeline.deployment.tags import MANIFEST_MODEL_SEED_TAG, MANIFEST_SNAPSHOT_TAG
+from mlops_pipeline.deployment.tags import (
+    EXTERNAL_ORIGIN,
+    MANIFEST_MODEL_SEED_TAG,
+    MANIFEST_SNAPSHOT_TAG,
+    ORIGIN_TAG,
+)
 
 if TYPE_CHECKING:
     from mlops_pipeline.data.storage import Storage
@@ -206,6 +211,9 @@ def reproduce(
 
     mv = resolve_version(mlflow, name, ref)
     version = str(mv.version)
+    if (mv.tags or {}).get(ORIGIN_TAG) == EXTERNAL_ORIGIN:
+        raise ReproduceError(f"{name} v{version} was trained outside the loop (origin=external): "
+                             "no snapshot or manifest to rebuild it from")
     manifest = read_manifest(mlflow, mv.run_id)
     run_tags = mlflow.client().get_run(mv.run_id).data.tags
     try:
