@@ -54,6 +54,35 @@ def logged_scores(rows: pd.DataFrame, task: str) -> tuple[np.ndarray, Any]:
     return rows[score_column(task)].to_numpy(dtype=float), None
 
 
+#: A binary model's metrics that depend on its decision threshold.
+DECISION_METRICS = ("f1", "macro_f1", "accuracy")
+
+
+def served_decisions(rows: pd.DataFrame, classes: Any) -> np.ndarray:
+    """1.0 where a binary answer was the positive class, else 0.0, read from the logged `prediction`
+    itself: the decision the server made with its version's stored threshold
+    (`model.ClassInfo.threshold`), whichever version answered. `classes` None means 0/1."""
+    from mlops_pipeline.training.model import class_name
+
+    positive = 1 if classes is None else classes.positive_label
+    names = np.asarray([class_name(v) for v in rows["prediction"]], dtype=object)
+    return (names == class_name(positive)).astype(float)
+
+
+def logged_metrics(task: str, y: Any, rows: pd.DataFrame) -> dict[str, float]:
+    """`compute_metrics` of logged answers: scores from `logged_scores`, and for binary answers
+    the threshold-dependent metrics (`DECISION_METRICS`) of the served decisions, so realized
+    quality is that of what the server answered, not of a 0.5 cut the version never used."""
+    from mlops_pipeline.training.model import compute_metrics
+
+    scores, classes = logged_scores(rows, task)
+    metrics = compute_metrics(task, y, scores, classes)
+    if task == "classification" and np.ndim(scores) == 1 and "prediction" in rows.columns:
+        served = compute_metrics(task, y, served_decisions(rows, classes), classes)
+        metrics.update({k: served[k] for k in DECISION_METRICS})
+    return metrics
+
+
 def served_scores(rows: pd.DataFrame, estimator: Any) -> np.ndarray:
     """The logged scores in a performance estimator's class order: the positive class's
     probability (binary) or the (n, k) matrix (multi-class, matched by class name, so a class
@@ -122,13 +151,12 @@ def labelled_quality(labelled: pd.DataFrame, spec: Any) -> LabelledQuality:
     """Metrics of labelled logged answers (label and answer joined by request id), computed as on
     the holdout: the target derived from the label as in training (`target_from_feedback`)."""
     from mlops_pipeline.data.preparation import target_from_feedback
-    from mlops_pipeline.training.model import compute_metrics
 
     y = target_from_feedback(labelled["label"], spec)
     scores, classes = logged_scores(labelled, spec.task)
-    metrics = compute_metrics(spec.task, y, scores, classes)
+    metrics = logged_metrics(spec.task, y, labelled)
     by_version = {
-        str(v): compute_metrics(spec.task, y[mask], scores[mask], classes)
+        str(v): logged_metrics(spec.task, y[mask], labelled[mask])
         for v in labelled["model_version"].unique()
         if (mask := (labelled["model_version"] == v).to_numpy()).sum() >= MIN_ROWS_PER_VERSION
         and (spec.task != "classification" or len(np.unique(y[mask])) > 1)
@@ -146,7 +174,6 @@ def daily_quality(log: pd.DataFrame, spec: Any) -> pd.DataFrame:
     classifier's day with a single class is left out: its metrics are undefined)."""
     from mlops_pipeline.data.preparation import target_from_feedback
     from mlops_pipeline.monitoring.predictions import served_rows
-    from mlops_pipeline.training.model import compute_metrics
 
     served = served_rows(log)
     served = served[served["label"].notna()] if len(served) else served
@@ -157,6 +184,6 @@ def daily_quality(log: pd.DataFrame, spec: Any) -> pd.DataFrame:
         y = target_from_feedback(rows["label"], spec)
         if spec.task == "classification" and len(set(y)) < 2:
             continue
-        metrics = compute_metrics(spec.task, y, *logged_scores(rows, spec.task))
+        metrics = logged_metrics(spec.task, y, rows)
         out.append({"day": day, **{k: metrics[k] for k in DAILY_METRICS if k in metrics}})
     return pd.DataFrame(out)

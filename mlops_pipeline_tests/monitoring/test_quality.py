@@ -120,3 +120,32 @@ def test_daily_quality_has_a_row_per_labelled_day_and_skips_shadow_answers_and_o
 
 def test_daily_quality_of_an_empty_log_is_empty():
     assert Q.daily_quality(pd.DataFrame(), _spec()).empty
+
+
+def test_realized_f1_and_accuracy_are_those_of_the_served_decisions_at_the_versions_threshold():
+    """Two versions served with their own stored thresholds (0.3 and 0.7): the threshold-dependent
+    metrics are those of what each answered, not of a 0.5 cut; the ranking metrics are unchanged."""
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+    rng = np.random.default_rng(3)
+    p = rng.random(200)
+    label = (rng.random(200) < p).astype(int)
+    cut = np.where(np.arange(200) < 100, 0.3, 0.7)
+    served = (p >= cut).astype(int)
+    log = pd.DataFrame({
+        "role": ["champion"] * 200, "model_version": np.where(np.arange(200) < 100, "1", "2"),
+        "ts": pd.date_range("2026-03-01", periods=200, freq="min", tz="UTC"),
+        "prediction": ["yes" if s else "no" for s in served], "probability": p,
+        "probabilities": [{"no": 1 - v, "yes": v} for v in p],
+        "label": ["yes" if v else "no" for v in label]})
+    spec = SimpleNamespace(task="classification",
+                           target=SimpleNamespace(expression=None, name="y", positive="yes"))
+    out = Q.labelled_quality(log, spec)
+    assert out.metrics["f1"] == pytest.approx(f1_score(label, served))
+    assert out.metrics["accuracy"] == pytest.approx(accuracy_score(label, served))
+    assert out.metrics["f1"] != pytest.approx(f1_score(label, p >= 0.5))
+    assert out.metrics["roc_auc"] == pytest.approx(roc_auc_score(label, p))
+    first = slice(0, 100)
+    assert out.by_version["1"]["accuracy"] == pytest.approx(accuracy_score(label[first], served[first]))
+    day = Q.daily_quality(log, spec)
+    assert day["accuracy"].iloc[0] == pytest.approx(accuracy_score(label, served))
