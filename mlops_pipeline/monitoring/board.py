@@ -119,6 +119,21 @@ def serving_by_version(text: str) -> list[dict[str, Any]]:
     return rows
 
 
+def store_by_version(log: pd.DataFrame) -> list[dict[str, Any]]:
+    """`serving_by_version`'s latency rows from the prediction store instead of `/metrics` (when no
+    server answers): per model version and role, the requests captured and their p50/p95/p99
+    (receipt to prediction, as the server's histogram measures it). No cost: the store has none."""
+    if log.empty or "role" not in log.columns:
+        return []
+    requests = request_rows(log)
+    rows = []
+    for (version, role), group in requests.groupby(["model_version", "role"]):
+        row: dict[str, Any] = {"version": f"v{version}", "role": role, "predictions": len(group)}
+        row.update({f"p{q}_ms": float(np.percentile(group["latency_ms"], q)) for q in (50, 95, 99)})
+        rows.append(row)
+    return sorted(rows, key=lambda r: (_version_order(r["version"][1:]), r["role"]))
+
+
 def _version_order(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isdigit() else (1 << 30, version)
 
@@ -176,6 +191,8 @@ class Board:
     versions: list[dict[str, Any]] = field(default_factory=list)
     #: `labeling_summary`: the labeling queue's size and how many of its items got labels.
     labeling: dict[str, Any] = field(default_factory=dict)
+    #: The first screen (`board_view.View`): THE verdict and the panels; None renders the details only.
+    view: Any = None
 
 
 def labeling_summary(log: pd.DataFrame, queued: dict[str, list[str]]) -> dict[str, Any]:
@@ -281,25 +298,36 @@ def release_panel(verdicts: list[dict[str, Any]]) -> str:
     return f"<h2>Release (challenger on live traffic)</h2>{_table(rows)}"
 
 
+def _details(summary: str, body: str) -> str:
+    return f"<details><summary>{summary}</summary>{body}</details>" if body else ""
+
+
 def render_board(board: Board) -> str:
-    """The board as one self-contained HTML page (plotly.js inlined once: it opens offline)."""
+    """The board as one self-contained HTML page: THE verdict and the panels first
+    (`board_view.first_screen`), then every table and check behind one "details" per area
+    (plotly.js inlined once: it opens offline)."""
+    from mlops_pipeline.monitoring.board_view import STYLE, first_screen
+
     figs = "".join(
         fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(board.figures)
     )
     kv = lambda d: _table([{"metric": k, "value": v} for k, v in d.items()])  # noqa: E731
     title = html.escape(board.title)
+    labeling = f"<h2>Labeling queue</h2>{kv(board.labeling)}" if board.labeling else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:sans-serif;margin:1.5em;max-width:1200px}}
+<style>body{{font-family:sans-serif;margin:10px 16px;max-width:1370px}}h1{{font-size:20px;margin:4px 0}}
 table{{border-collapse:collapse;margin:.5em 0}}
 td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}}.ok{{background:#dfd}}.bad{{background:#fcc}}
-.warn{{background:#ffd}}h2{{border-bottom:2px solid #333}}</style></head><body>
+.warn{{background:#ffd}}h2{{border-bottom:2px solid #333}}{STYLE}</style></head><body>
 <h1>{title}</h1>
-<h2>Model</h2>{kv(board.model)}
-{f"<h2>Labeling queue</h2>{kv(board.labeling)}" if board.labeling else ""}
-{release_panel(board.release)}
-<h2>System</h2>{kv(board.system)}
-<h2>Serving by version (latency, cost per 1,000 predictions)</h2>{_table(board.versions)}
-<h2>Data</h2>{_table(board.data)}
-<h2>Drift</h2>{kv(board.drift)}
-<h2>Over time</h2>{figs or "<p>no traffic captured yet</p>"}
+{first_screen(board.view) if board.view is not None else ""}
+<div id="details">
+{_details("Details: model and labels", f"<h2>Model</h2>{kv(board.model)}{labeling}")}
+{_details("Details: release", release_panel(board.release))}
+{_details("Details: serving", f"<h2>System</h2>{kv(board.system)}<h2>Serving by version (latency, "
+          f"cost per 1,000 predictions)</h2>{_table(board.versions)}")}
+{_details("Details: data checks", f"<h2>Data</h2>{_table(board.data)}")}
+{_details("Details: drift", f"<h2>Drift</h2>{kv(board.drift)}")}
+{_details("Details: over time", f"<h2>Over time</h2>{figs or '<p>no traffic captured yet</p>'}")}
+</div>
 </body></html>"""

@@ -16,10 +16,11 @@ Rules, most urgent first:
 4. ACT  another blocking check failed -> its description (details section)
 5. ACT  inputs drifted and the estimated quality fell below its floor, with no retraining since
         -> `mlops-pipeline materialize` (retrain on the new data)
-6. WATCH answers wait for labels -> the labeling CSV to fill
-7. WATCH inputs drifted (retraining ran and was promoted: said in words; not promoted: said too)
-8. WATCH a warning check failed
-9. OK   otherwise, in words: traffic, latency against the SLO, the champion.
+6. WATCH inputs drifted (retraining ran and was promoted: said in words; not promoted: said too)
+7. WATCH no champion yet -> `mlops-pipeline materialize`
+8. WATCH answers wait for labels -> the labeling CSV to fill
+9. WATCH a warning check failed
+10. OK  otherwise, in words: traffic, latency against the SLO, the champion.
 No Dagster, no heavy imports: pure functions over plain values.
 """
 
@@ -204,8 +205,17 @@ def warning_rule(s: Signals) -> Finding | None:
     return Finding(WATCH, "warning", f"warning: {names}" + (" …" if len(failed) > 3 else ""))
 
 
+def champion_rule(s: Signals) -> Finding | None:
+    """No champion: nothing answers for this model yet; the loop has to run (and pass its gate)."""
+    if s.champion_version:
+        return None
+    return Finding(WATCH, "no_champion", f"no champion for {s.model} yet: run the loop",
+                   RETRAIN_COMMAND)
+
+
 #: In order of urgency within a level; `decide` takes the highest level, first in this order.
-RULES = (latency_rule, error_rule, batch_rule, check_rule, drift_rule, labels_rule, warning_rule)
+RULES = (latency_rule, error_rule, batch_rule, check_rule, drift_rule, champion_rule, labels_rule,
+         warning_rule)
 
 
 def ok_words(s: Signals) -> str:

@@ -99,6 +99,12 @@ def test_a_failed_warning_check_is_watch() -> None:
     assert (v.level, v.words) == (WATCH, "warning: prediction drift")
 
 
+def test_no_champion_yet_says_run_the_loop() -> None:
+    v = decide(_signals(champion_version="", versions=[], served=0))
+    assert (v.level, v.rule, v.command) == (WATCH, "no_champion", "mlops-pipeline materialize")
+    assert v.words == "no champion for flights_delay yet: run the loop"
+
+
 def test_act_beats_watch_and_every_finding_stays_listed() -> None:
     rows = [{"version": "v4", "role": "canary", "predictions": 100, "p99_ms": 155.0}]
     v = decide(_signals(versions=rows, checks=[_batch_check()], labels_waiting=420,

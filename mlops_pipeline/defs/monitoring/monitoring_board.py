@@ -24,6 +24,7 @@ from mlops_pipeline.deployment.tags import (
     PREVIOUS_CHAMPION,
 )
 from mlops_pipeline.deployment.tracking import MLflow
+from mlops_pipeline.monitoring.alerts import Alerts
 from mlops_pipeline.monitoring.serving_process import ServingProcess
 
 WINDOW_DAYS = 7
@@ -58,8 +59,39 @@ def _check_rows(context: dg.AssetExecutionContext,
                 row.update(status="passed" if passed else "failed",
                            severity=evaluation.severity.value,
                            detail=(evaluation.description or "")[:160])
+                row.update(_named_batch(evaluation) if not passed else {})
         rows.append(row)
     return rows
+
+
+def _named_batch(evaluation: Any) -> dict[str, str]:
+    """The first failing batch file and column a batch check names (its metadata), for THE verdict."""
+    meta = getattr(evaluation, "metadata", None) or {}
+    value = lambda k: str(getattr(meta.get(k), "value", "") or "")  # noqa: E731
+    batches, columns = value("failing_batches"), value("failing_columns")
+    if not batches:
+        return {}
+    return {"batch": batches.split(", ")[0], "column": columns.split(", ")[0] if columns else ""}
+
+
+def _latest_event(context: dg.AssetExecutionContext, asset: str) -> Any:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
+    return None if event is None or event.asset_materialization is None else event
+
+
+def _when(event: Any) -> datetime | None:
+    return None if event is None else datetime.fromtimestamp(event.timestamp, UTC)
+
+
+def _check_table(context: dg.AssetExecutionContext, key: str) -> list[dict[str, Any]]:
+    """The `segments` table of a check's latest evaluation (`asset:check`), [] when there is none."""
+    asset, name = key.split(":")
+    record = context.instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(dg.AssetKey(asset), name))
+    evaluation = (record.event.dagster_event.event_specific_data
+                  if record is not None and record.event and record.event.dagster_event else None)
+    table = (getattr(evaluation, "metadata", None) or {}).get("segments")
+    return [dict(r.data) for r in getattr(getattr(table, "value", None), "records", None) or []]
 
 
 def _latest(context: dg.AssetExecutionContext, asset: str, field: str) -> Any:
@@ -78,6 +110,7 @@ def _render(
     mlflow: dg.ResourceParam[MLflow],
     predictions: PredictionStoreResource,
     serving: dg.ResourceParam[ServingProcess],
+    alerts: Alerts,
 ) -> dg.MaterializeResult:
     """Render the board (`monitoring.board`) from the last week of captured traffic, the server's
     `/metrics`, the registry's aliases and the instance's latest check verdicts; write it where
@@ -91,6 +124,7 @@ def _render(
         parse_serving_metrics,
         render_board,
         serving_by_version,
+        store_by_version,
         traffic_summary,
     )
     from mlops_pipeline.monitoring.labeling import queued_request_ids
@@ -105,7 +139,8 @@ def _render(
     system: dict[str, Any] = {"window": f"last {WINDOW_DAYS} days", **traffic_summary(log, score)}
     server = serving.for_model(spec.name)  # MLOPS_SERVING_URL, else the running server's state file
     text = server.metrics_text()
-    versions = serving_by_version(text) if text is not None else []
+    # no server answering: latency per version and role from the store (what it captured)
+    versions = serving_by_version(text) if text is not None else store_by_version(log)
     if text is not None:
         system["server"] = f"{server.url} ({server.source})"
         system.update({f"server_{k}": v for k, v in parse_serving_metrics(text).items()})
@@ -129,13 +164,19 @@ def _render(
         "production drifted columns": _latest(context, "production_drift", "drifted_columns"),
         "production calibration error": _latest(context, "model_quality", "expected_calibration_error"),
     }
+    queued = queued_request_ids(storage, since)
+    release = _latest(context, "challenger_analysis", "verdicts") or []
+    labeling = labeling_summary(log, queued)
+    view = _first_screen(context, spec, log, system, versions, checks, quality, release, model,
+                         labeling, queued)
     board = Board(
         title=f"{spec.name} — monitoring board ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         system=system, data=checks, drift=drift, model=model,
-        figures=figures_for(log, score, quality), versions=versions,
-        release=_latest(context, "challenger_analysis", "verdicts") or [],
-        labeling=labeling_summary(log, queued_request_ids(storage, since)),
+        figures=figures_for(log, score, quality), versions=versions, release=release,
+        labeling=labeling, view=view,
     )
+    if view.verdict.level == "ACT":  # the pager gets what the board opens with
+        alerts.send_verdict(view.verdict, log=context.log)
     path = storage.reports_dir / f"board_{spec.name}.html"
     path.write_text(render_board(board))
     location = storage.publish_report(path)
@@ -149,6 +190,7 @@ def _render(
         return float(v) if isinstance(v, int | float) and v is not None else 0.0
 
     return dg.MaterializeResult(metadata={
+        "verdict": view.verdict.line(),
         "board_path": dg.MetadataValue.path(location),
         **({"board": dg.MetadataValue.url(url)} if url else {}),
         "champion": model[CHAMPION],
@@ -166,6 +208,36 @@ def _render(
         "labeling_labelled": int(board.labeling.get("queued items labelled", 0)),
         **({"serving_by_version": dg.MetadataValue.json(versions)} if versions else {}),
     })
+
+
+def _first_screen(context: dg.AssetExecutionContext, spec: Any, log: Any, system: dict[str, Any],
+                  versions: list[dict[str, Any]], checks: list[dict[str, Any]], quality: Any,
+                  release: list[dict[str, Any]], model: dict[str, Any], labeling: dict[str, Any],
+                  queued: dict[str, list[str]]) -> Any:
+    """THE verdict and the panels' values (`monitoring.board_signals`) from the instance's latest
+    drift, estimate, retraining and segment results."""
+    from mlops_pipeline.monitoring.board_signals import Gathered, view
+
+    drift = _latest_event(context, "production_drift")
+    table = drift.asset_materialization.metadata.get("columns") if drift else None
+    estimate = _latest_event(context, "estimated_performance")
+    trained, promoted = _latest_event(context, "model_version"), _latest_event(context, "champion_model")
+    version = lambda e, k: str(getattr(e.asset_materialization.metadata.get(k), "value", ""))  # noqa: E731
+    segments = _check_table(context, "model_version:segment_regression")
+    return view(Gathered(
+        spec=spec, log=log, system=system, versions=versions, checks=checks, quality=quality,
+        release=release, champion=str(model[CHAMPION]).split(" (")[0],
+        challenger=str(model[CHALLENGER]).split(" (")[0], labeling=labeling, queued=queued,
+        drift_columns=[dict(r.data) for r in table.value.records] if table is not None else [],
+        drift_at=_when(drift),
+        estimate={k: v.value for k, v in estimate.asset_materialization.metadata.items()
+                  if isinstance(v.value, int | float)} if estimate else {},
+        retrained_at=_when(trained),
+        retrain_promoted=(None if trained is None else promoted is not None
+                          and promoted.timestamp >= trained.timestamp
+                          and version(promoted, "champion_version") == version(trained, "version")),
+        segments=segments, segment_metric=next(iter(spec.gate), ""),
+    ))
 
 
 def build_monitoring_board(definitions: Sequence[Any]) -> dg.AssetsDefinition:
@@ -188,8 +260,9 @@ def build_monitoring_board(definitions: Sequence[Any]) -> dg.AssetsDefinition:
         mlflow: dg.ResourceParam[MLflow],
         predictions: PredictionStoreResource,
         serving: dg.ResourceParam[ServingProcess],
+        alerts: dg.ResourceParam[Alerts],
     ) -> dg.MaterializeResult:
         """The on-call board of the code location's checks (see `_render`)."""
-        return _render(context, check_keys, dataset, storage, mlflow, predictions, serving)
+        return _render(context, check_keys, dataset, storage, mlflow, predictions, serving, alerts)
 
     return monitoring_board

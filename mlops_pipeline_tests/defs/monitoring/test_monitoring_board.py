@@ -34,6 +34,8 @@ def test_board_renders_checks_never_run_and_runs_failed_midway_with_no_traffic(d
         assert board["served_predictions"] == 0 and board["champion"] == "none"
         page = Path(board["board_path"]).read_text()
         assert "not run" in page and "no traffic captured yet" in page
+        assert board["verdict"] == ("WATCH — no champion for flights_delay yet: run the loop "
+                                    "→ mlops-pipeline materialize")
 
         # A batch with a column of the wrong type: the snapshot is taken, a blocking data check
         # fails, and everything after it (training, gate, drift, promotion) never runs.
@@ -48,3 +50,8 @@ def test_board_renders_checks_never_run_and_runs_failed_midway_with_no_traffic(d
         assert "drift_report:input_drift" in board["checks_not_run"]
         page = Path(board["board_path"]).read_text()
         assert "class='bad'>failed" in page and "class='warn'>not run" in page
+        # THE verdict names the batch, the column and the way out
+        batch = files[0].name
+        assert board["verdict"].startswith(f"ACT — retraining blocked by batch {batch}, column "
+                                           "'distance' (dtypes) → mlops-pipeline batches quarantine "
+                                           f"{batch} --reason"), board["verdict"]
