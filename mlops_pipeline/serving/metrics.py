@@ -76,6 +76,12 @@ class ServingMetrics:
             "mlops_model_info", "1 for each loaded model version and its slot.",
             ["model_name", "model_version", "slot"], registry=r, multiprocess_mode="livemax",
         )
+        # Who is paged for the served model (the dataset config's owner and runbook): the alerts
+        # join it on `job` (deploy/prometheus/rules: mlops:model_owner:info).
+        self.owner_info = Gauge(
+            "mlops_model_owner_info", "1, labelled with the served model's owner and runbook.",
+            ["model_name", "owner", "runbook_url"], registry=r, multiprocess_mode="livemax",
+        )
         self.load_failures = Counter(
             "mlops_model_load_failures",
             "Versions an alias pointed at that failed to load (never swapped in), by slot.",

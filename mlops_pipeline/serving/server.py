@@ -56,6 +56,9 @@ class Server:
             self.checker = RecordChecker(contract.for_columns(spec.features.columns), spec.features.columns,
                                          keep=spec.key_columns, domain=contract.domain)
         self.metrics = ServingMetrics()
+        # a model served by its signature alone has no dataset config: no owner to name
+        self.metrics.owner_info.labels(self.model_name, getattr(self.spec, "owner", None) or "",
+                                       getattr(self.spec, "runbook_url", None) or "").set(1)
         self.store = store
         self.writer = CaptureWriter(store, settings.capture_max_rows, on_commit=self._on_commit)
         # One of several worker processes of this server (serve --workers N): see serving/workers.py.

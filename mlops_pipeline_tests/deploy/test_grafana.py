@@ -119,3 +119,18 @@ def test_the_files_have_what_grafana_provisioning_needs() -> None:
     titles = " ".join(p["title"].lower() for p in panels)
     for word in ("latency", "error", "requests", "cost", "canary"):
         assert word in titles, word
+
+
+def test_the_dashboard_opens_with_the_verdict_row_and_who_is_paged() -> None:
+    """The same first line as the monitoring board: the verdict (mlops:verdict:level, its values
+    mapped to words and the command) and the owner, on top, from rules promtool checks
+    (mlops_pipeline_tests/deploy/alerts_test.yml tests mlops:verdict:level: 0 healthy, 2 a slow canary)."""
+    dash = json.loads(DASHBOARD.read_text())
+    row, verdict, owner = dash["panels"][:3]
+    assert row["type"] == "row" and row["title"].startswith("Verdict") and row["gridPos"]["y"] == 0
+    assert all(p["gridPos"]["y"] > 4 for p in dash["panels"][3:])  # everything else below it
+    assert _names(verdict["targets"][0]["expr"]) == {"mlops:verdict:level"} <= _recording_rules()
+    words = verdict["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert words["0"]["text"].startswith("OK") and "mlops-pipeline rollback" in words["2"]["text"]
+    assert _names(owner["targets"][0]["expr"]) == {"mlops:model_owner:info"} <= _recording_rules()
+    assert "{{owner}}" in owner["targets"][0]["legendFormat"]

@@ -4,6 +4,8 @@ recording rules that agree with what the prediction store recorded."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
 import shutil
@@ -98,7 +100,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, flights: pd.DataFrame) -> I
         frame = pd.read_parquet(result.output_for_node("training_features").location)
         holdout = frame[frame[SPLIT_COLUMN] == "holdout"][features].reset_index(drop=True)
     stack = Stack(root, data, "", env, holdout, list(features))
-    srv = start_server(stack, "served")
+    # A canary share from the start: it routes nothing until a challenger alias exists (the
+    # alerting test sets one), so the first test sees the champion alone.
+    srv = start_server(stack, "served", "--canary-share", "0.5", "--poll-seconds", "1")
     try:
         yield stack, srv
     finally:
@@ -132,20 +136,23 @@ class Prom:
             time.sleep(0.2)
 
 
-@pytest.fixture
-def prometheus(served: Any, tmp_path: Path) -> Iterator[tuple[Prom, subprocess.Popen, Path]]:
-    """Prometheus on a free loopback port, the shipped rules, the shipped serving job pointed at
-    the test's server, scraping and evaluating every second; stopped by PID."""
+@contextlib.contextmanager
+def start_prometheus(port: int, tmp_path: Path, rules: list[Path] = RULES,
+                     alertmanager: str | None = None) -> Iterator[tuple[Prom, subprocess.Popen, Path]]:
+    """Prometheus on a free loopback port, `rules` (the shipped ones by default), the shipped
+    serving job pointed at the server on `port`, scraping and evaluating every second, sending
+    alerts to `alertmanager` (host:port) when given; stopped by PID."""
     from mlops_pipeline_tests.serving.conftest import free_port, start, stop, wait_http
 
     binary = _binary("prometheus")
-    _, srv = served
     config = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    config["rule_files"] = [str(p) for p in RULES]
+    config["rule_files"] = [str(p) for p in rules]
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "mlops-serving")
-    job["static_configs"] = [{"targets": [f"127.0.0.1:{srv.port}"], "labels": {"service": "mlops-serving"}}]
+    job["static_configs"] = [{"targets": [f"127.0.0.1:{port}"], "labels": {"service": "mlops-serving"}}]
     config["scrape_configs"] = [job]
+    if alertmanager:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()
@@ -157,6 +164,13 @@ def prometheus(served: Any, tmp_path: Path) -> Iterator[tuple[Prom, subprocess.P
         yield Prom(f"http://127.0.0.1:{port}"), proc, log
     finally:
         stop(proc)
+
+
+@pytest.fixture
+def prometheus(served: Any, tmp_path: Path) -> Iterator[tuple[Prom, subprocess.Popen, Path]]:
+    """`start_prometheus` on the shipped rules against the module's server."""
+    with start_prometheus(served[1].port, tmp_path) as prom:
+        yield prom
 
 
 def _store(url: str) -> pd.DataFrame:
@@ -268,3 +282,124 @@ def test_real_prometheus_recording_rules_match_the_prediction_store(served: Any,
     assert {g["name"] for g in groups} == {"mlops_serving", "mlops_serving_alerts"}
     broken = [(r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"]
     assert not broken, broken
+
+
+# ---- paging the owner: Prometheus -> Alertmanager -> the owner's receiver --------------------
+
+ALERTMANAGER_CONFIG = PROJECT_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+
+
+class _Hook:
+    """A loopback webhook receiver: every POST kept with its path (the receiver it was sent to)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                received.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextlib.contextmanager
+def _alertmanager(tmp_path: Path, hook: _Hook) -> Iterator[str]:
+    """Debian's Alertmanager on a free loopback port with the shipped routing; its receivers'
+    URLs point at `hook` (same paths), grouping waits 1 s instead of 30 s; clustering off."""
+    from mlops_pipeline_tests.serving.conftest import free_port, start, stop, wait_http
+
+    binary = _binary("prometheus-alertmanager")
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    for receiver in config["receivers"]:
+        for webhook in receiver.get("webhook_configs", []):
+            webhook["url"] = hook.url + "/" + webhook["url"].rsplit("/", 1)[1]
+    config["route"].update(group_wait="1s", group_interval="1s")
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    check = _run([_binary("amtool"), "check-config", str(path)])
+    assert check.returncode == 0, check.stdout + check.stderr
+    port = free_port()
+    log = tmp_path / "alertmanager.log"
+    proc = start([binary, f"--config.file={path}", f"--storage.path={tmp_path / 'am'}",
+                  f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+                 dict(os.environ), log)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready", proc, log, timeout=30)
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+def _paging_rules(tmp_path: Path) -> list[Path]:
+    """The shipped rules with the canary alert made testable in seconds: `for: 0s` instead of 5m,
+    and a 0.1 ms SLO instead of 50 ms, so this real canary's real p99 breaches it."""
+    groups = yaml.safe_load(RULES[1].read_text())
+    rule = next(r for g in groups["groups"] for r in g["rules"] if r.get("alert") == "MlopsCanarySLOBreach")
+    assert rule["expr"].count("> 0.05") == 2, rule["expr"]  # the SLO, in both branches
+    rule["expr"] = rule["expr"].replace("> 0.05", "> 0.0001")
+    rule["for"] = "0s"
+    path = tmp_path / "alerts.yml"
+    path.write_text(yaml.safe_dump(groups))
+    return [RULES[0], path]
+
+
+def test_a_canary_breaching_its_slo_pages_its_owner_through_alertmanager(served: Any, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from mlops_pipeline.spec import load_spec
+    from mlops_pipeline_tests.serving.conftest import records
+
+    stack, srv = served
+    spec = load_spec()
+    assert spec.owner and spec.runbook_url
+    # The server names who is paged for its model.
+    metrics = httpx.get(f"{srv.url}/metrics").text
+    assert (f'mlops_model_owner_info{{model_name="{spec.name}",owner="{spec.owner}",'
+            f'runbook_url="{spec.runbook_url}"}} 1.0') in metrics
+
+    # A challenger: the champion's model registered again, gets canary traffic (share 0.5).
+    uri = f"sqlite:///{stack.data_dir / 'mlflow' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    champion = client.get_model_version_by_alias(spec.name, "champion")
+    canary = client.create_model_version(spec.name, champion.source, run_id=champion.run_id)
+    client.set_registered_model_alias(spec.name, "challenger", canary.version)
+    hook = _Hook()
+    try:
+        with _alertmanager(tmp_path, hook) as am, start_prometheus(
+                srv.port, tmp_path, _paging_rules(tmp_path), alertmanager=am) as (prom, proc, log):
+            http = httpx.Client(base_url=srv.url, timeout=30)
+            prom.wait("the challenger loaded", lambda: http.get("/health").json().get("challenger"),
+                      proc, log, timeout=60)
+
+            def paged() -> list[dict]:
+                r = http.post("/predict", json={"records": records(stack, 3)})
+                assert r.status_code == 200, r.text
+                return [a for path, body in hook.received for a in body["alerts"]
+                        if a["labels"]["alertname"] == "MlopsCanarySLOBreach" and path == f"/{spec.owner}"]
+
+            alerts = prom.wait("the canary alert at the owner's receiver", paged, proc, log, timeout=90)
+    finally:
+        hook.close()
+        client.delete_registered_model_alias(spec.name, "challenger")
+    labels, annotations = alerts[0]["labels"], alerts[0]["annotations"]
+    assert labels["owner"] == spec.owner and labels["model_name"] == spec.name
+    assert labels["model_version"] == str(canary.version) and labels["role"] == "canary"
+    assert labels["runbook_url"] == annotations["runbook_url"] == spec.runbook_url
+    assert annotations["owner"] == spec.owner and "mlops-pipeline rollback" in annotations["description"]
+    # routed by owner: nothing reached the default on-call receiver for this alert
+    assert not [b for p, b in hook.received if p == "/on-call"
+                and any(a["labels"]["alertname"] == "MlopsCanarySLOBreach" for a in b["alerts"])]
