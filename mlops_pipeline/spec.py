@@ -36,6 +36,7 @@ from mlops_pipeline.spec_sections import (
     StrictModel,
     TargetSpec,
 )
+from mlops_pipeline.spec_segments import SegmentsSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATASET_CONFIG = "data/configs/flights.yaml"
@@ -78,6 +79,9 @@ class DatasetSpec(StrictModel):
     drift: DriftSpec = DriftSpec()
     release: ReleaseSpec = ReleaseSpec()
     labeling: LabelingSpec = LabelingSpec()
+    segments: SegmentsSpec = Field(
+        default=SegmentsSpec(), description="Groups of rows judged on their own: `{columns: "
+        "[carrier, origin], bins: {distance: [500, 1000]}, min_rows: 200, tolerance: 0.02}`")
     description: str | None = Field(
         default=None, description="What the model predicts, one sentence (the model card's first line)."
     )
@@ -129,6 +133,17 @@ class DatasetSpec(StrictModel):
         if self.model.threshold is not None and self.task != "classification":
             raise ValueError("model.threshold: only for a binary target (task: classification) — "
                              "remove it")
+        return self
+
+    @model_validator(mode="after")
+    def _segments_are_known_columns(self) -> DatasetSpec:
+        known = [*self.features.categorical, *self.features.numerical, *self.key_columns]
+        for column in self.segments.dimensions:
+            if column not in known:
+                close = difflib.get_close_matches(column, known, n=2, cutoff=0.6)
+                hint = f" (closest: {', '.join(close)})" if close else ""
+                raise ValueError(f"segments: {column!r} is not a feature or key column{hint} — "
+                                 "segment by a column the model's holdout carries")
         return self
 
     @model_validator(mode="after")
@@ -205,6 +220,7 @@ class DatasetSpec(StrictModel):
         for key, default in (("estimator", None), ("preprocessing", "auto"), ("threshold", None)):
             if dump["model"].get(key, default) == default:
                 dump["model"].pop(key, None)
+        dump.pop("segments", None)  # segments judge models, they do not train one
         for key in ("owner", "runbook_url"):  # who is paged does not change what is trained
             dump.pop(key, None)
         blob = json.dumps(dump, sort_keys=True).encode()
@@ -296,6 +312,7 @@ def required_source_columns(spec: DatasetSpec) -> dict[str, str]:
         ("time_column", [spec.time_column] if spec.time_column else []),
         ("key_columns", spec.key_columns),
         ("split.group_column", [spec.split.group_column] if spec.split.group_column else []),
+        ("segments", spec.segments.dimensions),
     ]
     required: dict[str, str] = {}
     for field, columns in fields:

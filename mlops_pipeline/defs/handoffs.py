@@ -8,6 +8,7 @@ size. They live apart from the assets that make them so that no asset module imp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from mlops_pipeline.deployment.gate import GateResult, evaluate_gate
 
@@ -55,11 +56,15 @@ class CandidateVersion:
     #: Which holdout rows both were scored on, and how many were left out why (`ComparisonHoldout`).
     comparison: str = ""
     comparison_counts: dict[str, int] = field(default_factory=dict)
+    #: Every segment judged against the champion (`deployment.segments.SegmentReport`), or None.
+    segments: Any = None
 
     def gate(self, policy) -> GateResult:
         """THE gate on these numbers; `inference_cost` is among them when the spec's cost rule is
-        on (measured for both versions in `model_version`, same step, same holdout)."""
-        return evaluate_gate(self.metrics, self.champion_metrics, policy, self.champion_version)
+        on (measured for both versions in `model_version`, same step, same holdout), the
+        per-segment verdict when the spec has segments."""
+        return evaluate_gate(self.metrics, self.champion_metrics, policy, self.champion_version,
+                             segments=self.segments)
 
 
 @dataclass(frozen=True)

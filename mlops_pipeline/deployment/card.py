@@ -79,6 +79,9 @@ def model_card(spec: DatasetSpec, facts: CardFacts, verdict: GateResult) -> str:
     against = f" against champion v{champion}" if champion else " (no champion yet: floors only)"
     lines += ["", f"**Gate:** {status}{against}."]
     lines += [f"- {reason}" for reason in verdict.failures()]
+    if verdict.segments is not None:  # `deployment.segments`: the groups that fared worst
+        lines += ["", f"## Worst segments ({verdict.segments.metric}, against champion v{champion})",
+                  verdict.segments.markdown(limit=5)]
     lines += ["", "## Intended use",
               " ".join((spec.intended_use or "Not stated in the dataset config.").split()), "",
               "## Known limits",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from mlops_pipeline.spec_sections import MetricGate
 from mlops_pipeline.training.metrics import COST_METRIC, GREATER_IS_BETTER
@@ -65,6 +66,8 @@ class GateResult:
 
     verdicts: list[MetricVerdict] = field(default_factory=list)
     champion_version: str | None = None
+    #: The per-segment verdict (`deployment.segments.SegmentReport`), None without segments.
+    segments: Any = None
 
     @property
     def meets_floor(self) -> bool:
@@ -75,8 +78,13 @@ class GateResult:
         return all(v.no_regression for v in self.verdicts)
 
     @property
+    def segments_pass(self) -> bool:
+        """No segment regressed with confidence (`deployment.segments`)."""
+        return self.segments is None or self.segments.passed
+
+    @property
     def passed(self) -> bool:
-        return self.meets_floor and self.no_regression
+        return self.meets_floor and self.no_regression and self.segments_pass
 
     def failures(self, kind: str = "all") -> list[str]:
         out = []
@@ -90,6 +98,8 @@ class GateResult:
                     f"{v.metric}={v.candidate:.4f} regresses against champion "
                     f"v{self.champion_version} ({v.champion:.4f}; limit {limit:.4f})"
                 )
+        if kind in ("all", "segments") and self.segments is not None:
+            out.extend(self.segments.failures())
         return out
 
     def as_rows(self) -> list[dict]:
@@ -105,10 +115,12 @@ def evaluate_gate(
     champion: dict[str, float] | None,
     policy: dict[str, MetricGate],
     champion_version: str | None = None,
+    segments: Any = None,
 ) -> GateResult:
     """Judge each metric of `policy`: the candidate must meet its floor and stay within its tolerance of
     `champion` (floor only where the champion lacks the metric). ValueError on a metric the gate does
-    not know, KeyError on one the candidate lacks; an unmeasured `inference_cost` is skipped."""
+    not know, KeyError on one the candidate lacks; an unmeasured `inference_cost` is skipped.
+    `segments`: the per-segment verdict (`deployment.segments.gate_segments`), part of `passed`."""
     verdicts = []
     for metric, rule in policy.items():
         if metric == COST_METRIC and metric not in candidate:
@@ -145,4 +157,4 @@ def evaluate_gate(
                 relative=relative,
             )
         )
-    return GateResult(verdicts=verdicts, champion_version=champion_version)
+    return GateResult(verdicts=verdicts, champion_version=champion_version, segments=segments)

@@ -35,8 +35,15 @@ def load_version(mlflow: MLflow, name: str, version: str) -> Any:
 def score_model(model: Any, df: pd.DataFrame, spec: DatasetSpec) -> dict[str, float]:
     """The gate's metrics of a loaded model on `df`'s holdout split, its inputs coerced by the
     data contract first (as the server coerces a request)."""
+    return score_model_rows(model, df, spec)[0]
+
+
+def score_model_rows(model: Any, df: pd.DataFrame, spec: DatasetSpec) -> tuple[dict[str, float], Any]:
+    """`score_model`'s metrics and the answers they came from, per holdout row in `df`'s order
+    (`segment_metrics.Scored`): what the per-segment gate judges without a second model call."""
     from mlops_pipeline.data.contract import load_contract, validate
     from mlops_pipeline.data.preparation import xy
+    from mlops_pipeline.deployment.segment_metrics import scored
     from mlops_pipeline.training.model import class_info, compute_metrics, predict_scores
 
     X, y = xy(df, spec, "holdout")
@@ -45,10 +52,17 @@ def score_model(model: Any, df: pd.DataFrame, spec: DatasetSpec) -> dict[str, fl
         raise ValueError(f"the {getattr(model, 'flavor', '')} model offers no class probabilities "
                          "(no predict_proba and classes_): the gate's classification metrics need them")
     classes = class_info(model) if spec.task == "classification" else None
-    return compute_metrics(spec.task, y, predict_scores(model, X, spec.task), classes)
+    scores = predict_scores(model, X, spec.task)
+    return compute_metrics(spec.task, y, scores, classes), scored(spec.task, y, scores, classes)
 
 
 def score_version(mlflow: MLflow, name: str, version: str, df: pd.DataFrame,
                   spec: DatasetSpec) -> dict[str, float]:
     """Score registered `name` v`version` on `df`'s holdout exactly as serving would load it."""
     return score_model(load_version(mlflow, name, version), df, spec)
+
+
+def score_version_rows(mlflow: MLflow, name: str, version: str, df: pd.DataFrame,
+                       spec: DatasetSpec) -> tuple[dict[str, float], Any]:
+    """`score_version` with the answers per row (`score_model_rows`)."""
+    return score_model_rows(load_version(mlflow, name, version), df, spec)

@@ -44,7 +44,7 @@ def test_every_check_has_a_description_and_the_gate_blocks():
     blocking = {n for n, spec in checks.items() if spec.blocking}
     assert blocking == {
         "snapshot_matches_content_id", "contract_schema", "null_rates", "min_rows", "unique_keys",
-        "eval_floor", "no_regression", "input_drift",
+        "eval_floor", "no_regression", "segment_regression", "input_drift",
         *BATCH_CHECKS, *OVERALL_CHECKS,  # per landed batch, and the domain over all data
     }
     # input_drift is blocking in its spec but fails with WARN (which blocks nothing) unless the

@@ -6,6 +6,7 @@ MLflow, on a seeded ~12% sample of the real flights data.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -173,7 +174,7 @@ def test_worse_model_is_blocked_and_champion_does_not_move(data_dir, land, run_l
 def test_retrain_on_new_data_promotes_and_keeps_previous_champion(data_dir, land, run_loop):
     land(months=(1, 2))
     assert run_loop().success
-    res, _ = _registry()
+    res, client = _registry()
     v1 = res.version_by_alias("flights_delay", CHAMPION)
     land(months=(3,))
     result = run_loop()
@@ -181,6 +182,17 @@ def test_retrain_on_new_data_promotes_and_keeps_previous_champion(data_dir, land
     assert check_results(result)["no_regression"].passed
     assert "champion v1" in check_results(result)["no_regression"].description
     assert res.version_by_alias("flights_delay", CHAMPION).version == 2
+    # Per segment too (the flights config's carriers, origins and distance bands): a table of
+    # every segment in the check's metadata, the same table in MLflow on the candidate's run.
+    segments = check_results(result)["segment_regression"]
+    assert segments.passed and "no segment regressed" in segments.description
+    table = {r.data["segment"]: r.data for r in segments.metadata["segments"].records}
+    assert {"origin=JFK", "origin=LGA", "origin=EWR"} <= set(table)
+    assert all(r["verdict"] in ("ok", "too few rows") for r in table.values())
+    run_id = res.version_by_alias("flights_delay", CHAMPION).run_id
+    logged = json.loads(Path(client.download_artifacts(run_id, "segments/gate.json",
+                                                       str(data_dir))).read_text())
+    assert {row[logged["columns"].index("segment")] for row in logged["data"]} == set(table)
     assert res.version_by_alias("flights_delay", PREVIOUS_CHAMPION).version == 1
     assert len(list((data_dir / "snapshots").glob("*.parquet"))) == 2
 

@@ -17,7 +17,7 @@ from mlops_pipeline.defs.deployment.trusted_holdout import trusted_holdout
 from mlops_pipeline.defs.handoffs import CandidateVersion, ChampionRecord, TrainedModel
 from mlops_pipeline.defs.resources import DatasetResource
 from mlops_pipeline.deployment.gate import GateResult
-from mlops_pipeline.deployment.scoring import score_version
+from mlops_pipeline.deployment.scoring import score_version, score_version_rows
 from mlops_pipeline.deployment.tags import (
     CHALLENGER,
     CHAMPION,
@@ -72,8 +72,12 @@ def model_version(
             f"no holdout row is left to compare on ({comparison.describe(champion_version)}): "
             "nothing to compare the candidate with the champion on"
         )
-    champion_metrics = None
-    if champion is not None:
+    champion_metrics, champion_scored = None, None
+    by_segment = spec.segments.enabled and champion is not None
+    if by_segment:  # the answers per row too: the segments are judged on them, no second call
+        champion_metrics, champion_scored = score_version_rows(
+            mlflow, name, str(champion.version), comparison.frame, spec)
+    elif champion is not None:
         champion_metrics = score_version(mlflow, name, str(champion.version), comparison.frame, spec)
     # Only the tags a person searches versions by; the full manifest is the run's manifest.yaml
     # (and its `manifest.*` run tags), the summary is the model card (the description).
@@ -89,8 +93,19 @@ def model_version(
         **{f"{HOLDOUT_TAG_PREFIX}{k}": f"{v:.6f}" for k, v in trained_model.metrics.items()},
     }
     mv = mlflow_lib.register_model(trained_model.model_uri, name, tags=tags)
-    metrics = dict(trained_model.metrics if comparison.complete
-                   else score_version(mlflow, name, str(mv.version), comparison.frame, spec))
+    segments = None
+    if by_segment:
+        from mlops_pipeline.deployment.segments import gate_segments, log_segments
+
+        scored_metrics, candidate_scored = score_version_rows(
+            mlflow, name, str(mv.version), comparison.frame, spec)
+        metrics = dict(trained_model.metrics if comparison.complete else scored_metrics)
+        segments = gate_segments(comparison.frame, candidate_scored, champion_scored, spec)
+        if segments is not None:
+            log_segments(mlflow.client(), trained_model.run_id, segments)
+    else:
+        metrics = dict(trained_model.metrics if comparison.complete
+                       else score_version(mlflow, name, str(mv.version), comparison.frame, spec))
     if COST_METRIC in spec.gate:  # both versions loaded and timed here, interleaved
         costs = version_costs(mlflow, name, [str(mv.version), *([champion_version] if champion_metrics
                                                                  else [])], comparison.frame, spec)
@@ -107,6 +122,7 @@ def model_version(
         champion_metrics=champion_metrics,
         comparison=comparison.describe(champion_version),
         comparison_counts=comparison.metadata,
+        segments=segments,
     )
     verdict = candidate.gate(spec.gate)
     client = mlflow.client()
@@ -174,6 +190,42 @@ def _gate_table(verdict: GateResult) -> dg.TableMetadataValue:
     )
 
 
+def _segment_table(report) -> dg.TableMetadataValue:
+    """Every segment's line (`SegmentReport.records`) as a Dagster table, worst first."""
+    columns = [("segment", "string"), ("column", "string"), ("value", "string"), ("rows", "int"),
+               ("candidate", "float"), ("champion", "float"), ("difference", "float"),
+               ("low", "float"), ("high", "float"), ("verdict", "string")]
+    worst = {r.segment: i for i, r in enumerate(report.worst(len(report.rows)))}
+    records = sorted(report.records(), key=lambda r: worst[r["segment"]])
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({k: r[k] for k, _ in columns}) for r in records],
+        schema=dg.TableSchema(columns=[dg.TableColumn(k, t) for k, t in columns]),
+    )
+
+
+def _segment_result(model_version: CandidateVersion, spec) -> dg.AssetCheckResult:
+    """The `segment_regression` check from the candidate's per-segment verdict."""
+    report = model_version.segments
+    if report is None:
+        why = ("no segments in the dataset config" if not spec.segments.enabled
+               else "no champion yet: nothing to compare segments with")
+        return dg.AssetCheckResult(check_name="segment_regression", passed=True, description=why)
+    failures = report.failures()
+    return dg.AssetCheckResult(
+        check_name="segment_regression",
+        passed=report.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(failures) if failures else (
+            f"no segment regressed beyond {report.tolerance:g} {report.metric} with "
+            f"{report.confidence:.0%} confidence ({len(report.rows)} segments)"),
+        metadata={"segments": _segment_table(report), "metric": report.metric,
+                  "tolerance": float(report.tolerance), "confidence": float(report.confidence),
+                  "min_rows": int(report.min_rows),
+                  "blocking_segments": ", ".join(r.segment for r in report.blocking) or "none",
+                  "champion_version": model_version.champion_version or "none"},
+    )
+
+
 @dg.multi_asset_check(
     specs=[
         dg.AssetCheckSpec(
@@ -184,6 +236,11 @@ def _gate_table(verdict: GateResult) -> dg.TableMetadataValue:
             "no_regression", asset="model_version", blocking=True,
             description="Is the candidate no worse than the champion (within tolerance) on the "
             "same holdout?",
+        ),
+        dg.AssetCheckSpec(
+            "segment_regression", asset="model_version", blocking=True,
+            description="Is no segment (dataset config `segments:`) worse than under the champion "
+            "beyond segment tolerance, with confidence (paired bootstrap interval)?",
         ),
     ],
     ins={"model_version": dg.AssetIn("model_version")},
@@ -217,6 +274,7 @@ def eval_gate(
                   **({"comparison_holdout": model_version.comparison} if model_version.comparison else {}),
                   **model_version.comparison_counts},
     )
+    yield _segment_result(model_version, dataset.spec())
 
 
 class PromotionConfig(dg.Config):
