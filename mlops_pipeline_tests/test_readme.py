@@ -25,6 +25,7 @@ LOOP_COMMANDS = "mlops_pipeline_tests/cli/test_loop_commands.py"
 THIS = "mlops_pipeline_tests/test_readme.py"
 BYOD = "mlops_pipeline_tests/test_bring_your_own_data.py"
 BATCHES = "mlops_pipeline_tests/data/test_quarantine.py"
+ANY_MODEL = "mlops_pipeline_tests/defs/test_any_model_loop.py"
 EXPORT_FAIR = ('uv run python -c "import statsmodels.api as sm; '
                "sm.datasets.fair.load_pandas().data.to_csv('fair.csv', index=False)\"")
 
@@ -92,6 +93,13 @@ COVERED: dict[str, tuple[str, str, tuple[str, ...]] | None] = {
     "uv run mlops-pipeline batches restore flights_2013_03.parquet": (
         BATCHES, "test_a_corrupt_batch_is_quarantined_on_record_and_restored",
         ('"batches", "restore", BAD',)),
+    # "Bring your own model": a model trained outside the loop, through the same gate (issue 26).
+    "uv run mlops-pipeline promote 1 --model-name fair_notebook --config data/configs/fair.yaml": (
+        ANY_MODEL, "test_foreign_xgboost_and_pyfunc_models_pass_the_same_gate_are_served_and_not_reproduced",
+        ('"promote", "1", "--model-name", "fair_notebook", "--config"',)),
+    "uv run mlops-pipeline reproduce champion --config data/configs/fair.yaml": (
+        ANY_MODEL, "test_foreign_xgboost_and_pyfunc_models_pass_the_same_gate_are_served_and_not_reproduced",
+        ('"reproduce", "champion", "--config"',)),
 }
 
 

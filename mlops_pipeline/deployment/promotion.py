@@ -32,6 +32,7 @@ from mlops_pipeline.deployment.tags import (
     GATE_REASONS_TAG,
     GATE_SNAPSHOT_TAG,
     GATE_STATUS_TAG,
+    HOLDOUT_TAG_PREFIX,
     ORIGIN_TAG,
     PROMOTED_BY_TAG,
     SNAPSHOT_ID_TAG,
@@ -71,7 +72,8 @@ def gate_version(
     outside the loop) on the champion's holdout instead (`external` in the report)."""
     from mlops_pipeline.data.features import holdout_for_scoring
     from mlops_pipeline.deployment.holdout import trusted_comparison
-    from mlops_pipeline.deployment.scoring import score_version
+    from mlops_pipeline.deployment.scoring import score_version_rows
+    from mlops_pipeline.deployment.segments import gate_segments
 
     name = spec.name
     source = model_name or name
@@ -95,13 +97,14 @@ def gate_version(
                             f"({comparison.describe(champion_version)})")
     frame = comparison.frame
     try:
-        candidate = score_version(mlflow, source, str(version), frame, spec)
+        candidate, candidate_scored = score_version_rows(mlflow, source, str(version), frame, spec)
     except (ValueError, KeyError) as exc:  # e.g. no probabilities, or columns the contract lacks
         raise RegistryError(f"{source} v{version} cannot be scored on {name}'s holdout: "
                             + " ".join(str(exc).split())[:300]) from exc
-    champion_metrics = None
-    if rival:
-        champion_metrics = score_version(mlflow, name, champion_version, frame, spec)
+    champion_metrics, champion_scored = None, None
+    if rival:  # the answers per row too: the segments are judged on them (`deployment.segments`)
+        champion_metrics, champion_scored = score_version_rows(mlflow, name, champion_version, frame,
+                                                               spec)
     if COST_METRIC in spec.gate:
         versions = [(source, str(version))] + ([(name, champion_version)] if champion_metrics else [])
         costs = version_costs(mlflow, name, versions, frame, spec)
@@ -109,7 +112,8 @@ def gate_version(
         if champion_metrics is not None:
             champion_metrics[COST_METRIC] = costs[(name, champion_version)]
     result = evaluate_gate(candidate, champion_metrics, spec.gate,
-                           champion_version if champion_metrics is not None else None)
+                           champion_version if champion_metrics is not None else None,
+                           segments=gate_segments(frame, candidate_scored, champion_scored, spec))
     return GateReport(source, str(version), champion_version, snapshot_id, candidate, champion_metrics,
                       result, comparison.describe(champion_version if rival else None), external)
 
@@ -188,7 +192,8 @@ def promote_version(
     name = spec.name
     source = model_name or name
     client = mlflow.client()
-    client.get_model_version(source, str(version))  # fails early on an unknown version
+    mv = client.get_model_version(source, str(version))  # fails early on an unknown version
+    external = source != name or not (mv.tags or {}).get(SNAPSHOT_ID_TAG)
     who = actor or f"cli:{getpass.getuser()}"
     report: GateReport | None
     try:
@@ -208,6 +213,8 @@ def promote_version(
         version = str(copy.version)
         if report is not None and report.external:
             record_external(mlflow, spec, name, version, report)
+    if external and report is None:  # forced past a gate that could not score it: origin still known
+        client.set_model_version_tag(name, str(version), ORIGIN_TAG, EXTERNAL_ORIGIN)
     why = gate_reason(None if report is None else report.result, forced)
     moves = mlflow.promote(name, str(version), actor=who, reason=f"{why}; {reason}" if reason else why,
                            new_registry=new_registry)
@@ -230,6 +237,8 @@ def record_external(mlflow: MLflow, spec: DatasetSpec, name: str, version: str, 
     tags = {ORIGIN_TAG: EXTERNAL_ORIGIN, GATE_STATUS_TAG: "passed" if result.passed else "failed",
             GATE_CHAMPION_TAG: result.champion_version or "none",
             GATE_REASONS_TAG: "; ".join(result.failures())[:4000], GATE_SNAPSHOT_TAG: report.snapshot_id}
+    # Its metrics on that holdout, as the loop's versions carry their own (`holdout_<metric>`).
+    tags.update({f"{HOLDOUT_TAG_PREFIX}{k}": str(v) for k, v in report.candidate_metrics.items()})
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     mv = client.get_model_version(name, version)

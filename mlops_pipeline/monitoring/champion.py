@@ -19,6 +19,7 @@ from mlops_pipeline.deployment.tags import (
     CHAMPION,
     DRIFT_REFERENCE_TAG,
     ESTIMATOR_TAG,
+    GATE_SNAPSHOT_TAG,
     HOLDOUT_TAG_PREFIX,
     SNAPSHOT_ID_TAG,
 )
@@ -85,7 +86,8 @@ def champion_reference(spec: DatasetSpec, storage: Storage, mlflow: MLflow,
     if champion is None:
         raise ChampionUnavailable(f"{spec.name} has no {alias} yet: nothing to compare against")
     version = str(champion.version)
-    snapshot_id = champion.tags.get(SNAPSHOT_ID_TAG)
+    # A version trained outside the loop: the snapshot it was gated on stands for its own.
+    snapshot_id = champion.tags.get(SNAPSHOT_ID_TAG) or champion.tags.get(GATE_SNAPSHOT_TAG)
     if not snapshot_id:
         raise ChampionUnavailable(f"{alias} v{version} has no snapshot_id tag")
     model = load_version(mlflow, spec.name, version) if with_model else None
@@ -130,7 +132,11 @@ def champion_estimator(spec: DatasetSpec, storage: Storage, mlflow: MLflow) -> C
         return ChampionEstimator(version, est, holdout, stored, model)
     from mlops_pipeline.training.model import class_info, predict_scores
 
-    snapshot_id = champion.tags.get(SNAPSHOT_ID_TAG)
+    if spec.task == "classification" and getattr(model, "has_proba", True) is False:
+        raise ChampionUnavailable(f"champion v{version} ({getattr(model, 'flavor', '?')} flavor) offers "
+                                  "no class probabilities: a classifier's performance is estimated from them")
+    # A version trained outside the loop: the snapshot it was gated on stands for its own.
+    snapshot_id = champion.tags.get(SNAPSHOT_ID_TAG) or champion.tags.get(GATE_SNAPSHOT_TAG)
     if not snapshot_id:
         raise ChampionUnavailable(
             f"champion v{version} has neither a performance estimator nor a snapshot_id")
