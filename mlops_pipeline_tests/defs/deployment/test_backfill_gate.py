@@ -61,4 +61,8 @@ def test_after_a_backfill_the_gate_compares_only_rows_neither_model_trained_on(d
     report, moves = promote_version(registry, storage, spec, candidate.version, actor="test")
     assert report is not None and report.passed, report.result.failures() if report else None
     assert f"{seen_by_v1} rows champion v1 trained on left out" in report.comparison
+    # ... and judges the same segments the same way (`deployment.segments`, seeded).
+    assert report.result.segments is not None
+    assert ({(r.segment, r.rows, r.verdict) for r in report.result.segments.rows}
+            == {(r.segment, r.rows, r.verdict) for r in candidate.segments.rows})
     assert registry.version_by_alias(spec.name, CHAMPION).version == int(candidate.version)
