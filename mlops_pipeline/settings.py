@@ -48,6 +48,7 @@ ENV_VARS: dict[str, str] = {
     "batch_index_cache_rows": "MLOPS_BATCH_INDEX_CACHE_ROWS",
     "cache_home": "XDG_CACHE_HOME",
     "registry_timeout": "MLOPS_REGISTRY_TIMEOUT",
+    "search_storage": "MLOPS_SEARCH_STORAGE",
 }
 
 
@@ -87,6 +88,9 @@ class Settings:
     cache_home: str = ""
     #: Seconds a command waits for the registry before it gives up (one line, no traceback).
     registry_timeout: int = 10
+    #: SQLAlchemy URL of the database holding `model.search`'s Optuna studies ("": see
+    #: `search_storage_setting`).
+    search_storage: str = ""
     environment: frozenset[str] = field(default=frozenset(), compare=False)
 
     @classmethod
@@ -152,6 +156,15 @@ class Settings:
         """The registry: `MLFLOW_TRACKING_URI`, else the embedded SQLite store under the data dir."""
         return self.tracking_uri or f"sqlite:///{self.data_root / 'mlflow' / 'mlflow.db'}"
 
+    @property
+    def search_storage_setting(self) -> str:
+        """Which setting holds the database of `model.search`'s studies: `search_storage` when set,
+        else in the production profile `predictions_url` (its Postgres database), else "" (each
+        study in memory, in its own process)."""
+        if self.search_storage:
+            return "search_storage"
+        return "predictions_url" if self.profile == "production" and self.predictions_url else ""
+
     def serving_state_path(self, model_name: str) -> Path:
         """The state file a running server of `model_name` writes its URL and pid to (the rule of
         `serving.settings.state_path`): `MLOPS_SERVE_STATE_FILE`, else under the data dir."""
@@ -170,7 +183,7 @@ class Settings:
         from mlops_pipeline.redaction import secrets_in
 
         uris = [self.tracking_uri, self.predictions_url, self.storage_root, self.s3_endpoint_url,
-                self.alert_webhook_url, self.serving_url, self.serve_url]
+                self.alert_webhook_url, self.serving_url, self.serve_url, self.search_storage]
         return secrets_in(uris, [self.serve_token])
 
     # ---- handing them on -------------------------------------------------------------------------

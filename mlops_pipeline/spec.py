@@ -215,9 +215,10 @@ class DatasetSpec(StrictModel):
     def fingerprint(self) -> str:
         """Hash of the spec, so a manifest can tell which config trained a model."""
         dump = self.model_dump(mode="json")
-        # `model.estimator`, `.preprocessing` and `.threshold` came later: left at their defaults,
-        # they leave a config's fingerprint as it was (its baseline and unchanged-run checks hold).
-        for key, default in (("estimator", None), ("preprocessing", "auto"), ("threshold", None)):
+        # `model.estimator`, `.preprocessing`, `.threshold`, `.train` and `.search` came later: left
+        # at their defaults, they leave a config's fingerprint as it was (baselines hold).
+        for key, default in (("estimator", None), ("preprocessing", "auto"), ("threshold", None),
+                             ("train", None), ("search", None)):
             if dump["model"].get(key, default) == default:
                 dump["model"].pop(key, None)
         dump.pop("segments", None)  # segments judge models, they do not train one

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mlops_pipeline.spec_search import SearchSpec
+
 
 class StrictModel(BaseModel):
     """A spec section: frozen, and an unknown key is an error (a typo never passes silently)."""
@@ -137,6 +139,14 @@ class ModelSpec(StrictModel):
     threshold: ThresholdSpec | None = Field(
         default=None, description="Choose the binary decision threshold on a validation split."
     )
+    train: str | None = Field(
+        default=None,
+        description="`package.module:function` training the model yourself (`training.custom`): it "
+        "gets the train and validation frames, the spec and the seed, and returns a fitted "
+        "scikit-learn-compatible model taking the contract's columns.",
+    )
+    search: SearchSpec | None = Field(
+        default=None, description="Search `model.params` with Optuna before the final fit.")
     max_train_rows: int | None = Field(
         default=2_000_000, ge=1,
         description="Train on a seeded sample of at most this many train rows (stratified by class "
@@ -150,6 +160,24 @@ class ModelSpec(StrictModel):
             from mlops_pipeline.training.estimators import check_estimator
 
             check_estimator(self.estimator, self.params)
+        return self
+
+    @model_validator(mode="after")
+    def _train_or_search_fits(self) -> ModelSpec:
+        if self.train is not None:
+            if self.estimator is not None:
+                raise ValueError("model.train and model.estimator are mutually exclusive — your "
+                                 "function builds the model: remove model.estimator")
+            if self.search is not None:
+                raise ValueError("model.search tunes model.estimator or the default model, not a "
+                                 "model.train function — search inside the function, or remove it")
+            from mlops_pipeline.training.estimators import resolve_train
+
+            resolve_train(self.train)
+        if self.search is not None:
+            from mlops_pipeline.training.estimators import check_space
+
+            check_space(self.estimator, self.search)
         return self
 
 

@@ -24,6 +24,7 @@ from mlops_pipeline.defs.monitoring import (
 from mlops_pipeline.defs.resources import AlertResource, DatasetResource, MLflowResource, StorageResource
 from mlops_pipeline.defs.resources.io_manager import io_manager
 from mlops_pipeline.defs.resources.predictions import PredictionStoreResource
+from mlops_pipeline.defs.resources.search import SearchResource
 from mlops_pipeline.defs.resources.serving import ServingResource
 from mlops_pipeline.defs.runtime import RunCachedIOManager, run_worker_executor
 from mlops_pipeline.defs.training import trained_model
@@ -72,6 +73,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
         "alerts": AlertResource(webhook_url=_config(s, "alert_webhook_url"),
                                 config_path=_config(s, "dataset_config")),  # pages the spec's owner
         "predictions": PredictionStoreResource(url=_config(s, "predictions_url")),
+        # model.search's Optuna studies: a database in production, so parallel trainings share one.
+        "search": SearchResource(storage_url=_config(s, s.search_storage_setting)
+                                 if s.search_storage_setting else ""),
         # No URL: the board finds a running server through the state file it writes.
         "serving": ServingResource(url=_config(s, "serving_url"), data_dir=_config(s, "data_dir"),
                                    state_file=_config(s, "serve_state_file")),

@@ -10,11 +10,17 @@ still one sklearn Pipeline (contract columns in, every transform inside), so ser
   missing, like the default pipeline; for lightgbm/xgboost the codes are handed over as pandas
   categoricals (`NativeCategoricals`), so the boosters split on them natively.
 
+Also the config-load checks of `model.train` (`resolve_train`: the function exists) and of
+`model.search`'s space (`check_space`: the estimator has those parameters); `training.custom` and
+`training.search` run them. Here, not there, because the spec's validators may only import modules
+that do not import the spec back.
+
 Heavy imports (scikit-learn, the boosters) happen inside the functions that use them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -56,6 +62,57 @@ def resolve(path: str) -> type:
         raise ValueError(f"model.estimator: {path!r} is not a scikit-learn-compatible estimator "
                          "class (needs fit and get_params)")
     return cls
+
+
+def resolve_train(path: str) -> Callable[..., Any]:
+    """The function at `package.module:function`; ValueError (one line) naming what is wrong."""
+    import importlib
+
+    module_name, sep, name = path.partition(":")
+    if not sep or not module_name.strip() or not name.strip():
+        raise ValueError(f"model.train: {path!r} is not package.module:function — e.g. "
+                         "examples.train_logistic:train")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any failure to import is the user's to fix, in one line
+        message = " ".join(str(exc).split())
+        raise ValueError(f"model.train: cannot import {module_name!r} ({type(exc).__name__}: "
+                         f"{message}) — the module must be importable: in the project or on "
+                         "PYTHONPATH") from None
+    function = getattr(module, name, None)
+    if function is None:
+        raise ValueError(f"model.train: module {module_name!r} has no {name!r}")
+    if isinstance(function, type) or not callable(function):
+        raise ValueError(f"model.train: {path} is not a function (it must take train, validation, "
+                         "spec, seed and return a fitted model)")
+    return function
+
+
+#: Parameters the default pipeline sets itself (not searchable).
+DEFAULT_PIPELINE_OWN = frozenset({"categorical_features", "random_state"})
+
+
+def _accepted(estimator: str | None) -> tuple[str, set[str]]:
+    """The estimator's name and the parameters a search may set."""
+    if estimator is not None:
+        from mlops_pipeline.training.estimators import resolve
+
+        cls = resolve(estimator)
+        return cls.__name__, set(cls().get_params())
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    accepted = set(HistGradientBoostingClassifier().get_params())
+    accepted |= set(HistGradientBoostingRegressor().get_params())
+    return "the default HistGradientBoosting model", accepted - DEFAULT_PIPELINE_OWN
+
+
+def check_space(estimator: str | None, search: Any) -> None:
+    """ValueError (one line) when `model.search.space` names a parameter the estimator lacks."""
+    name, accepted = _accepted(estimator)
+    unknown = sorted(set(search.space) - accepted)
+    if unknown:
+        raise ValueError(f"model.search.space: {unknown} not parameters of {name} — use some of "
+                         f"{sorted(accepted)}")
 
 
 def check_estimator(path: str, params: dict[str, Any]) -> Any:
@@ -189,10 +246,12 @@ def final_estimator(model: Any) -> Any:
     return steps[-1][1] if steps else raw
 
 
-def skops_trusted_types(model: Any) -> list[str]:
+def skops_trusted_types(model: Any, dumped: bool = False) -> list[str]:
     """What `log_model` trusts for this model: the default pipeline's fixed list, plus for another
     estimator `numpy.dtype`, and for a booster its own class, its booster types and
-    `NativeCategoricals` (all named, none guessed from the dump)."""
+    `NativeCategoricals` (all named, none guessed from the dump). `dumped` (a model the team's
+    `model.train` function built) adds the types skops finds in the model's own dump: the loader
+    then accepts exactly those, so a tampered artifact holding another type is still refused."""
     from mlops_pipeline.training.model import SKOPS_TRUSTED_TYPES
 
     trusted = list(SKOPS_TRUSTED_TYPES)
@@ -204,6 +263,10 @@ def skops_trusted_types(model: Any) -> list[str]:
         trusted += [f"{type(estimator).__module__}.{type(estimator).__qualname__}",
                     *BOOSTER_TRUSTED_TYPES[package],
                     f"{NativeCategoricals.__module__}.{NativeCategoricals.__qualname__}"]
+    if dumped:
+        import skops.io
+
+        trusted += skops.io.get_untrusted_types(data=skops.io.dumps(model))
     return sorted(set(trusted))
 
 

@@ -43,20 +43,17 @@ def fit_parts(train: pd.DataFrame, holdout: pd.DataFrame, spec: Any, seed: int,
     reproduction runs exactly the code (contract coercion, seeding, label shuffling) that trained
     the registered version instead of a look-alike. `train` and `holdout` hold at least the
     features and the target; the holdout is scored in full."""
-    import numpy as np
-
-    from mlops_pipeline.data.contract import load_contract, validate
-    from mlops_pipeline.data.preparation import xy
     from mlops_pipeline.training.estimators import build_model
     from mlops_pipeline.training.model import class_info, compute_metrics, predict_scores, set_positive_class
 
-    features = load_contract(spec).for_columns(spec.features.columns)
-    X_train, y_train = xy(train, spec)
-    X_hold, y_hold = xy(holdout, spec)
-    X_train, X_hold = validate(X_train, features), validate(X_hold, features)
-    if shuffle_labels:
-        y_train = pd.Series(np.random.default_rng(seed).permutation(y_train.to_numpy()))
-    if spec.model.threshold is not None:
+    X_train, y_train = training_xy(train, spec, seed, shuffle_labels)
+    X_hold, y_hold = training_xy(holdout, spec, seed)
+    if spec.model.train is not None:
+        # The team's own training function (`model.train`), given train and validation frames.
+        from mlops_pipeline.training.custom import fit_custom
+
+        model, classes = fit_custom(X_train, y_train, spec, seed)
+    elif spec.model.threshold is not None:
         # The threshold is chosen on validation rows carved from the train split (never the
         # holdout), so the model is fitted on the rest of it.
         from mlops_pipeline.training.threshold import fit_with_threshold
@@ -69,6 +66,23 @@ def fit_parts(train: pd.DataFrame, holdout: pd.DataFrame, spec: Any, seed: int,
     scores = predict_scores(model, X_hold, spec.task)
     metrics = compute_metrics(spec.task, y_hold, scores, classes)
     return Fitted(model, X_train, X_hold, y_hold, scores, metrics, classes, sample)
+
+
+def training_xy(frame: pd.DataFrame, spec: Any, seed: int,
+                shuffle_labels: bool = False) -> tuple[pd.DataFrame, pd.Series]:
+    """Features (validated and coerced to the contract's dtypes) and target of a split, the labels
+    permuted by `seed` with `shuffle_labels`: what training (and `model.search`'s trials) fit on."""
+    import numpy as np
+
+    from mlops_pipeline.data.contract import load_contract, validate
+    from mlops_pipeline.data.preparation import xy
+
+    features = load_contract(spec).for_columns(spec.features.columns)
+    X, y = xy(frame, spec)
+    X = validate(X, features)
+    if shuffle_labels:
+        y = pd.Series(np.random.default_rng(seed).permutation(y.to_numpy()))
+    return X, y
 
 
 def drift_reference(model: Any, X_train: pd.DataFrame, task: str) -> pd.DataFrame:

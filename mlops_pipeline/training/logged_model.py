@@ -7,10 +7,12 @@ from typing import Any
 import pandas as pd
 
 
-def log_model(model: Any, X: pd.DataFrame, scores: Any) -> str:
+def log_model(model: Any, X: pd.DataFrame, scores: Any, trust_dumped_types: bool = False) -> str:
     """Log a fitted pipeline in the active MLflow run as `model` and return its URI: serialized
     with skops (MLflow's safe default) trusting only the types our pipelines are made of, with
-    a signature and input example from `X` and `scores`, and our own conda env."""
+    a signature and input example from `X` and `scores`, and our own conda env.
+    `trust_dumped_types`: a model `model.train`'s function returned also trusts the types it is
+    made of, listed from its own dump (the team's code built it in this process)."""
     import platform
     import warnings
 
@@ -38,7 +40,7 @@ def log_model(model: Any, X: pd.DataFrame, scores: Any) -> str:
             name="model",
             signature=infer_signature(X.head(100), scores[:100]),
             input_example=X.head(5),
-            skops_trusted_types=skops_trusted_types(model),
+            skops_trusted_types=skops_trusted_types(model, dumped=trust_dumped_types),
             conda_env=conda_env,
         )
     return info.model_uri

@@ -86,8 +86,8 @@ def file_sha256(path: Path) -> str | None:
 
 #: The code that decides what a model is trained from and how (under the package): the data path
 #: (landing, snapshot, contract, preparation), training, the spec, and their Dagster wiring.
-TRAINING_CODE = ("data", "training", "spec.py", "spec_sections.py", "spec_errors.py", "defs/data",
-                 "defs/training")
+TRAINING_CODE = ("data", "training", "spec.py", "spec_sections.py", "spec_search.py", "spec_errors.py",
+                 "defs/data", "defs/training")
 
 
 def code_digest(package: Path = PROJECT_ROOT / "mlops_pipeline") -> str:

@@ -208,6 +208,7 @@ def reproduce(
     from mlops_pipeline.spec import DatasetSpec
     from mlops_pipeline.training.fit import fit_and_score
     from mlops_pipeline.training.model import predict_scores
+    from mlops_pipeline.training.search import fitted_spec
 
     mv = resolve_version(mlflow, name, ref)
     version = str(mv.version)
@@ -217,7 +218,8 @@ def reproduce(
     manifest = read_manifest(mlflow, mv.run_id)
     run_tags = mlflow.client().get_run(mv.run_id).data.tags
     try:
-        spec = DatasetSpec.model_validate(manifest["config"]["dataset"])
+        # With model.search, the parameters it chose (recorded): reproduce never searches.
+        spec = fitted_spec(DatasetSpec.model_validate(manifest["config"]["dataset"]), manifest)
         seed = int(manifest["seeds"]["model"])
         snapshot_id = manifest["dataset_snapshot_id"]
     except (KeyError, TypeError, ValueError) as exc:
@@ -257,11 +259,13 @@ def retrain_on(mlflow: MLflow, name: str, version: str, snapshot: Any):
     from mlops_pipeline.data.preparation import prepare
     from mlops_pipeline.spec import DatasetSpec
     from mlops_pipeline.training.fit import fit_and_score
+    from mlops_pipeline.training.search import fitted_spec
 
     mv = resolve_version(mlflow, name, version)
     manifest = read_manifest(mlflow, mv.run_id)
     try:
-        spec = DatasetSpec.model_validate(manifest["config"]["dataset"])
+        # With model.search, the parameters it chose (recorded): reproduce never searches.
+        spec = fitted_spec(DatasetSpec.model_validate(manifest["config"]["dataset"]), manifest)
         seed = int(manifest["seeds"]["model"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ReproduceError(f"manifest of {name} v{mv.version} is incomplete: {exc}") from exc

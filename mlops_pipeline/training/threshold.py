@@ -17,15 +17,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+#: The validation share when `model.threshold` does not set one (`model.train`'s validation frame).
+DEFAULT_VALIDATION_FRACTION = 0.2
 
-def validation_mask(X: pd.DataFrame, y: pd.Series, spec: Any) -> np.ndarray:
-    """True for the train rows set aside to choose the threshold: `validation_fraction` of them,
-    by a seeded hash of each row's content (features and target), the same for the same rows."""
+
+def validation_mask(X: pd.DataFrame, y: pd.Series, spec: Any, fraction: float | None = None) -> np.ndarray:
+    """True for the train rows set aside as validation: `fraction` of them (default: the threshold's
+    `validation_fraction`, else 0.2), by a seeded hash of each row's content (features and target),
+    the same for the same rows. The one carving of validation rows: the threshold, `model.train`'s
+    validation frame and `model.search`'s trials all use it (a smaller fraction, a subset)."""
     from mlops_pipeline.data.preparation import remix, row_hash, unit_interval
 
+    if fraction is None:
+        rule = spec.model.threshold
+        fraction = rule.validation_fraction if rule is not None else DEFAULT_VALIDATION_FRACTION
     rows = X.reset_index(drop=True).assign(**{"__target__": np.asarray(y)})
     u = unit_interval(remix(row_hash(rows, list(rows.columns)), f"validation-{spec.model.seed}"))
-    return u < spec.model.threshold.validation_fraction
+    return u < fraction
 
 
 def choose(positive: np.ndarray, scores: np.ndarray, rule: Any) -> float:
@@ -62,22 +70,25 @@ def choose(positive: np.ndarray, scores: np.ndarray, rule: Any) -> float:
 def fit_with_threshold(build: Any, X: pd.DataFrame, y: pd.Series, spec: Any) -> tuple[Any, float]:
     """Fit `build()` on the train rows outside the validation split, choose the threshold on the
     validation rows and save it on the model; returns the model and the threshold."""
-    from mlops_pipeline.training.model import (
-        THRESHOLD_ATTR,
-        _raw,
-        predict_scores,
-        set_positive_class,
-    )
+    from mlops_pipeline.training.model import set_positive_class
 
     mask = validation_mask(X, y, spec)
     fit_X, fit_y = X[~mask], y[~mask]
     model = build().fit(fit_X, fit_y)
     classes = set_positive_class(model, fit_y, spec)
+    return model, set_threshold(model, classes, X[mask], y[mask], spec)
+
+
+def set_threshold(model: Any, classes: Any, X_val: pd.DataFrame, y_val: pd.Series, spec: Any) -> float:
+    """Choose `model.threshold` on the validation rows for a fitted binary `model` (its
+    `ClassInfo` `classes`), save it on the model and return it."""
+    from mlops_pipeline.training.model import THRESHOLD_ATTR, _raw, predict_scores
+
     if not classes.binary:
         raise ValueError("model.threshold: only for a binary target — remove it")
-    scores = predict_scores(model, X[mask], spec.task)
-    labels = np.asarray(y[mask])
+    scores = predict_scores(model, X_val, spec.task)
+    labels = np.asarray(y_val)
     positive = np.array([v == classes.positive_label for v in labels.tolist()])
     threshold = choose(positive, scores, spec.model.threshold)
     setattr(_raw(model), THRESHOLD_ATTR, threshold)
-    return model, threshold
+    return threshold

@@ -10,6 +10,7 @@ from mlops_pipeline.data.features import FeaturesInfo
 from mlops_pipeline.data.storage import Storage
 from mlops_pipeline.defs.handoffs import SnapshotRef, TrainedModel
 from mlops_pipeline.defs.resources import DatasetResource
+from mlops_pipeline.defs.resources.search import SearchResource
 from mlops_pipeline.deployment.tags import (
     DATASET_TAG,
     DRIFT_REFERENCE_TAG,
@@ -44,11 +45,14 @@ def trained_model(
     dataset: DatasetResource,
     mlflow: dg.ResourceParam[MLflow],
     storage: dg.ResourceParam[Storage],
+    search: SearchResource,
 ) -> dg.Output[TrainedModel]:
     """Fit on the train split, bounded by `model.max_train_rows` (`data.features.training_rows`,
     read a chunk at a time; `training.fit.fit_parts`) and log one MLflow run: parameters, holdout
     metrics, the run manifest (with the training sample), the drift reference and performance
-    estimator (stored, their locations tagged) and the model itself (`training.logged_model`)."""
+    estimator (stored, their locations tagged) and the model itself (`training.logged_model`).
+    With `model.search` the parameters are searched first (`training.search`), each trial a nested
+    run under this one, and the model is fitted with the chosen ones (recorded in the manifest)."""
     import yaml
 
     from mlops_pipeline.data.features import read_features, training_rows
@@ -66,7 +70,20 @@ def trained_model(
         context.log.info(f"training on a seeded sample of {sample.rows} of {sample.of} train rows "
                          f"(model.max_train_rows), stratified by {sample.stratified_by or 'nothing'}")
     holdout = read_features(storage, training_features, spec, "holdout", columns)
-    fitted = fit_parts(train, holdout, spec, seed, config.shuffle_labels, sample)
+    searched, fit_spec = None, spec
+    if spec.model.search is not None:
+        from mlops_pipeline.training.fit import training_xy
+        from mlops_pipeline.training.search import apply_params, run_search, study_name
+
+        X, y = training_xy(train, spec, seed, config.shuffle_labels)
+        searched = run_search(X, y, spec, seed, storage_url=search.storage_url,
+                              study=study_name(spec, dataset_snapshot.id, seed))
+        del X, y
+        context.log.info(f"model.search: {len(searched.trials)} trials ({searched.storage} study "
+                         f"{searched.study}), chosen {searched.params}: validation "
+                         f"{searched.metric} {searched.value:.4f}")
+        fit_spec = apply_params(spec, searched.params)
+    fitted = fit_parts(train, holdout, fit_spec, seed, config.shuffle_labels, sample)
     del train, holdout
     # MLflow only now, after scikit-learn: imported first, it slows the import of skops (which
     # log_model imports); see docs/benchmarks.md.
@@ -88,6 +105,8 @@ def trained_model(
             "holdout": {"rows": len(X_hold), "metrics": metrics},
             "split": training_features.summary,
             "training_sample": sample.record,
+            # The searched parameters: `reproduce` fits with these and does not search again.
+            **({"search": searched.record()} if searched is not None else {}),
         },
         inputs={"config": spec.config_file, "contract": spec.contract_path()},
     )
@@ -96,7 +115,10 @@ def trained_model(
         mlflow_lib.log_params({
             "task": spec.task, "seed": seed, "shuffle_labels": config.shuffle_labels,
             "train_rows": len(X_train), "train_rows_available": sample.of, "holdout_rows": len(X_hold),
-            **{f"model.{k}": v for k, v in spec.model.params.items()},
+            **{f"model.{k}": v for k, v in fit_spec.model.params.items()},
+            **({"model.train": spec.model.train} if spec.model.train else {}),
+            **({"search.metric": searched.metric, "search.validation_value": searched.value,
+                "search.trials": len(searched.trials)} if searched is not None else {}),
             **({"model.estimator": spec.model.estimator, "model.preprocessing": spec.model.preprocessing}
                if spec.model.estimator else {}),
             # The chosen decision threshold (`model.threshold`); the model itself carries it.
@@ -104,6 +126,10 @@ def trained_model(
                if fitted.classes is not None and fitted.classes.threshold is not None else {}),
         })
         mlflow_lib.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
+        if searched is not None:
+            from mlops_pipeline.training.search import log_trials
+
+            log_trials(mlflow.client(), run.info.experiment_id, run.info.run_id, searched)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "manifest.yaml"
             path.write_text(yaml.safe_dump(manifest, sort_keys=False))
@@ -114,7 +140,8 @@ def trained_model(
         estimator_uri = storage.write_estimator(
             run.info.run_id, performance_estimator(fitted, spec, seed).to_bytes())
         mlflow_lib.set_tag(ESTIMATOR_TAG, estimator_uri)
-        model_uri = log_model(model, X_train, reference[PREDICTION_COLUMN].to_numpy()[:100])
+        model_uri = log_model(model, X_train, reference[PREDICTION_COLUMN].to_numpy()[:100],
+                              trust_dumped_types=spec.model.train is not None)
 
     trained = TrainedModel(run.info.run_id, model_uri, snapshot_id, metrics, seed, manifest,
                            reference_uri, estimator_uri)

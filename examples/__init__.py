@@ -1,0 +1,1 @@
+"""Worked examples of the loop's extension points (importable as `examples.*` from the project)."""

@@ -1,0 +1,94 @@
+"""`model.train: package.module:function`: the team's own training code, checked at config load and
+run on the train and validation frames carved from the train split (never the holdout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mlops_pipeline.spec import ConfigError, load_spec
+
+EXAMPLE = Path("examples/fair_train.yaml")
+
+
+def fair_spec(tmp_path: Path, **model: object):
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    raw["contract"] = str(Path(raw["contract"]).resolve())
+    raw["model"] = {"seed": 42, **model}
+    config = tmp_path / "fair.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load_spec(config)
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    ({"train": "examples.train_logistic"}, "is not package.module:function"),
+    ({"train": "examples.no_such_module:train"}, "cannot import 'examples.no_such_module'"),
+    ({"train": "examples.train_logistic:no_such_function"}, "has no 'no_such_function'"),
+    ({"train": "examples.train_logistic:pd"}, "is not a function"),
+    ({"train": "examples.train_logistic:train", "estimator": "sklearn.linear_model.LogisticRegression"},
+     "model.train and model.estimator are mutually exclusive"),
+    ({"train": "examples.train_logistic:train",
+      "search": {"trials": 2, "space": {"C": {"type": "float", "low": 0.1, "high": 1}}}},
+     "model.search tunes model.estimator or the default model"),
+])
+def test_a_wrong_train_function_is_one_line_at_config_load(tmp_path, model, message):
+    with pytest.raises(ConfigError) as err:
+        fair_spec(tmp_path, **model)
+    text = str(err.value)
+    assert message in text and "\n" not in text, text
+
+
+def test_the_example_config_loads_and_keeps_its_fingerprint_stable():
+    spec = load_spec(EXAMPLE)
+    assert spec.model.train == "examples.train_logistic:train"
+    raw = spec.model_dump(mode="json")
+    raw["model"].pop("search")  # a field at its default never changes the fingerprint
+    from mlops_pipeline.spec import DatasetSpec
+
+    assert DatasetSpec.model_validate(raw).fingerprint() == spec.fingerprint()
+
+
+def _frames():
+    import statsmodels.api as sm
+
+    data = sm.datasets.fair.load_pandas().data.sample(1500, random_state=0)
+    spec = load_spec(EXAMPLE)
+    X = data[spec.features.columns].reset_index(drop=True)
+    y = pd.Series((data["affairs"] > 0).astype("int64").to_numpy())
+    return spec, X, y
+
+
+def test_the_function_gets_train_and_validation_frames_and_what_it_returns_is_checked(tmp_path):
+    from mlops_pipeline.training.custom import check_returned, fit_custom
+    from mlops_pipeline.training.threshold import validation_mask
+
+    spec, X, y = _frames()
+    model, classes = fit_custom(X, y, spec, seed=3)
+    assert classes.labels == (0, 1) and classes.positive_label == 1
+    mask = validation_mask(X, y, spec)
+    assert 0.1 < mask.mean() < 0.3  # the default 0.2 of the rows, by content hash
+    # Deterministic given the seed: the same function, frames and seed give the same model.
+    again, _ = fit_custom(X, y, spec, seed=3)
+    np.testing.assert_array_equal(model.predict_proba(X), again.predict_proba(X))
+
+    class NoProbabilities:
+        classes_ = np.array([0, 1])
+
+        def predict(self, X):
+            return np.zeros(len(X))
+
+    with pytest.raises(ValueError, match="returned NoProbabilities, which has no predict_proba"):
+        check_returned(NoProbabilities(), spec)
+
+
+def test_with_a_threshold_it_is_chosen_on_the_validation_frame_with_the_returned_model(tmp_path):
+    from mlops_pipeline.training.custom import fit_custom
+
+    _, X, y = _frames()
+    spec = fair_spec(tmp_path, train="examples.train_logistic:train", threshold={"objective": "f1"})
+    model, classes = fit_custom(X, y, spec, seed=3)
+    assert classes.threshold is not None and classes.threshold != 0.5
