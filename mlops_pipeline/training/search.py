@@ -15,8 +15,9 @@ Storage: in memory by default, sampled by `TPESampler(seed=seed)`, so the same d
 the same parameters. With a storage URL (`MLOPS_SEARCH_STORAGE`, or the production profile's
 Postgres) the study lives in the database (`optuna.storages.RDBStorage`) under a name derived from
 the spec, the snapshot and the seed (`study_name`): processes training the same thing share one
-study and its trials. There each process seeds its sampler with the seed and its pid, so parallel
-workers do not draw the same candidates; reproducibility comes from the recorded parameters.
+study and its trials, and a later run of the same spec, snapshot and seed continues it (its earlier
+trials count towards the best). There each process seeds its sampler with the seed and its pid, so
+parallel workers do not draw the same candidates; reproducibility comes from the recorded parameters.
 """
 
 from __future__ import annotations
