@@ -6,7 +6,7 @@ process), sends requests of 1 and of 100 records from a few client threads, and 
 MLOPS_COST_PER_CORE_HOUR (default 0.05 USD). For context it also prints the whole server
 process's CPU per 1,000 records (parsing, validation, capture, HTTP), which the metric leaves out.
 
-    uv run python bench/cost.py [--sample 1.0] [--requests 2000] [--no-wait]
+    uv run python bench/cost.py [--sample 1.0] [--requests 2000] [--no-wait] [--smoke]
 """
 
 from __future__ import annotations
@@ -17,7 +17,18 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from _common import bench_env, cpu_seconds, register_versions, start_serve, stop, table, temp_root, wait_quiet
+from _common import (
+    SMOKE_HELP,
+    bench_env,
+    cpu_seconds,
+    register_versions,
+    smoke,
+    start_serve,
+    stop,
+    table,
+    trained_root,
+    wait_quiet,
+)
 
 PRICE = 0.05
 
@@ -38,10 +49,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000, help="requests per request size")
     parser.add_argument("--threads", type=int, default=4, help="client threads")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = smoke(parser.parse_args(), sample=0.12, requests=20, threads=2)
 
     rows = []
-    with temp_root("cost", False) as root:
+    with trained_root("cost", False) as root:
         print("training and registering the champion through the pipeline...", flush=True)
         records = register_versions(root, args.sample)[:2000]
         wait_quiet(args.no_wait)

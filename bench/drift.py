@@ -14,6 +14,7 @@ numerical columns' values (8 bytes each; exact Sturges bins need both sides' ran
 the rest, so its peak must stay below what its frames would take whole.
 
     uv run python bench/drift.py [--rows 1000000] [--stream-rows 10000000] [--skip-evidently] [--no-wait]
+                                 [--smoke]
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import goal, run_measured, table, wait_quiet
+from _common import SMOKE_HELP, goal, run_measured, smoke, table, wait_quiet
 
 CATEGORICAL = ["cat_a", "cat_b", "cat_c", "cat_d"]
 NUMERICAL = [f"num_{i:02d}" for i in range(15)] + ["small_int"]
@@ -104,7 +105,8 @@ def main() -> int:
     parser.add_argument("--skip-evidently", action="store_true", help="no full-frame baseline (~65 s, 2 GiB)")
     parser.add_argument("--no-wait", action="store_true")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "OUT"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = smoke(parser.parse_args(), rows=3000, stream_rows=STREAM_CHUNK, skip_evidently=True)
     if args.child:
         child(args.child[0], args.rows, Path(args.child[1]), args.stream_rows)
         return 0

@@ -5,7 +5,9 @@ times (100: ~6.5M rows, the 100x loop's holdout). Each mode runs in its own proc
 are the memory scoring needs above the frame it scores (peak RSS less RSS before the call), the
 wall time of the call and a checksum of the scores (equal: slicing changes no score).
 
-    uv run python bench/holdout_scoring.py --no-wait [--copies 100]
+    uv run python bench/holdout_scoring.py --no-wait [--copies 100] [--smoke]
+
+`--smoke` (CI): 2 copies of the holdout of an 8,000-row sample, the model fitted on 2,000 rows.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import resource
 import sys
 import time
 
-from _common import REPO, table, wait_quiet
+from _common import REPO, SMOKE_HELP, smoke, table, wait_quiet
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def _child(mode: str, copies: int) -> None:
+def _child(mode: str, copies: int, sample_rows: int | None, fit_rows: int) -> None:
     import pandas as pd
 
     from mlops_pipeline.data.landing import load_flights_with_weather
@@ -31,9 +33,12 @@ def _child(mode: str, copies: int) -> None:
     from mlops_pipeline.training.model import build_pipeline, predict_scores
 
     spec = load_spec(REPO / "data/configs/flights.yaml")
-    prepared = prepare(load_flights_with_weather(), spec)
+    year = load_flights_with_weather()
+    if sample_rows:
+        year = year.sample(n=sample_rows, random_state=0)
+    prepared = prepare(year, spec)
     X, y = xy(prepared.frame, spec, "train")
-    model = build_pipeline(spec, seed=0).fit(X.head(200_000), y.head(200_000))
+    model = build_pipeline(spec, seed=0).fit(X.head(fit_rows), y.head(fit_rows))
     holdout, _ = xy(prepared.frame, spec, "holdout")
     holdout = pd.concat([holdout] * copies, ignore_index=True)
     del prepared, X, y
@@ -50,17 +55,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=100)
     parser.add_argument("--no-wait", action="store_true", help="measure even if pytest is running")
+    parser.add_argument("--sample-rows", type=int, default=0, help="a seeded sample of the year (0: all)")
+    parser.add_argument("--fit-rows", type=int, default=200_000)
     parser.add_argument("--child", choices=["whole", "sliced"], help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = smoke(parser.parse_args(), copies=2, sample_rows=8_000, fit_rows=2_000)
     if args.child:
-        _child(args.child, args.copies)
+        _child(args.child, args.copies, args.sample_rows, args.fit_rows)
         return
     import subprocess
 
     wait_quiet(args.no_wait)
     runs = {}
     for mode in ("whole", "sliced"):
-        out = subprocess.run([sys.executable, __file__, "--child", mode, "--copies", str(args.copies)],
+        out = subprocess.run([sys.executable, __file__, "--child", mode, "--copies", str(args.copies),
+                              "--sample-rows", str(args.sample_rows), "--fit-rows", str(args.fit_rows)],
                              capture_output=True, text=True, check=True, cwd=REPO)
         runs[mode] = json.loads(out.stdout.strip().splitlines()[-1])
     gib = 2 ** 30
@@ -68,7 +77,7 @@ def main() -> None:
                 [[mode, f"{r['rows']:,}", r["seconds"], r["frame"] / gib, r["peak"] / gib,
                   (r["peak"] - r["frame"]) / gib, f"{r['checksum']:.6f}"] for mode, r in runs.items()]))
     whole, sliced = runs["whole"], runs["sliced"]
-    memory = (sliced["peak"] - sliced["frame"]) / (whole["peak"] - whole["frame"])
+    memory = (sliced["peak"] - sliced["frame"]) / max(whole["peak"] - whole["frame"], 1)  # 0 on tiny frames
     equal = sliced["checksum"] == whole["checksum"]
     print(f"sliced / whole: memory over the frame {memory:.3f}x, "
           f"time {sliced['seconds'] / whole['seconds']:.2f}x; scores equal: {equal}")

@@ -4,7 +4,7 @@ for. Fresh interpreters, several repetitions: `import dagster` alone vs `import 
 
 Goal: <= 1.0 s over the bare `import dagster` (heavy imports deferred into asset bodies).
 
-    uv run python bench/load.py [--reps 7] [--no-wait]
+    uv run python bench/load.py [--reps 7] [--no-wait] [--smoke]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import statistics
 import subprocess
 import sys
 
-from _common import REPO, goal, table, wait_quiet
+from _common import REPO, SMOKE_HELP, goal, smoke, table, wait_quiet
 
 BARE = """
 import time, json, os
@@ -53,9 +53,11 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--no-wait", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = smoke(parser.parse_args(), reps=1)
     wait_quiet(args.no_wait)
-    _run(BARE)  # warm the OS file cache once
+    if not args.smoke:
+        _run(BARE)  # warm the OS file cache once
     bare, defs = [], []
     for _ in range(args.reps):  # interleaved, so a busy moment hits both
         bare.append(_run(BARE)["seconds"])

@@ -19,6 +19,7 @@ Goals: Dagster/plain <= 1.25x; cost grows no worse than linearly; peak memory <=
 
     uv run python bench/loop.py [--scales 0.1 1 3] [--repeat 3] [--worker] [--no-wait]
     uv run python bench/loop.py --scales 30 100 [--sides dagster]   # slow: 100x is ~20 min a side
+    uv run python bench/loop.py --smoke   # CI: the plain side on a 2% sample (the loop's tests run Dagster's)
 """
 
 from __future__ import annotations
@@ -31,7 +32,19 @@ import sys
 import time
 from pathlib import Path
 
-from _common import BIN, REPO, bench_env, goal, run_measured, table, temp_root, use_env, wait_quiet
+from _common import (
+    BIN,
+    REPO,
+    SMOKE_HELP,
+    bench_env,
+    goal,
+    run_measured,
+    smoke,
+    table,
+    temp_root,
+    use_env,
+    wait_quiet,
+)
 
 
 def land_replicas(landing: Path, scale: float) -> int:
@@ -236,7 +249,8 @@ def main() -> int:
     parser.add_argument("--sides", nargs="+", choices=["plain", "dagster"], default=["plain", "dagster"],
                         help="run only one side (its peak memory and wall; ratios need both)")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "ROOT"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = smoke(parser.parse_args(), scales=[0.02], repeat=1, worker=False, sides=["plain"])
     if args.child:
         child(args.child[0], Path(args.child[1]))
         return 0

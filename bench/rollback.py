@@ -10,7 +10,7 @@ Two ways the server can learn of the move, measured in the same run:
 
 Goal: <= 2 s and no failed request.
 
-    uv run python bench/rollback.py [--rounds 3] [--sample 1.0] [--no-wait]
+    uv run python bench/rollback.py [--rounds 3] [--sample 1.0] [--no-wait] [--smoke]
 """
 
 from __future__ import annotations
@@ -26,13 +26,15 @@ import httpx
 from _common import (
     BIN,
     MODEL,
+    SMOKE_HELP,
     bench_env,
     goal,
     register_versions,
+    smoke,
     start_serve,
     stop,
     table,
-    temp_root,
+    trained_root,
     wait_quiet,
 )
 
@@ -109,9 +111,10 @@ def main() -> int:
     parser.add_argument("--sample", type=float, default=1.0)
     parser.add_argument("--no-wait", action="store_true")
     parser.add_argument("--keep", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = smoke(parser.parse_args(), rounds=1, sample=0.12)
 
-    with temp_root("rollback", args.keep) as root:
+    with trained_root("rollback", args.keep) as root:
         print("training and registering v1/v2 through the pipeline...", flush=True)
         import json
 

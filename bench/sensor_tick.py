@@ -15,6 +15,7 @@ included) during the tick; the files were just written, so both sides read from 
 Goal (issue 19): a tick at 100 batches costs about what it costs at 10.
 
     uv run python bench/sensor_tick.py [--batches 10 100] [--repeat 3] [--rows-per-batch N] [--no-wait]
+                                       [--smoke]
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import bench_env, table, temp_root, use_env, wait_quiet
+from _common import SMOKE_HELP, bench_env, smoke, table, temp_root, use_env, wait_quiet
 
 
 def rchar() -> int:
@@ -142,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows-per-batch", type=int, default=None,
                         help="sample each month to this many rows (default: whole months, ~28k rows)")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
-    args = parser.parse_args(argv)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = smoke(parser.parse_args(argv), batches=[2, 3], repeat=1, rows_per_batch=200)
     wait_quiet(args.no_wait)
     monthly = months(args.rows_per_batch)
     results = []

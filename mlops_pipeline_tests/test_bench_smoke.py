@@ -92,15 +92,45 @@ def test_loop_bench_plain_baseline_runs_without_dagster_or_mlflow(tmp_path) -> N
     assert json.loads((tmp_path / "plain.json").read_text())["auc"] > 0.55
 
 
-def test_drift_bench_streams_the_current_side_with_the_whole_frames_scores() -> None:
-    """The drift benchmark's streamed rows (10 chunks of the same frame, and a side generated a
-    chunk at a time) run end to end and report the chunked scores equal to the whole frame's."""
-    import re
+#: Each script's smoke run and the labels its report must print (its figures, tiny sizes).
+SMOKE = {
+    "serving": ["mlops-pipeline serve (1 process)", "every prediction captured", "CPU ms/req"],
+    "batch": ["in-process predict_proba (OMP_NUM_THREADS=1)", "/predict (capture on)",
+              "every answer captured"],
+    "cost": ["1 record(s) per request", "100 record(s) per request", "model CPU s / 1k"],
+    "rollback": ["rollback via /admin/rollback", "rollback, server polls", "failed requests"],
+    # the streamed rows (chunks of the same frame) score what the whole frame scores
+    "drift": ["10 chunks: every score equal to the whole frame's: True", "| stream "],
+    "holdout_scoring": ["| whole ", "| sliced ", "scores equal: True"],
+    "load": ["import dagster + build_definitions() + repository", "extra over import dagster"],
+    "loop": ["| 0.02x ", "| plain ", "Wall and peak RSS of each run"],
+    "sensor_tick": ["3 batches: tick", "old tick: tick at 3 vs 2 batches"],
+}
+
+
+@pytest.fixture(scope="module")
+def shared_trained_root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The scripts that train v1/v2 through the pipeline share one trained data dir."""
+    return str(tmp_path_factory.mktemp("bench-trained"))
+
+
+def test_every_bench_script_has_a_smoke_mode() -> None:
+    """A new benchmark comes with `--smoke`, so CI runs it (and a refactor cannot silently break it)."""
+    scripts = sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))
+    assert scripts and [p.name for p in scripts if "--smoke" not in p.read_text()] == []
+    assert set(SMOKE) <= {p.stem for p in scripts}
+
+
+@pytest.mark.parametrize("name", list(SMOKE))
+def test_bench_script_runs_end_to_end_in_smoke_mode(name: str, shared_trained_root: str) -> None:
+    """`python bench/<name>.py --smoke` takes its real code path (servers, pipeline, load
+    generator) on tiny sizes, exits 0 and prints its figures."""
+    import os
     import subprocess
 
-    proc = subprocess.run([sys.executable, str(BENCH / "drift.py"), "--rows", "3000", "--stream-rows",
-                           "200000", "--skip-evidently", "--no-wait"],
-                          capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
+    env = {**os.environ, "MLOPS_BENCH_SHARED_ROOT": shared_trained_root, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--smoke"], capture_output=True,
+                          text=True, timeout=900, cwd=PROJECT_ROOT, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "10 chunks: every score equal to the whole frame's: True" in proc.stdout
-    assert re.search(r"\| stream +\| 200,000 +\|", proc.stdout), proc.stdout
+    missing = [label for label in SMOKE[name] if label not in proc.stdout]
+    assert missing == [], proc.stdout[-3000:]
