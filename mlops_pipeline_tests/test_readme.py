@@ -34,6 +34,10 @@ COVERED: dict[str, tuple[str, str, tuple[str, ...]] | None] = {
     "uv run mlops-pipeline up": (
         LOOP_COMMANDS, "test_up_in_the_background_stops_both_servers_on_sigterm", ('"up"', "--port")),
     "uv run pytest": None,  # the suite itself: .ci/run runs exactly this
+    "uv run mlops-pipeline up --profile production": (
+        "mlops_pipeline_tests/production/test_topology.py",
+        "test_up_production_trains_through_the_daemon_and_serves_through_haproxy",
+        ('"up", "--profile", "production"',)),
     "uv run mlops-pipeline land --months 4": (
         LOOP_COMMANDS, "test_land_up_materialize_and_a_blocked_materialize_talk_like_a_tool",
         ('"land", "--months", "4"',)),

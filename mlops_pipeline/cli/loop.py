@@ -17,6 +17,7 @@ from mlops_pipeline.cli.common import (
     preflight,
     quiet_libraries,
     run_loop,
+    storage_client,
     tracking_uri,
 )
 from mlops_pipeline.cli.run_output import print_summary
@@ -35,6 +36,9 @@ def cmd_land(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.with_dataset(getattr(args, "config", None))
     spec = load_spec(settings.dataset_config)
     root = settings.data_root
+    store = storage_client(settings)
+    if store.is_s3:
+        return _land_on_store(args, spec, store)
     if source:
         try:
             result = land_files(Path(source), spec, spec.landing_glob(root))
@@ -63,6 +67,39 @@ def cmd_land(args: argparse.Namespace, settings: Settings) -> int:
         print(f"landed {path}")
     if not written:
         print(f"months {args.months} already landed in {landing}")
+    return 0
+
+
+def _land_on_store(args: argparse.Namespace, spec, store) -> int:
+    """`land` with the storage root on S3 (the production profile): flights months land in the
+    store's landing area, each batch once (an existing object is never replaced). Own files are
+    uploaded by the producer's own S3 tool; saying so beats landing them on a local disk that no
+    sensor watches."""
+    import tempfile
+
+    from mlops_pipeline.data.landing import land_months, load_flights_with_weather
+
+    folder = store.landing_glob(spec).rsplit("/", 1)[0]
+    if getattr(args, "from_", None):
+        print(f"error: the storage root is {store.location}: upload your files to {folder}/ with "
+              "your S3 tool (aws s3 cp ...); `land --from` lands on local storage only", file=sys.stderr)
+        return 2
+    if spec.source.path.rsplit("/", 1)[0] != "landing/flights":
+        print(f"error: {spec.name} lands in {folder}, not the flights area", file=sys.stderr)
+        return 2
+    from mlops_pipeline.data.columns import check_frame
+
+    flights = load_flights_with_weather()
+    check_frame(spec, flights, "the NYC flights data")
+    relative = folder.removeprefix(store.location + "/")
+    with tempfile.TemporaryDirectory() as tmp:
+        written = land_months(Path(tmp), months=args.months, sample_fraction=args.sample, frame=flights)
+        landed = [store.write_bytes(f"{relative}/{p.name}", p.read_bytes()) for p in written
+                  if not store.exists(f"{folder}/{p.name}")]
+    for uri in landed:
+        print(f"landed {uri}")
+    if not landed:
+        print(f"months {args.months} already landed in {folder}")
     return 0
 
 
@@ -202,6 +239,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_pipeline.processes import stop_on_signals, watch_children
     from mlops_pipeline.spec import load_spec
 
+    if args.profile == "production":
+        from mlops_pipeline.cli.production import cmd_up_production
+
+        return cmd_up_production(args, settings)
     stop_on_signals()  # SIGTERM (and SIGINT, even if inherited ignored) ends `up` and its servers
     settings = settings.with_dataset(args.config)
     config = settings.dataset_config
@@ -279,6 +320,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--no-ui", action="store_true", help="materialize only; start no server")
     up.add_argument("--verbose", action="store_true", help="show Dagster's full event log of the run")
     up.add_argument("--new-registry", action="store_true", help=NEW_REGISTRY_HELP)
+    up.add_argument("--profile", choices=["embedded", "production"], default="embedded",
+                    help="production: PostgreSQL, S3, the MLflow server, a code server, the Dagster "
+                    "daemon and webserver, serving replicas behind HAProxy and Prometheus, each its "
+                    "own process (docs/production.md)")
+    up.add_argument("--replicas", type=int, default=2, help="production: serving replicas (default 2)")
+    up.add_argument("--land-sample", type=float, default=1.0,
+                    help="production: fraction of each flights month landed on S3 (default 1.0)")
+    up.add_argument("--state-dir", help="production: where servers keep their data and logs "
+                    "(default: a new temporary folder)")
     up.set_defaults(func=cmd_up)
 
     land = sub.add_parser(

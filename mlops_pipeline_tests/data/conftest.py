@@ -36,12 +36,16 @@ def months(flights) -> dict[int, pd.DataFrame]:
 @pytest.fixture(scope="package")
 def seaweed() -> Iterator:
     """A real SeaweedFS S3 server on 127.0.0.1, started once and stopped by PID."""
-    from mlops_pipeline_tests.production.conftest import SeaweedFS
+    from mlops_pipeline_tests.conftest import skip_or_fail
+    from mlops_pipeline_tests.production.conftest import MissingServer, SeaweedFS
 
     root = Path(tempfile.mkdtemp(prefix="mlops-data-s3-"))
     s3 = SeaweedFS(root)
     try:
-        s3.start()
+        try:
+            s3.start()
+        except MissingServer as exc:
+            skip_or_fail(str(exc))
         yield s3
     finally:
         s3.stop()
