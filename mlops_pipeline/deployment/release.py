@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlops_pipeline.deployment.release_quality import QualityComparison, quality
+from mlops_pipeline.deployment.release_quality import QualityComparison, quality, segment_quality
 from mlops_pipeline.deployment.tags import (
     CANARY,
     CHALLENGER,
@@ -86,6 +86,8 @@ class ReleaseAnalysis:
     roles: dict[str, RoleStats] = field(default_factory=dict)
     agreement: Agreement | None = None
     quality: QualityComparison | None = None
+    #: The quality check per segment (`release_quality.segment_quality`), None without segments.
+    segments: Any = None
     verdicts: list[CheckVerdict] = field(default_factory=list)
 
     def verdict(self, check: str) -> CheckVerdict:
@@ -248,7 +250,31 @@ def judge(analysis: ReleaseAnalysis, rows: pd.DataFrame, counts: dict[str, tuple
         if verdict.status == INSUFFICIENT and not q.required:
             verdict = CheckVerdict("quality", NA, qc.diff, thr, qc.records, q.min_labelled, verdict.detail)
         out.append(verdict)
+    if spec.segments.enabled:
+        out.append(_segments_verdict(analysis.segments, spec))
     return out
+
+
+def _segments_verdict(report: Any, spec: DatasetSpec) -> CheckVerdict:
+    """`segments`: fails when a segment with enough labelled records on both sides is worse
+    than under the champion beyond the segment tolerance with confidence (the gate's rule);
+    never required, so without enough evidence it does not hold a release back."""
+    seg = spec.segments
+    thr = (f"each segment not worse by > {seg.tolerance:g} ({seg.confidence:.0%} interval, "
+           f">= {seg.min_rows} labelled records)")
+    if report is None:
+        return CheckVerdict("segments", NA, None, thr, 0, seg.min_rows,
+                            "no labelled records carrying the segment columns on both sides")
+    deciding = [r for r in report.rows if r.verdict in ("ok", "regressed")]
+    if report.blocking:
+        worst = report.blocking[0]
+        return CheckVerdict("segments", FAIL, worst.difference, thr, worst.rows, seg.min_rows,
+                            "; ".join(report.failures()))
+    if not deciding:
+        return CheckVerdict("segments", NA, None, thr, max((r.rows for r in report.rows), default=0),
+                            seg.min_rows, "no segment has enough labelled records yet")
+    return CheckVerdict("segments", PASS, None, thr, len(deciding), seg.min_rows,
+                        f"{len(deciding)} segments judged, none worse beyond {seg.tolerance:g}")
 
 
 def quality_metric(spec: DatasetSpec) -> str:
@@ -279,6 +305,7 @@ def analyse(rows: pd.DataFrame, spec: DatasetSpec, champion_version: str | None,
     analysis.agreement = agreement(rows) if len(rows) else Agreement(0, None, None)
     if len(rows) and challenger_version is not None:
         analysis.quality = quality(rows, spec, quality_metric(spec), seed)
+        analysis.segments = segment_quality(rows, spec, quality_metric(spec), seed)
     analysis.verdicts = judge(analysis, rows, counts, spec) if challenger_version else []
     return analysis
 

@@ -144,3 +144,57 @@ def quality(rows: pd.DataFrame, spec: DatasetSpec, metric: str, seed: int = 0) -
     m_a, m_b, diff, low, high = bootstrap_difference(
         y_a, s_a, y_b, s_b, metric, classes, up, paired, q.bootstrap_samples, q.confidence, seed)
     return QualityComparison(metric, paired, len(b), m_a, m_b, diff, low, high)
+
+
+def segment_quality(rows: pd.DataFrame, spec: DatasetSpec, metric: str, seed: int = 0) -> Any:
+    """THE per-segment rule (`deployment.segments`) on the release's labelled records: paired over
+    the shadow's answers to the same requests when `quality` would pair, else the canary's
+    requests against the champion's. None when the spec has no segments, nothing is labelled on
+    both sides, or the records lack a segment column (`missing_columns` says which)."""
+    from mlops_pipeline.data.preparation import target_from_feedback
+    from mlops_pipeline.deployment.segment_metrics import scored
+    from mlops_pipeline.deployment.segments import compare_segments, compare_unpaired
+
+    segments = spec.segments.model_copy(update={"seed": seed}) if seed else spec.segments
+    labelled = rows[rows["label"].notna()] if len(rows) else rows
+    labelled = with_segment_columns(labelled, spec)
+    if not segments.enabled or labelled.empty or missing_columns(labelled, spec):
+        return None
+    champ = labelled[labelled["role"] == CHAMPION]
+    shadow = labelled[labelled["role"] == SHADOW]
+    canary = labelled[labelled["role"] == CANARY]
+    shared = champ[["request_id"]].merge(shadow[["request_id"]], on="request_id")
+    paired = len(shared) >= spec.release.quality.min_labelled or (
+        len(shared) > 0 and len(canary) < len(shared))
+    if paired:
+        a = champ.set_index("request_id").loc[shared["request_id"]].reset_index()
+        b = shadow.set_index("request_id").loc[shared["request_id"]].reset_index()
+    else:
+        a, b = champ.reset_index(drop=True), canary.reset_index(drop=True)
+    if a.empty or b.empty:
+        return None
+    s_a, classes = _scores_and_classes(a)
+    s_b, _ = _scores_and_classes(b, None if classes is None else classes.labels)
+    task = spec.task
+    sa = scored(task, target_from_feedback(a["label"], spec), s_a, classes)
+    sb = scored(task, target_from_feedback(b["label"], spec), s_b, classes)
+    if paired:
+        return compare_segments(a, sb, sa, segments, metric)
+    return compare_unpaired(a, sa, b, sb, segments, metric)
+
+
+def missing_columns(rows: pd.DataFrame, spec: DatasetSpec) -> list[str]:
+    """The segment columns the captured records lack (requests that do not carry them)."""
+    return [c for c in spec.segments.dimensions if c not in rows.columns]
+
+
+def with_segment_columns(rows: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """`rows` with the segment columns taken out of each record's captured `features` (the
+    window is read without expanding every feature)."""
+    missing = missing_columns(rows, spec)
+    if not missing or "features" not in rows.columns or rows.empty:
+        return rows
+    import json
+
+    features = rows["features"].map(lambda f: json.loads(f) if isinstance(f, str | bytes) else (f or {}))
+    return rows.assign(**{c: features.map(lambda f, c=c: f.get(c)) for c in missing})

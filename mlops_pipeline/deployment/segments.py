@@ -254,6 +254,42 @@ def compare_segments(frame: pd.DataFrame, candidate: Scored, champion: Scored | 
     return SegmentReport(metric, spec.tolerance, spec.confidence, spec.min_rows, tuple(out), against)
 
 
+def compare_unpaired(champion_frame: pd.DataFrame, champion: Scored, frame: pd.DataFrame,
+                     candidate: Scored, spec: SegmentsSpec, metric: str) -> SegmentReport:
+    """`compare_segments` for two sets of rows (the canary's requests against the champion's):
+    each segment's metric on each side, each side resampled on its own; a segment decides when
+    both sides have `min_rows` rows in it."""
+    sign = 1.0 if GREATER_IS_BETTER[metric] else -1.0
+    rng = np.random.default_rng(spec.seed)
+    theirs = {seg.name: seg for seg in define_segments(champion_frame, spec)}
+    out = []
+    for seg in define_segments(frame, spec):
+        other = theirs.get(seg.name)
+        if other is None:
+            continue
+        sides = [candidate.take(seg.rows), champion.take(other.rows)]
+        c_val, h_val = (float(metric_values(metric, x, np.ones((1, len(x.y))))[0]) for x in sides)
+        point = sign * (c_val - h_val)
+        n = min(len(seg.rows), len(other.rows))
+        if n < spec.min_rows:
+            out.append(SegmentRow(seg.name, seg.column, seg.value, len(seg.rows), c_val, h_val, point,
+                                  float("nan"), float("nan"), "too few rows"))
+            continue
+        spread = []
+        for x in sides:  # each side's deviations from its own estimate, scaled to its rows
+            sub, counts, scale = _draws(len(x.y), spec, rng)
+            part = x.take(sub)
+            whole = float(metric_values(metric, part, np.ones((1, len(sub))))[0])
+            spread.append((metric_values(metric, part, counts) - whole) * scale)
+        low, high = _interval(point, point + sign * (spread[0] - spread[1]), point, 1.0,
+                              spec.confidence)
+        verdict = ("undefined" if np.isnan(high) else
+                   "regressed" if high < -spec.tolerance else "ok")
+        out.append(SegmentRow(seg.name, seg.column, seg.value, len(seg.rows), c_val, h_val, point,
+                              low, high, verdict))
+    return SegmentReport(metric, spec.tolerance, spec.confidence, spec.min_rows, tuple(out))
+
+
 def gate_segments(frame: pd.DataFrame, candidate: Scored, champion: Scored | None, spec: Any,
                   ) -> SegmentReport | None:
     """The gate's per-segment verdict (None when the spec has no segments, there is no champion,

@@ -22,6 +22,7 @@ LOOP_CHECKS = {
     ("training_features", "contract_schema"), ("training_features", "null_rates"),
     ("training_features", "min_rows"), ("training_features", "unique_keys"),
     ("model_version", "eval_floor"), ("model_version", "no_regression"),
+    ("model_version", "segment_regression"),
     ("drift_report", "input_drift"), ("drift_report", "prediction_drift"),
     *(("dataset_snapshot", name) for name in BATCH_CHECKS),
     *(("training_features", name) for name in OVERALL_CHECKS),

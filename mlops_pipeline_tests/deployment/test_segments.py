@@ -9,31 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_pipeline.data.preparation import SPLIT_COLUMN, prepare
 from mlops_pipeline.deployment.gate import evaluate_gate
-from mlops_pipeline.deployment.segment_metrics import Scored, metric_values, scored
+from mlops_pipeline.deployment.segment_metrics import Scored, metric_values
 from mlops_pipeline.deployment.segments import compare_segments, define_segments, gate_segments
 from mlops_pipeline.spec import ConfigError, load_spec
 from mlops_pipeline.spec_segments import SegmentsSpec
-
-FLIGHTS = "data/configs/flights.yaml"
+from mlops_pipeline_tests.segment_data import FLIGHTS, scored_flights_holdout
 
 
 @pytest.fixture(scope="module")
 def holdout(flights: pd.DataFrame) -> tuple[pd.DataFrame, Scored]:
-    """A real holdout (flights, Jan-Mar sample, time split) scored by a simple real model: the
-    delay rate of the training rows with the same origin, carrier and hour (smoothed)."""
-    spec = load_spec(FLIGHTS)
-    frame = prepare(flights[flights["month"].isin([1, 2, 3])].sample(frac=0.3, random_state=0),
-                    spec).frame
-    train = frame[frame[SPLIT_COLUMN] == "train"]
-    hold = frame[frame[SPLIT_COLUMN] == "holdout"].reset_index(drop=True)
-    keys = ["origin", "carrier", "hour"]
-    prior = train["delayed"].mean()
-    rates = train.groupby(keys)["delayed"].agg(["sum", "count"])
-    rate = (rates["sum"] + 20 * prior) / (rates["count"] + 20)
-    p = hold.join(rate.rename("p"), on=keys)["p"].fillna(prior).to_numpy()
-    return hold, scored("classification", hold["delayed"].astype(int), p)
+    return scored_flights_holdout(flights)
 
 
 def _degrade(champion: Scored, rows: np.ndarray, seed: int = 4) -> Scored:
