@@ -16,6 +16,7 @@ from mlops_pipeline.data.storage import Storage
 from mlops_pipeline.defs.deployment.trusted_holdout import trusted_holdout
 from mlops_pipeline.defs.handoffs import CandidateVersion, ChampionRecord, TrainedModel
 from mlops_pipeline.defs.resources import DatasetResource
+from mlops_pipeline.defs.segment_tables import segment_table
 from mlops_pipeline.deployment.gate import GateResult
 from mlops_pipeline.deployment.scoring import score_version, score_version_rows
 from mlops_pipeline.deployment.tags import (
@@ -190,19 +191,6 @@ def _gate_table(verdict: GateResult) -> dg.TableMetadataValue:
     )
 
 
-def _segment_table(report) -> dg.TableMetadataValue:
-    """Every segment's line (`SegmentReport.records`) as a Dagster table, worst first."""
-    columns = [("segment", "string"), ("column", "string"), ("value", "string"), ("rows", "int"),
-               ("candidate", "float"), ("champion", "float"), ("difference", "float"),
-               ("low", "float"), ("high", "float"), ("verdict", "string")]
-    worst = {r.segment: i for i, r in enumerate(report.worst(len(report.rows)))}
-    records = sorted(report.records(), key=lambda r: worst[r["segment"]])
-    return dg.MetadataValue.table(
-        records=[dg.TableRecord({k: r[k] for k, _ in columns}) for r in records],
-        schema=dg.TableSchema(columns=[dg.TableColumn(k, t) for k, t in columns]),
-    )
-
-
 def _segment_result(model_version: CandidateVersion, spec) -> dg.AssetCheckResult:
     """The `segment_regression` check from the candidate's per-segment verdict."""
     report = model_version.segments
@@ -218,7 +206,7 @@ def _segment_result(model_version: CandidateVersion, spec) -> dg.AssetCheckResul
         description="; ".join(failures) if failures else (
             f"no segment regressed beyond {report.tolerance:g} {report.metric} with "
             f"{report.confidence:.0%} confidence ({len(report.rows)} segments)"),
-        metadata={"segments": _segment_table(report), "metric": report.metric,
+        metadata={"segments": segment_table(report), "metric": report.metric,
                   "tolerance": float(report.tolerance), "confidence": float(report.confidence),
                   "min_rows": int(report.min_rows),
                   "blocking_segments": ", ".join(r.segment for r in report.blocking) or "none",

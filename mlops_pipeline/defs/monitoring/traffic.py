@@ -163,6 +163,9 @@ def production_drift(
     check_specs=[
         dg.AssetCheckSpec("production_quality", asset="model_quality",
                           description="Do labelled production predictions still meet the gate's floors?"),
+        dg.AssetCheckSpec("segment_quality", asset="model_quality",
+                          description="Does every segment (dataset config `segments:`) of labelled "
+                          "production predictions still meet the gate's floor, with confidence?"),
     ],
 )
 def model_quality(
@@ -194,8 +197,9 @@ def model_quality(
             metadata={**metadata, "status": "no labels yet: see production_prediction_drift for the "
                       "label-free proxy"},
             check_results=[dg.AssetCheckResult(
-                check_name="production_quality", passed=True, severity=dg.AssetCheckSeverity.WARN,
-                description="no labels yet for this partition")],
+                check_name=name, passed=True, severity=dg.AssetCheckSeverity.WARN,
+                description="no labels yet for this partition")
+                for name in ("production_quality", "segment_quality")],
         )
     quality = labelled_quality(labelled, spec)
     metrics = quality.metrics
@@ -214,8 +218,26 @@ def model_quality(
             description="; ".join(verdict.failures()) if not verdict.passed
             else f"{len(labelled)} labelled predictions meet every floor",
             metadata={m: float(v) for m, v in metrics.items()},
-        )],
+        ), _segment_quality_result(labelled, spec)],
     )
+
+
+def _segment_quality_result(labelled: pd.DataFrame, spec) -> dg.AssetCheckResult:
+    """`segment_quality` (`monitoring.segment_quality`): fails, WARN, naming every segment whose
+    labelled answers fell below the gate's floor with confidence; the alert sensor pages on it."""
+    from mlops_pipeline.defs.segment_tables import segment_table
+    from mlops_pipeline.monitoring.segment_quality import segment_quality
+
+    quality = segment_quality(labelled, spec)
+    metadata: dict[str, Any] = {}
+    if quality.report is not None:
+        metadata = {"segments": segment_table(quality.report),
+                    "metric": quality.report.metric, "line": float(quality.line),
+                    "overall": float(quality.overall),
+                    "failing_segments": ", ".join(r.segment for r in quality.report.blocking) or "none"}
+    return dg.AssetCheckResult(check_name="segment_quality", passed=quality.passed,
+                               severity=dg.AssetCheckSeverity.WARN, description=quality.describe(),
+                               metadata=metadata)
 
 
 @dg.asset(

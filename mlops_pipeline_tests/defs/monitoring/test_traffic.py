@@ -85,6 +85,13 @@ def test_a_day_of_traffic_is_checked_measured_and_fed_back(trained_flights, flig
         assert 0.5 < quality["production_roc_auc"].value < 0.9
         assert 0.0 <= quality["expected_calibration_error"].value < 0.2
         assert len(quality["reliability_curve"].value) >= 5
+        # Per segment too (`segment_quality`): 300 labelled answers leave each carrier, origin and
+        # distance band under min_rows (300), so every segment is shown and none decides yet.
+        segments = checks["segment_quality"]
+        assert segments.passed and "no segment crossed the gate's roc_auc floor" in segments.description
+        table = {r.data["segment"]: r.data for r in segments.metadata["segments"].records}
+        assert {"origin=JFK", "origin=LGA", "origin=EWR"} <= set(table)
+        assert sum(r["rows"] for r in table.values() if r["column"] == "origin") == 300
         feedback = result.asset_materializations_for_node("feedback_batch")[0].metadata
         assert feedback["rows"].value == 300
         landed = pd.read_parquet(feedback["path"].value)
