@@ -23,11 +23,11 @@ def cmd_up_production(args: argparse.Namespace, settings: Settings) -> int:
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)
     top = None
-    watcher = None
+    watchers: list = []
     try:
         top = production.start(root, replicas=args.replicas, land_sample=args.land_sample,
                                dataset_config=args.config, ports={"dagster": args.port})
-        watcher = watch_children(top.all_procs())  # stops everything even if `up` is killed with -9
+        watchers.append(watch_children(top.all_procs()))  # stops it all even if `up` gets kill -9
         width = max(map(len, top.urls))
         print("\nproduction topology up (every process on 127.0.0.1):")
         for name, url in top.urls.items():
@@ -35,8 +35,13 @@ def cmd_up_production(args: argparse.Namespace, settings: Settings) -> int:
         print(f"\nstate, logs and the client environment: {root} (production.env, logs/)")
         print(f"  set -a; . {root / 'production.env'}; set +a   # then any mlops-pipeline command")
         print("the new_data_sensor (daemon) trains the first champion; the replicas answer once "
-              "it is promoted. Ctrl-C (or SIGTERM) stops everything.", flush=True)
-        production.wait_until_stopped(top)
+              "it is promoted. A process that exits is restarted; Ctrl-C (or SIGTERM) stops "
+              "everything.", flush=True)
+
+        def rewatch() -> None:  # a restarted process has a new group: watch the new set
+            watchers.append(watch_children(top.all_procs()))
+
+        production.supervise(top, say=lambda line: print(line, flush=True), on_restart=rewatch)
         return 1
     except MissingServer as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -47,5 +52,5 @@ def cmd_up_production(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if top is not None:
             top.stop()
-        if watcher is not None:
+        for watcher in watchers:
             stop_group(watcher, timeout=5)

@@ -48,6 +48,8 @@ class Topology:
     env: dict[str, str]
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
+    #: How each process was started (command, environment, folder): what a restart runs again.
+    commands: dict[str, tuple[list[str], dict[str, str], Path]] = field(default_factory=dict)
 
     def all_procs(self) -> list[subprocess.Popen]:
         own = [self.servers.postgres.proc, self.servers.s3.proc, self.servers.mlflow.proc]
@@ -88,6 +90,7 @@ def _spawn(top: Topology, name: str, cmd: list[str], env: dict[str, str], cwd: P
 
     log = top.root / "logs" / f"{name}.log"
     log.parent.mkdir(exist_ok=True)
+    top.commands[name] = (cmd, env, cwd or top.root)
     top.procs[name] = subprocess.Popen(cmd, env=env, cwd=cwd or top.root, stdout=log.open("ab"),
                                        stderr=subprocess.STDOUT, start_new_session=True,
                                        preexec_fn=default_signals)
@@ -205,12 +208,35 @@ def production_env_only(env: dict[str, str]) -> dict[str, str]:
     return {k: env[k] for k in sorted(keys)}
 
 
-def wait_until_stopped(top: Topology, say: Any = print) -> None:
-    """Block until a process of the topology exits (said by name) or a signal interrupts."""
+def supervise(top: Topology, say: Any = print, max_restarts: int = 5, poll_s: float = 1.0,
+              on_restart: Any = None) -> None:
+    """Keep the topology running as a process supervisor would (systemd `Restart=always`, a
+    Kubernetes restartPolicy): a process or server that exits is started again with the command
+    it was started with, on the same ports and data, and `topology.json` records its new pid.
+    `on_restart()` runs after each restart. Returns when one has exited `max_restarts` times
+    (then the caller stops everything)."""
+    from collections import Counter
+
+    from mlops_pipeline.processes import stop_group
+
+    restarts: Counter[str] = Counter()
+    servers = {"postgres": top.servers.postgres, "s3": top.servers.s3, "mlflow": top.servers.mlflow}
     while True:
-        for name, proc in {**top.procs, "postgres": top.servers.postgres.proc,
-                           "s3": top.servers.s3.proc, "mlflow": top.servers.mlflow.proc}.items():
-            if proc is not None and proc.poll() is not None:
-                say(f"{name} (pid {proc.pid}) exited with {proc.returncode}; stopping everything")
+        exited = [(n, p) for n, p in top.procs.items() if p.poll() is not None]
+        exited += [(n, srv.proc) for n, srv in servers.items()
+                   if srv.proc is not None and srv.proc.poll() is not None]
+        for name, proc in exited:
+            if restarts[name] >= max_restarts:
+                say(f"{name} exited {max_restarts + 1} times (last: {proc.returncode}); stopping everything")
                 return
-        time.sleep(1)
+            restarts[name] += 1
+            say(f"{name} (pid {proc.pid}) exited with {proc.returncode}; restarting it")
+            stop_group(proc, timeout=10)  # what is left of its group (a server's own children)
+            if name in servers:
+                servers[name].start()
+            else:
+                _spawn(top, name, *top.commands[name])
+            (top.root / "topology.json").write_text(json.dumps(top.describe(), indent=2))
+            if on_restart is not None:
+                on_restart()
+        time.sleep(poll_s)

@@ -7,7 +7,9 @@ The path under test is Dagster's own engine: the batches `up` lands on S3 are fo
 `new_data_sensor` evaluated in the daemon, whose queued run coordinator launches the run in its
 own process; the run promotes a champion on the MLflow server; both replicas behind HAProxy
 answer with it; their answers land in the one Postgres prediction store; Prometheus scrapes every
-target."""
+target. And as deployed it survives its parts dying: the daemon killed mid-run is restarted by
+`up` without losing or repeating the run, and PostgreSQL killed and restarted is reconnected to by
+every component on its own."""
 
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ def _wait(what: str, check: Any, proc: subprocess.Popen, log: Path, timeout: flo
             last = check()
             if last:
                 return last
-        except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a server coming back answers errors meanwhile
             last = exc
         time.sleep(0.5)
     tail = log.read_text()[-3000:]
@@ -80,12 +82,38 @@ def _run_of_sensor(urls: dict[str, str]) -> dict:
     return runs[0] if runs else {}
 
 
+def _captured(engine: Any) -> int:
+    import sqlalchemy as sa
+
+    from mlops_pipeline.monitoring.predictions.schema import batches_table
+
+    with engine.connect() as db:
+        return int(db.execute(sa.select(sa.func.sum(batches_table.c.records))).scalar() or 0)
+
+
+def _pids(state: Path) -> dict[str, int]:
+    return json.loads((state / "topology.json").read_text())["pids"]
+
+
+def _restarted(state: Path, name: str, old: int) -> int:
+    return (pid := _pids(state)[name]) != old and pid
+
+
 def test_up_production_trains_through_the_daemon_and_serves_through_haproxy(topology) -> None:
     described, proc, state = topology
     urls = described["urls"]
     log = state / "logs" / "daemon.log"
+    # The daemon dies mid-run (kill -9) and is restarted by `up`: the run is neither lost nor
+    # launched twice, and the alias moves once.
+    started = _wait("the sensor's run started", lambda: (r := _run_of_sensor(urls))
+                    and r["status"] in ("STARTED", "SUCCESS") and r, proc, log)
+    assert started["status"] == "STARTED", "the run ended before the daemon could be killed mid-run"
+    daemon = described["pids"]["daemon"]
+    os.killpg(daemon, signal.SIGKILL)
+    _wait("the daemon restarted", lambda: _restarted(state, "daemon", daemon), proc, log, 120)
     run = _wait("a successful run requested by new_data_sensor",
                 lambda: (r := _run_of_sensor(urls)) and r["status"] == "SUCCESS" and r, proc, log)
+    assert run["runId"] == started["runId"]
     tags = {t["key"]: t["value"] for t in run["tags"]}
     assert tags["mlops/trigger"] == "new_data"
     # Launched out of process by the queued run coordinator (DefaultRunLauncher: its own process).
@@ -100,6 +128,10 @@ def test_up_production_trains_through_the_daemon_and_serves_through_haproxy(topo
     client = MlflowClient(tracking_uri=urls["mlflow"], registry_uri=urls["mlflow"])
     champion = client.get_model_version_by_alias("flights_delay", "champion")
     assert champion.run_id and champion.version == "1"
+    query = """{ runsOrError { ... on Runs { results { runId } } } }"""
+    every_run = httpx.post(f"{urls['dagster']}/graphql", json={"query": query}, timeout=30).json()
+    assert len(every_run["data"]["runsOrError"]["results"]) == 1  # nothing launched twice
+    assert [v.version for v in client.search_model_versions("name='flights_delay'")] == ["1"]
     for replica in ("replica1", "replica2"):  # each follows the alias on its own
         _wait(f"{replica} serving v{champion.version}",
               lambda r=replica: httpx.get(f"{urls[r]}/health").json()["model_version"] == champion.version,
@@ -127,13 +159,11 @@ def test_up_production_trains_through_the_daemon_and_serves_through_haproxy(topo
 
     import sqlalchemy as sa
 
-    from mlops_pipeline.monitoring.predictions.schema import batches_table
 
     env = dict(line.split("=", 1) for line in (state / "production.env").read_text().splitlines())
     engine = sa.create_engine(env["MLOPS_PREDICTIONS_URL"])
     try:
-        with engine.connect() as db:
-            captured = db.execute(sa.select(sa.func.sum(batches_table.c.records))).scalar()
+        captured = _captured(engine)
     finally:
         engine.dispose()
     assert captured == len(records)  # both replicas capture into the one Postgres store
@@ -150,8 +180,31 @@ def test_up_production_trains_through_the_daemon_and_serves_through_haproxy(topo
     assert len([t for t in targets if t["labels"]["job"] == "mlops-serving"]) == 2
     print(f"\ntopology: both replicas served the new champion {followed:.1f} s after its run ended")
 
+    # PostgreSQL dies (kill -9) and is restarted by `up`: every component reconnects on its own.
+    before = _pids(state)
+    os.killpg(before["postgres"], signal.SIGKILL)
+    _wait("PostgreSQL restarted", lambda: _restarted(state, "postgres", before["postgres"]), proc,
+          state / "postgres.log", 120)
+    _wait("the webserver reading runs again", lambda: _run_of_sensor(urls)["status"] == "SUCCESS",
+          proc, state / "logs" / "webserver.log", 120)
+    _wait("the MLflow server reading the registry again",
+          lambda: client.get_model_version_by_alias("flights_delay", "champion").version == "1",
+          proc, state / "mlflow.log", 120)
+    _wait("an answer through HAProxy, captured again",
+          lambda: httpx.post(f"{urls['serving']}/predict", json={"records": records[:1]},
+                             timeout=30).status_code == 200, proc, state / "logs" / "replica1.log", 120)
+    engine = sa.create_engine(env["MLOPS_PREDICTIONS_URL"])
+    try:
+        _wait("the capture in the Postgres store", lambda: _captured(engine) > len(records), proc,
+              state / "logs" / "replica1.log", 120)
+    finally:
+        engine.dispose()
+    after = _pids(state)
+    assert {k: v for k, v in after.items() if k != "postgres"} == \
+        {k: v for k, v in before.items() if k != "postgres"}  # reconnected, none restarted
+
     # SIGTERM stops every process of the topology; nothing is left behind.
-    pids = [*described["pids"].values()]
+    pids = [*described["pids"].values(), *after.values()]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 0
     leftover = [p for p in pids if group_alive(p)]
