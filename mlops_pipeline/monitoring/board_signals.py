@@ -7,6 +7,7 @@ rules and the pictures read the same numbers.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -127,6 +128,15 @@ def _answers_by_day(g: Gathered) -> tuple[list[tuple[str, float]], str, str]:
     return [(str(d), float(v)) for d, v in days.items()], f"mean predicted {g.spec.target.name}", ""
 
 
+def _why(check: dict[str, Any]) -> str:
+    """A blocking batch check's description in words: the problem, without the count prefix, the
+    batch's name (the panel names it) or the command (the verdict line has it)."""
+    detail = str(check.get("detail", "")).split(" — ")[0]
+    detail = re.sub(r"^\d+ problem\(s\): ", "", detail)
+    detail = re.sub(r"batch \S+?(, |: )", "", detail)
+    return f"{check['check'].removeprefix('batch_').replace('_', ' ')}: {detail}"
+
+
 def view(g: Gathered) -> View:
     """The first screen's values, THE verdict first."""
     from mlops_pipeline.monitoring.board import per_minute
@@ -135,7 +145,7 @@ def view(g: Gathered) -> View:
     minutes = per_minute(g.log)
     p99 = g.system.get("server_p99_ms", g.system.get("store_p99_ms"))
     error = g.system.get("server_error_rate")
-    blocked = next(((c["batch"], c.get("detail", "")) for c in g.checks
+    blocked = next(((c["batch"], _why(c)) for c in g.checks
                     if c.get("status") == "failed" and c.get("batch")), None)
     predictions, words, unit = _answers_by_day(g)
     drifted = sorted(((str(c["column"]), float(c["score"]), float(c["threshold"]))

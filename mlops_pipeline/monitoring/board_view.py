@@ -14,16 +14,11 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops_pipeline.monitoring.verdict import ACT, OK, WATCH, Verdict
+from mlops_pipeline.monitoring.verdict import ACT, METRIC_WORDS, OK, WATCH, Verdict
 
 #: Fewer labelled answers than this and realized quality is "not enough labels", not a number.
 MIN_LABELS = 100
 
-#: What a metric is called on the board.
-METRIC_WORDS = {"roc_auc": "ranking quality (ROC AUC)", "accuracy": "share answered right",
-                "brier": "probability error (Brier)", "log_loss": "log loss", "f1": "F1 score",
-                "macro_f1": "F1 score (per-class mean)", "mae": "mean absolute error",
-                "rmse": "root mean squared error", "r2": "share of variance explained (R²)"}
 _COLORS = {OK: "#1a7f37", WATCH: "#b58100", ACT: "#c62828"}
 
 

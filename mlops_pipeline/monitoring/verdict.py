@@ -40,6 +40,11 @@ RETRAIN_COMMAND = "mlops-pipeline materialize"
 MIN_LATENCY_REQUESTS = 20
 #: Fewer answers than this waiting for labels is not worth a line.
 MIN_LABELS_WAITING = 50
+#: What a metric is called where people read it (the board, the alerts): words, not names.
+METRIC_WORDS = {"roc_auc": "ranking quality (ROC AUC)", "accuracy": "share answered right",
+                "brier": "probability error (Brier)", "log_loss": "log loss", "f1": "F1 score",
+                "macro_f1": "F1 score (per-class mean)", "mae": "mean absolute error",
+                "rmse": "root mean squared error", "r2": "share of variance explained (R²)"}
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,8 @@ class Signals:
     error_rate: float | None = None
     max_error_rate: float = 0.01
     #: Rows of the latest check results: asset, check, status, severity, detail; batch checks
-    #: also `batch` and `column` (the first failing batch file and column).
+    #: also `batch` and `column` (the first failing batch file and column); `first_run` marks
+    #: a first drift report's warnings (informative only).
     checks: list[dict[str, Any]] = field(default_factory=list)
     labels_waiting: int = 0
     labeling_file: str = ""
@@ -182,7 +188,8 @@ def drift_rule(s: Signals) -> Finding | None:
         outcome = "was promoted" if s.retrain_promoted else "was not promoted (the gate kept the champion)"
         return Finding(WATCH, "drift", f"{words}; retraining ran{_at(s.retrained_at)} and {outcome}")
     if _below_floor(s):
-        return Finding(ACT, "drift", f"{words}; estimated {s.estimate_metric} {s.estimate:.3f} is "
+        metric = METRIC_WORDS.get(s.estimate_metric, s.estimate_metric.replace("_", " "))
+        return Finding(ACT, "drift", f"{words}; estimated {metric} {s.estimate:.3f} is "
                        f"below its floor {s.estimate_floor:.3f} and no retraining ran since: retrain",
                        RETRAIN_COMMAND)
     return Finding(WATCH, "drift", f"{words}; estimated quality still above its floor")
@@ -197,8 +204,9 @@ def labels_rule(s: Signals) -> Finding | None:
 
 
 def warning_rule(s: Signals) -> Finding | None:
-    """A failed warning check: worth a look, not a page."""
-    failed = _failed(s, "WARN")
+    """A failed warning check: worth a look, not a page (a first run's drift — the holdout against
+    the training split, marked `first_run` — informs and is left out)."""
+    failed = [c for c in _failed(s, "WARN") if not c.get("first_run")]
     if not failed:
         return None
     names = ", ".join(c["check"].replace("_", " ") for c in failed[:3])

@@ -68,7 +68,8 @@ def test_drift_with_estimated_degradation_and_no_retraining_says_retrain() -> No
                    estimate=0.58, estimate_floor=0.62, drift_at=datetime(2013, 4, 2, 5, tzinfo=UTC))
     v = decide(_signals(**drifted))
     assert (v.level, v.rule, v.command) == (ACT, "drift", "mlops-pipeline materialize")
-    assert v.words.startswith("inputs drifted in 9 of 16 columns; estimated roc_auc 0.580 is below")
+    assert v.words == ("inputs drifted in 9 of 16 columns; estimated ranking quality (ROC AUC) 0.580 "
+                       "is below its floor 0.620 and no retraining ran since: retrain")
     # above the floor: watch only
     assert decide(_signals(**{**drifted, "estimate": 0.7})).level == WATCH
 
@@ -97,6 +98,7 @@ def test_a_failed_warning_check_is_watch() -> None:
     check = {"asset": "production_drift", "check": "prediction_drift", "status": "failed", "severity": "WARN"}
     v = decide(_signals(checks=[check]))
     assert (v.level, v.words) == (WATCH, "warning: prediction drift")
+    assert decide(_signals(checks=[{**check, "first_run": True}])).level == OK  # informs only
 
 
 def test_no_champion_yet_says_run_the_loop() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_pipeline.data.storage import Storage
+from mlops_pipeline.defs.monitoring.shared import FIRST_RUN
 from mlops_pipeline.defs.resources import DatasetResource
 from mlops_pipeline.defs.resources.predictions import PredictionStoreResource
 from mlops_pipeline.deployment.tags import (
@@ -60,6 +61,8 @@ def _check_rows(context: dg.AssetExecutionContext,
                            severity=evaluation.severity.value,
                            detail=(evaluation.description or "")[:160])
                 row.update(_named_batch(evaluation) if not passed else {})
+                if not passed and FIRST_RUN in (evaluation.metadata or {}):
+                    row["first_run"] = True  # a first run's drift informs, never alarms
         rows.append(row)
     return rows
 
