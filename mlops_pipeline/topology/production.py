@@ -111,12 +111,15 @@ def haproxy_config(replicas: int) -> str:
     return re.sub(r"(?m)^(    default-server .*\n)", lambda m: m.group(1) + "\n".join(lines) + "\n", text)
 
 
-def prometheus_config(targets: list[str], own: str) -> str:
-    """The shipped deploy/prometheus/prometheus.yml with the replicas as the serving targets."""
+def prometheus_config(targets: list[str], own: str, interval: str | None = None) -> str:
+    """The shipped deploy/prometheus/prometheus.yml with the replicas as the serving targets
+    (and `interval` as its scrape and evaluation interval, when given)."""
     import yaml
 
     prom = PROJECT_ROOT / "deploy" / "prometheus"
     config = yaml.safe_load((prom / "prometheus.yml").read_text())
+    if interval:
+        config["global"] |= {"scrape_interval": interval, "evaluation_interval": interval}
     config["rule_files"] = [str(prom / f) for f in config["rule_files"]]
     for job in config["scrape_configs"]:
         for static in job.get("static_configs", []):

@@ -1,7 +1,8 @@
 """Two serving replicas behind HAProxy (deploy/haproxy/haproxy.cfg, Debian's haproxy), all real
 processes on loopback: a replica killed with SIGKILL under client load costs at most the requests
-that were in flight on it, HAProxy takes it out on its `/ready` health check, and the restarted
-replica rejoins and answers again."""
+that were in flight on it, HAProxy takes it out on its `/ready` health check, Prometheus (the
+shipped rules, scraping every second) raises `MlopsServingDown` for that replica, and the restarted
+replica rejoins, answers again and the alert clears."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 
 from mlops_pipeline.processes import stop_group
 from mlops_pipeline.spec import PROJECT_ROOT
+from mlops_pipeline.topology.production import prometheus_config
 from mlops_pipeline_tests.conftest import skip_or_fail
 from mlops_pipeline_tests.serving.conftest import (
     BIN,
@@ -108,12 +110,19 @@ class Load:
         return sum(1 for began, _, ok, _ in self.outcomes if ok and began > moment)
 
 
+def _alerts(prometheus: str) -> dict[str, str]:
+    """MlopsServingDown's state (pending or firing) per scraped instance."""
+    alerts = httpx.get(f"{prometheus}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+    return {a["labels"]["instance"]: a["state"] for a in alerts
+            if a["labels"]["alertname"] == "MlopsServingDown"}
+
+
 @pytest.fixture
-def balanced(stack: Stack) -> Iterator[tuple[str, str, list[Replica]]]:
-    haproxy = shutil.which("haproxy")
-    if haproxy is None:
-        skip_or_fail("haproxy not installed (Debian: apt-get install haproxy)")
-    assert haproxy is not None
+def balanced(stack: Stack) -> Iterator[tuple[str, str, str, list[Replica]]]:
+    haproxy, prometheus = shutil.which("haproxy"), shutil.which("prometheus")
+    if haproxy is None or prometheus is None:
+        skip_or_fail("haproxy or prometheus not installed (Debian: apt-get install haproxy prometheus)")
+    assert haproxy is not None and prometheus is not None
     replicas = [Replica("replica1", free_port()), Replica("replica2", free_port())]
     lb_port, stats_port = free_port(), free_port()
     env = {**os.environ, "MLOPS_LB_BIND": f"127.0.0.1:{lb_port}",
@@ -121,10 +130,19 @@ def balanced(stack: Stack) -> Iterator[tuple[str, str, list[Replica]]]:
            "MLOPS_REPLICA_2": f"127.0.0.1:{replicas[1].port}",
            "MLOPS_LB_STATS": f"127.0.0.1:{stats_port}"}
     log = stack.root / "haproxy.log"
-    lb = None
+    lb = prom = None
+    prom_port = free_port()
+    prom_dir = stack.root / f"prometheus-{prom_port}"
+    prom_dir.mkdir()
+    targets = [f"127.0.0.1:{r.port}" for r in replicas]
+    (prom_dir / "prometheus.yml").write_text(prometheus_config(targets, f"127.0.0.1:{prom_port}", "1s"))
     try:
         for replica in replicas:
             _start_replica(stack, replica)
+        prom = start([prometheus, f"--config.file={prom_dir / 'prometheus.yml'}",
+                      f"--storage.tsdb.path={prom_dir / 'tsdb'}",
+                      f"--web.listen-address=127.0.0.1:{prom_port}"],
+                     dict(os.environ), prom_dir / "prometheus.log")
         lb = start([haproxy, "-f", str(HAPROXY_CFG)], env, log)
         stats = f"http://127.0.0.1:{stats_port}/stats"
         deadline = time.monotonic() + 30
@@ -137,14 +155,14 @@ def balanced(stack: Stack) -> Iterator[tuple[str, str, list[Replica]]]:
                 assert time.monotonic() < deadline, "HAProxy's stats never answered"
                 time.sleep(0.1)
         _wait_status(stats, {"replica1": "UP", "replica2": "UP"})
-        yield f"http://127.0.0.1:{lb_port}", stats, replicas
+        yield f"http://127.0.0.1:{lb_port}", stats, f"http://127.0.0.1:{prom_port}", replicas
     finally:
-        stop_group(*[p for p in [lb, *(r.proc for r in replicas)] if p is not None])
+        stop_group(*[p for p in [lb, prom, *(r.proc for r in replicas)] if p is not None])
 
 
 def test_a_replica_killed_under_load_loses_only_its_in_flight_requests_and_rejoins(
         stack: Stack, balanced: tuple[str, str, list[Replica]]) -> None:
-    url, stats, (first, second) = balanced
+    url, stats, prometheus, (first, second) = balanced
     load = Load(url, records(stack, 200))
     threads = load.run()
     try:
@@ -157,6 +175,14 @@ def test_a_replica_killed_under_load_loses_only_its_in_flight_requests_and_rejoi
         os.killpg(first.proc.pid, signal.SIGKILL)
         first.proc.wait(timeout=30)
         down = _wait_status(stats, {"replica1": "DOWN", "replica2": "UP"})
+        dead = f"127.0.0.1:{first.port}"
+        deadline = time.monotonic() + 60
+        while dead not in _alerts(prometheus):  # the real Prometheus sees the replica down
+            assert time.monotonic() < deadline, _alerts(prometheus)
+            time.sleep(0.5)
+        # Pending now; it fires after the rule's `for: 1m` (the promtool unit tests prove that part).
+        assert _alerts(prometheus)[dead] in ("pending", "firing")
+        assert f"127.0.0.1:{second.port}" not in _alerts(prometheus)
         deadline = time.monotonic() + 60
         while load.answered_after(down) < 50:  # the survivor carries everything
             assert time.monotonic() < deadline, load.outcomes[-3:]
@@ -169,6 +195,10 @@ def test_a_replica_killed_under_load_loses_only_its_in_flight_requests_and_rejoi
             assert time.monotonic() < deadline, "the restarted replica got no request"
             time.sleep(0.2)
             seen = httpx.get(f"http://127.0.0.1:{first.port}/metrics").text
+        deadline = time.monotonic() + 60
+        while dead in _alerts(prometheus):  # back: the alert clears
+            assert time.monotonic() < deadline, _alerts(prometheus)
+            time.sleep(0.5)
     finally:
         load.stopping.set()
         for t in threads:
