@@ -134,3 +134,19 @@ def test_bench_script_runs_end_to_end_in_smoke_mode(name: str, shared_trained_ro
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     missing = [label for label in SMOKE[name] if label not in proc.stdout]
     assert missing == [], proc.stdout[-3000:]
+
+
+def test_segments_bench_runs_in_smoke_mode() -> None:
+    """`bench/segments.py --smoke`: the gate with and without ~120 segments on a tiny holdout,
+    both timed in the same run, the ratio printed against the 20% goal."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, str(BENCH / "segments.py"), "--smoke"], capture_output=True,
+                          text=True, timeout=900, cwd=PROJECT_ROOT, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for label in ("| gate: both models score the holdout ", "| per segment: ~120 segments",
+                  "to the gate's time (goal <= 20%)", "worst segments: "):
+        assert label in proc.stdout, proc.stdout[-3000:]
+    assert "segments: 1" in proc.stdout  # over a hundred segments even on the tiny sample
