@@ -104,6 +104,11 @@ COVERED: dict[str, tuple[str, str, tuple[str, ...]] | None] = {
     "uv run mlops-pipeline reproduce champion --config data/configs/fair.yaml": (
         ANY_MODEL, "test_foreign_xgboost_and_pyfunc_models_pass_the_same_gate_are_served_and_not_reproduced",
         ('"reproduce", "champion", "--config"',)),
+    # Segments (issue 27): a draft `segments:` section from the landed data.
+    "uv run mlops-pipeline segments suggest": (
+        "mlops_pipeline_tests/cli/test_segments_suggest.py",
+        "test_segments_suggest_proposes_columns_with_few_values_and_numeric_bands",
+        ('main(["segments", "suggest"])',)),
 }
 
 

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "mlops_pipeline.cli.simulate",
     "mlops_pipeline.cli.labels",
     "mlops_pipeline.cli.batches",
+    "mlops_pipeline.cli.segments",
 ]
 
 

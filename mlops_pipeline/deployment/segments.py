@@ -306,3 +306,22 @@ def log_segments(client: Any, run_id: str, report: SegmentReport,
                  artifact_file: str = "segments/gate.json") -> None:
     """The table as an MLflow table artifact of the candidate's run (`MlflowClient.log_table`)."""
     client.log_table(run_id, pd.DataFrame(report.records()), artifact_file)
+
+
+def suggest_segments(frame: pd.DataFrame, spec: Any, max_values: int = 50) -> dict[str, Any]:
+    """A draft `segments:` section from data: the feature and key columns with 2..`max_values`
+    distinct values (categorical or not), and numeric features with more as quartile bands
+    (edges rounded to 2 significant digits). A draft to review, like `contract infer`'s."""
+    candidates = [c for c in dict.fromkeys([*spec.features.categorical, *spec.features.numerical,
+                                            *spec.key_columns]) if c in frame.columns]
+    columns, bins = [], {}
+    for column in candidates:
+        distinct = frame[column].nunique(dropna=True)
+        if 2 <= distinct <= max_values:
+            columns.append(column)
+        elif column in spec.features.numerical and distinct > max_values:
+            q = frame[column].quantile([0.25, 0.5, 0.75]).dropna().to_numpy(float)
+            edges = sorted({float(f"{x:.2g}") for x in q})
+            if edges:
+                bins[column] = edges
+    return {"columns": columns, "bins": bins, "min_rows": 200, "tolerance": 0.02}
