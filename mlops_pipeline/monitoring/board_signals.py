@@ -124,8 +124,10 @@ def _answers_by_day(g: Gathered) -> tuple[list[tuple[str, float]], str, str]:
     column = score_column(g.spec.task)
     days = served.groupby(pd.to_datetime(served["ts"], utc=True).dt.date)[column].mean()
     if g.spec.task == "classification":
-        return [(str(d), float(v) * 100) for d, v in days.items()], "mean predicted chance (%)", "%"
-    return [(str(d), float(v)) for d, v in days.items()], f"mean predicted {g.spec.target.name}", ""
+        words = f"mean predicted chance of {g.spec.target.name.replace('_', ' ')}"
+        return [(str(d), float(v) * 100) for d, v in days.items()], words, "%"
+    return ([(str(d), float(v)) for d, v in days.items()],
+            f"mean predicted {g.spec.target.name.replace('_', ' ')}", "")
 
 
 def _why(check: dict[str, Any]) -> str:

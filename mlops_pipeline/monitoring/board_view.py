@@ -66,6 +66,8 @@ def sparkline(values: list[float], width: int = 300, height: int = 70, line: flo
     """A line of `values` (oldest left) with an optional dashed `line` (a target) across it."""
     if not values:
         return "<p class='none'>no data yet</p>"
+    if len(values) == 1:  # one minute (or day) so far: a flat line at its level, still a picture
+        values = [values[0], values[0]]
     top = max([*values, line or 0.0]) * 1.15 or 1.0
     n = max(len(values) - 1, 1)
     pts = " ".join(f"{i * width / n:.1f},{height - v / top * height:.1f}" for i, v in enumerate(values))
@@ -83,13 +85,13 @@ def bars(rows: list[tuple[str, float, str]], width: int = 300, limit: float | No
     top = max([*(v for _, v, _ in rows), limit or 0.0]) * 1.1 or 1.0
     h, out = 22, []
     for i, (label, value, words) in enumerate(rows):
-        w = max(value / top * (width - 120), 1)
+        w = max(value / top * (width - 190), 1)
         color = "#c62828" if limit is not None and value > limit else "#1f6feb"
         out.append(f"<text x='0' y='{i * h + 15}' font-size='12'>{_e(label)}</text>"
                    f"<rect x='110' y='{i * h + 4}' width='{w:.1f}' height='14' fill='{color}'/>"
                    f"<text x='{114 + w:.1f}' y='{i * h + 15}' font-size='11'>{_e(words)}</text>")
     if limit is not None:
-        x = 110 + limit / top * (width - 120)
+        x = 110 + limit / top * (width - 190)
         out.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='0' y2='{len(rows) * h}' stroke='#c62828' "
                    "stroke-dasharray='4 3'/>")
     return f"<svg width='{width + 60}' height='{len(rows) * h + 4}'>{''.join(out)}</svg>"
@@ -141,7 +143,8 @@ def predictions_panel(v: View) -> str:
     last_day, last = v.predictions[-1]
     body = sparkline([p for _, p in v.predictions], label=v.answer_words)
     return _panel("Predictions over time", body + f"<p class='cap'>{_e(v.answer_words)} per day</p>",
-                  f"{_e(last_day)}: {_e(v.answer_words)} {_num(last)}{_e(v.answer_unit)} "
+                  f"{_e(last_day)}: {_e(v.answer_words)} {_num(last, 1 if v.answer_unit else 3)}"
+                  f"{_e(v.answer_unit)} "
                   f"over {len(v.predictions)} day(s)")
 
 
