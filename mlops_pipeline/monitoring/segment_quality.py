@@ -68,3 +68,42 @@ def segment_quality(labelled: pd.DataFrame, spec: Any) -> SegmentQuality:
     report = compare_segments(rows, answers, None, spec.segments, metric, reference=rule.floor,
                               against="gate floor")
     return SegmentQuality(report, overall, float(rule.floor))
+
+
+def estimated_segment_quality(rows: pd.DataFrame, spec: Any, champ: Any, seed: int = 0) -> SegmentQuality:
+    """Before labels: each segment's estimated metric (`estimates.estimate_rows` on its served
+    rows, CBPE or DLE, with its band) held to the gate's floor like `segment_quality` — a segment
+    fails when its whole band lies below the floor by more than the tolerance. `champ` is the
+    champion's `ChampionEstimator`."""
+    from mlops_pipeline.deployment.segments import SegmentRow, define_segments
+    from mlops_pipeline.monitoring.estimates import estimate_rows
+    from mlops_pipeline.training.metrics import GREATER_IS_BETTER
+
+    if not spec.segments.enabled:
+        return SegmentQuality(None, reason="no segments in the dataset config")
+    missing = [c for c in spec.segments.dimensions if c not in rows.columns]
+    if missing:
+        return SegmentQuality(None, reason=f"the logged answers lack segment column(s) {missing}")
+    kind = {"binary": "binary", "multiclass": "multiclass"}.get(champ.estimator.kind, "regression")
+    metric = segment_metric(spec.gate, kind)
+    rule = spec.gate.get(metric) if metric else None
+    if rule is None or rule.floor is None or metric not in champ.estimator.metrics(spec.gate):
+        return SegmentQuality(None, reason="the first gate metric has no floor or no estimate")
+    seg, line, sign = spec.segments, float(rule.floor), 1.0 if GREATER_IS_BETTER[metric] else -1.0
+    rows = rows.reset_index(drop=True)
+    overall = estimate_rows(spec, champ, rows, seed)[metric].value
+    out = []
+    for segment in define_segments(rows, seg):
+        n = len(segment.rows)
+        if n < seg.min_rows:
+            out.append(SegmentRow(segment.name, segment.column, segment.value, n, float("nan"), None,
+                                  float("nan"), float("nan"), float("nan"), "too few rows"))
+            continue
+        e = estimate_rows(spec, champ, rows.iloc[segment.rows], seed)[metric]
+        low, high = sorted((sign * (e.lower - line), sign * (e.upper - line)))
+        verdict = "regressed" if high < -seg.tolerance else "ok"
+        out.append(SegmentRow(segment.name, segment.column, segment.value, n, float(e.value), None,
+                              sign * (e.value - line), low, high, verdict))
+    report = SegmentReport(metric, seg.tolerance, 0.95, seg.min_rows, tuple(out),
+                           against="gate floor (estimated)")
+    return SegmentQuality(report, float(overall), line)

@@ -9,7 +9,7 @@ import pytest
 
 from mlops_pipeline.deployment.gate import evaluate_gate
 from mlops_pipeline.monitoring.quality import labelled_quality
-from mlops_pipeline.monitoring.segment_quality import segment_quality
+from mlops_pipeline.monitoring.segment_quality import estimated_segment_quality, segment_quality
 from mlops_pipeline.spec import load_spec
 from mlops_pipeline_tests.segment_data import FLIGHTS, scored_flights_holdout
 
@@ -61,3 +61,32 @@ def test_segment_quality_says_why_it_cannot_judge(served):
     no_floor = spec.model_copy(update={"gate": {"roc_auc": spec.gate["roc_auc"].model_copy(
         update={"floor": None})}})
     assert "no floor" in segment_quality(served, no_floor).reason
+
+
+def test_before_labels_the_estimate_of_one_origin_moves_first(served):
+    """The champion's answers for EWR turn flat (one probability for every EWR flight, as when
+    its inputs moved where it learnt nothing): the per-segment estimate (CBPE) falls below the
+    floor while the overall one holds."""
+    from mlops_pipeline.monitoring.champion import ChampionEstimator
+    from mlops_pipeline.monitoring.estimates import estimate_rows
+    from mlops_pipeline.monitoring.estimation_fit import fit_classification_estimator
+    from mlops_pipeline.training.model import ClassInfo
+
+    spec = _spec()
+    y = served["delayed"].astype(int).to_numpy()
+    estimator = fit_classification_estimator(served["probability"].to_numpy(), y, ClassInfo((0, 1), 1))
+    champ = ChampionEstimator("1", estimator, {}, "test")
+    ewr = (served["origin"] == "EWR").to_numpy()
+    unsure = served.copy()
+    p = unsure["probability"].to_numpy().copy()
+    p[ewr] = p[ewr].mean()
+    unsure["probability"] = p
+
+    quality = estimated_segment_quality(unsure, spec, champ)
+
+    assert estimate_rows(spec, champ, unsure, 0)["roc_auc"].lower > 0.55  # overall: fine
+    assert not quality.passed
+    blocking = {r.segment for r in quality.report.blocking}
+    assert "origin=EWR" in blocking and not {"origin=JFK", "origin=LGA"} & blocking
+    assert "against the gate floor (estimated)" in quality.describe()
+    assert estimated_segment_quality(served, spec, champ).passed
