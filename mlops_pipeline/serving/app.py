@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from mlops_pipeline.monitoring.predictions import PredictionStore
 from mlops_pipeline.serving.errors import RequestError, read_object
@@ -202,12 +203,15 @@ class Route(NamedTuple):
     latency: str | None = None
     with_kind: bool = False
     json: bool = False
+    #: Answered straight from the ASGI call (`ServingApp`), without FastAPI's routing and request
+    #: machinery; only for fixed paths. The route stays in /openapi.json.
+    hot: bool = False
 
 
 ROUTES = (
-    Route("POST", "/predict", "predict", _predict, latency="predict", json=True),
-    Route("POST", "/invocations", "invocations", _invocations, latency="invocations", json=True),
-    Route("GET", "/ping", "ping", _ping),
+    Route("POST", "/predict", "predict", _predict, latency="predict", json=True, hot=True),
+    Route("POST", "/invocations", "invocations", _invocations, latency="invocations", json=True, hot=True),
+    Route("GET", "/ping", "ping", _ping, hot=True),
     Route("POST", "/v2/models/{model_name}/infer", "v2_infer", _v2_infer, latency="v2_infer", json=True),
     Route("GET", "/v2/models/{model_name}", "v2_model_metadata", _v2_metadata),
     Route("GET", "/v2/models/{model_name}/ready", "v2_model_ready", _v2_ready),
@@ -217,8 +221,8 @@ ROUTES = (
     Route("POST", "/feedback", "feedback", _feedback, token=False, latency="feedback", json=True),
     Route("POST", "/admin/reload", "reload", _reload, token=True),
     Route("POST", "/admin/rollback", "rollback", _rollback, token=True, with_kind=True, json=True),
-    Route("GET", "/health", "health", _health),
-    Route("GET", "/ready", "ready", _ready),
+    Route("GET", "/health", "health", _health, hot=True),
+    Route("GET", "/ready", "ready", _ready, hot=True),
     Route("GET", "/metrics", "metrics", _metrics),
 )
 
@@ -246,12 +250,31 @@ def _endpoint(handler: Handler, token: bool | None, latency: str | None, with_ki
     return endpoint
 
 
+class ServingApp(FastAPI):
+    """FastAPI for everything but the hot routes (`Route.hot`: /predict and the other fixed-path
+    scoring and probe routes), which are answered straight from the ASGI call: the same endpoint
+    (token, content type, errors, latency), without routing, dependency solving and the middleware
+    stack per request. Everything else, lifespan and /openapi.json included, is FastAPI's."""
+
+    hot: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.hot.get((scope["method"], scope["path"]))
+            if endpoint is not None:
+                scope["app"] = self  # what `request.app` reads
+                response = await endpoint(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: ServeSettings,
     spec: DatasetSpec | None = None,
     registry: Any = None,
     store: PredictionStore | None = None,
-) -> FastAPI:
+) -> ServingApp:
     """The app of one serving process. `spec` defaults to the configured dataset's, `registry` to
     the MLflow of `MLFLOW_TRACKING_URI` (else the embedded one), `store` to `predictions_url`'s;
     tests inject stand-ins. The `Server` is built and started in the lifespan, stopped after the
@@ -276,9 +299,12 @@ def create_app(
         finally:
             await server.stop()
 
-    app = FastAPI(title="mlops-pipeline serving", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = ServingApp(title="mlops-pipeline serving", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.hot = {}
     for route in ROUTES:
         endpoint = _endpoint(route.handler, route.token, route.latency, route.with_kind, route.json)
         app.add_api_route(route.path, endpoint, methods=[route.method], name=route.name,
                           openapi_extra=bodies.get(route.name))
+        if route.hot:
+            app.hot[(route.method, route.path)] = endpoint
     return app

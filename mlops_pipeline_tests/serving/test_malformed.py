@@ -226,6 +226,23 @@ def test_openapi_declares_the_request_bodies_from_the_contract(harness):
     assert feedback["required"] == ["request_id", "label"]
 
 
+def test_the_hot_routes_skip_fastapi_routing_and_keep_their_answers(harness):
+    """/predict and the probes are answered straight from the ASGI call, with the same checks
+    (415, the answer); another method on a hot path still goes through FastAPI (405), and
+    /openapi.json still lists every hot route."""
+    async def go(client, server):
+        return (await client.post("/predict", content=body(), headers=JSON),
+                await client.post("/predict", content=body(), headers={"content-type": "text/plain"}),
+                await client.get("/predict"), (await client.get("/openapi.json")).json()["paths"])
+
+    ok, wrong_type, wrong_method, paths = harness.run(go)
+    assert set(harness.app.hot) == {("POST", "/predict"), ("POST", "/invocations"), ("GET", "/ping"),
+                                    ("GET", "/health"), ("GET", "/ready")}
+    assert ok.status_code == 200 and len(ok.json()["predictions"]) == 1
+    assert wrong_type.status_code == 415 and wrong_method.status_code == 405
+    assert {path for _, path in harness.app.hot} <= set(paths)
+
+
 def test_health_never_shows_the_registry_password(harness):
     async def go(client, server):
         await asyncio.get_running_loop().run_in_executor(None, server.watcher.refresh_now, 10.0)
