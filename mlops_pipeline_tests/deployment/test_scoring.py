@@ -21,19 +21,24 @@ def test_a_model_scored_on_its_holdout_gets_the_metrics_training_computed(flight
 def test_a_registered_version_is_loaded_through_the_clients_configuration(monkeypatch, data_dir):
     import importlib
 
-    sklearn_flavor = importlib.import_module("mlflow.sklearn")  # the module, not mlflow's lazy stand-in
+    artifacts = importlib.import_module("mlflow.artifacts")  # the module, not mlflow's lazy stand-in
     loaded, calls = object(), []
 
     class Client:
         def configure(self):
             calls.append("configure")
 
-    def load_model(uri):
-        calls.append(uri)
-        return loaded
+    def download_artifacts(artifact_uri):
+        calls.append(artifact_uri)
+        return "/downloaded/model"
 
-    monkeypatch.setattr(sklearn_flavor, "load_model", load_model)
+    def load_local(path):  # serving's loader: the same one for every flavor
+        calls.append(path)
+        return loaded, "classification", "sklearn"
+
+    monkeypatch.setattr(artifacts, "download_artifacts", download_artifacts)
+    monkeypatch.setattr("mlops_pipeline.serving.flavors.load_local", load_local)
     monkeypatch.setattr("mlops_pipeline.deployment.scoring.score_model",
                         lambda model, df, spec: {"model_is_the_loaded_one": model is loaded})
     assert score_version(Client(), "flights", "7", None, None) == {"model_is_the_loaded_one": True}
-    assert calls == ["configure", "models:/flights/7"]
+    assert calls == ["configure", "models:/flights/7", "/downloaded/model"]
