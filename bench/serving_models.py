@@ -130,7 +130,7 @@ def main() -> int:
     parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
-    args = smoke(parser.parse_args(), seconds=1.0, rounds=1, sample=0.12, records=20)
+    args = smoke(parser.parse_args(), seconds=1.0, rounds=1, sample=0.05, records=20)
     with temp_root("serving-models", args.keep) as root:
         print("training and registering v1 (default) and v2 (LightGBM) through the pipeline...", flush=True)
         records, configs = register_both(root, args.sample)
