@@ -171,9 +171,9 @@ def test_a_replica_killed_under_load_loses_only_its_in_flight_requests_and_rejoi
             assert time.monotonic() < deadline, load.outcomes[-3:]
             time.sleep(0.05)
         assert first.proc is not None
-        killed = time.monotonic()
         os.killpg(first.proc.pid, signal.SIGKILL)
         first.proc.wait(timeout=30)
+        killed = time.monotonic()  # dead by now: a request begun later never reached it alive
         down = _wait_status(stats, {"replica1": "DOWN", "replica2": "UP"})
         dead = f"127.0.0.1:{first.port}"
         deadline = time.monotonic() + 60
