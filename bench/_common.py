@@ -136,8 +136,11 @@ def bench_env(root: Path) -> dict[str, str]:
     env = {**os.environ, "MLOPS_DATA_DIR": str(root / "data"), "DAGSTER_HOME": str(root / "dagster_home"),
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    for var in ("MLFLOW_TRACKING_URI", "MLOPS_DATASET_CONFIG", "MLOPS_SERVE_URL", "MLOPS_SERVING_URL",
-                "MLOPS_PREDICTIONS_URL", "MLOPS_PROFILE", "MLOPS_STORAGE_ROOT", "MLOPS_SERVE_TOKEN"):
+    # MLFLOW_REGISTRY_URI too: MLflow exports the process-wide registry URI, so a parent that
+    # talked to another registry would point `models:/` URIs here at that one.
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLOPS_DATASET_CONFIG", "MLOPS_SERVE_URL",
+                "MLOPS_SERVING_URL", "MLOPS_PREDICTIONS_URL", "MLOPS_PROFILE", "MLOPS_STORAGE_ROOT",
+                "MLOPS_SERVE_TOKEN"):
         env.pop(var, None)
     (root / "data").mkdir(parents=True, exist_ok=True)
     (root / "dagster_home").mkdir(parents=True, exist_ok=True)

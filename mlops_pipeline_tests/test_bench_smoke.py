@@ -130,7 +130,10 @@ def test_bench_script_runs_end_to_end_in_smoke_mode(name: str, shared_trained_ro
     import os
     import subprocess
 
-    env = {**os.environ, "MLOPS_BENCH_SHARED_ROOT": shared_trained_root, "PYTHONWARNINGS": "ignore"}
+    # A clean environment, as a person runs a script: earlier tests leave MLflow's process-wide
+    # registry URI (and the like) exported, which would point the script at their servers.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_", "DAGSTER_"))}
+    env |= {"MLOPS_BENCH_SHARED_ROOT": shared_trained_root, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--smoke"], capture_output=True,
                           text=True, timeout=900, cwd=PROJECT_ROOT, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -144,7 +147,8 @@ def test_segments_bench_runs_in_smoke_mode() -> None:
     import os
     import subprocess
 
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_", "DAGSTER_"))}
+    env["PYTHONWARNINGS"] = "ignore"
     proc = subprocess.run([sys.executable, str(BENCH / "segments.py"), "--smoke"], capture_output=True,
                           text=True, timeout=900, cwd=PROJECT_ROOT, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
