@@ -36,9 +36,16 @@ def _objects() -> dict[tuple[str, str], dict[str, Any]]:
 def test_every_manifest_is_valid_against_the_kubernetes_api_schemas(path: Path) -> None:
     import kubernetes_validate
 
-    for doc in _docs(path):
+    docs = _docs(path)
+    assert docs, f"{path} holds no manifest"
+    errors = []
+    for doc in docs:
         # strict: a misspelt field (readinesProbe) is an error, not silently ignored by the API
-        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            errors.append(f"{doc['kind']}/{doc['metadata']['name']}: {str(exc)[:300]}")
+    assert errors == []
 
 
 def test_strict_validation_catches_a_misspelt_field() -> None:
