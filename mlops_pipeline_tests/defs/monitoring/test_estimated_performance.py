@@ -24,6 +24,7 @@ from mlops_pipeline.defs.resources import DatasetResource
 from mlops_pipeline.monitoring.predictions import PredictionBatch, PredictionStore
 from mlops_pipeline.spec import load_spec
 from mlops_pipeline_tests.conftest import check_results
+from mlops_pipeline_tests.defs.monitoring.champion_traffic import champion_answers
 
 pytestmark = pytest.mark.slow
 
@@ -34,14 +35,7 @@ WEATHER = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "prec
 def _serve(rows: pd.DataFrame, labels=None) -> list[str]:
     """Score `rows` with the champion and capture them as the server would; attach `labels`
     (the dataset's label source, `arr_delay`) when given."""
-    spec = load_spec()
-    model = mlflow.sklearn.load_model(f"models:/{spec.name}@champion")
-    version = str(mlflow.MlflowClient().get_model_version_by_alias(spec.name, "champion").version)
-    proba = model.predict_proba(rows[spec.features.columns])[:, 1]
-    records = rows[list(dict.fromkeys([*spec.features.columns, *spec.key_columns]))].astype(object)
-    records = records.where(records.notna(), None)
-    features = [{k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in rec.items()}
-                for rec in records.to_dict("records")]
+    spec, version, proba, features = champion_answers(rows)
     batch = PredictionBatch.from_records(features, (proba >= 0.5).astype(float).tolist(),
                                          proba.tolist(), model_name=spec.name, model_version=version,
                                          latency_ms=3.0)

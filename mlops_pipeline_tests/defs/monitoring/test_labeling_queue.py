@@ -21,6 +21,7 @@ from mlops_pipeline.defs.definitions import build_definitions
 from mlops_pipeline.monitoring.labeling import import_labels, read_labels
 from mlops_pipeline.monitoring.predictions import PredictionBatch, PredictionStore
 from mlops_pipeline.spec import load_spec
+from mlops_pipeline_tests.defs.monitoring.champion_traffic import champion_answers
 
 pytestmark = pytest.mark.slow
 
@@ -30,14 +31,7 @@ TODAY = datetime.now(UTC).strftime("%Y-%m-%d")
 def _serve(rows: pd.DataFrame, labelled: int, shadowed: int) -> dict[str, list[str]]:
     """One request of `rows`, the first `labelled` records labelled, the next `shadowed` answered
     by a shadow challenger that always says the opposite class."""
-    spec = load_spec()
-    model = mlflow.sklearn.load_model(f"models:/{spec.name}@champion")
-    version = str(mlflow.MlflowClient().get_model_version_by_alias(spec.name, "champion").version)
-    proba = model.predict_proba(rows[spec.features.columns])[:, 1]
-    records = rows[list(dict.fromkeys([*spec.features.columns, *spec.key_columns]))].astype(object)
-    records = records.where(records.notna(), None)
-    features = [{k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in rec.items()}
-                for rec in records.to_dict("records")]
+    spec, version, proba, features = champion_answers(rows)
     pred = (proba >= 0.5).astype(float)
     batch = PredictionBatch.from_records(features, pred.tolist(), proba.tolist(), model_name=spec.name,
                                          model_version=version, classes=(0.0, 1.0), positive=1)
