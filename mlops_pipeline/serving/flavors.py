@@ -49,7 +49,7 @@ class PyfuncModel:
             for attr in (POSITIVE_ATTR, THRESHOLD_ATTR):  # read by model.class_info when present
                 if (value := getattr(self.proba_source, attr, None)) is not None:
                     setattr(self, attr, value)
-            self._proba = _call_with_input(self.proba_source.predict_proba)
+            self._proba = call_with_input(self.proba_source.predict_proba)
 
     @property
     def has_proba(self) -> bool:
@@ -72,7 +72,7 @@ class PyfuncModel:
         return as_column(self.pyfunc.predict(self._input(X)))
 
 
-def _call_with_input(fn: Any) -> Any:
+def call_with_input(fn: Any) -> Any:
     """`fn(X)`; a PythonModel-style `fn(context, X)` is given `None` as its context."""
     try:
         params = [p for p in inspect.signature(fn).parameters.values()

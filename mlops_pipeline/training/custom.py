@@ -9,13 +9,16 @@ The loop calls `function(train, validation, spec, seed)`:
   else 0.2), never from the holdout, which stays the gate's.
 - `spec`: the `DatasetSpec` (`spec.model.params` are the function's to read); `seed`: the model seed.
 
-It returns a fitted model that takes a DataFrame of the contract's feature columns: scikit-learn
-compatible, i.e. `predict`, and for classification `predict_proba` and `classes_` (a fitted sklearn
-`Pipeline` that does its own preprocessing is the natural shape; a model of another library goes
-inside a small class with those methods). That shape, not an `mlflow.pyfunc.PythonModel`, because
-the loop logs it through MLflow's sklearn flavor like its own model: the gate, serving's fast path,
-drift, the estimates before labels (which need probabilities), explain and `reproduce` then use it
-unchanged. A returned `PythonModel` is refused with one line saying so.
+It returns a fitted model that takes a DataFrame of the contract's feature columns, either
+- scikit-learn compatible, i.e. `predict`, and for classification `predict_proba` and `classes_` (a
+  fitted sklearn `Pipeline` that does its own preprocessing is the natural shape): logged through
+  MLflow's sklearn flavor like the loop's own model, served on serving's sklearn fast path; or
+- an `mlflow.pyfunc.PythonModel` (`training.python_model`): `predict(context, model_input)`, and for
+  classification `predict_proba(model_input)` and `classes_` on it (see examples/train_pyfunc.py),
+  logged with `mlflow.pyfunc` and loaded through it by the gate, serving and `reproduce`.
+Either way the gate, drift, the estimates before labels (which need probabilities), explain and
+`reproduce` use it unchanged. A classifier without class probabilities is refused in one line:
+the gate's classification metrics need them.
 
 The module must be importable wherever the loop trains or reproduces: in the project (like
 `examples/`: the editable install puts the project root on the path) or on `PYTHONPATH`; and where
@@ -32,13 +35,19 @@ from typing import Any
 import pandas as pd
 
 
-def check_returned(model: Any, spec: Any) -> None:
-    """Refuse (one line) what the loop cannot log, gate and serve as its own model."""
+def check_returned(model: Any, spec: Any) -> Any:
+    """Refuse (one line) what the loop cannot log, gate and serve as its own model; returns the
+    model as the loop uses it (a `PythonModel` behind `python_model.PythonModelFace`)."""
+    from mlops_pipeline.training.python_model import PythonModelFace, is_python_model
+
     path = spec.model.train
-    if any(c.__module__.startswith("mlflow.pyfunc") for c in type(model).__mro__):
-        raise ValueError(f"model.train: {path} returned an mlflow.pyfunc model — return a fitted "
-                         "scikit-learn-compatible model (predict, predict_proba, classes_) instead: "
-                         "the loop logs it like its own so the gate, serving and reproduce load it")
+    if is_python_model(model):
+        face = PythonModelFace(model)
+        if spec.task == "classification" and not face.has_proba:
+            raise ValueError(f"model.train: {path} returned the PythonModel {type(model).__name__} "
+                             "without predict_proba(model_input) and classes_ — the gate's "
+                             "classification metrics need class probabilities")
+        return face
     needed = ["predict"] + (["predict_proba"] if spec.task == "classification" else [])
     missing = [m for m in needed if not callable(getattr(model, m, None))]
     if spec.task == "classification" and not hasattr(model, "classes_"):
@@ -46,7 +55,8 @@ def check_returned(model: Any, spec: Any) -> None:
     if missing:
         raise ValueError(f"model.train: {path} returned {type(model).__name__}, which has no "
                          f"{', '.join(missing)} — return a fitted scikit-learn-compatible model "
-                         "taking the contract's feature columns")
+                         "taking the contract's feature columns, or an mlflow.pyfunc.PythonModel")
+    return model
 
 
 def fit_custom(X: pd.DataFrame, y: pd.Series, spec: Any, seed: int) -> tuple[Any, Any]:
@@ -64,8 +74,7 @@ def fit_custom(X: pd.DataFrame, y: pd.Series, spec: Any, seed: int) -> tuple[Any
     labels = pd.Series(y).to_numpy()
     train = X[~mask].reset_index(drop=True).assign(**{target: labels[~mask]})
     validation = X[mask].reset_index(drop=True).assign(**{target: labels[mask]})
-    model = function(train, validation, spec, seed)
-    check_returned(model, spec)
+    model = check_returned(function(train, validation, spec, seed), spec)
     if spec.task != "classification":
         return model, None
     classes = set_positive_class(model, train[target], spec)

@@ -274,3 +274,17 @@ def runtime_packages(model: Any) -> tuple[str, ...]:
     """Packages the logged model needs at load beyond the default pipeline's (the booster's)."""
     package = _package(final_estimator(model))
     return (package,) if package in BOOSTERS else ()
+
+
+def model_description(spec: Any, model: Any) -> str:
+    """What was trained, in one line, for any model: the default pipeline, `model.estimator`
+    behind its preprocessing, or `model.train`'s function and the class it returned (a
+    `PythonModel` is logged with mlflow.pyfunc, anything else with the sklearn flavor)."""
+    raw = model.get_raw_model() if hasattr(model, "get_raw_model") else model
+    name = type(final_estimator(model)).__name__
+    if spec.model.train is not None:
+        flavor = "mlflow.pyfunc" if getattr(model, "flavor", "") == "python_function" else "sklearn flavor"
+        return f"model.train {spec.model.train}: {type(raw).__name__} ({flavor})"
+    if spec.model.estimator is not None:
+        return f"model.estimator {name} ({spec.model.preprocessing} preprocessing)"
+    return f"default pipeline: {name}"

@@ -1,4 +1,5 @@
-"""A fitted pipeline logged as an MLflow model, the form serving and the gate load it in."""
+"""A fitted pipeline (or a `model.train` function's `PythonModel`) logged as an MLflow model, the
+form serving and the gate load it in."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ def log_model(model: Any, X: pd.DataFrame, scores: Any, trust_dumped_types: bool
     with skops (MLflow's safe default) trusting only the types our pipelines are made of, with
     a signature and input example from `X` and `scores`, and our own conda env.
     `trust_dumped_types`: a model `model.train`'s function returned also trusts the types it is
-    made of, listed from its own dump (the team's code built it in this process)."""
+    made of, listed from its own dump (the team's code built it in this process).
+    A `PythonModel` (behind `python_model.PythonModelFace`) is logged with `mlflow.pyfunc`, its
+    signature from `X` and its own `predict` answers, pickled by reference to its class."""
     import platform
     import warnings
 
@@ -21,6 +24,7 @@ def log_model(model: Any, X: pd.DataFrame, scores: Any, trust_dumped_types: bool
 
     from mlops_pipeline.training.estimators import runtime_packages, skops_trusted_types
     from mlops_pipeline.training.model import pip_requirements
+    from mlops_pipeline.training.python_model import PythonModelFace
 
     # Our own conda env instead of `pip_requirements=`: pip is not installed in a uv venv, and
     # MLflow, asked to pin it in conda.yaml, warns on every run. pip is listed unpinned on purpose;
@@ -29,12 +33,21 @@ def log_model(model: Any, X: pd.DataFrame, scores: Any, trust_dumped_types: bool
         "name": "mlflow-env",
         "channels": ["conda-forge"],
         "dependencies": [f"python={platform.python_version()}", "pip",
-                         {"pip": pip_requirements(runtime_packages(model))}],
+                         {"pip": pip_requirements(runtime_packages(model) + (
+                             ("cloudpickle",) if isinstance(model, PythonModelFace) else ()))}],
     }
     with warnings.catch_warnings():
         # MLflow's hint that int columns cannot carry NaN at inference: serving coerces every
         # request to the contract's dtypes before predicting, so it never applies here.
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        if isinstance(model, PythonModelFace):
+            sample = X.head(100)
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=model.python_model,
+                signature=infer_signature(sample, model.predict(sample)),
+                input_example=X.head(5), conda_env=conda_env,
+            )
+            return info.model_uri
         info = mlflow.sklearn.log_model(
             model,
             name="model",

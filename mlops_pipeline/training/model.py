@@ -261,7 +261,11 @@ def class_name(label: Any) -> str:
 
 def drift_scores(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
     """The one prediction column drift watches: the numeric score for binary and regression, the
-    predicted class as text (`class_name`, a category) for multi-class."""
+    predicted class as text (`class_name`, a category) for multi-class, and for a classifier
+    without class probabilities (`has_proba` false: a pyfunc answering labels only) its predicted
+    labels as text, so its prediction drift is still measured."""
+    if task == "classification" and getattr(model, "has_proba", True) is False:
+        return np.asarray([class_name(c) for c in np.asarray(model.predict(X)).tolist()], dtype=object)
     scores = predict_scores(model, X, task)
     if scores.ndim == 2:
         names = np.asarray([class_name(c) for c in class_info(model).labels], dtype=object)

@@ -202,9 +202,8 @@ def reproduce(
     """Rebuild version `ref` (number or alias) of `name` from its manifest and compare its holdout
     predictions with the registered model's, within `atol`; environment differences are only warnings.
     Raises `ReproduceError` when it cannot be rebuilt; differing predictions are reported in `diff`."""
-    import mlflow as mlflow_lib
-
     from mlops_pipeline.data.preparation import prepare
+    from mlops_pipeline.deployment.scoring import load_version
     from mlops_pipeline.spec import DatasetSpec
     from mlops_pipeline.training.fit import fit_and_score
     from mlops_pipeline.training.model import predict_scores
@@ -242,8 +241,8 @@ def reproduce(
     if recorded_rows is not None and int(recorded_rows) != len(fitted.X_hold):
         log(f"WARNING: holdout has {len(fitted.X_hold)} rows, the manifest recorded {recorded_rows}")
 
-    mlflow.configure()
-    registered = mlflow_lib.sklearn.load_model(f"models:/{name}/{version}")
+    # As the gate and serving load it, whatever its flavor (a `model.train` PythonModel: pyfunc).
+    registered = load_version(mlflow, name, version)
     result.diff = compare_predictions(
         predict_scores(registered, fitted.X_hold, spec.task), fitted.scores, atol
     )

@@ -7,7 +7,9 @@ models trained outside the loop promoted through the same gate.
 inference-cost rule) and registered by the Dagster loop once per case, served by the real server
 (whose answers must be the registered model's, thresholded by the stored threshold), monitored
 downstream of those answers (drift, quality from labels, estimates before labels, the labeling
-queue, explain) and reproduced from its manifest with identical predictions.
+queue, explain) and reproduced from its manifest with identical predictions. The worked example
+of `model.train` returning an MLflow `PythonModel` (examples/train_pyfunc.py) goes the same way:
+logged with mlflow.pyfunc, gated, registered, served with its threshold, reproduced.
 
 After the LightGBM case, models registered outside the loop, as from a notebook, are promoted with
 `mlops-pipeline promote` (issue 26 item 6): loaded through their flavor and scored on the
@@ -34,6 +36,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from examples.train_pyfunc import SklearnPythonModel
 from mlops_pipeline_tests.cli.conftest import FAIR_CONFIG
 from mlops_pipeline_tests.conftest import materialized
 
@@ -52,20 +55,6 @@ CASES = {
                                     "params": {"n_estimators": 60, "max_depth": 3,
                                                "learning_rate": 0.1}}),
 }
-
-
-class Wrapped(mlflow.pyfunc.PythonModel):
-    """A notebook's wrapper around a fitted classifier: labels, class probabilities and classes."""
-
-    def __init__(self, model: Any):
-        self.model = model
-        self.classes_ = model.classes_
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
-        return self.model.predict(model_input)
-
-    def predict_proba(self, model_input: pd.DataFrame) -> np.ndarray:
-        return self.model.predict_proba(model_input)
 
 
 class Coin(mlflow.pyfunc.PythonModel):
@@ -304,6 +293,71 @@ def test_the_estimator_is_reproduced_bit_identical(trained, cli):
     assert f"REPRODUCED {trained.spec.name} v{trained.champion.version}" in out and "bit-identical" in out
 
 
+def test_the_example_python_model_is_logged_gated_registered_served_and_reproduced(tmp_path, monkeypatch,
+                                                                                   capsys):
+    """`model.train` returning an MLflow `PythonModel` (examples/train_pyfunc.py): logged with
+    mlflow.pyfunc, gated on the holdout, registered, served with its class probabilities (and the
+    decision threshold chosen on validation) by the real server and reproduced bit-identically."""
+    import dagster as dg
+    from mlflow.models import Model
+
+    from mlops_pipeline.cli import main
+    from mlops_pipeline.defs.definitions import build_definitions
+    from mlops_pipeline.deployment.scoring import load_version
+    from mlops_pipeline.deployment.tags import GATE_STATUS_TAG
+    from mlops_pipeline.deployment.tracking import MLflow
+    from mlops_pipeline.spec import load_spec
+    from mlops_pipeline.training.model import class_info
+
+    model_section = {"train": "examples.train_pyfunc:train", "params": {"C_grid": "0.1,1"},
+                     "threshold": {"objective": "f1"}}
+    root, frame, config = _dataset("fair", model_section, tmp_path)
+    env = {"MLOPS_DATA_DIR": str(root), "MLOPS_DATASET_CONFIG": str(config),
+           "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+           "MLOPS_PREDICTIONS_URL": f"sqlite:///{tmp_path / 'predictions.db'}"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLOPS_MLFLOW_UI_URL"):
+        monkeypatch.delenv(key, raising=False)
+    spec = load_spec(config)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = build_definitions().resolve_job_def("mlops_loop").execute_in_process(
+            instance=instance, raise_on_error=False)
+    assert {"trained_model", "model_version", "champion_model"} <= materialized(result)
+    trained = result.asset_materializations_for_node("trained_model")[-1].metadata
+    assert trained["model"].value == ("model.train examples.train_pyfunc:train: SklearnPythonModel "
+                                      "(mlflow.pyfunc)")
+
+    registry = MLflow()
+    champion = registry.version_by_alias(spec.name, "champion")
+    assert champion is not None and champion.tags.get(GATE_STATUS_TAG) == "passed", champion
+    assert float(champion.tags["holdout_roc_auc"]) > 0.65  # scored on the holdout by the gate's path
+    registry.configure()
+    local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{spec.name}/{champion.version}")
+    logged = Model.load(local)
+    assert "sklearn" not in logged.flavors and logged.flavors["python_function"]["loader_module"] == \
+        "mlflow.pyfunc.model"
+    assert list(logged.get_input_schema().input_names()) == list(spec.features.numerical)
+    assert len(logged.load_input_example(local)) == 5
+    loaded = load_version(registry, spec.name, str(champion.version))
+    classes = class_info(loaded)  # the positive class and threshold were saved on the PythonModel
+    assert loaded.has_proba and classes.positive_label == 1
+    assert classes.threshold is not None and classes.threshold != 0.5
+    assert float(mlflow.get_run(champion.run_id).data.params["decision_threshold"]) == classes.threshold
+
+    rows = frame.sample(50, random_state=5)[list(spec.features.numerical)]
+    answers = _serve(env, rows, tmp_path / "serve.log")
+    probability = loaded.predict_proba(rows)[:, 1]
+    np.testing.assert_allclose([a["probability"] for a in answers], probability, rtol=1e-9)
+    served = np.array([a["prediction"] for a in answers], dtype=float)
+    np.testing.assert_array_equal(served, (probability >= classes.threshold).astype(float))
+
+    capsys.readouterr()
+    assert main(["reproduce", "champion"]) == 0
+    out = capsys.readouterr().out
+    assert f"REPRODUCED {spec.name} v{champion.version}" in out and "bit-identical" in out, out
+
+
 # ---- versions trained outside the loop, promoted through the same gate (on the LightGBM run) ------
 @dataclass(frozen=True)
 class Notebook:
@@ -330,7 +384,7 @@ def notebook(trained: Trained) -> Iterator[Notebook]:
     with mlflow.start_run(experiment_id=experiment):
         mlflow.xgboost.log_model(xgb, name="model", signature=signature, input_example=X.head(3),
                                  registered_model_name=trained.spec.name)
-    for model, name in ((Wrapped(xgb), "fair_notebook"), (Coin(), "fair_coin"),
+    for model, name in ((SklearnPythonModel(xgb), "fair_notebook"), (Coin(), "fair_coin"),
                         (LabelsOnly(), "fair_labels")):
         with mlflow.start_run(experiment_id=experiment):
             mlflow.pyfunc.log_model(name="model", python_model=model, signature=signature,

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from examples.train_pyfunc import SklearnPythonModel
 from mlops_pipeline.monitoring.predictions import PredictionStore
 from mlops_pipeline_tests.serving.conftest import (
     BIN,
@@ -43,21 +44,6 @@ pytestmark = pytest.mark.slow
 CONFIG = str(Path(__file__).resolve().parents[2] / "data" / "configs" / "flights.yaml")
 NUMERIC = ["distance", "hour", "month", "temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust",
            "precip", "pressure", "visib"]
-
-
-class Wrapped(mlflow.pyfunc.PythonModel):
-    """A notebook's wrapper around a fitted sklearn classifier: labels from `predict`, class
-    probabilities from `predict_proba` and `classes_`."""
-
-    def __init__(self, model: Any):
-        self.model = model
-        self.classes_ = model.classes_
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
-        return self.model.predict(model_input)
-
-    def predict_proba(self, model_input: pd.DataFrame) -> np.ndarray:
-        return self.model.predict_proba(model_input)
 
 
 class Broken(mlflow.pyfunc.PythonModel):
@@ -94,7 +80,7 @@ def models(stack: Stack) -> Iterator[Models]:
         X = stack.holdout
         signature = infer_signature(X, sk.predict(X))
         with mlflow.start_run(experiment_id=experiment):
-            mlflow.pyfunc.log_model(name="model", python_model=Wrapped(sk), signature=signature,
+            mlflow.pyfunc.log_model(name="model", python_model=SklearnPythonModel(sk), signature=signature,
                                     input_example=X.head(5), registered_model_name="notebook_pyfunc")
         Xn = X[NUMERIC]
         xgb = xgboost.XGBClassifier(n_estimators=20, max_depth=3).fit(Xn, sk.predict(X))
@@ -102,7 +88,7 @@ def models(stack: Stack) -> Iterator[Models]:
             mlflow.xgboost.log_model(xgb, name="model", signature=infer_signature(Xn, xgb.predict(Xn)),
                                      input_example=Xn.head(5), registered_model_name="notebook_xgb")
         with mlflow.start_run(experiment_id=experiment):  # v1 loads; v2 (registered by the test) does not
-            mlflow.pyfunc.log_model(name="model", python_model=Wrapped(sk), signature=signature,
+            mlflow.pyfunc.log_model(name="model", python_model=SklearnPythonModel(sk), signature=signature,
                                     input_example=X.head(5), registered_model_name="notebook_broken")
         for name in ("notebook_pyfunc", "notebook_xgb", "notebook_broken"):
             client.set_registered_model_alias(name, "champion", "1")

@@ -8,20 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from mlops_pipeline.spec import ConfigError, load_spec
 
 EXAMPLE = Path("examples/fair_train.yaml")
-
-
-def fair_spec(tmp_path: Path, **model: object):
-    raw = yaml.safe_load(EXAMPLE.read_text())
-    raw["contract"] = str(Path(raw["contract"]).resolve())
-    raw["model"] = {"seed": 42, **model}
-    config = tmp_path / "fair.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return load_spec(config)
 
 
 @pytest.mark.parametrize(("model", "message"), [
@@ -35,9 +25,9 @@ def fair_spec(tmp_path: Path, **model: object):
       "search": {"trials": 2, "space": {"C": {"type": "float", "low": 0.1, "high": 1}}}},
      "model.search tunes model.estimator or the default model"),
 ])
-def test_a_wrong_train_function_is_one_line_at_config_load(tmp_path, model, message):
+def test_a_wrong_train_function_is_one_line_at_config_load(spec_with, model, message):
     with pytest.raises(ConfigError) as err:
-        fair_spec(tmp_path, **model)
+        spec_with(EXAMPLE, **model)
     text = str(err.value)
     assert message in text and "\n" not in text, text
 
@@ -62,7 +52,7 @@ def _frames():
     return spec, X, y
 
 
-def test_the_function_gets_train_and_validation_frames_and_what_it_returns_is_checked(tmp_path):
+def test_the_function_gets_train_and_validation_frames_and_what_it_returns_is_checked():
     from mlops_pipeline.training.custom import check_returned, fit_custom
     from mlops_pipeline.training.threshold import validation_mask
 
@@ -85,10 +75,37 @@ def test_the_function_gets_train_and_validation_frames_and_what_it_returns_is_ch
         check_returned(NoProbabilities(), spec)
 
 
-def test_with_a_threshold_it_is_chosen_on_the_validation_frame_with_the_returned_model(tmp_path):
+def test_with_a_threshold_it_is_chosen_on_the_validation_frame_with_the_returned_model(spec_with):
     from mlops_pipeline.training.custom import fit_custom
 
     _, X, y = _frames()
-    spec = fair_spec(tmp_path, train="examples.train_logistic:train", threshold={"objective": "f1"})
+    spec = spec_with(EXAMPLE, train="examples.train_logistic:train", threshold={"objective": "f1"})
     model, classes = fit_custom(X, y, spec, seed=3)
     assert classes.threshold is not None and classes.threshold != 0.5
+
+
+def test_a_returned_python_model_is_used_like_an_estimator_and_needs_probabilities_to_classify(spec_with):
+    import mlflow
+
+    from mlops_pipeline.training.custom import check_returned, fit_custom
+    from mlops_pipeline.training.model import class_info, predict_scores
+
+    _, X, y = _frames()
+    spec = spec_with(EXAMPLE, train="examples.train_pyfunc:train", threshold={"objective": "f1"})
+    model, classes = fit_custom(X, y, spec, seed=3)
+    assert model.flavor == "python_function" and model.has_proba
+    # The positive class and threshold are saved on the PythonModel itself: pickled with it.
+    python_model = model.get_raw_model()
+    assert class_info(python_model) == classes and classes.threshold not in (None, 0.5)
+    np.testing.assert_array_equal(predict_scores(model, X, "classification"),
+                                  python_model.predict_proba(X)[:, 1])
+    assert set(model.predict(X)) <= {0, 1}
+
+    class LabelsOnly(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return np.ones(len(model_input), dtype=int)
+
+    with pytest.raises(ValueError) as err:
+        check_returned(LabelsOnly(), spec)
+    text = str(err.value)
+    assert "\n" not in text and "returned the PythonModel LabelsOnly without predict_proba" in text, text

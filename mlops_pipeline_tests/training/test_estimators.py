@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from mlops_pipeline.data.preparation import prepare
 from mlops_pipeline.spec import ConfigError, load_spec
@@ -18,22 +17,13 @@ from mlops_pipeline.training.model import predict_scores
 FLIGHTS = Path("data/configs/flights.yaml")
 
 
-def flights_spec(tmp_path: Path, **model: object):
-    raw = yaml.safe_load(FLIGHTS.read_text())
-    raw["contract"] = str(Path(raw["contract"]).resolve())
-    raw["model"] = {"seed": 42, **model}
-    config = tmp_path / "flights.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return load_spec(config)
-
-
 @pytest.fixture(scope="module")
 def frame(flights):
     spec = load_spec(FLIGHTS)
     return prepare(flights[flights["month"] <= 2].sample(4000, random_state=3), spec).frame
 
 
-def test_without_an_estimator_the_default_pipeline_is_unchanged(tmp_path):
+def test_without_an_estimator_the_default_pipeline_is_unchanged():
     from mlops_pipeline.training.model import build_pipeline
 
     spec = load_spec(FLIGHTS)
@@ -52,32 +42,32 @@ def test_without_an_estimator_the_default_pipeline_is_unchanged(tmp_path):
     ({"estimator": "sklearn.linear_model.Ridge"}, "is for regression, the task is classification"),
     ({"estimator": "lightgbm.LGBMClassifier", "preprocessing": "scaled"}, "model.preprocessing"),
 ])
-def test_a_wrong_estimator_path_or_parameter_is_one_line_at_config_load(tmp_path, model, message):
+def test_a_wrong_estimator_path_or_parameter_is_one_line_at_config_load(spec_with, model, message):
     with pytest.raises(ConfigError) as err:
-        flights_spec(tmp_path, **model)
+        spec_with(FLIGHTS, **model)
     text = str(err.value)
     assert message in text and "\n" not in text, text
 
 
-def test_linear_models_get_one_hot_and_scaling_and_boosters_native_categoricals(tmp_path):
-    linear = build_model(flights_spec(tmp_path, estimator="sklearn.linear_model.LogisticRegression"))
+def test_linear_models_get_one_hot_and_scaling_and_boosters_native_categoricals(spec_with):
+    linear = build_model(spec_with(FLIGHTS, estimator="sklearn.linear_model.LogisticRegression"))
     encoders = {name: type(t).__name__ for name, t, _ in linear.named_steps["features"].transformers}
     assert encoders["categorical"] == "OneHotEncoder" and "StandardScaler" in repr(linear)
-    booster = build_model(flights_spec(tmp_path, estimator="lightgbm.LGBMClassifier"))
+    booster = build_model(spec_with(FLIGHTS, estimator="lightgbm.LGBMClassifier"))
     assert [name for name, _ in booster.steps] == ["features", "categoricals", "model"]
     assert "StandardScaler" not in repr(booster)
-    forced = build_model(flights_spec(tmp_path, estimator="sklearn.linear_model.LogisticRegression",
+    forced = build_model(spec_with(FLIGHTS, estimator="sklearn.linear_model.LogisticRegression",
                                       preprocessing="ordinal"))
     assert type(forced.named_steps["features"].transformers[0][1]).__name__ == "OrdinalEncoder"
 
 
 @pytest.mark.parametrize("estimator", ["sklearn.linear_model.LogisticRegression",
                                        "lightgbm.LGBMClassifier", "xgboost.XGBClassifier"])
-def test_any_estimator_trains_scores_and_round_trips_through_skops(tmp_path, frame, estimator):
+def test_any_estimator_trains_scores_and_round_trips_through_skops(spec_with, frame, estimator):
     import skops.io as sio
 
     params = {"max_iter": 300} if "sklearn" in estimator else {"n_estimators": 30, "max_depth": 3}
-    spec = flights_spec(tmp_path, estimator=estimator, params=params)
+    spec = spec_with(FLIGHTS, estimator=estimator, params=params)
     fitted = fit_and_score(frame, spec, spec.model.seed)
     assert fitted.metrics["roc_auc"] > 0.6, fitted.metrics
     data = sio.dumps(fitted.model)
@@ -91,7 +81,7 @@ def test_any_estimator_trains_scores_and_round_trips_through_skops(tmp_path, fra
     assert np.isfinite(predict_scores(fitted.model, odd, "classification")).all()
 
 
-def test_the_model_fields_at_their_defaults_leave_a_configs_fingerprint_as_it_was(tmp_path):
+def test_the_model_fields_at_their_defaults_leave_a_configs_fingerprint_as_it_was(spec_with):
     import hashlib
     import json
 
@@ -103,5 +93,5 @@ def test_the_model_fields_at_their_defaults_leave_a_configs_fingerprint_as_it_wa
         before.pop(key, None)
     legacy = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
     assert spec.fingerprint() == legacy
-    chosen = flights_spec(tmp_path, estimator="sklearn.linear_model.LogisticRegression")
-    assert chosen.fingerprint() != flights_spec(tmp_path).fingerprint()
+    chosen = spec_with(FLIGHTS, estimator="sklearn.linear_model.LogisticRegression")
+    assert chosen.fingerprint() != spec_with(FLIGHTS).fingerprint()

@@ -15,20 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops_pipeline.spec import ConfigError, load_spec
+from mlops_pipeline.spec import ConfigError
 from mlops_pipeline_tests.conftest import skip_or_fail
 
 FAIR = Path("data/configs/fair.yaml")
 LOGISTIC = {"estimator": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 300}}
-
-
-def fair_spec(tmp_path: Path, **model: object):
-    raw = yaml.safe_load(FAIR.read_text())
-    raw["contract"] = str(Path(raw["contract"]).resolve())
-    raw["model"] = {"seed": 42, **model}
-    config = tmp_path / "fair.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return load_spec(config)
 
 
 @pytest.mark.parametrize(("model", "message"), [
@@ -43,9 +34,9 @@ def fair_spec(tmp_path: Path, **model: object):
     ({"search": {"space": {}}}, "name at least one parameter"),
     ({"search": {"trials": 0, "space": {"max_depth": {"type": "int", "low": 2, "high": 8}}}}, "trials"),
 ])
-def test_a_wrong_search_is_one_line_at_config_load(tmp_path, model, message):
+def test_a_wrong_search_is_one_line_at_config_load(spec_with, model, message):
     with pytest.raises(ConfigError) as err:
-        fair_spec(tmp_path, **model)
+        spec_with(FAIR, **model)
     text = str(err.value)
     assert message in text and "\n" not in text, text
 
@@ -114,7 +105,7 @@ def test_two_processes_share_one_study_in_postgres(postgres, tmp_path):
         assert out["storage"] == "database" and out["trials"] == 2 and out["study_trials"] >= 2
 
 
-def test_the_readmes_search_and_train_snippets_load(tmp_path):
+def test_the_readmes_search_and_train_snippets_load(spec_with):
     import re
 
     from mlops_pipeline.spec import PROJECT_ROOT
@@ -122,5 +113,5 @@ def test_the_readmes_search_and_train_snippets_load(tmp_path):
     blocks = re.findall(r"```yaml\n(.*?)```", (PROJECT_ROOT / "README.md").read_text(), flags=re.S)
     for key in ("search", "train"):
         snippet = next(yaml.safe_load(b) for b in blocks if f"\n  {key}:" in b)
-        spec = fair_spec(tmp_path, **snippet["model"])
+        spec = spec_with(FAIR, **snippet["model"])
         assert getattr(spec.model, key) is not None

@@ -33,8 +33,10 @@ class TrainingConfig(dg.Config):
 @dg.asset(
     group_name="training",
     kinds={"sklearn", "mlflow"},
-    description="A seeded scikit-learn Pipeline (transforms + HistGradientBoosting), logged to MLflow "
-    "with holdout metrics, a run manifest and its drift reference.",
+    description="The model the dataset config chooses (the default HistGradientBoosting pipeline, "
+    "`model.estimator` behind its preprocessing, or the team's `model.train` function: a fitted "
+    "estimator or an MLflow PythonModel), seeded, logged to MLflow with holdout metrics, a run "
+    "manifest and its drift reference.",
     tags={TRAINING_TAG: "true"},
 )
 def trained_model(
@@ -57,6 +59,7 @@ def trained_model(
 
     from mlops_pipeline.data.features import read_features, training_rows
     from mlops_pipeline.monitoring.drift import PREDICTION_COLUMN
+    from mlops_pipeline.training.estimators import model_description
     from mlops_pipeline.training.logged_model import log_model
     from mlops_pipeline.training.manifest import build_manifest, manifest_tags
 
@@ -152,6 +155,7 @@ def trained_model(
             "mlflow_run_id": run.info.run_id,
             **({"mlflow_run": dg.MetadataValue.url(url)} if url else {}),
             "model_uri": model_uri,
+            "model": model_description(spec, model),
             "snapshot_id": snapshot_id,
             "drift_reference": dg.MetadataValue.path(reference_uri),
             "performance_estimator": dg.MetadataValue.path(estimator_uri),
