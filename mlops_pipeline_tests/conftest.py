@@ -44,6 +44,16 @@ def flights() -> pd.DataFrame:
     return load_flights_with_weather()
 
 
+def fresh_env(data: Path, **extra: str) -> dict[str, str]:
+    """The environment of a CLI child that starts from a new data dir, as a person's shell would:
+    no Dagster home, registry, MLflow UI or dataset config inherited unless given in `extra`."""
+    env = {**os.environ, "MLOPS_DATA_DIR": str(data), **extra}
+    for key in ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_UI_URL", "MLOPS_DATASET_CONFIG"):
+        if key not in extra:
+            env.pop(key, None)
+    return env
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "data"

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from mlops_pipeline.spec import PROJECT_ROOT
+from mlops_pipeline_tests.conftest import fresh_env
 
 BIN = Path(sys.executable).parent
 README = PROJECT_ROOT / "README.md"
@@ -147,20 +148,12 @@ def test_every_readme_command_is_run_by_a_test():
 
 
 # ---- commands no other test runs --------------------------------------------------------------
-def _env(data: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "MLOPS_DATA_DIR": str(data), **extra}
-    for key in ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_UI_URL", "MLOPS_DATASET_CONFIG"):
-        if key not in extra:
-            env.pop(key, None)
-    return env
-
-
 def _run(argv: list[str], env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=timeout)
 
 
 def test_dg_check_defs_loads_the_code_location(tmp_path):
-    proc = _run([str(BIN / "dg"), "check", "defs"], _env(tmp_path / "data"), timeout=300)
+    proc = _run([str(BIN / "dg"), "check", "defs"], fresh_env(tmp_path / "data"), timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
 
 
@@ -172,7 +165,7 @@ def test_headless_dagster_job_execute_runs_the_loop(tmp_path):
 
     data = tmp_path / "data"
     home = data / "dagster_home"
-    env = _env(data, DAGSTER_HOME=str(home))
+    env = fresh_env(data, DAGSTER_HOME=str(home))
     landed = _run([str(BIN / "mlops-pipeline"), "land", "--months", "1", "2", "--sample", "0.06"], env)
     assert landed.returncode == 0, landed.stderr
     home.mkdir(parents=True)
@@ -199,7 +192,7 @@ def test_headless_dagster_job_execute_runs_the_loop(tmp_path):
 @pytest.mark.slow
 def test_simulate_replays_a_month_through_a_server_it_starts(tmp_path):
     """`mlops-pipeline simulate --months ...` after `up`: it starts a server, replays, prints its table."""
-    env = _env(tmp_path / "data")
+    env = fresh_env(tmp_path / "data")
     cli = str(BIN / "mlops-pipeline")
     assert _run([cli, "land", "--months", "1", "2", "3", "--sample", "0.06"], env).returncode == 0
     up = _run([cli, "up", "--no-ui"], env)

@@ -16,6 +16,8 @@ import dagster as dg
 import httpx
 import pytest
 
+from mlops_pipeline_tests.conftest import fresh_env
+
 CLI = str(Path(sys.executable).parent / "mlops-pipeline")
 STEP_LINE = re.compile(r"^\s+\d+\.\ds\s+(ok|passed|FAILED|warn|blocked|ERROR)\s+\S+")
 #: Warnings every run used to print; each is now fixed or silenced where it arises.
@@ -27,14 +29,6 @@ def _run(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedPro
     return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
-def _fresh_env(data: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "MLOPS_DATA_DIR": str(data), **extra}
-    for key in ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_UI_URL", "MLOPS_DATASET_CONFIG"):
-        if key not in extra:
-            env.pop(key, None)
-    return env
-
-
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -43,7 +37,7 @@ def _closed_port() -> int:
 
 @pytest.mark.slow
 def test_land_up_materialize_and_a_blocked_materialize_talk_like_a_tool(tmp_path):
-    env = _fresh_env(tmp_path / "data")
+    env = fresh_env(tmp_path / "data")
 
     landed = _run("land", "--months", "1", "2", "3", "--sample", "0.12", env=env)
     assert landed.returncode == 0, landed.stderr
@@ -102,7 +96,7 @@ def test_land_up_materialize_and_a_blocked_materialize_talk_like_a_tool(tmp_path
 
 @pytest.mark.parametrize("command", [["materialize"], ["up", "--no-ui"]])
 def test_materialize_and_up_fail_in_seconds_when_the_registry_does_not_answer(tmp_path, command):
-    env = _fresh_env(tmp_path / "data", MLFLOW_TRACKING_URI=f"http://user:s3cret@127.0.0.1:{_closed_port()}")
+    env = fresh_env(tmp_path / "data", MLFLOW_TRACKING_URI=f"http://user:s3cret@127.0.0.1:{_closed_port()}")
     started = time.monotonic()
 
     proc = _run(*command, env=env, timeout=60)
@@ -116,7 +110,7 @@ def test_materialize_and_up_fail_in_seconds_when_the_registry_does_not_answer(tm
 
 def test_up_for_a_new_dataset_without_data_says_what_to_land_and_lands_no_flights(fair, tmp_path):
     empty = tmp_path / "empty"
-    env = _fresh_env(empty, MLOPS_DATASET_CONFIG=str(fair.config))
+    env = fresh_env(empty, MLOPS_DATASET_CONFIG=str(fair.config))
 
     proc = _run("up", "--no-ui", env=env, timeout=120)
 
@@ -177,7 +171,7 @@ class _Up:
 
 def _start_up(tmp_path: Path, preexec_fn=None) -> _Up:
     """Land two small months and start `up` as a subprocess; return once both UIs answer."""
-    env = _fresh_env(tmp_path / "data")
+    env = fresh_env(tmp_path / "data")
     assert _run("land", "--months", "1", "2", "--sample", "0.06", env=env).returncode == 0
     port, mlflow_port = _free_port(), _free_port()
     log = tmp_path / "up.log"
