@@ -22,15 +22,29 @@ def _alive(pid: int) -> bool:
         return f.read().split()[2] != "Z"
 
 
+def _read_pid(pidfile, timeout: float = 10.0) -> int:
+    """The PID a child wrote to `pidfile`, once it has written it."""
+    deadline = time.monotonic() + timeout
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return int(pidfile.read_text())
+
+
+def _kill_leftovers(proc: subprocess.Popen, pidfile: Path) -> None:
+    """What a failed test may leave running: the process it started and the worker it recorded."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    if pidfile.exists() and pidfile.read_text().strip() and _alive(int(pidfile.read_text())):
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
 def test_stop_group_reaches_children_and_kills_what_ignores_sigterm(tmp_path):
     pidfile = tmp_path / "child.pid"
     script = f"trap '' TERM; sleep 60 & echo $! > {pidfile}; wait"
     proc = subprocess.Popen(["bash", "-c", script], start_new_session=True)
-    deadline = time.monotonic() + 10
-    while not pidfile.exists() or not pidfile.read_text().strip():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    child = int(pidfile.read_text())
+    child = _read_pid(pidfile)
     started = time.monotonic()
     stop_group(proc, timeout=1)
     assert proc.poll() is not None
@@ -45,11 +59,7 @@ def test_stop_group_returns_only_when_a_slow_worker_of_the_group_has_exited(tmp_
     worker = "trap 'sleep 1.5; exit 0' TERM; while true; do sleep 0.1; done"
     script = f"bash -c \"{worker}\" & echo $! > {pidfile}; trap 'exit 0' TERM; wait"
     proc = subprocess.Popen(["bash", "-c", script], start_new_session=True)
-    deadline = time.monotonic() + 10
-    while not pidfile.exists() or not pidfile.read_text().strip():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    child = int(pidfile.read_text())
+    child = _read_pid(pidfile)
     stop_group(proc, timeout=10)
     assert proc.poll() is not None
     assert not _alive(child)
@@ -75,11 +85,7 @@ def test_servers_do_not_outlive_a_kill_9_of_the_process_that_started_them(tmp_pa
     pidfile = tmp_path / "grandchild.pid"
     parent = subprocess.Popen([sys.executable, "-c", PARENT, str(pidfile)], stdout=subprocess.PIPE, text=True)
     server, watcher = map(int, parent.stdout.readline().split())
-    deadline = time.monotonic() + 10
-    while not pidfile.exists() or not pidfile.read_text().strip():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    grandchild = int(pidfile.read_text())
+    grandchild = _read_pid(pidfile)
     assert _alive(server) and _alive(grandchild) and _alive(watcher)
 
     parent.send_signal(signal.SIGKILL)
@@ -110,14 +116,6 @@ print("stopped", flush=True)
 """
 
 
-def _read_pid(pidfile, timeout: float = 10.0) -> int:
-    deadline = time.monotonic() + timeout
-    while not pidfile.exists() or not pidfile.read_text().strip():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return int(pidfile.read_text())
-
-
 def test_a_second_sigint_during_cleanup_hurries_it_quietly_and_leaves_no_child(tmp_path):
     """A supervisor stopped by SIGINT from a script, a second SIGINT arriving while its servers
     shut down: no KeyboardInterrupt traceback out of `stop_group`, the cleanup finishes at once
@@ -144,11 +142,7 @@ def test_a_second_sigint_during_cleanup_hurries_it_quietly_and_leaves_no_child(t
         assert out.strip() == "stopped"
         assert not group_alive(server) and not _alive(worker), "a child outlived its supervisor"
     finally:
-        if sup.poll() is None:
-            sup.kill()
-            sup.wait()
-        if pidfile.exists() and pidfile.read_text().strip() and _alive(int(pidfile.read_text())):
-            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        _kill_leftovers(sup, pidfile)
 
 
 PLAIN = """
@@ -190,11 +184,7 @@ def test_stop_group_finishes_its_cleanup_before_a_sigint_interrupts_the_caller(t
         assert out.strip() == "interrupted after cleanup", err
         assert not group_alive(server) and not _alive(worker)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if pidfile.exists() and pidfile.read_text().strip() and _alive(int(pidfile.read_text())):
-            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        _kill_leftovers(proc, pidfile)
 
 
 def test_a_test_run_killed_with_sigkill_leaves_no_server_behind(tmp_path):
