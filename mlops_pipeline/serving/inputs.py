@@ -18,6 +18,8 @@ Two layers, both driven by the one data contract (nothing here lists a column or
    index that maps back to the request. Both paths run the same schema; the fast one only skips
    work that is a no-op. Then the contract's domain (`RecordChecker.domain`: ranges and allowed
    categories, each column with its policy) judges the validated frame (`scoring.Scorer`).
+   Serving runs this only for a micro-batch the compiled checks (`RecordChecker.fast`,
+   `fast_validate`) do not pass: they judge the batch's columns with numpy, and name nothing.
 """
 
 from __future__ import annotations
@@ -35,9 +37,12 @@ import pandas as pd
 from mlops_pipeline.data.contract import ContractError, Domain, validate
 from mlops_pipeline.data.domain import RecordDomain
 from mlops_pipeline.serving.errors import FieldError, RequestError, loads
+from mlops_pipeline.serving.fast_validate import FastValidator, frame
 
 if TYPE_CHECKING:
     import pandera.pandas as pa
+
+    from mlops_pipeline.data.domain import RecordRule
 
 
 def _kind(dtype: Any) -> str:
@@ -125,6 +130,8 @@ class RecordChecker:
         self.fields = [
             (c, _kind(schema.columns[c].dtype), bool(schema.columns[c].nullable)) for c in self.columns
         ]
+        # The same checks compiled once into numpy over a micro-batch's columns (the hot path).
+        self.fast = FastValidator(schema, self.fields, self.domain)
         self.exact_schema = copy.deepcopy(schema)  # same columns and checks, no coercion
         self.exact_schema.coerce = False
         for column in self.exact_schema.columns.values():
@@ -339,3 +346,28 @@ def validate_batch(
         for i, e in zip(keep, again, strict=True):
             errors[i] = e
         return v, errors
+
+
+def validate_micro_batch(checker: RecordChecker, parts: list[list[Any]]
+                         ) -> tuple[pd.DataFrame | None, dict[str, np.ndarray] | None, list[list[FieldError]],
+                                    list[tuple[RecordRule, np.ndarray]] | None]:
+    """The micro-batch `parts` (each request's typed records) against the contract.
+
+    Hot path: the compiled checks pass every row, and the model's input is built once from the
+    checked columns, with the domain's hits computed on them. Otherwise the pandera path
+    (`validate_batch`) decides and names each bad record and field exactly as before.
+    Returns (frame of the accepted requests' rows in order, its columns, each request's errors,
+    the domain's hits over the frame: `FastValidator.outside`)."""
+    fast = checker.fast
+    if fast.supported:
+        records = [r for recs in parts for r in recs]
+        verdict = fast.check({c: checker.column(records, c) for c in checker.columns})
+        if verdict.clean:
+            assert verdict.arrays is not None
+            return (frame(verdict.arrays, checker.columns), verdict.arrays, [[] for _ in parts],
+                    fast.outside(verdict.arrays))
+    X, errors = validate_batch(checker, parts)
+    if X is None:
+        return None, None, errors, None
+    arrays = {c: X[c].to_numpy() for c in checker.columns}
+    return X, arrays, errors, fast.outside(arrays)

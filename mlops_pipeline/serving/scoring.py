@@ -41,7 +41,7 @@ from mlops_pipeline.serving.batching import MicroBatcher
 from mlops_pipeline.serving.capture import CaptureWriter
 from mlops_pipeline.serving.domain_check import apply_domain
 from mlops_pipeline.serving.errors import FieldError, RequestError
-from mlops_pipeline.serving.inputs import RecordChecker, validate_batch
+from mlops_pipeline.serving.inputs import RecordChecker, validate_micro_batch
 from mlops_pipeline.serving.isolation import Isolation, ScoringError
 from mlops_pipeline.serving.loader import LoadedModel, ModelWatcher, Scores
 from mlops_pipeline.serving.metrics import ServingMetrics
@@ -232,7 +232,7 @@ class Scorer:
         champion, challenger = self.watcher.champion, self.watcher.challenger
         if champion is None:
             return [RequestError(503, "no model loaded yet", kind="not_ready") for _ in jobs]
-        X, errors = validate_batch(self.checker, [j.records for j in jobs])
+        X, columns, errors, found = validate_micro_batch(self.checker, [j.records for j in jobs])
         results: list[Any] = [None] * len(jobs)
         spans: dict[int, tuple[int, int]] = {}
         pos = 0
@@ -242,10 +242,10 @@ class Scorer:
             else:
                 spans[i] = (pos, pos + len(job.records))
                 pos += len(job.records)
-        if X is None or not spans:
+        if X is None or columns is None or not spans:
             return results
-        apply_domain(self.checker.domain, X, spans, results, jobs)
-        self._unseen(X, spans, results, champion)
+        apply_domain(found or [], columns, spans, results, jobs)
+        self._unseen(columns, spans, results, champion)
         groups: dict[str, list[int]] = {CHAMPION: [], CANARY: []}
         use_canary = canary_eligible(challenger)
         for i in spans:
@@ -282,29 +282,29 @@ class Scorer:
             self.shadow.submit(challenger, Xg, members)  # shadows twice
         return results
 
-    def _unseen(self, X: pd.DataFrame, spans: dict[int, tuple[int, int]], results: list[Any],
+    def _unseen(self, columns: dict[str, np.ndarray], spans: dict[int, tuple[int, int]], results: list[Any],
                 model: LoadedModel) -> None:
         """Count the categories `model` never saw in training, per column; with the policy
         `reject`, refuse each request holding one (422 naming record, field and value)."""
         for col, known in model.categories.items():
-            if col not in X.columns or not known:
+            values = columns.get(col)
+            if values is None or not known:
                 continue
-            values = X[col]
-            # The distinct values first: far fewer than the rows, so cheaper than `isin` on all.
-            unseen = [v for v in pd.unique(values.to_numpy()) if isinstance(v, str) and v not in known]
+            # The distinct values first: far fewer than the rows.
+            unseen = {v for v in set(values.tolist()) if isinstance(v, str) and v not in known}
             if not unseen:
                 continue
-            mask = values.isin(unseen)
+            mask = np.fromiter((v in unseen for v in values.tolist()), bool, len(values))
             self.metrics.unseen.labels(col).inc(int(mask.sum()))
             if self.settings.unseen_categories != "reject":
                 continue
-            hits = np.flatnonzero(mask.to_numpy())
+            hits = np.flatnonzero(mask)
             for i, (lo, hi) in spans.items():
                 mine = hits[(hits >= lo) & (hits < hi)]
                 if not len(mine):
                     continue
                 errs = [FieldError(int(k - lo), col, "category not seen in training (policy: reject)",
-                                   values.iloc[k]) for k in mine]
+                                   values[k]) for k in mine]
                 if isinstance(results[i], RequestError):
                     results[i].errors.extend(errs)
                 else:
