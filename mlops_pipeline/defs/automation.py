@@ -25,6 +25,7 @@ from mlops_pipeline.deployment.tags import (
     DRIFT_RUN_TAG,
     ESTIMATE_CHECK_TAG,
     ESTIMATE_PARTITION_TAG,
+    ESTIMATE_REASON_TAG,
     ESTIMATE_RUN_TAG,
     READY_TAG,
     TRAINING_TAG,
@@ -206,26 +207,34 @@ def _first_run(record) -> bool:
 
 #: The check whose failure means "the estimate says the champion got worse" (before labels).
 ESTIMATE_CHECK = dg.AssetCheckKey(dg.AssetKey("estimated_performance"), "estimated_quality")
+#: The same per segment: one segment's estimate fell below the floor while the overall may hold.
+SEGMENT_ESTIMATE_CHECK = dg.AssetCheckKey(ESTIMATE_CHECK.asset_key, "estimated_segment_quality")
+ESTIMATE_CHECKS = [ESTIMATE_CHECK, SEGMENT_ESTIMATE_CHECK]
 
 
 @dg.sensor(
     job_name=LOOP_JOB,
     minimum_interval_seconds=120,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Estimated performance clear below the gate's line (before any label) -> gated "
-    "retraining, at most once per cooldown (drift.retrain_cooldown_hours) while it persists.",
+    description="Estimated performance clear below the gate's line, overall or in one segment "
+    "(before any label) -> gated retraining, at most once per cooldown (drift.retrain_cooldown_hours) "
+    "while it persists.",
 )
 def estimated_performance_sensor(context: dg.SensorEvaluationContext, dataset: DatasetResource):
-    """Requests a loop run on a new failure of `ESTIMATE_CHECK`, unless this sensor requested one within
-    the spec's `drift.retrain_cooldown_hours`; the run is tagged with the estimate's partition."""
+    """Requests a loop run on a new failure of an `ESTIMATE_CHECKS` check (the overall estimate
+    first, else the per-segment one), unless this sensor requested one within the spec's
+    `drift.retrain_cooldown_hours`; the run is tagged with the check, its partition and its reason
+    (which names the segment)."""
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
     cursor = json.loads(context.cursor) if context.cursor else {"seen": 0, "triggered_at": 0.0}
-    record = context.instance.get_latest_asset_check_evaluation_record(ESTIMATE_CHECK)
-    if record is None or record.id <= cursor["seen"]:
+    new = [(key, r) for key in ESTIMATE_CHECKS
+           if (r := context.instance.get_latest_asset_check_evaluation_record(key)) and r.id > cursor["seen"]]
+    if not new:
         return dg.SkipReason("no new performance estimate")
-    seen = {**cursor, "seen": record.id}
-    if record.status != AssetCheckExecutionRecordStatus.FAILED:
+    seen = {**cursor, "seen": max(r.id for _, r in new)}
+    failed = [(key, r) for key, r in new if r.status == AssetCheckExecutionRecordStatus.FAILED]
+    if not failed:
         context.update_cursor(json.dumps(seen))
         return dg.SkipReason("the latest estimate is clear of the gate's lines")
     cooldown = dataset.spec().drift.retrain_cooldown_hours * 3600
@@ -235,14 +244,17 @@ def estimated_performance_sensor(context: dg.SensorEvaluationContext, dataset: D
         wait = (cursor["triggered_at"] + cooldown - now) / 3600
         return dg.SkipReason(f"estimated degradation persists; retraining is in cooldown for "
                              f"{wait:.1f} more hours")
-    context.update_cursor(json.dumps({"seen": record.id, "triggered_at": now}))
+    context.update_cursor(json.dumps({"seen": seen["seen"], "triggered_at": now}))
+    key, record = failed[0]
     evaluation = record.event.dagster_event.event_specific_data if record.event else None
+    reason = (getattr(evaluation, "description", None) or "")[:1000]
     return dg.RunRequest(
         run_key=f"estimate-{record.id}",
         tags={
             TRIGGER_TAG: "estimated_performance",
-            ESTIMATE_CHECK_TAG: ESTIMATE_CHECK.to_user_string(),
+            ESTIMATE_CHECK_TAG: key.to_user_string(),
             ESTIMATE_RUN_TAG: record.run_id,
+            **({ESTIMATE_REASON_TAG: reason} if reason else {}),
             **({ESTIMATE_PARTITION_TAG: str(evaluation.partition)}
                if evaluation is not None and getattr(evaluation, "partition", None) else {}),
         },

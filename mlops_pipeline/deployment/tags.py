@@ -127,3 +127,5 @@ ESTIMATE_CHECK_TAG = "mlops/estimate_check"
 ESTIMATE_RUN_TAG = "mlops/estimate_run"
 #: The traffic partition (day) that check evaluated.
 ESTIMATE_PARTITION_TAG = "mlops/estimate_partition"
+#: Why: that check's description (per segment, it names the segment whose estimate fell).
+ESTIMATE_REASON_TAG = "mlops/estimate_reason"

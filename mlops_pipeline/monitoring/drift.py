@@ -254,16 +254,20 @@ def compute_drift(
     settings: DriftSpec,
     seed: int = 0,
     report_rows: int | None = None,
+    report: bool = True,
 ) -> DriftResult:
     """Per-column drift of `current` against `reference` (include `prediction` as numerical).
 
     A `prediction` column that holds classes (a multi-class model's predicted class, see
-    `model.drift_scores`) is compared as a categorical column, whichever list names it."""
+    `model.drift_scores`) is compared as a categorical column, whichever list names it.
+    `report=False`: the scores and verdicts only, no HTML report behind them (no `snapshot`; the
+    per-segment drift of `monitoring.segment_drift` calls this once per segment)."""
     if reference.empty or current.empty:
         raise ValueError(
             f"drift needs rows on both sides (reference {len(reference)}, current {len(current)})"
         )
-    return compute_drift_chunks(reference, [current], categorical, numerical, settings, seed, report_rows)
+    return compute_drift_chunks(reference, [current], categorical, numerical, settings, seed, report_rows,
+                                report)
 
 
 def compute_drift_chunks(
@@ -274,6 +278,7 @@ def compute_drift_chunks(
     settings: DriftSpec,
     seed: int = 0,
     report_rows: int | None = None,
+    report: bool = True,
 ) -> DriftResult:
     """`compute_drift` of the rows of `current`'s chunks, holding one chunk and the samples at a
     time: the same scores and verdicts as `compute_drift` of the chunks concatenated."""
@@ -302,6 +307,8 @@ def compute_drift_chunks(
         threshold = float(settings.num_threshold if is_num else settings.cat_threshold)
         score = counts_score(ref.column(col), cur.column(col), method, col)
         columns.append(ColumnDrift(col, method, threshold, score, drifted=score >= threshold))
+    if not report:
+        return DriftResult(columns, ref.scored_rows, cur.scored_rows)
     ref_report, cur_report = ref.report_frame(), cur.report_frame()
     snap = _evidently_report(ref_report, cur_report, categorical, numerical, settings)
     return DriftResult(columns, ref.scored_rows, cur.scored_rows, snapshot=snap,

@@ -54,3 +54,24 @@ def test_estimated_degradation_requests_a_retraining_once_per_cooldown(monkeypat
         later = _tick(instance, json.dumps(expired))
         assert len(later.run_requests) == 1
         assert later.run_requests[0].run_key != request.run_key
+
+
+def test_one_segment_estimated_below_its_floor_requests_a_retraining_naming_it(
+        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("MLOPS_DATASET_CONFIG", raising=False)
+    why = ("segment origin=EWR (412 rows): roc_auc 0.5100 against the gate floor (estimated), "
+           "difference -0.0900, 95% interval [-0.1400, -0.0400] entirely below -0.02")
+    with dg.DagsterInstance.ephemeral() as instance:
+        _estimate(instance, passed=True)  # overall: clear of the line
+        key = automation.SEGMENT_ESTIMATE_CHECK
+        instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+            asset_key=key.asset_key, check_name=key.name, passed=False, metadata={},
+            severity=dg.AssetCheckSeverity.WARN, description=why))
+
+        fired = _tick(instance, None)
+
+        (request,) = fired.run_requests
+        assert request.tags[automation.TRIGGER_TAG] == "estimated_performance"
+        assert request.tags["mlops/estimate_check"] == "estimated_performance:estimated_segment_quality"
+        assert request.tags["mlops/estimate_reason"] == why
+        assert not _tick(instance, fired.cursor).run_requests  # seen: both evaluations

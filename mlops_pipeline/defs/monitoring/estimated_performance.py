@@ -16,10 +16,10 @@ import dagster as dg
 import pandas as pd
 
 from mlops_pipeline.data.storage import Storage
-from mlops_pipeline.defs.monitoring.shared import DAILY, estimator_or_fail
+from mlops_pipeline.defs.monitoring.shared import DAILY, estimator_or_fail, no_probabilities
 from mlops_pipeline.defs.resources import DatasetResource
 from mlops_pipeline.deployment.tracking import MLflow
-from mlops_pipeline.monitoring.champion import champion_rows
+from mlops_pipeline.monitoring.champion import NoProbabilities, champion_rows
 from mlops_pipeline.monitoring.estimates import estimate_table
 from mlops_pipeline.spec import DatasetSpec
 
@@ -36,6 +36,10 @@ from mlops_pipeline.spec import DatasetSpec
                           description="Does every estimated gate metric stay on the right side of "
                           "the gate's line (its band not wholly past the floor or the champion's "
                           "holdout metric less the tolerance)?"),
+        dg.AssetCheckSpec("estimated_segment_quality", asset="estimated_performance",
+                          description="Before labels, per segment (dataset config `segments:`): "
+                          "does every segment's estimated gate metric stay above the gate's floor "
+                          "(its band not wholly below it by more than segments.tolerance)?"),
     ],
 )
 def estimated_performance(
@@ -52,15 +56,19 @@ def estimated_performance(
     from mlops_pipeline.monitoring.estimates import estimate_rows, expected_confusion_table
 
     spec = dataset.spec()
-    champ = estimator_or_fail(spec, storage, mlflow)
+    try:
+        champ = estimator_or_fail(spec, storage, mlflow)
+    except NoProbabilities as exc:  # a labels-only classifier: said in one line, not a failure
+        return no_probabilities(context, exc)
     rows = champion_rows(prediction_log, champ.version)
     warn = dg.AssetCheckSeverity.WARN
     if rows.empty:
         return dg.MaterializeResult(
             metadata={"rows": 0, "champion_version": champ.version,
                       "status": f"no traffic served by champion v{champ.version} in this partition"},
-            check_results=[dg.AssetCheckResult(check_name="estimated_quality", passed=True,
-                                               severity=warn, description="nothing served to estimate")],
+            check_results=[dg.AssetCheckResult(check_name=name, passed=True, severity=warn,
+                                               description="nothing served to estimate")
+                           for name in ("estimated_quality", "estimated_segment_quality")],
         )
     estimates = estimate_rows(spec, champ, rows, spec.model.seed)
     metadata: dict[str, Any] = {
@@ -87,6 +95,8 @@ def estimated_performance(
     if champ.estimator.kind != "regression":
         metadata["expected_confusion"] = dg.MetadataValue.json(expected_confusion_table(rows, champ))
     reasons = degradation(estimates, spec.gate, champ.holdout)
+    by_segment = _segment_estimates(rows, spec, champ)
+    metadata.update(by_segment.metadata)
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=[dg.AssetCheckResult(
@@ -94,8 +104,26 @@ def estimated_performance(
             description="; ".join(reasons) if reasons
             else f"estimated gate metrics of {len(rows)} served rows are clear of the gate's lines",
             metadata={f"estimated_{m}": float(e.value) for m, e in estimates.items()},
-        )],
+        ), by_segment],
     )
+
+
+def _segment_estimates(rows: pd.DataFrame, spec: DatasetSpec, champ) -> dg.AssetCheckResult:
+    """`estimated_segment_quality` (`segment_quality.estimated_segment_quality`): fails, WARN,
+    naming every segment whose estimated metric is below the gate's floor with its whole band, the
+    per-segment table in its metadata (the asset's too); the estimate sensor retrains on it."""
+    from mlops_pipeline.defs.segment_tables import segment_table
+    from mlops_pipeline.monitoring.segment_quality import estimated_segment_quality
+
+    quality = estimated_segment_quality(rows, spec, champ, seed=spec.model.seed)
+    metadata: dict[str, Any] = {}
+    if quality.report is not None:
+        failing = [r.segment for r in quality.report.blocking]
+        metadata = {"segments": segment_table(quality.report), "segment_metric": quality.report.metric,
+                    "segment_line": float(quality.line), "failing_segments": ", ".join(failing) or "none"}
+    return dg.AssetCheckResult(check_name="estimated_segment_quality", passed=quality.passed,
+                               severity=dg.AssetCheckSeverity.WARN, description=quality.describe(),
+                               metadata=metadata)
 
 
 def _input_drift_passed(context: dg.AssetExecutionContext, spec: DatasetSpec) -> bool | None:
@@ -140,7 +168,10 @@ def estimate_vs_realized(
 
     spec = dataset.spec()
     warn = dg.AssetCheckSeverity.WARN
-    champ = estimator_or_fail(spec, storage, mlflow)
+    try:
+        champ = estimator_or_fail(spec, storage, mlflow)
+    except NoProbabilities as exc:
+        return no_probabilities(context, exc)
     rows = champion_rows(prediction_log, champ.version)
     labelled = rows[rows["label"].notna()] if len(rows) else rows
     if too_few_labels(spec, labelled):

@@ -148,10 +148,37 @@ def production_drift(
     reference = reference_or_fail(spec, storage, mlflow)
     current[PREDICTION_COLUMN] = drift_predictions(champion_rows, reference.frame[PREDICTION_COLUMN],
                                                    spec.task)
-    return drift_materialization(
+    by_segment, worst = _segment_drift(reference.frame, current, champion_rows, spec)
+    result = drift_materialization(
         context, spec, reference, current, f"production_{context.partition_key}", storage, mlflow,
-        check_prefix="production_", extra_metadata={"partition": context.partition_key},
+        check_prefix="production_", extra_metadata={"partition": context.partition_key, **by_segment},
     )
+    if not worst:
+        return result
+    return dg.MaterializeResult(metadata=result.metadata, check_results=[
+        c._replace(description=f"{c.description}; worst {worst}")
+        if c.check_name == "production_input_drift" else c for c in result.check_results])
+
+
+def _segment_drift(reference: pd.DataFrame, current: pd.DataFrame, rows: pd.DataFrame,
+                   spec) -> tuple[dict[str, Any], str]:
+    """Input drift of the day's largest segments (`monitoring.segment_drift`, THE drift per
+    segment): a metadata table worst first, and the worst segment in words ("" without segments)."""
+    from mlops_pipeline.monitoring.segment_drift import segment_drift
+
+    if not spec.segments.enabled:
+        return {}, ""
+    extra = [c for c in spec.segments.dimensions if c not in current.columns and c in rows.columns]
+    found = segment_drift(reference, current.assign(**{c: rows[c].to_numpy() for c in extra}),
+                          spec)
+    if not found:
+        return {"segment_drift": "no segment with enough rows carrying the segment columns"}, ""
+    columns = [("segment", "string"), ("rows", "int"), ("reference_rows", "int"),
+               ("drift_share", "float"), ("drifted_columns", "string")]
+    table = dg.MetadataValue.table(
+        records=[dg.TableRecord(d.record()) for d in found],
+        schema=dg.TableSchema(columns=[dg.TableColumn(k, t) for k, t in columns]))
+    return {"segment_drift": table, "worst_segment_drift": found[0].describe()}, found[0].describe()
 
 
 @dg.asset(
