@@ -215,6 +215,11 @@ def promote_version(
             record_external(mlflow, spec, name, version, report)
     if external and report is None:  # forced past a gate that could not score it: origin still known
         client.set_model_version_tag(name, str(version), ORIGIN_TAG, EXTERNAL_ORIGIN)
+        # ... and the snapshot the gate tried to score it on (the champion's): what its drift is
+        # measured against once it serves (e.g. a classifier answering labels only).
+        champion = mlflow.version_by_alias(name, CHAMPION)
+        if champion is not None and (tried := holdout_snapshot(champion.tags)):
+            client.set_model_version_tag(name, str(version), GATE_SNAPSHOT_TAG, tried)
     why = gate_reason(None if report is None else report.result, forced)
     moves = mlflow.promote(name, str(version), actor=who, reason=f"{why}; {reason}" if reason else why,
                            new_registry=new_registry)

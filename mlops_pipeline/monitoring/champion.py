@@ -34,6 +34,12 @@ class ChampionUnavailable(LookupError):
     """No champion, or a champion without what monitoring needs; the message says which."""
 
 
+class NoProbabilities(ChampionUnavailable):
+    """A classifier champion that answers labels only (a pyfunc without `predict_proba` and
+    `classes_`): its drift is measured on its labels, but nothing that needs probabilities (the
+    estimates before labels) can be computed; the one-line message says so."""
+
+
 @dataclass
 class ChampionReference:
     """The drift reference: the champion's training split, scored by the champion."""
@@ -133,8 +139,8 @@ def champion_estimator(spec: DatasetSpec, storage: Storage, mlflow: MLflow) -> C
     from mlops_pipeline.training.model import class_info, predict_scores
 
     if spec.task == "classification" and getattr(model, "has_proba", True) is False:
-        raise ChampionUnavailable(f"champion v{version} ({getattr(model, 'flavor', '?')} flavor) offers "
-                                  "no class probabilities: a classifier's performance is estimated from them")
+        raise NoProbabilities(f"champion v{version} ({getattr(model, 'flavor', '?')} flavor) offers no "
+                              "class probabilities: a classifier's performance is estimated from them")
     # A version trained outside the loop: the snapshot it was gated on stands for its own.
     snapshot_id = champion.tags.get(SNAPSHOT_ID_TAG) or champion.tags.get(GATE_SNAPSHOT_TAG)
     if not snapshot_id:

@@ -149,32 +149,45 @@ def _serve(env: dict[str, str], rows: pd.DataFrame, log: Path) -> list[dict]:
         stop(proc)
 
 
-@pytest.fixture(scope="module", params=list(CASES))
-def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
-    """One loop run per case, then 200 records served by the real server, 120 of them labelled."""
+def _use(mp: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    """The case's data dir, config and stores in this process; no registry inherited."""
+    for key, value in env.items():
+        mp.setenv(key, value)
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLOPS_MLFLOW_UI_URL"):
+        mp.delenv(key, raising=False)
+
+
+def _run_loop(table: str, model_section: dict, tmp: Path, mp: pytest.MonkeyPatch):
+    """Land `table` with `model_section`, then the whole `mlops_loop` in this process: returns
+    (frame, config, env, spec, result) once training, registration and the champion materialized."""
     import dagster as dg
 
     from mlops_pipeline.defs.definitions import build_definitions
+    from mlops_pipeline.spec import load_spec
+
+    root, frame, config = _dataset(table, model_section, tmp)
+    env = {"MLOPS_DATA_DIR": str(root), "MLOPS_DATASET_CONFIG": str(config),
+           "DAGSTER_HOME": str(tmp / "dagster_home"),
+           "MLOPS_PREDICTIONS_URL": f"sqlite:///{tmp / 'predictions.db'}"}
+    _use(mp, env)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = build_definitions().resolve_job_def("mlops_loop").execute_in_process(
+            instance=instance, raise_on_error=False)
+    assert {"trained_model", "model_version", "champion_model"} <= materialized(result)
+    return frame, config, env, load_spec(config), result
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
+    """One loop run per case, then 200 records served by the real server, 120 of them labelled."""
     from mlops_pipeline.deployment.tracking import MLflow
     from mlops_pipeline.monitoring.predictions import PredictionStore
-    from mlops_pipeline.spec import load_spec
 
     table, model_section = CASES[request.param]
     tmp = tmp_path_factory.mktemp(request.param)
-    root, frame, config = _dataset(table, model_section, tmp)
-    predictions_url = f"sqlite:///{tmp / 'predictions.db'}"
-    env = {"MLOPS_DATA_DIR": str(root), "MLOPS_DATASET_CONFIG": str(config),
-           "DAGSTER_HOME": str(tmp / "dagster_home"), "MLOPS_PREDICTIONS_URL": predictions_url}
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLOPS_MLFLOW_UI_URL"):
-            mp.delenv(key, raising=False)
-        spec = load_spec(config)
-        with dg.DagsterInstance.ephemeral() as instance:
-            result = build_definitions().resolve_job_def("mlops_loop").execute_in_process(
-                instance=instance, raise_on_error=False)
-        assert {"trained_model", "model_version", "champion_model"} <= materialized(result)
+        frame, config, env, spec, _ = _run_loop(table, model_section, tmp, mp)
+        root, predictions_url = Path(env["MLOPS_DATA_DIR"]), env["MLOPS_PREDICTIONS_URL"]
         registry = MLflow()
         champion = registry.version_by_alias(spec.name, "champion")
         assert champion is not None
@@ -195,10 +208,7 @@ def cli(trained: Trained, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     """`mlops-pipeline ARGS` in this process against the case's data dir: (exit code, out, err)."""
     from mlops_pipeline.cli import main
 
-    for key, value in trained.env().items():
-        monkeypatch.setenv(key, value)
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLOPS_MLFLOW_UI_URL"):
-        monkeypatch.delenv(key, raising=False)
+    _use(monkeypatch, trained.env())
 
     def run(*args: str) -> tuple[int, str, str]:
         capsys.readouterr()
@@ -298,32 +308,17 @@ def test_the_example_python_model_is_logged_gated_registered_served_and_reproduc
     """`model.train` returning an MLflow `PythonModel` (examples/train_pyfunc.py): logged with
     mlflow.pyfunc, gated on the holdout, registered, served with its class probabilities (and the
     decision threshold chosen on validation) by the real server and reproduced bit-identically."""
-    import dagster as dg
     from mlflow.models import Model
 
     from mlops_pipeline.cli import main
-    from mlops_pipeline.defs.definitions import build_definitions
     from mlops_pipeline.deployment.scoring import load_version
     from mlops_pipeline.deployment.tags import GATE_STATUS_TAG
     from mlops_pipeline.deployment.tracking import MLflow
-    from mlops_pipeline.spec import load_spec
     from mlops_pipeline.training.model import class_info
 
     model_section = {"train": "examples.train_pyfunc:train", "params": {"C_grid": "0.1,1"},
                      "threshold": {"objective": "f1"}}
-    root, frame, config = _dataset("fair", model_section, tmp_path)
-    env = {"MLOPS_DATA_DIR": str(root), "MLOPS_DATASET_CONFIG": str(config),
-           "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-           "MLOPS_PREDICTIONS_URL": f"sqlite:///{tmp_path / 'predictions.db'}"}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLOPS_MLFLOW_UI_URL"):
-        monkeypatch.delenv(key, raising=False)
-    spec = load_spec(config)
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = build_definitions().resolve_job_def("mlops_loop").execute_in_process(
-            instance=instance, raise_on_error=False)
-    assert {"trained_model", "model_version", "champion_model"} <= materialized(result)
+    frame, _, env, spec, result = _run_loop("fair", model_section, tmp_path, monkeypatch)
     trained = result.asset_materializations_for_node("trained_model")[-1].metadata
     assert trained["model"].value == ("model.train examples.train_pyfunc:train: SklearnPythonModel "
                                       "(mlflow.pyfunc)")
@@ -471,3 +466,34 @@ def test_foreign_xgboost_and_pyfunc_models_pass_the_same_gate_are_served_and_not
     with pytest.raises(ChampionUnavailable, match="offers no class probabilities"):
         settings = Settings.from_env()
         champion_estimator(trained.spec, storage_client(settings), mlflow_client(settings))
+    _labels_only_champion_is_monitored(trained, forced.version)
+
+
+def _labels_only_champion_is_monitored(trained: Trained, version: str) -> None:
+    """A classifier champion answering labels only: its drift reference is rebuilt with its predicted
+    labels (a category), production drift measures the inputs and the served labels against it,
+    and the estimates before labels say in one line why there are none instead of failing."""
+    import dagster as dg
+
+    from mlops_pipeline.defs.definitions import build_definitions
+
+    job = build_definitions().resolve_job_def("production_monitoring").get_subset(asset_selection={
+        dg.AssetKey(a) for a in ("prediction_log", "production_drift", "estimated_performance",
+                                 "estimate_vs_realized")})
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False,
+                                        partition_key=datetime.now(UTC).strftime("%Y-%m-%d"))
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    drift = result.asset_materializations_for_node("production_drift")[-1].metadata
+    assert drift["reference"].value.startswith(f"champion v{version} training split")
+    assert drift["reference_source"].value.startswith("rebuilt from snapshot")
+    columns = {r.data["column"]: r.data for r in drift["columns"].value.records}
+    assert set(trained.features) | {"prediction"} <= set(columns)
+    assert columns["prediction"]["method"] == "jensenshannon"  # the labels, compared as a category
+    assert "production_input_drift" in checks
+    assert checks["production_prediction_drift"].description.startswith("prediction jensenshannon")
+    for check in ("estimated_quality", "estimate_within_band", "concept_drift"):
+        text = checks[check].description
+        assert checks[check].passed and "\n" not in text, (check, text)
+        assert f"champion v{version} (python_function flavor) offers no class probabilities" in text
+    assert result.success, [e.message for e in result.all_events if e.is_failure]

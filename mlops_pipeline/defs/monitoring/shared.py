@@ -16,6 +16,7 @@ from mlops_pipeline.monitoring.champion import (
     ChampionEstimator,
     ChampionReference,
     ChampionUnavailable,
+    NoProbabilities,
     champion_estimator,
     champion_reference,
 )
@@ -41,11 +42,27 @@ def reference_or_fail(spec: DatasetSpec, storage: Storage, mlflow: MLflow,
 
 
 def estimator_or_fail(spec: DatasetSpec, storage: Storage, mlflow: MLflow) -> ChampionEstimator:
-    """`champion.champion_estimator`, a missing champion or estimator failing the step."""
+    """`champion.champion_estimator`, a missing champion or estimator failing the step. A champion
+    without class probabilities raises `NoProbabilities` (see `no_probabilities`): not a failure."""
     try:
         return champion_estimator(spec, storage, mlflow)
+    except NoProbabilities:
+        raise
     except ChampionUnavailable as exc:
         raise dg.Failure(str(exc)) from exc
+
+
+def no_probabilities(context: dg.AssetExecutionContext, exc: NoProbabilities) -> dg.MaterializeResult:
+    """What an estimate asset materializes for a classifier champion answering labels only: its
+    one-line reason as the status and as the description of each of its checks (WARN, passed:
+    nothing was estimated, nothing degraded). Its drift is still measured, on its labels."""
+    line = str(exc)
+    return dg.MaterializeResult(
+        metadata={"status": line},
+        check_results=[dg.AssetCheckResult(check_name=key.name, passed=True,
+                                           severity=dg.AssetCheckSeverity.WARN, description=line)
+                       for key in context.selected_asset_check_keys],
+    )
 
 
 #: Check metadata key: the evaluation compared a first model's holdout with its own training split.
