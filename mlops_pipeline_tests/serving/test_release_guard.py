@@ -18,7 +18,6 @@ import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -38,6 +37,7 @@ from mlops_pipeline.deployment.tracking import MLflow
 from mlops_pipeline.monitoring.predictions import PredictionStore
 from mlops_pipeline.spec import PROJECT_ROOT
 from mlops_pipeline_tests.serving.conftest import MODEL, TOKEN, Stack, records, start_server, stop
+from mlops_pipeline_tests.webhook import Webhook
 
 pytestmark = pytest.mark.slow
 
@@ -57,30 +57,6 @@ def _config(path: Path, **release_overrides) -> Path:
     }
     path.write_text(yaml.safe_dump(raw))
     return path
-
-
-class Webhook:
-    """A loopback webhook that keeps every alert posted to it."""
-
-    def __init__(self):
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class Traffic(threading.Thread):
@@ -246,6 +222,23 @@ def _tick_until(rel, config, srv, action: str, traffic: Traffic, timeout: float 
     raise AssertionError(f"no {action!r} decision within {timeout}s; last: {seen[-1]}")
 
 
+def _wait_health(srv, key: str, timeout: float = 60.0) -> None:
+    """Until the server's /health says `key` (it has loaded the challenger in that role)."""
+    deadline = time.monotonic() + timeout
+    while not httpx.get(f"{srv.url}/health").json()[key]:
+        assert time.monotonic() < deadline, srv.log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
+def _last_event(srv, alias: str):
+    """The latest move of `alias` in the server's alias history."""
+    history = AliasHistory(srv.predictions_url)
+    try:
+        return history.events(model=NAME, alias=alias)[-1]
+    finally:
+        history.close()
+
+
 def _labelled_batches(stack: Stack, size: int, count: int) -> tuple[list[list[dict]], list[list[float]]]:
     """Requests of `size` records from the landed March flights that have an arr_delay, and those
     arr_delays (the label source feedback carries)."""
@@ -266,10 +259,7 @@ def test_slow_challenger_is_removed_by_the_guard_under_traffic_with_no_failed_re
                        "--poll-seconds", str(POLL_SECONDS))
     traffic = Traffic(srv.url, [records(rel.stack, 1, offset=i) for i in range(40)])
     try:
-        deadline = time.monotonic() + 60
-        while not httpx.get(f"{srv.url}/health").json()["canary_active"]:
-            assert time.monotonic() < deadline, srv.log.read_text()[-3000:]
-            time.sleep(0.2)
+        _wait_health(srv, "canary_active")
         traffic.start()
         message = _tick_until(rel, config, srv, "remove", traffic)
         decided = datetime.now(UTC)
@@ -287,11 +277,7 @@ def test_slow_challenger_is_removed_by_the_guard_under_traffic_with_no_failed_re
         stop(srv.proc)
     assert traffic.statuses and set(traffic.statuses) == {200}, "a client request failed"
 
-    history = AliasHistory(srv.predictions_url)
-    try:
-        event = history.events(model=NAME, alias="challenger")[-1]
-    finally:
-        history.close()
+    event = _last_event(srv, "challenger")
     assert (event.from_version, event.to_version) == (version, None)
     assert event.actor == release.GUARD_ACTOR and "latency" in event.reason
     assert event.at <= decided
@@ -325,10 +311,7 @@ def test_good_challenger_is_announced_then_promoted_and_its_shadow_agreement_mat
     batches, labels = _labelled_batches(rel.stack, size=4, count=150)  # labels for the first pass
     traffic = Traffic(srv.url, batches, labels)
     try:
-        deadline = time.monotonic() + 60
-        while not httpx.get(f"{srv.url}/health").json()["shadow"]:
-            assert time.monotonic() < deadline, srv.log.read_text()[-3000:]
-            time.sleep(0.2)
+        _wait_health(srv, "shadow")
         traffic.start()
         message = _tick_until(rel, config, srv, "announce", traffic)
         traffic.finish()
@@ -340,11 +323,7 @@ def test_good_challenger_is_announced_then_promoted_and_its_shadow_agreement_mat
                    for a in rel.webhook.received)
         assert str(rel.mlflow.version_by_alias(NAME, "champion").version) == "1"  # announced only
         # The decision is in the history: a row that moves nothing, with who and why.
-        history = AliasHistory(srv.predictions_url)
-        try:
-            said = history.events(model=NAME, alias="challenger")[-1]
-        finally:
-            history.close()
+        said = _last_event(srv, "challenger")
         assert (said.from_version, said.to_version) == (version, version)
         assert said.actor == release.GUARD_ACTOR and said.reason.startswith("ready to promote")
 
@@ -393,11 +372,7 @@ def test_good_challenger_is_announced_then_promoted_and_its_shadow_agreement_mat
         if traffic.is_alive():
             traffic.finish()
         stop(srv.proc)
-    history = AliasHistory(srv.predictions_url)
-    try:
-        event = history.events(model=NAME, alias="champion")[-1]
-    finally:
-        history.close()
+    event = _last_event(srv, "champion")
     assert (event.from_version, event.to_version) == ("1", version)
     assert event.actor == release.GUARD_ACTOR
     assert event.reason.startswith("gate passed") and "release checks passed" in event.reason
