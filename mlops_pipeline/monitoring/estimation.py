@@ -150,9 +150,14 @@ LOSS_MODEL_TYPES = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePred
 
 # ---- estimating one day's traffic -----------------------------------------------------------
 def loss_features(model: Any, X: Any, predictions: np.ndarray) -> np.ndarray:
-    """The loss model's inputs: the champion's own encoding of the features plus its prediction."""
+    """The loss model's inputs: the champion's own encoding of the features plus its prediction.
+    A model that is not a pipeline (a `PythonModel`, another flavor through pyfunc) has no encoding
+    to borrow: its numeric features are used as they are."""
     pipeline = model.get_raw_model() if hasattr(model, "get_raw_model") else model
-    encoded = np.asarray(pipeline[:-1].transform(X), dtype="float64")
+    if hasattr(pipeline, "steps"):
+        encoded = np.asarray(pipeline[:-1].transform(X), dtype="float64")
+    else:
+        encoded = X.select_dtypes(include=["number", "bool"]).to_numpy(dtype="float64")
     return np.column_stack([encoded, np.asarray(predictions, dtype="float64")])
 
 

@@ -60,6 +60,8 @@ def fit_classification_estimator(scores: np.ndarray, y_hold: Any, classes: Any) 
 
 def _categorical(model: Any) -> Any:
     pipeline = model.get_raw_model() if hasattr(model, "get_raw_model") else model
+    if not hasattr(pipeline, "steps"):  # not a pipeline: `loss_features` gave numbers only
+        return None
     return pipeline[-1].get_params().get("categorical_features")
 
 

@@ -109,3 +109,43 @@ def test_a_returned_python_model_is_used_like_an_estimator_and_needs_probabiliti
         check_returned(LabelsOnly(), spec)
     text = str(err.value)
     assert "\n" not in text and "returned the PythonModel LabelsOnly without predict_proba" in text, text
+
+
+def train_regression_python_model(train: pd.DataFrame, validation: pd.DataFrame, spec, seed: int):
+    """A `model.train` function returning a regression `PythonModel` (used by the test below)."""
+    import mlflow
+    from sklearn.linear_model import Ridge
+
+    features, target = spec.features.columns, spec.target.name
+    fitted = Ridge(random_state=seed).fit(train[features], train[target])
+
+    class Visits(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return fitted.predict(model_input[features])
+
+    return Visits()
+
+
+def test_a_regression_python_model_is_fitted_scored_and_estimated_before_labels(spec_with):
+    """Regression: the PythonModel's `predict` answers the value; the loss model of the estimates
+    before labels, having no pipeline encoding to borrow, uses its numeric features as they are."""
+    import statsmodels.api as sm
+
+    from mlops_pipeline.data.preparation import prepare
+    from mlops_pipeline.training.fit import fit_and_score, performance_estimator
+
+    spec = spec_with(Path("data/configs/randhie.yaml"),
+                     train="mlops_pipeline_tests.training.test_custom:train_regression_python_model")
+    frame = sm.datasets.randhie.load_pandas().data.sample(1500, random_state=0)
+    fitted = fit_and_score(prepare(frame, spec).frame, spec, seed=3)
+    assert fitted.model.flavor == "python_function" and fitted.classes is None
+    assert 0 < fitted.metrics["mae"] < 10 and np.isfinite(fitted.scores).all()
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, "openmp"):  # the loss models' small HGB fits: 35x slower when 2
+        estimator = performance_estimator(fitted, spec, seed=3)  # OpenMP threads share 2 busy cores
+    assert estimator.kind == "regression"
+    from mlops_pipeline.monitoring.estimation import estimate_regression
+
+    estimates = estimate_regression(estimator, fitted.model, fitted.X_hold, fitted.scores)
+    assert np.isfinite(estimates["mae"].value) and estimates["mae"].lower <= estimates["mae"].value
