@@ -5,7 +5,6 @@ recording rules that agree with what the prediction store recorded."""
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import shutil
@@ -23,6 +22,7 @@ import yaml
 
 from mlops_pipeline.spec import PROJECT_ROOT
 from mlops_pipeline_tests.conftest import SAMPLE, skip_or_fail
+from mlops_pipeline_tests.webhook import Webhook
 
 PROM_DIR = PROJECT_ROOT / "deploy" / "prometheus"
 RULES = [PROM_DIR / "rules" / "recording.yml", PROM_DIR / "rules" / "alerts.yml"]
@@ -289,35 +289,8 @@ def test_real_prometheus_recording_rules_match_the_prediction_store(served: Any,
 ALERTMANAGER_CONFIG = PROJECT_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 
 
-class _Hook:
-    """A loopback webhook receiver: every POST kept with its path (the receiver it was sent to)."""
-
-    def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, HTTPServer
-
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                received.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @contextlib.contextmanager
-def _alertmanager(tmp_path: Path, hook: _Hook) -> Iterator[str]:
+def _alertmanager(tmp_path: Path, hook: Webhook) -> Iterator[str]:
     """Debian's Alertmanager on a free loopback port with the shipped routing; its receivers'
     URLs point at `hook` (same paths), grouping waits 1 s instead of 30 s; clustering off."""
     from mlops_pipeline_tests.serving.conftest import free_port, start, stop, wait_http
@@ -326,7 +299,7 @@ def _alertmanager(tmp_path: Path, hook: _Hook) -> Iterator[str]:
     config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
     for receiver in config["receivers"]:
         for webhook in receiver.get("webhook_configs", []):
-            webhook["url"] = hook.url + "/" + webhook["url"].rsplit("/", 1)[1]
+            webhook["url"] = hook.base + "/" + webhook["url"].rsplit("/", 1)[1]
     config["route"].update(group_wait="1s", group_interval="1s")
     path = tmp_path / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config))
@@ -377,7 +350,7 @@ def test_a_canary_breaching_its_slo_pages_its_owner_through_alertmanager(served:
     champion = client.get_model_version_by_alias(spec.name, "champion")
     canary = client.create_model_version(spec.name, champion.source, run_id=champion.run_id)
     client.set_registered_model_alias(spec.name, "challenger", canary.version)
-    hook = _Hook()
+    hook = Webhook()
     try:
         with _alertmanager(tmp_path, hook) as am, start_prometheus(
                 srv.port, tmp_path, _paging_rules(tmp_path), alertmanager=am) as (prom, proc, log):
@@ -388,7 +361,7 @@ def test_a_canary_breaching_its_slo_pages_its_owner_through_alertmanager(served:
             def paged() -> list[dict]:
                 r = http.post("/predict", json={"records": records(stack, 3)})
                 assert r.status_code == 200, r.text
-                return [a for path, body in hook.received for a in body["alerts"]
+                return [a for path, body in hook.posts for a in body["alerts"]
                         if a["labels"]["alertname"] == "MlopsCanarySLOBreach" and path == f"/{spec.owner}"]
 
             alerts = prom.wait("the canary alert at the owner's receiver", paged, proc, log, timeout=90)
@@ -401,5 +374,5 @@ def test_a_canary_breaching_its_slo_pages_its_owner_through_alertmanager(served:
     assert labels["runbook_url"] == annotations["runbook_url"] == spec.runbook_url
     assert annotations["owner"] == spec.owner and "mlops-pipeline rollback" in annotations["description"]
     # routed by owner: nothing reached the default on-call receiver for this alert
-    assert not [b for p, b in hook.received if p == "/on-call"
+    assert not [b for p, b in hook.posts if p == "/on-call"
                 and any(a["labels"]["alertname"] == "MlopsCanarySLOBreach" for a in b["alerts"])]
