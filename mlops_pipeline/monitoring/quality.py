@@ -76,6 +76,11 @@ def logged_metrics(task: str, y: Any, rows: pd.DataFrame) -> dict[str, float]:
     from mlops_pipeline.training.model import compute_metrics
 
     scores, classes = logged_scores(rows, task)
+    if task == "classification" and np.ndim(scores) == 1 and np.isnan(scores).any():
+        # Answers logged without a probability (a champion answering labels only): the metrics of
+        # the served decisions; none of those that need probabilities (`unmeasured`).
+        decided = compute_metrics(task, y, served_decisions(rows, classes), classes)
+        return {k: decided[k] for k in DECISION_METRICS}
     metrics = compute_metrics(task, y, scores, classes)
     if task == "classification" and np.ndim(scores) == 1 and "prediction" in rows.columns:
         served = compute_metrics(task, y, served_decisions(rows, classes), classes)
@@ -162,11 +167,21 @@ def labelled_quality(labelled: pd.DataFrame, spec: Any) -> LabelledQuality:
         and (spec.task != "classification" or len(np.unique(y[mask])) > 1)
     }
     out = LabelledQuality(metrics, by_version)
-    if spec.task == "classification":
+    if spec.task == "classification" and not np.isnan(scores).any():
         curve, ece = calibration(y, scores, classes)
         out.calibration = "positive class" if scores.ndim == 1 else "top label (predicted class)"
         out.expected_calibration_error, out.reliability_curve = ece, curve
     return out
+
+
+def unmeasured(metrics: dict[str, float], spec: Any) -> str:
+    """One line naming the gate's floored metrics that labelled answers could not measure (a
+    classifier's logged without class probabilities), or "" when every one was measured."""
+    missing = [m for m, rule in spec.gate.items() if rule.floor is not None and m not in metrics]
+    if not missing:
+        return ""
+    return (f"{', '.join(missing)} not measured: answers logged without class probabilities "
+            "(the champion answers labels only)")
 
 
 def daily_quality(log: pd.DataFrame, spec: Any) -> pd.DataFrame:

@@ -149,3 +149,23 @@ def test_realized_f1_and_accuracy_are_those_of_the_served_decisions_at_the_versi
     assert out.by_version["1"]["accuracy"] == pytest.approx(accuracy_score(label[first], served[first]))
     day = Q.daily_quality(log, spec)
     assert day["accuracy"].iloc[0] == pytest.approx(accuracy_score(label, served))
+
+
+def test_answers_logged_without_probabilities_are_judged_on_their_decisions_saying_what_is_unmeasured():
+    """A classifier champion answering labels only (a pyfunc without predict_proba) is logged with
+    no probability: its quality is that of its decisions, and the floors it cannot meet are named."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    log = _binary_log(8).assign(probability=np.nan, probabilities=None)
+    spec = SimpleNamespace(**vars(_spec()), gate={"roc_auc": SimpleNamespace(floor=0.6),
+                                                 "accuracy": SimpleNamespace(floor=0.4),
+                                                 "log_loss": SimpleNamespace(floor=None)})
+    quality = Q.labelled_quality(log, spec)
+    assert set(quality.metrics) == set(Q.DECISION_METRICS)
+    assert quality.metrics["accuracy"] == accuracy_score(log["label"], log["prediction"])
+    assert quality.metrics["f1"] == f1_score(log["label"], log["prediction"])
+    assert quality.calibration == "" and quality.expected_calibration_error is None
+    line = Q.unmeasured(quality.metrics, spec)
+    assert line == ("roc_auc not measured: answers logged without class probabilities (the champion "
+                    "answers labels only)")
+    assert Q.unmeasured(Q.labelled_quality(_binary_log(8), spec).metrics, spec) == ""

@@ -204,7 +204,7 @@ def model_quality(
     (`quality.labelled_quality`), per version and with calibration; the WARN check holds them to
     the gate's floors. Before labels, the prediction distribution is the label-free proxy."""
     from mlops_pipeline.deployment.gate import evaluate_gate
-    from mlops_pipeline.monitoring.quality import labelled_quality, score_column
+    from mlops_pipeline.monitoring.quality import labelled_quality, score_column, unmeasured
 
     spec = dataset.spec()
     served = served_rows(prediction_log)
@@ -236,14 +236,15 @@ def model_quality(
         metadata["calibration"] = quality.calibration
         metadata["expected_calibration_error"] = quality.expected_calibration_error
         metadata["reliability_curve"] = dg.MetadataValue.json(quality.reliability_curve)
-    floors = {m: rule for m, rule in spec.gate.items() if rule.floor is not None}
+    floors = {m: rule for m, rule in spec.gate.items() if rule.floor is not None and m in metrics}
     verdict = evaluate_gate(metrics, None, floors)
+    missing = [unmeasured(metrics, spec)] if unmeasured(metrics, spec) else []  # e.g. no probabilities
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=[dg.AssetCheckResult(
             check_name="production_quality", passed=verdict.passed, severity=dg.AssetCheckSeverity.WARN,
-            description="; ".join(verdict.failures()) if not verdict.passed
-            else f"{len(labelled)} labelled predictions meet every floor",
+            description="; ".join(verdict.failures() + missing) if not verdict.passed
+            else "; ".join([f"{len(labelled)} labelled predictions meet every floor", *missing]),
             metadata={m: float(v) for m, v in metrics.items()},
         ), _segment_quality_result(labelled, spec)],
     )
