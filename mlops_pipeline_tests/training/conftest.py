@@ -26,3 +26,19 @@ def spec_with(tmp_path: Path) -> Callable[..., Any]:
         return load_spec(path)
 
     return make
+
+
+@pytest.fixture
+def config_error(spec_with: Callable[..., Any]) -> Callable[..., str]:
+    """`config_error(config, **model)`: the `ConfigError` that `spec_with` raises, checked to be one
+    line, as its text."""
+    from mlops_pipeline.spec import ConfigError
+
+    def error(config: Path, **model: object) -> str:
+        with pytest.raises(ConfigError) as err:
+            spec_with(config, **model)
+        text = str(err.value)
+        assert "\n" not in text, text
+        return text
+
+    return error
