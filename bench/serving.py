@@ -14,6 +14,8 @@ errors, every answer captured.
                                    [--peers mlserver bentoml | --peers none] [--smoke]
 
 `--smoke` (CI): our single process only, a handful of requests for 1 s, no mlflow or peers.
+`--profile SECONDS`: our single process only, sampled by py-spy (`uvx py-spy`) during a timed load
+of that length; prints where its CPU goes, by stage of the serving path (bench/_profile.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 import _peers
+import _profile
 import httpx
 from _common import (
     MODEL,
@@ -110,6 +113,33 @@ def _measure_peers(root: Path, peers: list[str], records: list[dict], args: argp
     return results
 
 
+def _profiled(root: Path, bodies: list[str], args: argparse.Namespace) -> int:
+    """Our server under load, sampled by py-spy: req/s, CPU and the CPU breakdown by stage."""
+    extra = ("--workers", str(args.workers)) if args.workers else ()
+    srv = start_serve(root, "ours-profiled", *extra, env=bench_env(root))
+    raw = args.profile_raw or root / "profile.txt"
+    try:
+        load(srv.url, "/predict", bodies, args.connections, 3.0, root / "load", tool=args.tool)
+        cpu0 = cpu_seconds(srv.proc.pid)
+        spy = _profile.record(srv.proc.pid, args.profile, raw)
+        result = load(srv.url, "/predict", bodies, args.connections, args.profile, root / "load",
+                      tool=args.tool)
+        cpu = (cpu_seconds(srv.proc.pid) - cpu0) / result.seconds
+        _, err = spy.communicate(timeout=args.profile + 60)
+    finally:
+        stop(srv.proc)
+    per_req = 1000 * cpu / result.rps if result.rps else 0.0
+    print(f"\nprofiled under load: {result.rps:.1f} req/s, p99 {result.p99_ms:.1f} ms, {result.errors} "
+          f"errors, {args.connections} connections ({result.tool}), server CPU {cpu:.2f} cores = "
+          f"{per_req:.2f} ms/req")
+    if not raw.exists():
+        print(f"py-spy wrote no profile: {err.decode()[-500:]}")
+        return 1
+    stages = _profile.breakdown(raw)
+    print(table(["stage", "share of on-CPU samples", "samples"], stages))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -125,18 +155,30 @@ def main() -> int:
     parser.add_argument("--mlserver-workers", type=int, default=0,
                         help="MLServer parallel_workers (0: inference in its main process, its best here)")
     parser.add_argument("--bentoml-workers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=1, help="records per request (ours only; default 1)")
+    parser.add_argument("--ours-only", action="store_true",
+                        help="only our server (1 process and --workers <cores>): no mlflow, no peers")
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
+                        help="only profile our single process with py-spy under this many seconds of load")
+    parser.add_argument("--profile-raw", type=Path, default=None,
+                        help="with --profile: keep py-spy's samples in this file")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="with --profile: serve with this many worker processes (0: one process)")
     args = smoke(parser.parse_args(), seconds=1.0, sample=0.12, records=20, peers=["none"])
-    peers = [p for p in dict.fromkeys(args.peers) if p != "none"]
+    peers = [p for p in dict.fromkeys(args.peers) if p != "none" and not args.ours_only]
     for peer in peers:  # before training: a failing install should not cost a training first
         _peers.peer_python(peer)
 
     with trained_root("serving", args.keep) as root:
         print("training and registering v1/v2 through the pipeline...", flush=True)
         records = register_versions(root, args.sample)[: args.records]
-        ours_bodies = [json.dumps({"records": [r]}) for r in records]
+        ours_bodies = [json.dumps({"records": [records[(i + k) % len(records)] for k in range(args.batch)]})
+                       for i in range(len(records))]
         mlflow_bodies = [json.dumps({"dataframe_records": [r]}) for r in records]
         wait_quiet(args.no_wait)
+        if args.profile:
+            return _profiled(root, ours_bodies, args)
         rows = []
 
         workers = os.cpu_count() or 1
@@ -163,7 +205,7 @@ def main() -> int:
         baselines = [("mlflow models serve, default (1 worker)", 1, {}),
                      ("mlflow models serve, tuned (2 workers, OMP=1)", 2, {"OMP_NUM_THREADS": "1"})]
         base_results: list[Load] = []
-        for label, workers, extra in baselines[: 0 if args.smoke else None]:
+        for label, workers, extra in baselines[: 0 if args.smoke or args.ours_only else None]:
             srv = start_mlflow_serve(root, f"mlflow{workers}", f"models:/{MODEL}/1", workers, extra)
             try:
                 r = httpx.post(f"{srv.url}/invocations", content=mlflow_bodies[0],
@@ -179,7 +221,7 @@ def main() -> int:
 
     tuned = base_results[-1] if base_results else None
     best = max(peer_results, key=lambda r: r.rps, default=None)
-    print(f"\nsingle-record POST, {args.connections} connections, {args.seconds:.0f} s each, "
+    print(f"\n{args.batch}-record POST, {args.connections} connections, {args.seconds:.0f} s each, "
           f"load generator: {ours.tool} (separate process); peers without capture\n")
     headers = ["server", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "server CPU (cores)",
                "CPU ms/req", "x tuned"]

@@ -209,33 +209,78 @@ def _row_mask(kind: str, nullable: bool, values: list[Any]) -> np.ndarray:
     return np.fromiter((not _row_ok(kind, nullable, v) for v in values), bool, len(values))
 
 
+#: Timestamp text -> its datetime64[ns] value, and text that does not parse -> _BAD or _DEFER:
+#: parsed once per server, since requests repeat timestamps (hourly weather). Cleared when full.
+_TIMES: dict[str, int] = {}
+_MARKS: dict[str, str] = {}
+_TIMES_MAX = 100_000
+_BAD, _DEFER = "bad", "defer"
+_NAT = np.iinfo(np.int64).min
+
+
 def _timestamps(values: list[Any], nullable: bool
                 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """ISO-8601 text parsed once per distinct value (requests repeat timestamps). Text that is not
-    ISO-8601 but that pandas' general parser reads, and text with a UTC offset, is deferred."""
+    """ISO-8601 text parsed once per distinct value, and remembered. Text that is not ISO-8601 but
+    that pandas' general parser reads, and text with a UTC offset, is deferred."""
     n = len(values)
-    wrong = np.fromiter((not (v is None or isinstance(v, str)) for v in values), bool, n)
-    if wrong.any():
-        values = [None if w else v for v, w in zip(values, wrong.tolist(), strict=True)]
-    codes, uniques = pd.factorize(np.array(values, dtype=object))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        parsed = pd.to_datetime(uniques, format="ISO8601", errors="coerce")
-    if getattr(parsed, "tz", None) is not None:  # an offset: pandera's coercion converts it
-        return None, wrong, np.ones(n, dtype=bool)
-    failed = np.flatnonzero(pd.isna(parsed))
-    bad_u = np.zeros(len(uniques), dtype=bool)
-    deferred_u = np.zeros(len(uniques), dtype=bool)
-    for u in failed.tolist():
-        deferred_u[u] = _reads_as_timestamp(uniques[u])
-        bad_u[u] = not deferred_u[u]
-    null_rows = codes < 0
-    bad = (bad_u[codes] & ~null_rows) | wrong
-    if not nullable:
-        bad |= null_rows
-    deferred = deferred_u[codes] & ~null_rows
-    arr = np.asarray(parsed.take(codes, allow_fill=True, fill_value=pd.NaT), dtype="datetime64[ns]")
-    return arr, bad, deferred
+    distinct = {v for v in values if isinstance(v, str)}
+    if not distinct <= _TIMES.keys():
+        _learn([v for v in distinct if v not in _TIMES and v not in _MARKS])
+    # every value text (str.__instancecheck__ is isinstance(v, str), without a Python loop)
+    if len(distinct) and distinct <= _TIMES.keys() and all(map(str.__instancecheck__, values)):
+        # the usual case: every value a known, valid timestamp
+        ns = np.fromiter(map(_TIMES.__getitem__, values), np.int64, n)
+        return ns.view("datetime64[ns]"), np.zeros(n, dtype=bool), None
+    ns = np.full(n, _NAT, dtype=np.int64)
+    bad = np.zeros(n, dtype=bool)
+    deferred = np.zeros(n, dtype=bool)
+    for i, v in enumerate(values):
+        if v is None:
+            bad[i] = not nullable
+        elif not isinstance(v, str):
+            bad[i] = True
+        elif v in _TIMES:
+            ns[i] = _TIMES[v]
+        else:
+            bad[i] = _MARKS[v] == _BAD
+            deferred[i] = not bad[i]
+    return ns.view("datetime64[ns]"), bad, deferred if deferred.any() else None
+
+
+def _learn(texts: list[str]) -> None:
+    """Parse `texts` (ISO-8601, one pandas call) into the cache."""
+    if len(_TIMES) + len(_MARKS) + len(texts) > _TIMES_MAX:
+        _TIMES.clear()
+        _MARKS.clear()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = pd.to_datetime(pd.Index(texts, dtype=object), format="ISO8601", errors="coerce")
+    except (ValueError, TypeError, OverflowError):  # e.g. offsets mixed with naive text
+        parsed = None
+    if parsed is None or getattr(parsed, "tz", None) is not None:
+        for t in texts:
+            _learn_one(t)
+        return
+    for t, v in zip(texts, parsed.asi8.tolist(), strict=True):
+        if v == _NAT:
+            _MARKS[t] = _DEFER if _reads_as_timestamp(t) else _BAD
+        else:
+            _TIMES[t] = v
+
+
+def _learn_one(t: str) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = pd.to_datetime(pd.Index([t], dtype=object), format="ISO8601", errors="coerce")
+    except (ValueError, TypeError, OverflowError):
+        p = None
+    if p is None or getattr(p, "tz", None) is not None or pd.isna(p[0]):
+        # an offset (pandera's coercion converts it), or not ISO-8601: pandas' parser decides
+        _MARKS[t] = _DEFER if p is not None and p.tz is not None or _reads_as_timestamp(t) else _BAD
+    else:
+        _TIMES[t] = int(p.asi8[0])
 
 
 def _reads_as_timestamp(text: str) -> bool:
