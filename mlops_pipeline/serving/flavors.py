@@ -8,6 +8,8 @@ when the model offers class probabilities.
   underneath when it has them: the flavor's raw model (`get_raw_model()`, e.g. an `XGBClassifier`)
   or a `PythonModel` that defines `predict_proba(model_input)` and `classes_`. Without them the
   model answers `pyfunc.predict`'s output: a number per record (served as a value), or a label.
+  A `model.train` function's `PythonModel` (training.python_model) is served this way, its
+  positive class and decision threshold read from the attributes the loop saved on it.
 
 `LoadedModel.score` (serving.loader) is the one place a served `prediction` is derived from
 probabilities, whatever the flavor.
