@@ -7,6 +7,7 @@ with mlflow/dagster; `wrk` is optional, with an async httpx load generator as fa
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -153,6 +154,24 @@ SHARED_ROOT = "MLOPS_BENCH_SHARED_ROOT"
 SMOKE_HELP = "tiny sizes, a few seconds, no waiting for a quiet machine (CI runs it: the script cannot rot)"
 
 
+def bench_args(parser: argparse.ArgumentParser, sample: float, connections: int | None = None,
+               records: int | None = None, tool: bool = False) -> argparse.ArgumentParser:
+    """The options the benchmarks share: the training sample (`register_versions`), the load
+    (`--connections`, `--records` cycled, `--tool`) when the script takes them, not waiting for a
+    quiet machine, keeping the data dir, `--smoke`."""
+    if connections is not None:
+        parser.add_argument("--connections", type=int, default=connections)
+    parser.add_argument("--sample", type=float, default=sample, help="share of each month used to train")
+    if records is not None:
+        parser.add_argument("--records", type=int, default=records, help="distinct holdout records cycled")
+    if tool:
+        parser.add_argument("--tool", choices=["auto", "wrk", "httpx"], default="auto")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    return parser
+
+
 def smoke(args: Any, **tiny: Any) -> Any:
     """Under `--smoke`, replace the sizes by tiny ones and measure at once; the code path is the
     real one end to end, only the figures mean nothing."""
@@ -173,6 +192,18 @@ def trained_root(prefix: str, keep: bool = False) -> Iterator[Path]:
         return
     with temp_root(prefix, keep) as root:
         yield root
+
+
+@contextlib.contextmanager
+def trained(prefix: str, args: Any, what: str = "v1/v2") -> Iterator[tuple[Path, list[dict]]]:
+    """What the serving benchmarks start from: a data dir (`trained_root`: the smoke tests' shared
+    one, or a temporary one kept with `--keep`) with v1/v2 registered (`register_versions` on
+    `--sample`), then a quiet machine (`--no-wait` skips waiting); yields it and v2's holdout rows."""
+    with trained_root(prefix, getattr(args, "keep", False)) as root:
+        print(f"training and registering {what} through the pipeline...", flush=True)
+        records = register_versions(root, args.sample)
+        wait_quiet(args.no_wait)
+        yield root, records
 
 
 @contextlib.contextmanager
@@ -246,6 +277,19 @@ class Server:
     port: int
 
 
+def ready_server(proc: subprocess.Popen, log: Path, port: int, ready_path: str,
+                 timeout: float = 120.0) -> Server:
+    """The server `proc` started on `port` once `ready_path` answers 200; stopped (and the error
+    raised, with its log's tail) if it dies or is not ready within `timeout` seconds."""
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}{ready_path}", proc, log, timeout=timeout)
+    except BaseException:
+        stop(proc)
+        raise
+    return Server(url, proc, log, port)
+
+
 def start_serve(root: Path, name: str, *args: str, env: dict[str, str] | None = None) -> Server:
     """`mlops-pipeline serve` on a free loopback port; waits until a champion is loaded."""
     port = free_port()
@@ -254,13 +298,18 @@ def start_serve(root: Path, name: str, *args: str, env: dict[str, str] | None = 
     log = root / name / "serve.log"
     proc = start([str(BIN / "mlops-pipeline"), "serve", "--host", "127.0.0.1", "--port", str(port),
                   "--predictions-url", f"sqlite:///{root / name / 'predictions.db'}", *args], env, log)
-    url = f"http://127.0.0.1:{port}"
+    return ready_server(proc, log, port, "/ready")
+
+
+@contextlib.contextmanager
+def serving(root: Path, name: str, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """`start_serve` for the length of a `with` block: the server is stopped by its PID however
+    the block ends."""
+    srv = start_serve(root, name, *args, env=env)
     try:
-        wait_http(f"{url}/ready", proc, log)
-    except BaseException:
-        stop(proc)
-        raise
-    return Server(url, proc, log, port)
+        yield srv
+    finally:
+        stop(srv.proc)
 
 
 def start_mlflow_serve(root: Path, name: str, model_uri: str, workers: int = 1,
@@ -273,13 +322,7 @@ def start_mlflow_serve(root: Path, name: str, model_uri: str, workers: int = 1,
     log = root / name / "serve.log"
     proc = start([str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
                   "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)], env, log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/ping", proc, log, timeout=180)
-    except BaseException:
-        stop(proc)
-        raise
-    return Server(url, proc, log, port)
+    return ready_server(proc, log, port, "/ping", timeout=180)
 
 
 # ---------------------------------------------------------------- load generation
@@ -342,6 +385,16 @@ def load(url: str, path: str, bodies: list[str], connections: int, seconds: floa
         raise RuntimeError(f"load generator gave no summary:\n{out[-2000:]}")
     d = json.loads(line[6:])
     return Load(d["requests"], d["errors"], d["seconds"], d["p50"], d["p95"], d["p99"], tool)
+
+
+def measure_load(server: Server, path: str, bodies: list[str], connections: int, seconds: float,
+                 workdir: Path, tool: str = "auto") -> tuple[Load, float]:
+    """A warm-up (up to 3 s), then one timed run of `load`; with the CPU seconds of the server's
+    process tree per wall second of that run."""
+    load(server.url, path, bodies, connections, min(3.0, seconds), workdir, tool=tool)
+    cpu0 = cpu_seconds(server.proc.pid)
+    result = load(server.url, path, bodies, connections, seconds, workdir, tool=tool)
+    return result, (cpu_seconds(server.proc.pid) - cpu0) / result.seconds
 
 
 # ---------------------------------------------------------------- output

@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, Server, free_port, start, stop, tracking_uri, wait_http
+from _common import REPO, Server, free_port, ready_server, start, tracking_uri
 
 PEERS = ("mlserver", "bentoml")
 
@@ -130,13 +130,7 @@ def start_mlserver(root: Path, model_file: Path, config: MLServerConfig = MLServ
     }))
     log = home / "serve.log"
     proc = start([str(python.parent / "mlserver"), "start", str(home)], _env(python, root), log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/v2/models/{MLSERVER_MODEL}/ready", proc, log, timeout=180)
-    except BaseException:
-        stop(proc)
-        raise
-    return Server(url, proc, log, port)
+    return ready_server(proc, log, port, f"/v2/models/{MLSERVER_MODEL}/ready", timeout=180)
 
 
 def _datatypes(records: list[dict]) -> dict[str, str]:
@@ -226,10 +220,4 @@ def start_bentoml(root: Path, model_file: Path, config: BentoConfig = BentoConfi
                              "--host", "127.0.0.1", "--port", str(port)],
                             env=env, cwd=home, stdout=log.open("wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/readyz", proc, log, timeout=180)
-    except BaseException:
-        stop(proc)
-        raise
-    return Server(url, proc, log, port)
+    return ready_server(proc, log, port, "/readyz", timeout=180)

@@ -26,19 +26,16 @@ from pathlib import Path
 import httpx
 from _common import (
     MODEL,
-    SMOKE_HELP,
+    bench_args,
     bench_env,
     cpu_seconds,
     goal,
     load,
-    register_versions,
+    serving,
     smoke,
-    start_serve,
-    stop,
     table,
     tracking_uri,
-    trained_root,
-    wait_quiet,
+    trained,
 )
 
 SERVER_LIMITS = {"MLOPS_SERVE_MAX_RECORDS": "10000", "MLOPS_SERVE_MAX_BODY_BYTES": "50000000",
@@ -103,26 +100,19 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--connections", type=int, default=2, help="concurrent 10k-record requests")
     parser.add_argument("--rows", type=int, default=10_000, help="records per request")
-    parser.add_argument("--sample", type=float, default=1.0)
     parser.add_argument("--reps", type=int, default=15, help="single in-process calls timed (median)")
-    parser.add_argument("--tool", choices=["auto", "wrk", "httpx"], default="auto")
-    parser.add_argument("--no-wait", action="store_true")
-    parser.add_argument("--keep", action="store_true")
     parser.add_argument("--child", nargs=2, metavar=("RECORDS", "MODEL_URI"), help=argparse.SUPPRESS)
-    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
-    args = smoke(parser.parse_args(), seconds=1.0, rows=200, sample=0.12, reps=2)
+    args = smoke(bench_args(parser, sample=1.0, tool=True).parse_args(), seconds=1.0, rows=200, sample=0.12,
+                 reps=2)
     if args.child:
         in_process(Path(args.child[0]), args.child[1], args.reps, args.seconds)
         return 0
 
-    with trained_root("batch", args.keep) as root:
-        print("training and registering v1/v2 through the pipeline...", flush=True)
-        holdout = register_versions(root, args.sample)
+    with trained("batch", args) as (root, holdout):
         records = (holdout * (args.rows // len(holdout) + 1))[: args.rows]
         records_path = root / "records.json"
         records_path.write_text(json.dumps(records))
         body = json.dumps({"records": records})
-        wait_quiet(args.no_wait)
 
         (base_default, call_default) = _baseline(root, records_path, None, args.reps, args.seconds)
         (base_omp1, call_omp1) = _baseline(root, records_path, "1", args.reps, args.seconds)
@@ -176,8 +166,7 @@ def _serve_load(root: Path, label: str, workers: int, connections: int, body: st
 
     env = {**bench_env(root), **SERVER_LIMITS}
     name = f"ours-{workers}"
-    srv = start_serve(root, name, "--version", "1", "--workers", str(workers), env=env)
-    try:
+    with serving(root, name, "--version", "1", "--workers", str(workers), env=env) as srv:
         r = httpx.post(f"{srv.url}/predict", content=body, timeout=60,
                        headers={"content-type": "application/json"})
         r.raise_for_status()
@@ -187,8 +176,6 @@ def _serve_load(root: Path, label: str, workers: int, connections: int, body: st
                       threads=min(2, connections), tool=args.tool)
         cpu = (cpu_seconds(srv.proc.pid) - cpu0) / (time.perf_counter() - t0)
         answered = _settled(srv.url)
-    finally:
-        stop(srv.proc)
     store = PredictionStore(f"sqlite:///{root / name / 'predictions.db'}")
     stored = store.count()
     store.close()

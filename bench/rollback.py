@@ -6,11 +6,11 @@ Two ways the server can learn of the move, measured in the same run:
   /admin/rollback: the server, which has MLflow loaded, moves the aliases and re-reads the
   registry at once, loads and warms the version, then swaps it atomically);
 - without a token (baseline), the CLI moves the aliases itself and the server notices at its next
-  alias poll (POLL_SECONDS, default 5).
+  alias poll (`--poll-seconds`, default 5; 1 in the smoke run).
 
 Goal: <= 2 s and no failed request.
 
-    uv run python bench/rollback.py [--rounds 3] [--sample 1.0] [--no-wait] [--smoke]
+    uv run python bench/rollback.py [--rounds 3] [--sample 1.0] [--poll-seconds 5] [--no-wait] [--smoke]
 """
 
 from __future__ import annotations
@@ -23,20 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
-from _common import (
-    BIN,
-    MODEL,
-    SMOKE_HELP,
-    bench_env,
-    goal,
-    register_versions,
-    smoke,
-    start_serve,
-    stop,
-    table,
-    trained_root,
-    wait_quiet,
-)
+from _common import BIN, MODEL, bench_args, bench_env, goal, serving, smoke, table, trained
 
 TOKEN = "bench-token-0123456789abcdefghijklmnop"  # the server requires 32+ characters
 
@@ -108,30 +95,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--sample", type=float, default=1.0)
-    parser.add_argument("--no-wait", action="store_true")
-    parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
-    args = smoke(parser.parse_args(), rounds=1, sample=0.12)
+    parser.add_argument("--poll-seconds", type=float, default=5.0,
+                        help="the server's alias poll (`serve --poll-seconds`), the baseline's delay")
+    args = smoke(bench_args(parser, sample=1.0).parse_args(), rounds=1, sample=0.12, poll_seconds=1.0)
 
-    with trained_root("rollback", args.keep) as root:
-        print("training and registering v1/v2 through the pipeline...", flush=True)
+    with trained("rollback", args) as (root, holdout):
         import json
 
-        body = json.dumps({"records": register_versions(root, args.sample)[:1]})
-        wait_quiet(args.no_wait)
-        srv = start_serve(root, "ours", env={**bench_env(root), "MLOPS_SERVE_TOKEN": TOKEN})
+        body = json.dumps({"records": holdout[:1]})
         results = {"token": [], "poll": []}
-        try:
+        with serving(root, "ours", "--poll-seconds", f"{args.poll_seconds:g}",
+                     env={**bench_env(root), "MLOPS_SERVE_TOKEN": TOKEN}) as srv:
             for _ in range(args.rounds):
                 for mode in results:
                     results[mode].append(_round(root, srv.url, body, TOKEN if mode == "token" else ""))
-        finally:
-            stop(srv.proc)
 
     rows = []
     for mode, label in (("token", "rollback via /admin/rollback (MLOPS_SERVE_TOKEN set)"),
-                        ("poll", "rollback, server polls (5 s; baseline)")):
+                        ("poll", f"rollback, server polls ({args.poll_seconds:g} s; baseline)")):
         rs = results[mode]
         rows.append((label, statistics.median(r[0] for r in rs), max(r[0] for r in rs),
                      statistics.median(r[1] for r in rs), sum(r[2] for r in rs), sum(r[3] for r in rs)))

@@ -4,7 +4,10 @@ importing, and their pure helpers must keep working on tiny inputs."""
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -72,24 +75,29 @@ def test_loop_bench_measures_the_set_up_deployment_on_the_stores_init_created() 
     assert [(m, fresh) for m, _, fresh in later] == [("plain", True), ("init", True), ("dagster", False)]
 
 
-@pytest.mark.slow
-def test_loop_bench_plain_baseline_runs_without_dagster_or_mlflow(tmp_path) -> None:
-    """The baseline is what a script without either framework does, model file included: it
-    raises if anything it calls imported Dagster or MLflow (so the comparison stays honest)."""
+def test_loop_bench_smoke_runs_the_plain_baseline_without_dagster_or_mlflow() -> None:
+    """`bench/loop.py --smoke`: the plain side on a 2% sample, its figures printed. The baseline is
+    what a script without either framework does, model file included: it raises if anything it
+    calls imported Dagster or MLflow (so the comparison stays honest)."""
     import json
-    import subprocess
+    import shutil
 
-    loop = importlib.import_module("loop")
-    loop.land_replicas(tmp_path / "data" / "landing" / "flights", 0.03)
-    proc = subprocess.run([sys.executable, str(BENCH / "loop.py"), "--child", "plain", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    run_dir = tmp_path / "data" / "models" / "flights_delay" / "plain"
-    assert sorted(p.name for p in run_dir.iterdir()) == [
-        "manifest.yaml", "metrics.json", "model.skops", "reference.parquet",
-    ]
-    assert (tmp_path / "data" / "reports" / "plain_drift.html").stat().st_size > 0
-    assert json.loads((tmp_path / "plain.json").read_text())["auc"] > 0.55
+    proc = _run_smoke("loop", "--keep")
+    kept = next((line[5:] for line in proc.stdout.splitlines() if line.startswith("kept ")), None)
+    assert kept, proc.stdout[-3000:]
+    root = Path(kept)
+    try:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        for label in ("| 0.02x ", "| plain ", "Wall and peak RSS of each run"):
+            assert label in proc.stdout, proc.stdout[-3000:]
+        run_dir = root / "data" / "models" / "flights_delay" / "plain"
+        assert sorted(p.name for p in run_dir.iterdir()) == [
+            "manifest.yaml", "metrics.json", "model.skops", "reference.parquet",
+        ]
+        assert (root / "data" / "reports" / "plain_drift.html").stat().st_size > 0
+        assert json.loads((root / "plain.json").read_text())["auc"] > 0.55
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 #: Each script's smoke run and the labels its report must print (its figures, tiny sizes).
@@ -103,9 +111,9 @@ SMOKE = {
     "drift": ["10 chunks: every score equal to the whole frame's: True", "| stream "],
     "holdout_scoring": ["| whole ", "| sliced ", "scores equal: True"],
     "load": ["import dagster + build_definitions() + repository", "extra over import dagster"],
-    "loop": ["| 0.02x ", "| plain ", "Wall and peak RSS of each run"],
     "sensor_tick": ["3 batches: tick", "old tick: tick at 3 vs 2 batches"],
-    "serving_models": ["default (HistGradientBoosting) v1", "LightGBM v2", "CPU ms/req"],
+    # the default model's v2 and the LightGBM version registered next, on v2's snapshot
+    "serving_models": ["default (HistGradientBoosting) v2", "| LightGBM v", "CPU ms/req"],
 }
 
 
@@ -119,23 +127,26 @@ def test_every_bench_script_has_a_smoke_mode() -> None:
     """A new benchmark comes with `--smoke`, so CI runs it (and a refactor cannot silently break it)."""
     scripts = sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))
     assert scripts and [p.name for p in scripts if "--smoke" not in p.read_text()] == []
-    # ... and CI runs every one of them (segments has its own test below).
-    assert set(SMOKE) | {"segments"} == {p.stem for p in scripts}
+    # ... and CI runs every one of them (segments and loop have their own tests).
+    assert set(SMOKE) | {"segments", "loop"} == {p.stem for p in scripts}
+
+
+def _run_smoke(name: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python bench/<name>.py --smoke` in a clean environment, as a person runs a script: earlier
+    tests leave MLflow's process-wide registry URI (and the like) exported, which would point the
+    script at their servers. OpenMP gets one thread: on a loaded 2-core machine its spinning threads
+    make even a 2,000-row fit take tens of seconds (the smoke figures mean nothing anyway)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_", "DAGSTER_"))}
+    clean |= {"PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--smoke", *extra], capture_output=True,
+                          text=True, timeout=900, cwd=PROJECT_ROOT, env=clean)
 
 
 @pytest.mark.parametrize("name", list(SMOKE))
 def test_bench_script_runs_end_to_end_in_smoke_mode(name: str, shared_trained_root: str) -> None:
     """`python bench/<name>.py --smoke` takes its real code path (servers, pipeline, load
     generator) on tiny sizes, exits 0 and prints its figures."""
-    import os
-    import subprocess
-
-    # A clean environment, as a person runs a script: earlier tests leave MLflow's process-wide
-    # registry URI (and the like) exported, which would point the script at their servers.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_", "DAGSTER_"))}
-    env |= {"MLOPS_BENCH_SHARED_ROOT": shared_trained_root, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--smoke"], capture_output=True,
-                          text=True, timeout=900, cwd=PROJECT_ROOT, env=env)
+    proc = _run_smoke(name, env={"MLOPS_BENCH_SHARED_ROOT": shared_trained_root})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     missing = [label for label in SMOKE[name] if label not in proc.stdout]
     assert missing == [], proc.stdout[-3000:]
@@ -144,13 +155,7 @@ def test_bench_script_runs_end_to_end_in_smoke_mode(name: str, shared_trained_ro
 def test_segments_bench_runs_in_smoke_mode() -> None:
     """`bench/segments.py --smoke`: the gate with and without ~120 segments on a tiny holdout,
     both timed in the same run, the ratio printed against the 20% goal."""
-    import os
-    import subprocess
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_", "DAGSTER_"))}
-    env["PYTHONWARNINGS"] = "ignore"
-    proc = subprocess.run([sys.executable, str(BENCH / "segments.py"), "--smoke"], capture_output=True,
-                          text=True, timeout=900, cwd=PROJECT_ROOT, env=env)
+    proc = _run_smoke("segments")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for label in ("| gate: both models score the holdout ", "| per segment: ~120 segments",
                   "to the gate's time (goal <= 20%)", "worst segments: "):
