@@ -31,9 +31,9 @@ import _profile
 import httpx
 from _common import (
     MODEL,
-    SMOKE_HELP,
     Load,
     Server,
+    bench_args,
     bench_env,
     cpu_seconds,
     goal,
@@ -144,12 +144,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="timed load per server")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--sample", type=float, default=1.0, help="share of each month used to train")
-    parser.add_argument("--records", type=int, default=2000, help="distinct holdout records cycled")
-    parser.add_argument("--tool", choices=["auto", "wrk", "httpx"], default="auto")
-    parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
+    bench_args(parser, sample=1.0, connections=16, records=2000, tool=True)
     parser.add_argument("--peers", nargs="+", choices=[*_peers.PEERS, "none"], default=list(_peers.PEERS),
                         help="peer servers to measure too (`none`: only ours and mlflow)")
     parser.add_argument("--mlserver-workers", type=int, default=0,
@@ -158,7 +153,6 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1, help="records per request (ours only; default 1)")
     parser.add_argument("--ours-only", action="store_true",
                         help="only our server (1 process and --workers <cores>): no mlflow, no peers")
-    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
                         help="only profile our single process with py-spy under this many seconds of load")
     parser.add_argument("--profile-raw", type=Path, default=None,
