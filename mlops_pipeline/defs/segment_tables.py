@@ -1,6 +1,7 @@
 """Every per-segment verdict (`deployment.segments.SegmentReport`) shown the same way in Dagster:
-one table, one line per segment, worst first — the gate's `segment_regression` and production's
-`segment_quality` alike (and what a board panel of the worst segments can read)."""
+one table, one line per segment, worst first — the gate's `segment_regression`, production's
+`segment_quality` and the estimate's `estimated_segment_quality` alike (and what a board panel of
+the worst segments can read)."""
 
 import dagster as dg
 

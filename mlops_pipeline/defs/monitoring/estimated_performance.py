@@ -3,7 +3,8 @@
 
 `estimated_performance` estimates, for each day of served traffic, the champion's gate metrics
 from its own calibrated probabilities (CBPE) or its loss model (DLE), with a band; its WARN check
-`estimated_quality` fails when a band is clear of the gate's line, which the
+`estimated_quality` fails when a band is clear of the gate's line, and `estimated_segment_quality`
+when one segment's is clear below the floor (`segments:`), which the
 `estimated_performance_sensor` turns into a gated retraining. `estimate_vs_realized` runs when
 labels have come: realized against estimated on the same rows (`estimate_within_band`), and
 `concept_drift` when quality dropped past the gate's line and below the estimate's band
