@@ -28,18 +28,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_ready(url: str, timeout: float = 120.0) -> None:
+def wait_ready(url: str, timeout: float = 120.0, process: subprocess.Popen | None = None,
+               log: Path | None = None) -> None:
+    """Return once the serving process at `url` answers /ready; raise RuntimeError after `timeout`
+    seconds, or at once if `process` (the one we started) has exited, with the tail of its `log`."""
     import httpx
+
+    def failed(why: str) -> RuntimeError:
+        tail = f":\n{log.read_text()[-3000:]}" if log is not None and log.exists() else ""
+        return RuntimeError(f"the serving process at {url} {why}{tail}")
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise failed(f"exited with code {process.returncode} before it was ready")
         try:
             if httpx.get(f"{url}/ready", timeout=2.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"the serving process at {url} did not become ready in {timeout:.0f} s")
+    raise failed(f"did not become ready in {timeout:.0f} s")
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -76,7 +85,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         )
         print(f"started a serving process at {url} (pid {server.pid})")
     try:
-        _wait_ready(url)
+        wait_ready(url, process=server)
         reports = run_simulation(
             build_definitions(settings), load_flights_with_weather(), spec, url, months=args.months,
             sample=args.sample,

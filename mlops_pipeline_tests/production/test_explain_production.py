@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -63,6 +62,7 @@ def _explain(env: dict[str, str], *args: str) -> dict:
 def test_explain_on_postgres_s3_and_the_mlflow_server(env, flights: pd.DataFrame, tmp_path: Path):
     import httpx
 
+    from mlops_pipeline.cli.simulate import wait_ready
     from mlops_pipeline.defs.simulation import request_records
     from mlops_pipeline.processes import stop_group
     from mlops_pipeline.spec import load_spec
@@ -74,15 +74,7 @@ def test_explain_on_postgres_s3_and_the_mlflow_server(env, flights: pd.DataFrame
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"http://{LOOPBACK}:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        wait_ready(url, process=proc, log=log)
         records = request_records(flights[flights["month"] == 4].sample(7, random_state=1), load_spec())
         ids = []
         with httpx.Client(base_url=url, timeout=30) as client:
