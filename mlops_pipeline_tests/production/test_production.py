@@ -155,10 +155,10 @@ def test_two_serving_replicas_load_from_the_server_and_log_to_one_postgres_store
     MLflow server (artifacts on S3), every answered record lands in the shared Postgres store, and
     a Postgres restart loses none of them."""
     import os
-    import time
 
     import httpx
 
+    from mlops_pipeline.cli.simulate import wait_ready
     from mlops_pipeline.defs.simulation import replay, request_records
     from mlops_pipeline.monitoring.predictions import PredictionStore
     from mlops_pipeline.processes import stop_group
@@ -183,17 +183,8 @@ def test_two_serving_replicas_load_from_the_server_and_log_to_one_postgres_store
     urls = [f"http://{LOOPBACK}:{p}" for p in ports]
     store = PredictionStore(loop.env["MLOPS_PREDICTIONS_URL"])
     try:
-        deadline = time.monotonic() + 120
         for url, proc, log in zip(urls, replicas, logs, strict=True):
-            while True:
-                assert proc.poll() is None, log.read_text()[-3000:]
-                assert time.monotonic() < deadline, log.read_text()[-3000:]
-                try:
-                    if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
+            wait_ready(url, process=proc, log=log)
             health = httpx.get(f"{url}/health", timeout=5).json()
             assert health["status"] == "ok", health
             assert str(health["champion"]["version"]) == "2"
