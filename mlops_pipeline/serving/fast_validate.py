@@ -224,8 +224,13 @@ def _timestamps(values: list[Any], nullable: bool
     that pandas' general parser reads, and text with a UTC offset, is deferred."""
     n = len(values)
     distinct = {v for v in values if isinstance(v, str)}
-    if not distinct <= _TIMES.keys():
-        _learn([v for v in distinct if v not in _TIMES and v not in _MARKS])
+    unknown = [v for v in distinct if v not in _TIMES and v not in _MARKS]
+    if unknown:
+        if len(_TIMES) + len(_MARKS) + len(unknown) > _TIMES_MAX:  # full: start again with this batch
+            _TIMES.clear()
+            _MARKS.clear()
+            unknown = list(distinct)
+        _learn(unknown)
     # every value text (str.__instancecheck__ is isinstance(v, str), without a Python loop)
     if len(distinct) and distinct <= _TIMES.keys() and all(map(str.__instancecheck__, values)):
         # the usual case: every value a known, valid timestamp
@@ -249,9 +254,6 @@ def _timestamps(values: list[Any], nullable: bool
 
 def _learn(texts: list[str]) -> None:
     """Parse `texts` (ISO-8601, one pandas call) into the cache."""
-    if len(_TIMES) + len(_MARKS) + len(texts) > _TIMES_MAX:
-        _TIMES.clear()
-        _MARKS.clear()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -229,3 +229,20 @@ def test_one_bad_record_fails_alone_with_the_pandera_text():
     assert (err.record, err.field, err.error, err.value) == (
         1, "hour", "violates the contract: in_range(0, 23)", 99)
     assert list(X["month"]) == [1, 2]
+
+
+def test_the_timestamp_cache_stays_bounded_and_right_when_it_fills(monkeypatch):
+    """Timestamps are parsed once per server and remembered; a full cache starts again with the
+    batch at hand, which is still judged whole."""
+    from mlops_pipeline.serving import fast_validate
+
+    monkeypatch.setattr(fast_validate, "_TIMES", {})
+    monkeypatch.setattr(fast_validate, "_MARKS", {})
+    monkeypatch.setattr(fast_validate, "_TIMES_MAX", 4)
+    known = ["2013-01-01T05:00:00", "2013-01-01T06:00:00", "not a time"]
+    fast_validate._timestamps(known, False)
+    batch = ["2013-01-01T05:00:00", "2013-03-01T07:00:00", "2013-03-01T08:00:00", "not a time", None]
+    arr, bad, deferred = fast_validate._timestamps(batch, False)
+    assert len(fast_validate._TIMES) + len(fast_validate._MARKS) <= 4
+    assert bad.tolist() == [False, False, False, True, True] and deferred is None
+    assert arr[:3].tolist() == pd.to_datetime(batch[:3]).to_numpy().tolist()
