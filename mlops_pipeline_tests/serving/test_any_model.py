@@ -73,8 +73,13 @@ def models(stack: Stack) -> Iterator[Models]:
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the server cannot import tests
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", stack.tracking_uri)
+        mp.setenv("MLFLOW_REGISTRY_URI", stack.tracking_uri)
+        # An earlier loop run in this process may have pointed the `mlflow` module's own globals
+        # at its registry (MLflow.configure): point them at the stack's, as a notebook would.
+        mlflow.set_tracking_uri(stack.tracking_uri)
+        mlflow.set_registry_uri(stack.tracking_uri)
         client = mlflow.MlflowClient(tracking_uri=stack.tracking_uri, registry_uri=stack.tracking_uri)
-        # No global tracking URI or active experiment is set: other tests in the session use others.
+        # No active experiment is set: other tests in the session use others.
         experiment = client.create_experiment("notebook")
         sk = mlflow.sklearn.load_model("models:/flights_delay/1")
         X = stack.holdout
