@@ -7,8 +7,15 @@ Every test that runs the loop gets its own data dir (landing, snapshots, SQLite 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from pathlib import Path
+
+# One OpenMP thread per training (HistGradientBoosting, LightGBM, XGBoost), set before any of them
+# loads: the suite runs one pytest-xdist worker per core, and OpenMP threads spinning for a core
+# another process holds made a 2,000-row fit take 37 s instead of 0.9 s on a busy 2-core machine.
+# Subprocesses (servers, `mlops-pipeline` runs) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import dagster as dg
 import pandas as pd
@@ -128,3 +135,12 @@ def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
         for e in result.all_events
         if e.event_type_value == "ASSET_MATERIALIZATION"
     }
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN001 - xdist's Producer
+    """Share the suite between workers by file, one folder at a time where its conftest starts a
+    costly session stack (see `xdist_scopes`)."""
+    from mlops_pipeline_tests.xdist_scopes import SharedStackScheduling
+
+    return SharedStackScheduling(config, log)
