@@ -49,8 +49,8 @@ def _config_problem(args: argparse.Namespace, settings: Settings) -> str | None:
 
     if not hasattr(args, "config"):
         return None
-    try:
-        load_spec(args.config or settings.dataset_config)
+    try:  # `--config` as the command itself reads it: a relative path from the working directory
+        load_spec(settings.with_dataset(args.config).dataset_config)
     except (ConfigError, FileNotFoundError) as exc:
         return str(exc)
     return None

@@ -71,7 +71,7 @@ def cmd_reproduce(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_pipeline.spec import load_spec
     from mlops_pipeline.training.reproduce import ReproduceError, reproduce
 
-    name = args.model or load_spec(args.config or settings.dataset_config).name
+    name = args.model or load_spec(settings.with_dataset(args.config).dataset_config).name
     try:
         rep = reproduce(mlflow_client(settings, existing=True), storage_client(settings), name,
                         args.version, atol=args.atol)

@@ -149,7 +149,7 @@ def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_pipeline.deployment.promotion import PromotionRefused, promote_version
     from mlops_pipeline.deployment.registry import RegistryError
 
-    spec = load_spec(args.config or settings.dataset_config)
+    spec = load_spec(settings.with_dataset(args.config).dataset_config)
     mlflow = mlflow_client(settings, existing=True)
     try:
         report, moves = promote_version(mlflow, storage_client(settings), spec, args.version,
@@ -193,7 +193,7 @@ def _print_gate(report) -> None:
 
 def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
     """Champion back to previous-champion: through a running server when one can, else here."""
-    spec = load_spec(args.config or settings.dataset_config)
+    spec = load_spec(settings.with_dataset(args.config).dataset_config)
     token = settings.serve_token
     url = _find_server(spec.name, args.server_url, settings) if token else None
     if url is not None:

@@ -248,7 +248,8 @@ def run_gate(opts: GateOptions, settings: Settings) -> tuple[GateOutcome, dict[s
     from mlops_pipeline.spec import load_spec, resolve_path
 
     started = time.monotonic()
-    config = str(resolve_path(opts.config or settings.dataset_config))
+    # `--config` from the working directory, as every command reads it; the default from the project.
+    config = str(resolve_path(settings.with_dataset(opts.config).dataset_config))
     spec = load_spec(config)
     plan = plan_sample(spec, settings.data_root, list(opts.months), opts.sample, opts.sample_rows)
     hint = refresh_hint(opts.config, plan)

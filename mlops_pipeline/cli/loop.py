@@ -187,7 +187,7 @@ def cmd_contract(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_pipeline.data.snapshots import read_landing
     from mlops_pipeline.spec import load_spec
 
-    spec = load_spec(args.config or settings.dataset_config)
+    spec = load_spec(settings.with_dataset(args.config).dataset_config)
     out = Path(args.out) if args.out else spec.contract_path()
     if out.exists() and not args.force:
         print(f"{out} exists; pass --force to overwrite it", file=sys.stderr)

@@ -22,12 +22,13 @@ def cmd_segments(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_pipeline.deployment.segments import suggest_segments
     from mlops_pipeline.spec import load_spec
 
-    spec = load_spec(args.config or settings.dataset_config)
-    preflight(settings.with_dataset(args.config))
+    settings = settings.with_dataset(args.config)
+    spec = load_spec(settings.dataset_config)
+    preflight(settings)
     frame = read_landing(spec.landing_glob(settings.data_root), spec.source.format)
     draft = suggest_segments(frame, spec, max_values=args.max_values)
     print(f"# a draft from {len(frame):,} landed rows: review it, then paste it into "
-          f"{args.config or settings.dataset_config}")
+          f"{args.config or settings.dataset_config}")  # as the user typed it
     sys.stdout.write(yaml.safe_dump({"segments": draft}, sort_keys=False, default_flow_style=None))
     return 0
 

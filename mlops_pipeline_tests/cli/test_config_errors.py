@@ -60,6 +60,38 @@ def test_a_missing_config_file_is_one_line_too(tmp_path):
     ]
 
 
+def test_a_relative_config_is_read_from_the_working_directory_by_every_command(tmp_path):
+    """A user's own config beside their data, named as `--config my.yaml` from their folder: the
+    up-front check, `land --from` and `segments suggest` all read that file (they once
+    looked for it under the project's folder: "not found", or a traceback)."""
+    import statsmodels.api as sm
+
+    sm.datasets.fair.load_pandas().data.to_csv(tmp_path / "fair.csv", index=False)
+    (tmp_path / "my.yaml").write_text((PROJECT_ROOT / "data/configs/fair.yaml").read_text())
+    env = {**os.environ, "MLOPS_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home")}
+    env.pop("MLOPS_DATASET_CONFIG", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mlops_pipeline.cli", *args, "--config", "my.yaml"],
+                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+
+    landed = run("land", "--from", "fair.csv")
+    assert landed.returncode == 0, landed.stderr
+    assert "landed " in landed.stdout
+    suggested = run("segments", "suggest")
+    assert suggested.returncode == 0, suggested.stderr
+    assert "paste it into my.yaml" in suggested.stdout
+    assert "religious" in yaml.safe_load(suggested.stdout)["segments"]["columns"]
+
+    doc = yaml.safe_load((tmp_path / "my.yaml").read_text())
+    del doc["target"]["name"]
+    (tmp_path / "my.yaml").write_text(yaml.safe_dump(doc))
+    broken = run("materialize")
+    assert broken.returncode == 2
+    assert broken.stderr.splitlines() == [
+        "error: my.yaml: target.name: required — name of the target column the model learns"]
+
+
 # ---- a config naming a column the data lacks (issue 24 item 3) -----------------------------------
 def _config(tmp_path, change, base: str = "data/configs/flights.yaml"):
     doc = yaml.safe_load((PROJECT_ROOT / base).read_text())
