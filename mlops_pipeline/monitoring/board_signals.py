@@ -15,7 +15,16 @@ from typing import Any
 import pandas as pd
 
 from mlops_pipeline.monitoring.board_view import MIN_LABELS, View
-from mlops_pipeline.monitoring.verdict import Signals, decide
+from mlops_pipeline.monitoring.verdict import (
+    DRIFT,
+    ESTIMATED,
+    METRIC_WORDS,
+    REALIZED,
+    SegmentSignal,
+    Signals,
+    decide,
+    segment_words,
+)
 
 #: The serving target the board and the Prometheus alerts share (deploy/prometheus/rules/alerts.yml).
 SLO_P99_MS = 50.0
@@ -44,9 +53,16 @@ class Gathered:
     estimate: dict[str, Any] = field(default_factory=dict)
     retrained_at: datetime | None = None
     retrain_promoted: bool | None = None
-    #: the segment comparison's records (segment, candidate, rows), worst first, when there are any
+    #: the gate's segment comparison's records (segment, candidate, rows, verdict), worst first
     segments: list[dict[str, Any]] = field(default_factory=list)
     segment_metric: str = ""
+    #: labelled production per segment (`segment_quality`'s records), realized like the gate's
+    labelled_segments: list[dict[str, Any]] = field(default_factory=list)
+    #: before labels: `estimated_segment_quality`'s records and the metric they estimate
+    estimated_segments: list[dict[str, Any]] = field(default_factory=list)
+    estimated_metric: str = ""
+    #: production_drift's `segment_drift` records (segment, rows, drift_share, drifted_columns)
+    segment_drift: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _estimate(g: Gathered) -> dict[str, Any]:
@@ -94,6 +110,33 @@ def _labeling_file(g: Gathered) -> tuple[int, str]:
     return waiting, queue_file(max(g.queued), "csv")
 
 
+def _metric(name: str) -> str:
+    return METRIC_WORDS.get(name, name.replace("_", " "))
+
+
+def segment_signals(g: Gathered) -> list[SegmentSignal]:
+    """Every segment a signal names as getting worse, with where it came from: the estimate's
+    band wholly below the gate's floor (before labels), its own inputs drifted past the spec's
+    drift share, or regressed on labels (the gate's holdout comparison, labelled production).
+    Names in words (`verdict.segment_words`)."""
+    def named(r: dict[str, Any], source: str, words: str) -> SegmentSignal:
+        return SegmentSignal(segment_words(str(r["segment"])), source,
+                             f"{words} ({int(r['rows']):,} rows)", int(r["rows"]))
+
+    out = []
+    for rows, where in ((g.segments, "against the champion on the holdout"),
+                        (g.labelled_segments, "on labelled answers, below the gate's floor")):
+        out += [named(r, REALIZED, f"{_metric(g.segment_metric)} {float(r['candidate']):.3f} {where}")
+                for r in rows if r.get("verdict") == "regressed"]
+    out += [named(r, ESTIMATED, f"{_metric(g.estimated_metric)} {float(r['candidate']):.3f}, its "
+                  "whole band below the gate's floor")
+            for r in g.estimated_segments if r.get("verdict") == "regressed"]
+    out += [named(r, DRIFT, f"{float(r['drift_share']):.0%} of its input columns drifted")
+            for r in g.segment_drift if r.get("drift_share") is not None
+            and float(r["drift_share"]) > g.spec.drift.max_drift_share]
+    return out
+
+
 def signals(g: Gathered) -> Signals:
     """THE verdict's inputs from what the board gathered."""
     est = _estimate(g)
@@ -111,6 +154,7 @@ def signals(g: Gathered) -> Signals:
         estimate_floor=est.get("line"), lower_is_better=bool(est.get("lower_is_better")),
         drift_at=g.drift_at, retrained_at=g.retrained_at, retrain_promoted=g.retrain_promoted,
         champion_version=champion, served=int(g.system.get("served", 0)),
+        segments=segment_signals(g),
     )
 
 
@@ -143,7 +187,8 @@ def view(g: Gathered) -> View:
     """The first screen's values, THE verdict first."""
     from mlops_pipeline.monitoring.board import per_minute
 
-    verdict = decide(signals(g))
+    inputs = signals(g)
+    verdict = decide(inputs)
     minutes = per_minute(g.log)
     p99 = g.system.get("server_p99_ms", g.system.get("store_p99_ms"))
     error = g.system.get("server_error_rate")
@@ -154,8 +199,13 @@ def view(g: Gathered) -> View:
                       for c in g.drift_columns), key=lambda r: -(r[1] / r[2] if r[2] else r[1]))
     cost = [(f"{r['version']} {r['role']}", float(r["usd_per_1k"])) for r in g.versions
             if r.get("usd_per_1k") is not None]
-    segments = [(str(s["segment"]), g.segment_metric, float(s["candidate"]), int(s["rows"]))
-                for s in g.segments if s.get("candidate") is not None][:5]
+    # the bars: realized by segment (the gate's comparison), else the estimates before labels
+    segments = [(segment_words(str(s["segment"])), metric, float(s["candidate"]), int(s["rows"]),
+                 source)
+                for rows, metric, source in ((g.segments, g.segment_metric, REALIZED),
+                                             (g.estimated_segments, g.estimated_metric, ESTIMATED))
+                for s in rows if s.get("candidate") is not None]
+    segments = [s for s in segments if s[4] == segments[0][4]][:5] if segments else []
     return View(
         verdict=verdict, owner=g.spec.owner or "", runbook_url=g.spec.runbook_url or "",
         slo_ms=SLO_P99_MS, rps=[float(x) for x in minutes["requests_per_second"]],
@@ -164,7 +214,8 @@ def view(g: Gathered) -> View:
         error_pct=None if error is None else float(error) * 100, served=int(g.system.get("served", 0)),
         predictions=predictions, answer_words=words or "mean answer", answer_unit=unit,
         quality=_estimate(g), drifted=drifted, columns_compared=len(g.drift_columns),
-        segments=segments, champion=g.champion, challenger=g.challenger,
+        segments=segments, named_segments=inputs.segments, champion=g.champion,
+        challenger=g.challenger,
         guard=_guard_words(g.release), blocked=blocked,
         gates_checked=sum(1 for c in g.checks if str(c.get("check", "")).startswith("batch_")
                           and c.get("status") in ("passed", "failed")),
@@ -172,4 +223,4 @@ def view(g: Gathered) -> View:
     )
 
 
-__all__ = ["MIN_LABELS", "Gathered", "signals", "view"]
+__all__ = ["MIN_LABELS", "Gathered", "segment_signals", "signals", "view"]

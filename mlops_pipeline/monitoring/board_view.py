@@ -1,7 +1,8 @@
 """The board's first screen: THE verdict (`monitoring.verdict`) in one line, then at most eight
 panels a person looks at rather than reads — traffic against the SLO, predictions over time,
-estimated against realized quality, the most drifted inputs, the worst segments (when the
-segment comparison left any), release state, data gates and cost per 1,000 predictions.
+estimated against realized quality, the most drifted inputs, the worst segments (when a
+segment comparison left any or a signal names one, marked estimated, drift or realized), release
+state, data gates and cost per 1,000 predictions.
 
 Words instead of metric names, a unit on every number, the sample size beside every quality figure
 ("not enough labels" below `MIN_LABELS`). Pictures are inline SVG (nothing loads from anywhere).
@@ -14,7 +15,14 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops_pipeline.monitoring.verdict import ACT, METRIC_WORDS, OK, WATCH, Verdict
+from mlops_pipeline.monitoring.verdict import (
+    ACT,
+    METRIC_WORDS,
+    OK,
+    WATCH,
+    SegmentSignal,
+    Verdict,
+)
 
 #: Fewer labelled answers than this and realized quality is "not enough labels", not a number.
 MIN_LABELS = 100
@@ -45,8 +53,11 @@ class View:
     #: (column, score, threshold) of the most drifted inputs, worst first
     drifted: list[tuple[str, float, float]] = field(default_factory=list)
     columns_compared: int = 0
-    #: (segment, metric, value, rows), worst first; empty: the panel is left out
-    segments: list[tuple[str, str, float, int]] = field(default_factory=list)
+    #: (segment, metric, value, rows, source), worst first: realized, or estimated before labels
+    segments: list[tuple[str, str, float, int, str]] = field(default_factory=list)
+    #: segments a signal names as getting worse, with its source; with `segments` both empty the
+    #: panel is left out
+    named_segments: list[SegmentSignal] = field(default_factory=list)
     champion: str = ""
     challenger: str = ""
     guard: str = ""
@@ -179,9 +190,21 @@ def drift_panel(v: View) -> str:
 
 
 def segments_panel(v: View) -> str:
-    rows = [(s, val, f"{_num(val)} ({n:,} rows)") for s, _, val, n in v.segments[:5]]
+    """The segments named as getting worse, each with where that came from (estimated before
+    labels, its inputs' drift, realized on labels), then the metric by segment, worst first."""
+    named: dict[str, list[SegmentSignal]] = {}
+    for x in v.named_segments:
+        named.setdefault(x.segment, []).append(x)
+    lines = "".join(
+        f"<p class='seg'><b>{_e(seg)}</b> " + " ".join(
+            f"<span class='src' data-source='{_e(x.source)}'>{_e(x.source)}</span> {_e(x.words)}"
+            for x in said) + "</p>" for seg, said in list(named.items())[:2])
+    shown = 5 - min(len(named), 2)  # the panel keeps its height: fewer bars under named segments
+    rows = [(s, val, f"{_num(val)} {src} ({n:,} rows)") for s, _, val, n, src in v.segments[:shown]]
     metric = METRIC_WORDS.get(v.segments[0][1], v.segments[0][1]) if v.segments else ""
-    return _panel("Worst segments", bars(rows), f"{_e(metric)} by segment, worst first")
+    note = (f"{_e(metric)} by segment ({_e(v.segments[0][4])}), worst first" if v.segments
+            else "no per-segment figures yet")
+    return _panel("Worst segments", lines + (bars(rows) if rows else ""), note)
 
 
 def release_panel(v: View) -> str:
@@ -209,7 +232,7 @@ def cost_panel(v: View) -> str:
 def panels(v: View) -> list[str]:
     """The panels in reading order (at most eight; segments only when there are any)."""
     out = [traffic_panel(v), predictions_panel(v), quality_panel(v), drift_panel(v)]
-    if v.segments:
+    if v.segments or v.named_segments:
         out.append(segments_panel(v))
     return [*out, release_panel(v), gates_panel(v), cost_panel(v)]
 
@@ -234,6 +257,7 @@ STYLE = """.verdict{border:3px solid;border-radius:6px;padding:10px 14px;margin:
 #first{display:grid;grid-template-columns:repeat(4,1fr);gap:10px}
 .panel{border:1px solid #ddd;border-radius:6px;padding:6px 10px;min-height:150px;overflow:hidden}
 .panel h3{margin:2px 0 6px;font-size:15px}.note,.cap{font-size:12px;color:#444;margin:4px 0}
+.src{font-size:11px;background:#eee;border-radius:3px;padding:0 4px}.seg{font-size:12px;margin:2px 0}
 .none{color:#777}.big{font-size:22px;font-weight:bold}.big.bad{color:#c62828}.big.ok{color:#1a7f37}
 details{margin:6px 0}summary{cursor:pointer;font-weight:bold;font-size:15px}"""
 

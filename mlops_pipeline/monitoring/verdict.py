@@ -2,35 +2,41 @@
 
 On-call at 3 a.m. needs one line and one decision, not forty check rows. `decide` reads the
 signals the board already gathers (`Signals`: serving figures per version, release verdicts, the
-latest check results, the labeling queue, drift and estimated quality, the last retraining) and
-applies the rules below in order of urgency; the first rule that fires at the highest level wins,
-the others stay listed as `findings` (for the details and the alert body). The same function feeds
-the board (`monitoring.board`) and the alerts (`monitoring.alerts.Alerts.send_verdict`), so the
-page and the pager never disagree.
+latest check results, the labeling queue, drift and estimated quality, the segments named as
+getting worse, the last retraining) and applies the rules below in order of urgency; the first
+rule that fires at the highest level wins, the others stay listed as `findings` (for the details
+and the alert body). The same function feeds the board (`monitoring.board`) and the alerts
+(`monitoring.alerts.Alerts.send_verdict`), so the page and the pager never disagree.
 
-Rules, most urgent first:
+Rules, in the order they are tried (the highest level wins; of equals, the first):
 1. ACT  a canary (or a newly promoted champion) answers slower than the latency SLO
         -> `mlops-pipeline rollback`
 2. ACT  the serving process fails more than `max_error_rate` of its calls -> `mlops-pipeline rollback`
 3. ACT  a landed batch blocks retraining -> `mlops-pipeline batches quarantine FILE --reason ...`
 4. ACT  another blocking check failed -> its description (details section)
-5. ACT  inputs drifted and the estimated quality fell below its floor, with no retraining since
-        -> `mlops-pipeline materialize` (retrain on the new data)
-6. WATCH inputs drifted (retraining ran and was promoted: said in words; not promoted: said too)
-7. WATCH no champion yet -> `mlops-pipeline materialize`
-8. WATCH answers wait for labels -> the labeling CSV to fill
-9. WATCH a warning check failed
-10. OK  otherwise, in words: traffic, latency against the SLO, the champion.
+5. WATCH a segment is getting worse, said with where that came from (`SegmentSignal`): its
+        estimate below the gate's floor before labels, its own inputs drifted, or realized on
+        labels -> the labeling CSV to fill while nothing is realized yet (before the whole
+        inputs' drift: of two WATCH lines, the one naming a segment says more)
+6. ACT  inputs drifted and the estimated quality fell below its floor, with no retraining since
+        -> `mlops-pipeline materialize` (retrain on the new data); the worst segment named, if any
+7. WATCH inputs drifted (retraining ran and was promoted: said in words; not promoted: said too)
+8. WATCH no champion yet -> `mlops-pipeline materialize`
+9. WATCH answers wait for labels -> the labeling CSV to fill
+10. WATCH a warning check failed
+11. OK  otherwise, in words: traffic, latency against the SLO, the champion.
 No Dagster, no heavy imports: pure functions over plain values.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 OK, WATCH, ACT = "OK", "WATCH", "ACT"
+_INTERVAL = re.compile(r"\[([^,\]]+), ([^)]+)\)")  # a numeric band's label, `[500, 1000)`
 _RANK = {OK: 0, WATCH: 1, ACT: 2}
 
 ROLLBACK_COMMAND = "mlops-pipeline rollback"
@@ -72,6 +78,29 @@ class Verdict:
         return f"{self.level} — {self.words}" + (f" → {self.command}" if self.command else "")
 
 
+#: Where a segment's signal came from: its estimate before labels, its own inputs' drift, labels.
+ESTIMATED, DRIFT, REALIZED = "estimated", "drift", "realized"
+_SOURCES = (REALIZED, ESTIMATED, DRIFT)  # most certain first
+
+
+def segment_words(name: str) -> str:
+    """A segment's name as people read it: `distance=[500, 1000)` is `distance=500 to 1000`, a
+    column's underscores are spaces (the board and the alerts show no brackets or snake case)."""
+    column, _, value = name.partition("=")
+    return column.replace("_", " ") + "=" + _INTERVAL.sub(r"\1 to \2", value)
+
+
+@dataclass(frozen=True)
+class SegmentSignal:
+    """A segment one signal names as getting worse: the segment, where the signal came from
+    (`ESTIMATED`, `DRIFT` or `REALIZED`), the figure in words, and the segment's rows."""
+
+    segment: str
+    source: str
+    words: str
+    rows: int = 0
+
+
 @dataclass
 class Signals:
     """What the rules read; every field optional (a missing signal never fires a rule)."""
@@ -104,6 +133,8 @@ class Signals:
     retrain_promoted: bool | None = None
     champion_version: str = ""
     served: int = 0
+    #: Segments named as getting worse, by estimate, per-segment drift or labels (any order).
+    segments: list[SegmentSignal] = field(default_factory=list)
 
 
 def _ms(x: float) -> str:
@@ -164,6 +195,27 @@ def check_rule(s: Signals) -> Finding | None:
     return Finding(ACT, "check", f"{c['check'].replace('_', ' ')} failed{more}{detail}")
 
 
+def _named_segment(s: Signals) -> tuple[str, list[SegmentSignal]]:
+    """The most certain segment named (realized, then estimated, then drift) and its signals."""
+    rank = lambda x: _SOURCES.index(x.source) if x.source in _SOURCES else len(_SOURCES)  # noqa: E731
+    name = min(s.segments, key=rank).segment
+    return name, sorted((x for x in s.segments if x.segment == name), key=rank)
+
+
+def segment_rule(s: Signals) -> Finding | None:
+    """A segment named as getting worse: the most certain one (realized, then estimated, then
+    drift), every source that names it in words, so a segment shows before labels arrive."""
+    if not s.segments:
+        return None
+    name, said = _named_segment(s)
+    others = len({x.segment for x in s.segments} - {name})
+    more = f" (and {others} more segment{'s' if others > 1 else ''})" if others else ""
+    why = "; ".join(f"{x.source}: {x.words}" for x in said)
+    command = ("" if any(x.source == REALIZED for x in said) or not s.labeling_file else
+               f"fill {s.labeling_file}, then mlops-pipeline labels import {s.labeling_file}")
+    return Finding(WATCH, "segment", f"segment {name} is getting worse — {why}{more}", command)
+
+
 def _drifted(s: Signals) -> bool:
     return bool(s.columns_compared) and len(s.drifted_columns) / s.columns_compared > s.max_drift_share
 
@@ -189,9 +241,13 @@ def drift_rule(s: Signals) -> Finding | None:
         return Finding(WATCH, "drift", f"{words}; retraining ran{_at(s.retrained_at)} and {outcome}")
     if _below_floor(s):
         metric = METRIC_WORDS.get(s.estimate_metric, s.estimate_metric.replace("_", " "))
+        worst = ""  # the line that outranks the segment's still names it, and where it came from
+        if s.segments:
+            name, said = _named_segment(s)
+            worst = f"; worst segment {name} ({', '.join(dict.fromkeys(x.source for x in said))})"
         return Finding(ACT, "drift", f"{words}; estimated {metric} {s.estimate:.3f} is "
-                       f"below its floor {s.estimate_floor:.3f} and no retraining ran since: retrain",
-                       RETRAIN_COMMAND)
+                       f"below its floor {s.estimate_floor:.3f} and no retraining ran since: "
+                       f"retrain{worst}", RETRAIN_COMMAND)
     return Finding(WATCH, "drift", f"{words}; estimated quality still above its floor")
 
 
@@ -222,8 +278,8 @@ def champion_rule(s: Signals) -> Finding | None:
 
 
 #: In order of urgency within a level; `decide` takes the highest level, first in this order.
-RULES = (latency_rule, error_rule, batch_rule, check_rule, drift_rule, champion_rule, labels_rule,
-         warning_rule)
+RULES = (latency_rule, error_rule, batch_rule, check_rule, segment_rule, drift_rule, champion_rule,
+         labels_rule, warning_rule)
 
 
 def ok_words(s: Signals) -> str:

@@ -8,7 +8,7 @@ import re
 
 from mlops_pipeline.monitoring.board import Board, render_board
 from mlops_pipeline.monitoring.board_view import MIN_LABELS, View, first_screen, panels
-from mlops_pipeline.monitoring.verdict import Signals, decide
+from mlops_pipeline.monitoring.verdict import SegmentSignal, Signals, decide
 
 
 def _view(**kw) -> View:
@@ -33,10 +33,22 @@ def test_the_verdict_comes_first_with_owner_and_runbook() -> None:
 
 def test_segments_panel_only_with_segments_and_never_more_than_eight() -> None:
     assert len(panels(_view())) == 7
-    with_segments = panels(_view(segments=[("carrier=UA", "roc_auc", 0.61, 420)]))
+    with_segments = panels(_view(segments=[("carrier=UA", "roc_auc", 0.61, 420, "realized")]))
     assert len(with_segments) == 8
     assert "carrier=UA" in with_segments[4] and "420 rows" in with_segments[4]
-    assert "ranking quality (ROC AUC) by segment" in _text(with_segments[4])
+    assert "ranking quality (ROC AUC) by segment (realized)" in _text(with_segments[4])
+
+
+def test_a_segment_named_before_labels_shows_with_where_it_came_from() -> None:
+    named = [SegmentSignal("origin=EWR", "estimated", "ranking quality (ROC AUC) 0.581 (412 rows), "
+                           "its whole band below the gate's floor", 412),
+             SegmentSignal("origin=EWR", "drift", "100% of its input columns drifted (412 rows)", 412)]
+    shown = panels(_view(named_segments=named))
+    assert len(shown) == 8  # named segments alone bring the panel, with no per-segment bars
+    text = _text(shown[4])
+    assert "origin=EWR" in text and "no per-segment figures yet" in text
+    assert "data-source='estimated'" in shown[4] and "data-source='drift'" in shown[4]
+    assert "estimated ranking quality (ROC AUC) 0.581" in " ".join(text.split())
 
 
 def test_quality_shows_its_sample_size_and_not_enough_labels_below_the_minimum() -> None:

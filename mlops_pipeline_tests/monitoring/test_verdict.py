@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from mlops_pipeline.monitoring.verdict import ACT, OK, WATCH, Signals, decide
+from mlops_pipeline.monitoring.verdict import ACT, OK, WATCH, SegmentSignal, Signals, decide
 
 
 def _signals(**kw) -> Signals:
@@ -114,3 +114,23 @@ def test_act_beats_watch_and_every_finding_stays_listed() -> None:
     assert v.rule == "latency"  # the most urgent ACT first
     assert [f.rule for f in v.findings] == ["latency", "batch", "labels"]
     assert v.line().startswith("ACT — roll back v4") and "→ mlops-pipeline rollback" in v.line()
+
+
+def test_a_segment_named_by_its_estimate_before_labels_is_watch_saying_estimated() -> None:
+    ewr = [SegmentSignal("origin=EWR", "drift", "100% of its input columns drifted (412 rows)"),
+           SegmentSignal("origin=EWR", "estimated", "ranking quality (ROC AUC) 0.581 (412 rows)"),
+           SegmentSignal("origin=JFK", "drift", "40% of its input columns drifted (300 rows)")]
+    v = decide(_signals(segments=ewr, labels_waiting=10, labeling_file="labeling/2013-04-02.csv"))
+    assert v.level == WATCH and v.rule == "segment"
+    assert v.words == ("segment origin=EWR is getting worse — estimated: ranking quality (ROC AUC) "
+                       "0.581 (412 rows); drift: 100% of its input columns drifted (412 rows) "
+                       "(and 1 more segment)")
+    assert v.command.startswith("fill labeling/2013-04-02.csv")  # labels will tell
+    realized = SegmentSignal("carrier=UA", "realized", "ranking quality (ROC AUC) 0.600")
+    v = decide(_signals(segments=[*ewr, realized], labeling_file="labeling/2013-04-02.csv"))
+    assert v.words.startswith("segment carrier=UA is getting worse — realized: ") and not v.command
+    assert decide(_signals(segments=ewr, checks=[_batch_check()])).level == ACT
+    # a drift line that outranks it still names the segment and its sources
+    v = decide(_signals(segments=ewr, drifted_columns=["a", "b"], columns_compared=3,
+                        estimate_metric="roc_auc", estimate=0.6, estimate_floor=0.65))
+    assert v.level == ACT and v.words.endswith("retrain; worst segment origin=EWR (estimated, drift)")

@@ -86,14 +86,18 @@ def _when(event: Any) -> datetime | None:
     return None if event is None else datetime.fromtimestamp(event.timestamp, UTC)
 
 
-def _check_table(context: dg.AssetExecutionContext, key: str) -> list[dict[str, Any]]:
-    """The `segments` table of a check's latest evaluation (`asset:check`), [] when there is none."""
+def _check_meta(context: dg.AssetExecutionContext, key: str) -> dict[str, Any]:
+    """The metadata of a check's latest evaluation (`asset:check`), {} when there is none."""
     asset, name = key.split(":")
     record = context.instance.get_latest_asset_check_evaluation_record(
         dg.AssetCheckKey(dg.AssetKey(asset), name))
     evaluation = (record.event.dagster_event.event_specific_data
                   if record is not None and record.event and record.event.dagster_event else None)
-    table = (getattr(evaluation, "metadata", None) or {}).get("segments")
+    return dict(getattr(evaluation, "metadata", None) or {})
+
+
+def _records(table: Any) -> list[dict[str, Any]]:
+    """A table metadata value's records as dicts, [] for anything else (a sentence, nothing)."""
     return [dict(r.data) for r in getattr(getattr(table, "value", None), "records", None) or []]
 
 
@@ -218,7 +222,8 @@ def _first_screen(context: dg.AssetExecutionContext, spec: Any, log: Any, system
                   release: list[dict[str, Any]], model: dict[str, Any], labeling: dict[str, Any],
                   queued: dict[str, list[str]]) -> Any:
     """THE verdict and the panels' values (`monitoring.board_signals`) from the instance's latest
-    drift, estimate, retraining and segment results."""
+    drift, estimate, retraining and segment results (the gate's and labelled production's per
+    segment, the estimate's before labels, production drift's per segment)."""
     from mlops_pipeline.monitoring.board_signals import Gathered, view
 
     drift = _latest_event(context, "production_drift")
@@ -226,7 +231,7 @@ def _first_screen(context: dg.AssetExecutionContext, spec: Any, log: Any, system
     estimate = _latest_event(context, "estimated_performance")
     trained, promoted = _latest_event(context, "model_version"), _latest_event(context, "champion_model")
     version = lambda e, k: str(getattr(e.asset_materialization.metadata.get(k), "value", ""))  # noqa: E731
-    segments = _check_table(context, "model_version:segment_regression")
+    estimated = _check_meta(context, "estimated_performance:estimated_segment_quality")
     return view(Gathered(
         spec=spec, log=log, system=system, versions=versions, checks=checks, quality=quality,
         release=release, champion=str(model[CHAMPION]).split(" (")[0],
@@ -239,7 +244,12 @@ def _first_screen(context: dg.AssetExecutionContext, spec: Any, log: Any, system
         retrain_promoted=(None if trained is None else promoted is not None
                           and promoted.timestamp >= trained.timestamp
                           and version(promoted, "champion_version") == version(trained, "version")),
-        segments=segments, segment_metric=next(iter(spec.gate), ""),
+        segments=_records(_check_meta(context, "model_version:segment_regression").get("segments")),
+        segment_metric=next(iter(spec.gate), ""),
+        labelled_segments=_records(_check_meta(context, "model_quality:segment_quality").get("segments")),
+        estimated_segments=_records(estimated.get("segments")),
+        estimated_metric=str(getattr(estimated.get("segment_metric"), "value", "")),
+        segment_drift=_records(drift.asset_materialization.metadata.get("segment_drift")) if drift else [],
     ))
 
 

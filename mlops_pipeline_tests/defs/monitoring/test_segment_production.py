@@ -9,6 +9,7 @@ per segment). One production run serves every assertion.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -80,3 +81,18 @@ def test_one_airport_gone_wrong_is_named_before_labels_by_its_estimate_and_its_d
         assert request.tags[automation.TRIGGER_TAG] == "estimated_performance"
         assert request.tags["mlops/estimate_check"].endswith(":estimated_segment_quality")
         assert "segment origin=EWR (" in request.tags["mlops/estimate_reason"]
+
+        # On call sees it on the board before any label: THE verdict's line names the airport and
+        # where that came from (its own line, or the drift line that outranks it), and the
+        # segments panel marks each signal's source.
+        board = defs.resolve_job_def("monitoring_board_job").execute_in_process(instance=instance)
+        meta = board.asset_materializations_for_node("monitoring_board")[0].metadata
+        line = meta["verdict"].value
+        assert (line.startswith("WATCH — segment origin=EWR is getting worse — estimated: ")
+                and "; drift: 100% of its input columns drifted" in line) or (
+            line.startswith("ACT — inputs drifted") and
+            "; worst segment origin=EWR (estimated, drift) →" in line), line
+        page = Path(meta["board_path"].value).read_text()
+        panel = page[page.index("<h3>Worst segments</h3>"):]
+        assert "<b>origin=EWR</b> <span class='src' data-source='estimated'>" in panel
+        assert "data-source='realized'" not in panel  # no label yet
