@@ -308,10 +308,45 @@ def log_segments(client: Any, run_id: str, report: SegmentReport,
     client.log_table(run_id, pd.DataFrame(report.records()), artifact_file)
 
 
-def suggest_segments(frame: pd.DataFrame, spec: Any, max_values: int = 50) -> dict[str, Any]:
+#: A drafted tolerance for a metric without units (ROC AUC, accuracy, R², ...).
+UNIT_FREE_TOLERANCE = 0.02
+#: For an error in the target's own units (MAE, RMSE): this share of the baseline's error.
+ERROR_SHARE = 0.05
+TARGET_UNIT_METRICS = frozenset({"mae", "rmse"})
+
+
+def draft_tolerance(frame: pd.DataFrame, spec: Any) -> tuple[float, str]:
+    """The tolerance a drafted `segments:` proposes for the metric segments are judged on (the
+    first gate metric), and how it was chosen, in words for the draft's comment: 0.02 for a metric
+    without units; for an error in the target's units (MAE, RMSE), `ERROR_SHARE` of the error the
+    baseline makes on the holdout — the training rows' mean (median for MAE) as every answer —
+    to two significant digits, so "0.02" never means 0.02 visits or dollars by accident."""
+    from mlops_pipeline.data.preparation import SPLIT_COLUMN, prepare
+
+    kind = "regression" if spec.task == "regression" else "binary"
+    metric = segment_metric(spec.gate, kind) or segment_metric(spec.gate, "multiclass")
+    if metric not in TARGET_UNIT_METRICS:
+        return UNIT_FREE_TOLERANCE, f"{metric or 'the gate metric'} has no units: {UNIT_FREE_TOLERANCE:g}"
+    rows = prepare(frame, spec).frame
+    y = rows[spec.target.name].astype(float)
+    train, holdout = y[rows[SPLIT_COLUMN] == "train"], y[rows[SPLIT_COLUMN] == "holdout"]
+    if train.empty or holdout.empty:
+        return UNIT_FREE_TOLERANCE, (f"{metric} is in {spec.target.name}'s units but the landed rows "
+                                     f"have no holdout to size it from: set it by hand")
+    error = (float((holdout - train.median()).abs().mean()) if metric == "mae"
+             else float(np.sqrt(((holdout - train.mean()) ** 2).mean())))
+    tolerance = float(f"{error * ERROR_SHARE:.2g}") or UNIT_FREE_TOLERANCE
+    return tolerance, (f"{ERROR_SHARE:.0%} of the baseline's {metric} {error:.3g} {spec.target.name} "
+                       f"on the holdout ({'median' if metric == 'mae' else 'mean'} of the training "
+                       "rows as every answer)")
+
+
+def suggest_segments(frame: pd.DataFrame, spec: Any, max_values: int = 50,
+                     tolerance: float | None = None) -> dict[str, Any]:
     """A draft `segments:` section from data: the feature and key columns with 2..`max_values`
     distinct values (categorical or not), and numeric features with more as quartile bands
-    (edges rounded to 2 significant digits). A draft to review, like `contract infer`'s."""
+    (edges rounded to 2 significant digits), the tolerance in the gate metric's units
+    (`draft_tolerance`, unless given). A draft to review, like `contract infer`'s."""
     candidates = [c for c in dict.fromkeys([*spec.features.categorical, *spec.features.numerical,
                                             *spec.key_columns]) if c in frame.columns]
     columns, bins = [], {}
@@ -324,4 +359,5 @@ def suggest_segments(frame: pd.DataFrame, spec: Any, max_values: int = 50) -> di
             edges = sorted({float(f"{x:.2g}") for x in q})
             if edges:
                 bins[column] = edges
-    return {"columns": columns, "bins": bins, "min_rows": 200, "tolerance": 0.02}
+    return {"columns": columns, "bins": bins, "min_rows": 200,
+            "tolerance": draft_tolerance(frame, spec)[0] if tolerance is None else tolerance}
