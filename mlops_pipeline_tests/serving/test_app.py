@@ -81,7 +81,7 @@ def test_http_predictions_equal_in_process_predictions(stack, full_server, model
             seen.add((version, body["role"]))
             expected = in_process(models, version, batch)
             got = np.array([p["probability"] for p in body["predictions"]])
-            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+            np.testing.assert_array_equal(got, expected)  # the compiled model's answers: the same bits
             assert [p["prediction"] for p in body["predictions"]] == [int(p >= 0.5) for p in expected]
             ids = [p["request_id"] for p in body["predictions"]]
             assert len(set(ids)) == len(ids) == len(batch)
@@ -294,6 +294,7 @@ def test_health_ready_and_authenticated_reload(full_server):
         assert ready == {"ready": True, "model_name": "flights_delay", "model_version": "1"}
         health = client.get("/health").json()
         assert health["status"] == "ok" and health["registry"]["reachable"] is True
+        assert health["champion"]["compiled"] is True  # serving.compiled answers for the pipeline
         assert health["challenger"]["version"] == "2" and health["canary_active"] is True
         assert client.post("/admin/reload").status_code == 401
         assert client.post("/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 401
