@@ -2,7 +2,7 @@
 
 Each module here registers its own subcommands; `mlops-pipeline --help` lists them all. A command
 is `cmd(args, settings)`: argument parsing over core functions, with the process settings read once
-by `main`.
+by `main`, `--config` already resolved in them (`settings.dataset_config`; see `resolve_config`).
 """
 
 from __future__ import annotations
@@ -42,6 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def resolve_config(args: argparse.Namespace, settings: Settings) -> Settings:
+    """THE home of `--config`: a relative path is read from the working directory, resolved here
+    once to an absolute `args.config`, and the returned settings read it (`dataset_config`), so
+    every command uses both as given. What the user typed stays in `args.config_as_typed`, for
+    what commands print."""
+    if not hasattr(args, "config"):
+        return settings
+    args.config_as_typed = args.config
+    settings = settings.with_dataset(args.config)  # the one resolution (absolute, from the cwd)
+    args.config = settings.dataset_config if args.config else None
+    return settings
+
+
 def _config_problem(args: argparse.Namespace, settings: Settings) -> str | None:
     """Validate the dataset config of a command that takes `--config` before it lands or launches
     anything; the one-line problem, or None when the config is fine."""
@@ -49,8 +62,8 @@ def _config_problem(args: argparse.Namespace, settings: Settings) -> str | None:
 
     if not hasattr(args, "config"):
         return None
-    try:  # `--config` as the command itself reads it: a relative path from the working directory
-        load_spec(settings.with_dataset(args.config).dataset_config)
+    try:
+        load_spec(settings.dataset_config)
     except (ConfigError, FileNotFoundError) as exc:
         return str(exc)
     return None
@@ -73,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     install(settings.secrets())
+    settings = resolve_config(args, settings)
     problem = _config_problem(args, settings)
     if problem is None:
         try:

@@ -18,7 +18,6 @@ def _context(args: argparse.Namespace, settings: Settings):
     from mlops_pipeline.deployment.history import AliasHistory
     from mlops_pipeline.spec import load_spec
 
-    settings = settings.with_dataset(args.config)
     spec = load_spec(settings.dataset_config)
     history = AliasHistory(args.predictions_url or settings.predictions_url or None)
     return spec, storage_client(settings), history

@@ -26,7 +26,8 @@ def cmd_gate(args: argparse.Namespace, settings: Settings) -> int:
         print("error: --sample-rows and --sample are alternatives; give one", file=sys.stderr)
         return 2
     opts = GateOptions(
-        config=args.config, months=tuple(args.months), sample=args.sample, sample_rows=args.sample_rows,
+        config=args.config_as_typed, months=tuple(args.months), sample=args.sample,
+        sample_rows=args.sample_rows,
         data_dir=args.data_dir, reference=args.reference, baseline=args.baseline,
         write_baseline=args.write_baseline, shuffle_labels=args.shuffle_labels, verbose=args.verbose,
     )
@@ -71,7 +72,7 @@ def cmd_reproduce(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_pipeline.spec import load_spec
     from mlops_pipeline.training.reproduce import ReproduceError, reproduce
 
-    name = args.model or load_spec(settings.with_dataset(args.config).dataset_config).name
+    name = args.model or load_spec(settings.dataset_config).name
     try:
         rep = reproduce(mlflow_client(settings, existing=True), storage_client(settings), name,
                         args.version, atol=args.atol)

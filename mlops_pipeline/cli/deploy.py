@@ -28,7 +28,7 @@ def cmd_serve(args: argparse.Namespace, process: Settings) -> int:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     if args.config:  # the serving processes read the dataset from their environment
-        os.environ["MLOPS_DATASET_CONFIG"] = process.with_dataset(args.config).dataset_config
+        os.environ["MLOPS_DATASET_CONFIG"] = process.dataset_config
     from mlops_pipeline.serving.run import serve
     from mlops_pipeline.serving.settings import ServeSettings
 
@@ -52,7 +52,7 @@ def cmd_serve(args: argparse.Namespace, process: Settings) -> int:
     if not settings.loopback:
         print(f"warning: binding {settings.host}: the server is reachable from other machines "
               "(/feedback and /admin/* require the token)", file=sys.stderr)
-    name = settings.model_name or load_spec(process.with_dataset(args.config).dataset_config).name
+    name = settings.model_name or load_spec(process.dataset_config).name
     print(f"serving {name}@{settings.version or settings.alias} "
           f"on {settings.url}", flush=True)
     try:
@@ -149,7 +149,7 @@ def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_pipeline.deployment.promotion import PromotionRefused, promote_version
     from mlops_pipeline.deployment.registry import RegistryError
 
-    spec = load_spec(settings.with_dataset(args.config).dataset_config)
+    spec = load_spec(settings.dataset_config)
     mlflow = mlflow_client(settings, existing=True)
     try:
         report, moves = promote_version(mlflow, storage_client(settings), spec, args.version,
@@ -193,7 +193,7 @@ def _print_gate(report) -> None:
 
 def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
     """Champion back to previous-champion: through a running server when one can, else here."""
-    spec = load_spec(settings.with_dataset(args.config).dataset_config)
+    spec = load_spec(settings.dataset_config)
     token = settings.serve_token
     url = _find_server(spec.name, args.server_url, settings) if token else None
     if url is not None:

@@ -145,7 +145,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
         if args.snapshot:
             from mlops_pipeline.spec import load_spec
 
-            model = args.model or load_spec(settings.with_dataset(args.config).dataset_config).name
+            model = args.model or load_spec(settings.dataset_config).name
             out = explain_snapshot(args.snapshot, model=model, store=store, client=client,
                                    storage=storage)
         else:

@@ -51,7 +51,7 @@ MLFLOW_EXPORTS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 class GateOptions:
     """The `gate` command's choices (see its `--help`)."""
 
-    config: str | None = None
+    config: str | None = None  # `--config` as typed: for the baseline hint (read: settings')
     months: tuple[int, ...] = (1, 2, 3)
     sample: float | None = None
     sample_rows: int | None = None
@@ -248,8 +248,8 @@ def run_gate(opts: GateOptions, settings: Settings) -> tuple[GateOutcome, dict[s
     from mlops_pipeline.spec import load_spec, resolve_path
 
     started = time.monotonic()
-    # `--config` from the working directory, as every command reads it; the default from the project.
-    config = str(resolve_path(settings.with_dataset(opts.config).dataset_config))
+    # `--config` already in `settings` (`cli.resolve_config`); the default from the project.
+    config = str(resolve_path(settings.dataset_config))
     spec = load_spec(config)
     plan = plan_sample(spec, settings.data_root, list(opts.months), opts.sample, opts.sample_rows)
     hint = refresh_hint(opts.config, plan)

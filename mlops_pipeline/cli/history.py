@@ -22,7 +22,7 @@ def _model_name(args: argparse.Namespace, settings: Settings) -> str:
         return args.model
     from mlops_pipeline.spec import load_spec
 
-    return load_spec(settings.with_dataset(args.config).dataset_config).name
+    return load_spec(settings.dataset_config).name
 
 
 def cmd_history(args: argparse.Namespace, settings: Settings) -> int:

@@ -24,7 +24,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_pipeline.monitoring.predictions import PredictionStore
     from mlops_pipeline.spec import load_spec
 
-    spec = load_spec(settings.with_dataset(args.config).dataset_config)
+    spec = load_spec(settings.dataset_config)
     try:
         rows, problems = read_labels(args.file)
     except (OSError, ValueError) as exc:

@@ -33,7 +33,6 @@ def cmd_land(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_pipeline.spec import load_spec
 
     source = getattr(args, "from_", None)
-    settings = settings.with_dataset(getattr(args, "config", None))
     spec = load_spec(settings.dataset_config)
     root = settings.data_root
     store = storage_client(settings)
@@ -165,7 +164,6 @@ def _unchanged(settings: Settings) -> str | None:
 
 def cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
     """Run the loop once, headless; exit 1 when it failed or a blocking check stopped it."""
-    settings = settings.with_dataset(args.config)
     preflight(settings)  # a column the data lacks: one line (ConfigError), before anything is written
     if not _registry_or_exit(settings, args.new_registry):
         return 2
@@ -187,12 +185,12 @@ def cmd_contract(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_pipeline.data.snapshots import read_landing
     from mlops_pipeline.spec import load_spec
 
-    spec = load_spec(settings.with_dataset(args.config).dataset_config)
+    spec = load_spec(settings.dataset_config)
     out = Path(args.out) if args.out else spec.contract_path()
     if out.exists() and not args.force:
         print(f"{out} exists; pass --force to overwrite it", file=sys.stderr)
         return 2
-    preflight(settings.with_dataset(args.config))  # the config's columns, before reading it all
+    preflight(settings)  # the config's columns, before reading it all
     df = read_landing(spec.landing_glob(settings.data_root), spec.source.format)
     try:
         doc = infer_contract(df, spec, range_margin=args.range_margin, horizon_days=args.horizon_days)
@@ -244,7 +242,6 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
         return cmd_up_production(args, settings)
     stop_on_signals()  # SIGTERM (and SIGINT, even if inherited ignored) ends `up` and its servers
-    settings = settings.with_dataset(args.config)
     config = settings.dataset_config
     try:
         spec = load_spec(config)

@@ -22,14 +22,13 @@ def cmd_segments(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_pipeline.deployment.segments import draft_tolerance, suggest_segments
     from mlops_pipeline.spec import load_spec
 
-    settings = settings.with_dataset(args.config)
     spec = load_spec(settings.dataset_config)
     preflight(settings)
     frame = read_landing(spec.landing_glob(settings.data_root), spec.source.format)
     tolerance, how = draft_tolerance(frame, spec)
     draft = suggest_segments(frame, spec, max_values=args.max_values, tolerance=tolerance)
     print(f"# a draft from {len(frame):,} landed rows: review it, then paste it into "
-          f"{args.config or settings.dataset_config}")  # as the user typed it
+          f"{args.config_as_typed or settings.dataset_config}")
     text = yaml.safe_dump({"segments": draft}, sort_keys=False, default_flow_style=None)
     line = f"  tolerance: {yaml.safe_dump(tolerance).splitlines()[0]}\n"
     sys.stdout.write(text.replace(line, f"{line[:-1]}  # {how}\n", 1))

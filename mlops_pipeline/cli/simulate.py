@@ -58,7 +58,6 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_pipeline.defs.simulation import run_simulation
     from mlops_pipeline.spec import load_spec
 
-    settings = settings.with_dataset(args.config)
     try:
         check_registry(tracking_uri(settings), data_root=settings.data_root)
     except RegistryUnreachable as exc:

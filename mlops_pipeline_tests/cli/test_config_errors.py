@@ -92,6 +92,26 @@ def test_a_relative_config_is_read_from_the_working_directory_by_every_command(t
         "error: my.yaml: target.name: required — name of the target column the model learns"]
 
 
+def test_config_is_resolved_once_by_main_for_every_command(tmp_path, monkeypatch):
+    """One home for `--config` (`cli.resolve_config`): the path as typed is kept for messages, the
+    absolute one (from the working directory) is what the command and its settings read."""
+    import argparse
+
+    from mlops_pipeline.cli import build_parser, resolve_config
+    from mlops_pipeline.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLOPS_DATASET_CONFIG", raising=False)
+    default = Settings.from_env()
+    args = build_parser().parse_args(["labels", "import", "l.csv", "--config", "my.yaml"])
+    settings = resolve_config(args, default)
+    assert args.config == settings.dataset_config == str(tmp_path / "my.yaml")
+    assert args.config_as_typed == "my.yaml"
+    without = build_parser().parse_args(["labels", "import", "l.csv"])
+    assert resolve_config(without, default) == default and without.config is None
+    assert resolve_config(argparse.Namespace(), default) == default  # a command without --config
+
+
 # ---- a config naming a column the data lacks (issue 24 item 3) -----------------------------------
 def _config(tmp_path, change, base: str = "data/configs/flights.yaml"):
     doc = yaml.safe_load((PROJECT_ROOT / base).read_text())
