@@ -1,16 +1,20 @@
 """The compiled model (`serving/compiled.py`, `serving/compiled_trees.py`) answers with the same
 bits as the pipeline it was compiled from — over property-based corpora of records (unseen and
 missing categories, missing numbers, missing timestamps) on the loop's own pipelines for the
-flights, `fair` and `randhie` configs, and over random HistGradientBoosting models (binary,
-multi-class, Poisson regression) fed missing, negative, unseen, fractional and out-of-range
-category codes. What it cannot compile is served by the pipeline itself, errors included."""
+flights, `fair` and `randhie` configs and the flights with a LightGBM model, and over random
+HistGradientBoosting models (binary, multi-class, Poisson regression) fed missing, negative,
+unseen, fractional and out-of-range category codes. What it cannot compile is served by the
+pipeline itself, errors included."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +22,7 @@ from mlops_pipeline.data.preparation import prepare, xy
 from mlops_pipeline.serving.compiled import CompiledModel, compile_model
 from mlops_pipeline.serving.compiled_trees import MAX_ROWS, CompiledTrees, compile_trees
 from mlops_pipeline.spec import load_spec
-from mlops_pipeline.training.model import build_pipeline
+from mlops_pipeline.training.estimators import build_model
 
 PROPERTY = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -31,14 +35,23 @@ def _tables(flights: pd.DataFrame) -> dict[str, pd.DataFrame]:
             "randhie": sm.datasets.randhie.load_pandas().data.sample(3000, random_state=1)}
 
 
-@pytest.fixture(scope="module", params=["flights", "fair", "randhie"])
-def fitted(request, flights):
-    """(spec, the loop's pipeline fitted on the table's train rows, its holdout features)."""
-    spec = load_spec(f"data/configs/{request.param}.yaml")
-    frame = prepare(_tables(flights)[request.param], spec).frame
+@pytest.fixture(scope="module", params=["flights", "fair", "randhie", "flights with lightgbm"])
+def fitted(request, flights, tmp_path_factory):
+    """(spec, the loop's pipeline fitted on the table's train rows, its holdout features); the last
+    case is the team's own booster (`model.estimator`), behind its native-categoricals step."""
+    table = request.param.split()[0]
+    config = Path(f"data/configs/{table}.yaml")
+    if request.param.endswith("lightgbm"):
+        raw = yaml.safe_load(config.read_text())
+        raw["contract"] = str(Path(raw["contract"]).resolve())
+        raw["model"] = {"seed": 7, "estimator": "lightgbm.LGBMClassifier", "params": {"n_estimators": 40}}
+        config = tmp_path_factory.mktemp("lightgbm") / "flights.yaml"
+        config.write_text(yaml.safe_dump(raw))
+    spec = load_spec(config)
+    frame = prepare(_tables(flights)[table], spec).frame
     X, y = xy(frame, spec, "train")
     holdout, _ = xy(frame, spec, "holdout")
-    return spec, build_pipeline(spec).fit(X, y), holdout.reset_index(drop=True)
+    return spec, build_model(spec).fit(X, y), holdout.reset_index(drop=True)
 
 
 def _answers(model, X: pd.DataFrame, method: str) -> np.ndarray:
