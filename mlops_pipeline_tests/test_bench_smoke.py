@@ -114,6 +114,8 @@ SMOKE = {
     "sensor_tick": ["3 batches: tick", "old tick: tick at 3 vs 2 batches"],
     # the default model's v2 and the LightGBM version registered next, on v2's snapshot
     "serving_models": ["default (HistGradientBoosting) v2", "| LightGBM v", "CPU ms/req"],
+    # the compiled model against the pipeline, in-process
+    "model_call": ["| pipeline predict_proba ms ", "every answer bit-identical: True"],
 }
 
 

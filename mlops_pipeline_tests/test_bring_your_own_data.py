@@ -225,6 +225,8 @@ def _walkthrough(case: Case, tmp_path: Path, flights) -> dict[str, object]:
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/ready", proc, log)
+        # the user's pipeline is answered by its compiled form (serving.compiled: the same bits)
+        assert httpx.get(f"{url}/health", timeout=30).json()["champion"]["compiled"] is True
         rows = table.head(3)
         records = json.loads(rows.drop(columns=[case.label_column]).to_json(orient="records"))
         answer = httpx.post(f"{url}/predict", json={"records": records}, timeout=30)

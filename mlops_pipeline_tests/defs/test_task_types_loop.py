@@ -102,6 +102,7 @@ def test_a_string_multi_class_target_runs_the_loop_and_is_served(fair_spec, run_
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/ready", proc, log)
+        assert httpx.get(f"{url}/health", timeout=30).json()["champion"]["compiled"] is True
         rows = frame.head(5)
         records = [{c: float(r[c]) for c in FEATURES} | {"id": int(r["id"])} for _, r in rows.iterrows()]
         answer = httpx.post(f"{url}/predict", json={"records": records}, timeout=30)
@@ -115,6 +116,10 @@ def test_a_string_multi_class_target_runs_the_loop_and_is_served(fair_spec, run_
             assert p["probabilities"][p["prediction"]] == pytest.approx(p["probability"])
         expected = model.predict(rows[FEATURES])
         assert [p["prediction"] for p in predictions] == list(expected)
+        # the compiled model's class probabilities are the pipeline's, bit for bit
+        classes = list(model.classes_)
+        served = [[p["probabilities"][c] for c in classes] for p in predictions]
+        assert np.array_equal(np.array(served), model.predict_proba(rows[FEATURES]))
 
         rid = predictions[0]["request_id"]
         ok = httpx.post(f"{url}/feedback", json={"request_id": rid, "label": "teacher"}, timeout=30)
