@@ -3,14 +3,16 @@
 At 16 connections a micro-batch holds ~16 records, and the pipeline's `ColumnTransformer` costs
 ~2.5 ms per call whatever the rows (column selection, checks and `set_output` wrapping on a pandas
 frame): half the model call, a quarter of the server's CPU (docs/benchmarks.md §1f). For the parts
-the loop builds (`OrdinalEncoder`, `passthrough`, `DatetimeParts`; `drop`), the compiled path reads
-the frame's columns once and builds the same float64 matrix with a dict lookup per category and
-numpy casts, then hands it to the pipeline's remaining steps, which are called as `Pipeline` would
-(a HistGradientBoosting model's trees through `serving.compiled_trees`).
+the loop builds (`OrdinalEncoder` and dense `OneHotEncoder`, `passthrough`, `DatetimeParts`,
+`SimpleImputer` with its missing-value indicators and `StandardScaler`, alone or in a `Pipeline`;
+`drop`), the compiled path reads the frame's columns once and builds the same float64 matrix with
+a dict lookup per category and the same numpy operations as each step's `transform`, then hands
+it to the pipeline's remaining steps, which are called as `Pipeline` would (a HistGradientBoosting
+model's trees through `serving.compiled_trees`).
 
-The fitted encoders stay the definition: each category's code is what the encoder itself returns
-for it, asked once at compile time (infrequent categories, missing values and all), so the
-compiled path has no second copy of their rules. A value the lookup does not know and the encoder
+The fitted encoders stay the definition: each category's output row is what the encoder itself
+returns for it, asked once at compile time (infrequent categories, missing and unseen values and
+all), so the compiled path has no second copy of their rules. A value the lookup does not know and the encoder
 would refuse (`handle_unknown="error"`) sends the call through the pipeline itself, which raises
 as before. `compile_model` returns None for anything else (other transformers, a `set_output`
 frame, a model that is not a `Pipeline`), and for a pipeline whose compiled matrix differs from
@@ -50,52 +52,72 @@ def _passthrough(columns: list[str]) -> Block:
     return block
 
 
-def _ordinal(encoder: Any, columns: list[str]) -> Block | None:
-    """Each column's category -> code, as `encoder.transform` gives it."""
+def _asked(encoder: Any, columns: list[str], cats: list[Any], j: int, value: Any) -> np.ndarray | None:
+    """The encoder's output for one row holding `value` in column `j` (each other column its first
+    category); None if the encoder refuses it."""
+    import warnings
+
+    row = {c: [value if k == j else cats[k][0]] for k, c in enumerate(columns)}
+    try:
+        with warnings.catch_warnings():  # `handle_unknown="warn"` says so for the unseen value
+            warnings.simplefilter("ignore")
+            return np.asarray(encoder.transform(pd.DataFrame(row, columns=columns)), dtype=np.float64)[0]
+    except Exception:  # handle_unknown="error": such a value goes through the pipeline, which raises
+        return None
+
+
+def _encoder(encoder: Any, columns: list[str], widths: list[int]) -> Block | None:
+    """An encoder as a table per column: category -> its row of the encoder's output (`widths[j]`
+    columns for input column j), plus the rows of a missing and of an unseen value. Every row is
+    what `encoder.transform` returns for it, asked once here."""
     cats = list(encoder.categories_)
-    if len(cats) != len(columns) or not len(columns):
+    if len(cats) != len(columns) or len(widths) != len(columns) or not columns:
         return None
     size = max(len(c) for c in cats)
     # One frame holding every known category of every column (shorter columns padded with their
     # first category), encoded once by the encoder itself.
     probe = pd.DataFrame({col: [c[i % len(c)] for i in range(size)]
                           for col, c in zip(columns, cats, strict=True)}, columns=columns)
-    codes = encoder.transform(probe)
-    tables: list[dict[Any, float]] = []
-    missing_codes: list[float | None] = []
+    out = np.asarray(encoder.transform(probe), dtype=np.float64)
+    offsets = np.cumsum([0, *widths])
+    tables, rows = [], []
     for j, c in enumerate(cats):
-        table = {}
-        missing_code = None
-        for i, category in enumerate(c):
-            if _missing(category):
-                missing_code = float(codes[i, j])
-            else:
-                table[category] = float(codes[i, j])
-        if missing_code is None and getattr(encoder, "handle_unknown", "error") == "use_encoded_value":
-            # a missing value the encoder never saw is encoded as missing (`encoded_missing_value`)
-            missing_code = float(getattr(encoder, "encoded_missing_value", np.nan))
-        tables.append(table)
-        missing_codes.append(missing_code)
-    lenient = getattr(encoder, "handle_unknown", "error") == "use_encoded_value"
-    unknown = float(encoder.unknown_value) if lenient else None
+        block = out[:, offsets[j]:offsets[j + 1]]
+        numeric = np.asarray(c).dtype.kind in "biuf"
+        known = [v for v in c if not _missing(v)]
+        missing = _asked(encoder, columns, cats, j, None)
+        sentinel = (max(known) + 1.5 if known else 0.5) if numeric else "\x00unseen"
+        unseen = _asked(encoder, columns, cats, j, sentinel)
+        table = {v: i for i, v in enumerate(c) if not _missing(v)}
+        absent = np.full(block.shape[1], np.nan)
+        # rows: the categories, then a missing value's, then an unseen one's (NaN: refused)
+        matrix = np.vstack([block[:len(c)],
+                            missing[offsets[j]:offsets[j + 1]] if missing is not None else absent,
+                            unseen[offsets[j]:offsets[j + 1]] if unseen is not None else absent])
+        tables.append((table, len(c), missing is not None, unseen is not None))
+        rows.append(matrix)
 
-    def block(X: pd.DataFrame) -> np.ndarray | None:
-        out = np.empty((len(X), len(columns)), dtype=np.float64)
+    def encode(X: pd.DataFrame) -> np.ndarray | None:
+        result = np.empty((len(X), int(offsets[-1])), dtype=np.float64)
         for j, col in enumerate(columns):
-            table, missing_code = tables[j], missing_codes[j]
+            table, n, has_missing, has_unseen = tables[j]
+            index = np.empty(len(X), dtype=np.intp)
             for i, value in enumerate(X[col].tolist()):
-                code = table.get(value)
-                if code is None:
+                k = table.get(value)
+                if k is None:
                     if _missing(value):
-                        code = missing_code
-                    elif unknown is not None:
-                        code = unknown
-                    if code is None:  # the encoder would raise: let it
+                        if not has_missing:
+                            return None
+                        k = n
+                    elif has_unseen:
+                        k = n + 1
+                    else:  # the encoder would raise: let it
                         return None
-                out[i, j] = code
-        return out
+                index[i] = k
+            result[:, offsets[j]:offsets[j + 1]] = rows[j][index]
+        return result
 
-    return block
+    return encode
 
 
 def _datetime_parts(step: Any, columns: list[str]) -> Block:
@@ -114,7 +136,8 @@ def _datetime_parts(step: Any, columns: list[str]) -> Block:
 
 
 def _block(transformer: Any, columns: Any) -> Block | None:
-    from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder
 
     from mlops_pipeline.training.model import DatetimeParts
 
@@ -126,10 +149,77 @@ def _block(transformer: Any, columns: Any) -> Block | None:
     if identity or (isinstance(transformer, str) and transformer == "passthrough"):
         return _passthrough(columns)
     if type(transformer) is OrdinalEncoder:
-        return _ordinal(transformer, columns)
+        return _encoder(transformer, columns, [1] * len(columns))
+    if type(transformer) is OneHotEncoder and not transformer.sparse_output:
+        widths = getattr(transformer, "_n_features_outs", None)  # each input column's output width
+        return None if widths is None else _encoder(transformer, columns, list(widths))
     if type(transformer) is DatetimeParts:
         return _datetime_parts(transformer, columns)
+    if type(transformer) is Pipeline:
+        return _pipeline(transformer, columns)
     return None
+
+
+def _array_step(step: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A fitted numeric step as a function of a float64 matrix: the same operations as its
+    `transform`, so the same bits."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import StandardScaler
+
+    if type(step) is StandardScaler:
+        mean, scale = step.mean_ if step.with_mean else None, step.scale_ if step.with_std else None
+
+        def standardize(X: np.ndarray) -> np.ndarray:
+            X = np.array(X, dtype=np.float64)
+            if mean is not None:
+                X -= mean
+            if scale is not None:
+                X /= scale
+            return X
+
+        return standardize
+    if type(step) is SimpleImputer:
+        statistics = np.asarray(step.statistics_, dtype=np.float64)
+        indicator = step.indicator_
+        nan_marker = isinstance(step.missing_values, float) and np.isnan(step.missing_values)
+        if not nan_marker or np.isnan(statistics).any() or (
+                indicator is not None and indicator.features != "missing-only"):
+            return None  # another marker, or a column empty in training (dropped): the pipeline's
+        flagged = None if indicator is None else indicator.features_
+
+        def impute(X: np.ndarray) -> np.ndarray:
+            mask = np.isnan(X)
+            out = np.where(mask, statistics, X)
+            return out if flagged is None else np.hstack([out, mask[:, flagged]])
+
+        return impute
+    return None
+
+
+def _pipeline(pipeline: Any, columns: list[str]) -> Block | None:
+    """A pipeline inside the ColumnTransformer: timestamp parts or the numbers as read, then
+    imputation and scaling (`_array_step`)."""
+    from mlops_pipeline.training.model import DatetimeParts
+
+    steps = [step for _, step in pipeline.steps if step not in (None, "passthrough")]
+    if steps and type(steps[0]) is DatetimeParts:
+        head: Block = _datetime_parts(steps[0], columns)
+        steps = steps[1:]
+    else:
+        head = _passthrough(columns)
+    functions = [_array_step(step) for step in steps]
+    if any(f is None for f in functions):
+        return None
+
+    def block(X: pd.DataFrame) -> np.ndarray | None:
+        values = head(X)
+        if values is None:
+            return None
+        for f in functions:
+            values = f(values)  # type: ignore[misc]
+        return values
+
+    return block
 
 
 class CompiledModel:

@@ -1,10 +1,10 @@
 """The compiled model (`serving/compiled.py`, `serving/compiled_trees.py`) answers with the same
 bits as the pipeline it was compiled from — over property-based corpora of records (unseen and
 missing categories, missing numbers, missing timestamps) on the loop's own pipelines for the
-flights, `fair` and `randhie` configs and the flights with a LightGBM model, and over random
-HistGradientBoosting models (binary, multi-class, Poisson regression) fed missing, negative,
-unseen, fractional and out-of-range category codes. What it cannot compile is served by the
-pipeline itself, errors included."""
+flights, `fair` and `randhie` configs and with the team's own LightGBM, logistic regression and
+ridge models (one-hot, imputed, scaled), and over random HistGradientBoosting models (binary,
+multi-class, Poisson regression) fed missing, negative, unseen, fractional and out-of-range
+category codes. What it cannot compile is served by the pipeline itself, errors included."""
 
 from __future__ import annotations
 
@@ -35,17 +35,25 @@ def _tables(flights: pd.DataFrame) -> dict[str, pd.DataFrame]:
             "randhie": sm.datasets.randhie.load_pandas().data.sample(3000, random_state=1)}
 
 
-@pytest.fixture(scope="module", params=["flights", "fair", "randhie", "flights with lightgbm"])
+#: The team's own estimators (`model.estimator`), each behind the preprocessing the loop builds for it.
+OWN = {"lightgbm": "lightgbm.LGBMClassifier", "ridge": "sklearn.linear_model.Ridge",
+       "logistic regression": "sklearn.linear_model.LogisticRegression"}
+PARAMS = {"lightgbm": {"n_estimators": 40}, "logistic regression": {"max_iter": 300}, "ridge": {}}
+
+
+@pytest.fixture(scope="module", params=["flights", "fair", "randhie", "flights with lightgbm",
+                                        "flights with logistic regression", "randhie with ridge"])
 def fitted(request, flights, tmp_path_factory):
-    """(spec, the loop's pipeline fitted on the table's train rows, its holdout features); the last
-    case is the team's own booster (`model.estimator`), behind its native-categoricals step."""
-    table = request.param.split()[0]
+    """(spec, the loop's pipeline fitted on the table's train rows, its holdout features); "with"
+    cases are the team's own estimators: a booster behind its native-categoricals step, linear
+    models behind one-hot encoding, imputation with missing-value indicators and scaling."""
+    table, _, own = request.param.partition(" with ")
     config = Path(f"data/configs/{table}.yaml")
-    if request.param.endswith("lightgbm"):
+    if own:
         raw = yaml.safe_load(config.read_text())
         raw["contract"] = str(Path(raw["contract"]).resolve())
-        raw["model"] = {"seed": 7, "estimator": "lightgbm.LGBMClassifier", "params": {"n_estimators": 40}}
-        config = tmp_path_factory.mktemp("lightgbm") / "flights.yaml"
+        raw["model"] = {"seed": 7, "estimator": OWN[own], "params": PARAMS[own]}
+        config = tmp_path_factory.mktemp("own") / f"{table}.yaml"
         config.write_text(yaml.safe_dump(raw))
     spec = load_spec(config)
     frame = prepare(_tables(flights)[table], spec).frame
@@ -143,7 +151,7 @@ def test_what_does_not_compile_is_served_by_the_pipeline_errors_included():
         columns = ColumnTransformer([("c", encoder, ["c"]), ("x", "passthrough", ["x"])])
         return Pipeline([("features", columns), ("model", LogisticRegression())]).fit(X, y)
 
-    assert compile_model(pipeline(OneHotEncoder()), X) is None  # not a part it compiles
+    assert compile_model(pipeline(OneHotEncoder()), X) is None  # sparse output: not compiled
     assert compile_model(LogisticRegression().fit(X[["x"]], y), X[["x"]]) is None  # not a pipeline
     strict = pipeline(OrdinalEncoder())  # handle_unknown="error": an unseen category raises
     assert compile_model(strict, None) is None  # nothing to check it on: not compiled
