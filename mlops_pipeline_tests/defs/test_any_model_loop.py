@@ -90,6 +90,7 @@ class Trained:
     served: pd.DataFrame  # the feature rows sent to the server, in order
     answers: list[dict]  # the server's predictions for them
     predictions_url: str
+    health: dict  # what the server's /health said of the champion
 
     @property
     def features(self) -> list[str]:
@@ -129,8 +130,9 @@ def _dataset(table: str, model: dict, tmp: Path) -> tuple[Path, pd.DataFrame, Pa
     return root, frame, config
 
 
-def _serve(env: dict[str, str], rows: pd.DataFrame, log: Path) -> list[dict]:
-    """`mlops-pipeline serve` (the real server, following the champion) answering `rows`."""
+def _serve(env: dict[str, str], rows: pd.DataFrame, log: Path) -> tuple[list[dict], dict]:
+    """`mlops-pipeline serve` (the real server, following the champion) answering `rows`; and what
+    its /health said of the champion."""
     from mlops_pipeline_tests.serving.conftest import BIN, free_port, start, stop, wait_http
 
     port = free_port()
@@ -144,7 +146,7 @@ def _serve(env: dict[str, str], rows: pd.DataFrame, log: Path) -> list[dict]:
         records = [{c: float(v) for c, v in r.items()} for r in rows.to_dict("records")]
         answer = httpx.post(f"{url}/predict", json={"records": records}, timeout=60)
         assert answer.status_code == 200, answer.text
-        return answer.json()["predictions"]
+        return answer.json()["predictions"], httpx.get(f"{url}/health", timeout=30).json()["champion"]
     finally:
         stop(proc)
 
@@ -194,13 +196,13 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         registry.configure()
         model = mlflow.sklearn.load_model(f"models:/{spec.name}/{champion.version}")
         rows = frame.sample(SERVED, random_state=11)
-        answers = _serve(env, rows[list(spec.features.numerical)], tmp / "serve.log")
+        answers, health = _serve(env, rows[list(spec.features.numerical)], tmp / "serve.log")
         store = PredictionStore(predictions_url)
         for answer, label in zip(answers[:LABELLED], rows[spec.label_source], strict=False):
             store.set_label(answer["request_id"], float(label))
         store.close()
         yield Trained(request.param, model_section, root, config, spec, frame, champion, model,
-                      rows, answers, predictions_url)
+                      rows, answers, predictions_url, health)
 
 
 @pytest.fixture
@@ -232,13 +234,15 @@ def test_a_configured_estimator_is_registered_gated_with_its_cost_and_served(tra
     assert float(cost.split("|")[2]) > 0, cost
     assert f"Snapshot `{champion.tags['snapshot_id']}`" in card
 
+    # Served by its compiled form (serving.compiled: the columns in numpy), with the same bits.
+    assert trained.health["compiled"] is True, trained.health
     X = trained.served[trained.features]
     served = np.array([p["prediction"] for p in trained.answers], dtype="float64")
     if spec.task == "regression":
-        np.testing.assert_allclose(served, model.predict(X), rtol=1e-6)
+        np.testing.assert_array_equal(served, model.predict(X))
         return
     probability = np.array([p["probability"] for p in trained.answers])
-    np.testing.assert_allclose(probability, model.predict_proba(X)[:, 1], rtol=1e-6)
+    np.testing.assert_array_equal(probability, model.predict_proba(X)[:, 1])
     threshold = class_info(model).threshold
     if "threshold" in trained.model_section:
         # The stored threshold decides, not 0.5: some answers differ from the argmax's.
