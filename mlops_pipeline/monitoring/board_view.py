@@ -89,18 +89,21 @@ def sparkline(values: list[float], width: int = 300, height: int = 70, line: flo
             f"<polyline fill='none' stroke='{color}' stroke-width='2' points='{pts}'/>{dash}</svg>")
 
 
-def bars(rows: list[tuple[str, float, str]], width: int = 300, limit: float | None = None) -> str:
-    """Horizontal bars: (label, value, value as words); a dashed `limit` line when given."""
+def bars(rows: list[tuple[str, float, str]], width: int = 300, limit: float | None = None,
+         stacked: bool = False) -> str:
+    """Horizontal bars: (label, value, value as words); a dashed `limit` line when given.
+    `stacked`: each label on its own line above its bar (labels too long to sit beside it)."""
     if not rows:
         return "<p class='none'>no data yet</p>"
     top = max([*(v for _, v, _ in rows), limit or 0.0]) * 1.1 or 1.0
-    h, out = 22, []
+    h, out = (36, []) if stacked else (22, [])
+    x0, room, dy = (0, width - 160, 14) if stacked else (110, width - 190, 0)
     for i, (label, value, words) in enumerate(rows):
-        w = max(value / top * (width - 190), 1)
+        w = max(value / top * room, 1)
         color = "#c62828" if limit is not None and value > limit else "#1f6feb"
         out.append(f"<text x='0' y='{i * h + 15}' font-size='12'>{_e(label)}</text>"
-                   f"<rect x='110' y='{i * h + 4}' width='{w:.1f}' height='14' fill='{color}'/>"
-                   f"<text x='{114 + w:.1f}' y='{i * h + 15}' font-size='11'>{_e(words)}</text>")
+                   f"<rect x='{x0}' y='{i * h + 4 + dy}' width='{w:.1f}' height='14' fill='{color}'/>"
+                   f"<text x='{x0 + 4 + w:.1f}' y='{i * h + 15 + dy}' font-size='11'>{_e(words)}</text>")
     if limit is not None:
         x = 110 + limit / top * (width - 190)
         out.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='0' y2='{len(rows) * h}' stroke='#c62828' "
@@ -199,12 +202,12 @@ def segments_panel(v: View) -> str:
         f"<p class='seg'><b>{_e(seg)}</b> " + " ".join(
             f"<span class='src' data-source='{_e(x.source)}'>{_e(x.source)}</span> {_e(x.words)}"
             for x in said) + "</p>" for seg, said in list(named.items())[:2])
-    shown = 5 - min(len(named), 2)  # the panel keeps its height: fewer bars under named segments
+    shown = 3 - min(len(named), 1)  # the panel keeps its height: fewer bars under named segments
     rows = [(s, val, f"{_num(val)} {src} ({n:,} rows)") for s, _, val, n, src in v.segments[:shown]]
     metric = METRIC_WORDS.get(v.segments[0][1], v.segments[0][1]) if v.segments else ""
     note = (f"{_e(metric)} by segment ({_e(v.segments[0][4])}), worst first" if v.segments
             else "no per-segment figures yet")
-    return _panel("Worst segments", lines + (bars(rows) if rows else ""), note)
+    return _panel("Worst segments", lines + (bars(rows, stacked=True) if rows else ""), note)
 
 
 def release_panel(v: View) -> str:
