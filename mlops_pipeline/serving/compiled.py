@@ -263,13 +263,11 @@ class CompiledModel:
         return self.pipeline.predict(X) if Xt is None else self.estimator.predict(Xt)
 
 
-def compile_model(model: Any, example: pd.DataFrame | None) -> CompiledModel | None:
-    """`model`'s compiled form when every part of its first step compiles and the compiled matrix
-    equals `transform`'s on `example` (NaNs in the same places); None otherwise (served as it is)."""
+def _build(model: Any) -> CompiledModel | None:
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
 
-    if not isinstance(model, Pipeline) or len(model.steps) < 2 or example is None or not len(example):
+    if not isinstance(model, Pipeline) or len(model.steps) < 2:
         return None
     first = model.steps[0][1]
     if type(first) is not ColumnTransformer:
@@ -283,23 +281,31 @@ def compile_model(model: Any, example: pd.DataFrame | None) -> CompiledModel | N
         if block is None:
             return None
         blocks.append(block)
-    if not blocks:
+    return CompiledModel(model, blocks) if blocks else None
+
+
+def compile_model(model: Any, example: pd.DataFrame | None) -> CompiledModel | None:
+    """`model`'s compiled form when every part of its first step compiles, and its matrix and
+    answers on `example` are the pipeline's bit for bit; None otherwise (served as it is). Never
+    raises: a model that cannot be compiled is still served, by its pipeline."""
+    if example is None or not len(example):
         return None
-    compiled = CompiledModel(model, blocks)
     try:
-        expected = first.transform(example)
+        compiled = _build(model)
+        if compiled is None:
+            return None
+        expected = model.steps[0][1].transform(example)
         ours = compiled.features(example)
-    except Exception as exc:  # the pipeline's own path stays; nothing to compile
-        log.info("model not compiled: %s", exc)
+        same = (isinstance(expected, np.ndarray) and ours is not None and ours.shape == expected.shape
+                and np.array_equal(ours, np.asarray(expected, dtype=np.float64), equal_nan=True))
+        method = "predict_proba" if hasattr(model, "predict_proba") else "predict"
+        if same:
+            same = np.array_equal(getattr(compiled, method)(example), getattr(model, method)(example),
+                                  equal_nan=True)
+    except Exception as exc:  # the pipeline's own path stays
+        log.warning("model not compiled: %s: %s", type(exc).__name__, exc)
         return None
-    same = (isinstance(expected, np.ndarray) and ours is not None and ours.shape == expected.shape
-            and np.array_equal(ours, np.asarray(expected, dtype=np.float64), equal_nan=True))
     if not same:
-        log.warning("model not compiled: its features differ from the pipeline's on the input example")
-        return None
-    method = "predict_proba" if hasattr(model, "predict_proba") else "predict"
-    if not np.array_equal(getattr(compiled, method)(example), getattr(model, method)(example),
-                          equal_nan=True):
-        log.warning("model not compiled: its answers differ from the pipeline's on the input example")
+        log.warning("model not compiled: it differs from the pipeline on the input example")
         return None
     return compiled

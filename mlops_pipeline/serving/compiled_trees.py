@@ -9,10 +9,11 @@ own link function, so the answers are bit-identical to `predict_proba`/`predict`
 close (`serving/test_compiled.py` shows it over random models and inputs).
 
 Treelite's walk costs more per row than scikit-learn's, so above `MAX_ROWS` rows (a full
-micro-batch at 64 connections and more) scikit-learn's own call is used. A categorical value
-scikit-learn treats as missing (negative, or a category the trees never saw) is passed as NaN,
-which is what it means there; a value it would truncate (non-integer, beyond 255) sends the call
-to scikit-learn.
+micro-batch at 64 connections and more) scikit-learn's own call is used. The trees split on
+scikit-learn's internal codes of the categorical features (its `OrdinalEncoder` over them, placed
+first), so treelite is given those codes, computed by a sorted lookup in the encoder's categories
+(NaN for a missing or unseen value: missing to the trees), checked against scikit-learn's own
+encoding when compiled.
 """
 
 from __future__ import annotations
@@ -30,50 +31,71 @@ class CompiledTrees:
     """`predict_proba`/`predict` of a fitted HistGradientBoosting model on a float64 matrix."""
 
     def __init__(self, estimator: Any):
-        import warnings
+        import copy
 
         import treelite
 
         self.estimator = estimator
-        with warnings.catch_warnings():  # its importer casts the NaN it pads category lists with
-            warnings.simplefilter("ignore", RuntimeWarning)
-            self.model = treelite.sklearn.import_model(estimator)
+        # The trees as scikit-learn's own predictors walk them: over its internal codes of the
+        # categorical features (`_input` computes them), not remapped to the raw categories.
+        trees = copy.copy(estimator)
+        trees._preprocessor = None
+        self.model = treelite.sklearn.import_model(trees)
         self.classes = len(estimator._predictors[0])
         self.baseline = np.asarray(estimator._baseline_prediction, dtype=np.float64).reshape(-1)
         self.loss = estimator._loss
         self.classifier = hasattr(estimator, "classes_")
-        # per categorical feature: which codes the trees know (the others mean "missing" there)
-        known, f_idx_map = estimator._bin_mapper.make_known_categories_bitsets()
-        mask = estimator.is_categorical_
-        self.categorical = [] if mask is None else [int(j) for j in np.flatnonzero(mask)]
-        codes = np.arange(256, dtype=np.uint32)
-        self.known = {j: ((known[f_idx_map[j], codes >> 5] >> (codes & 31)) & 1).astype(bool)
-                      for j in self.categorical}
+        # scikit-learn encodes categorical features itself before its trees (`_preprocessor`: an
+        # OrdinalEncoder over them, placed first, the other features after), and the trees split
+        # on those codes; treelite reads the trees as they are, so it is given the same codes.
+        preprocessor = getattr(estimator, "_preprocessor", None)
+        self.categorical: list[int] = []
+        self.numerical: list[int] = []
+        self.categories: list[np.ndarray] = []
+        if preprocessor is not None:
+            mask = np.asarray(estimator.is_categorical_, dtype=bool)
+            self.categorical = [int(j) for j in np.flatnonzero(mask)]
+            self.numerical = [int(j) for j in np.flatnonzero(~mask)]
+            encoder = preprocessor.named_transformers_["encoder"]
+            self.categories = [np.asarray(c, dtype=np.float64) for c in encoder.categories_]
+            self.categories = [c[~np.isnan(c)] for c in self.categories]
+        self.preprocessor = preprocessor
 
-    def _input(self, X: np.ndarray) -> np.ndarray | None:
-        """`X` as the trees read it, or None when scikit-learn must take it."""
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        if not self.categorical:
-            return X
-        X = X.copy()
-        for j in self.categorical:
-            col = X[:, j]
-            present = ~np.isnan(col)
-            values = col[present]
-            if np.any((values >= 256) | (values != np.floor(values))):
-                return None
-            codes = np.where(values < 0, 0, values).astype(np.int64)
-            unknown = (values < 0) | ~self.known[j][codes]
-            col[np.flatnonzero(present)[unknown]] = np.nan
-        return X
+    def _input(self, X: np.ndarray) -> np.ndarray:
+        """`X` as the trees read it: each categorical feature as its position among the
+        encoder's categories (NaN for missing or unseen: missing to the trees), placed first."""
+        X = np.asarray(X, dtype=np.float64)
+        if self.preprocessor is None:
+            return np.ascontiguousarray(X)
+        out = np.empty(X.shape, dtype=np.float64)
+        for k, (j, categories) in enumerate(zip(self.categorical, self.categories, strict=True)):
+            values = X[:, j]
+            position = np.searchsorted(categories, values)
+            found = position < len(categories)
+            found[found] = categories[position[found]] == values[found]
+            out[:, k] = np.where(found, position, np.nan)
+        out[:, len(self.categorical):] = X[:, self.numerical]
+        return out
 
-    def raw(self, X: np.ndarray) -> np.ndarray | None:
+    def matches_its_preprocessor(self) -> bool:
+        """Whether `_input` equals scikit-learn's own encoding on every category of every
+        categorical feature, missing values and values it never saw."""
+        if self.preprocessor is None:
+            return True
+        odd = [np.nan, -1.0, 0.5, 2.5, 255.0, 256.0, 1e6]
+        cases = [np.concatenate([c, odd]) for c in self.categories]
+        n = max(len(c) for c in cases)
+        probe = np.zeros((n, len(self.categorical) + len(self.numerical)))
+        for j, c in zip(self.categorical, cases, strict=True):
+            probe[:, j] = np.resize(c, n)
+        expected = np.asarray(self.preprocessor.transform(probe), dtype=np.float64)
+        return bool(np.array_equal(self._input(probe), expected, equal_nan=True))
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
         """The model's raw predictions (n, classes), summed as scikit-learn sums them."""
         from treelite import gtil
 
         Xc = self._input(X)
-        if Xc is None:
-            return None
         n = len(Xc)
         leaves = gtil.predict_per_tree(self.model, Xc, nthread=1).reshape(n, -1)
         raw = np.empty((n, self.classes), dtype=np.float64)
@@ -101,4 +123,5 @@ def compile_trees(estimator: Any) -> CompiledTrees | None:
         return None
     if not hasattr(estimator, "_predictors"):
         return None
-    return CompiledTrees(estimator)
+    compiled = CompiledTrees(estimator)
+    return compiled if compiled.matches_its_preprocessor() else None

@@ -345,7 +345,7 @@ def test_the_example_python_model_is_logged_gated_registered_served_and_reproduc
     assert float(mlflow.get_run(champion.run_id).data.params["decision_threshold"]) == classes.threshold
 
     rows = frame.sample(50, random_state=5)[list(spec.features.numerical)]
-    answers = _serve(env, rows, tmp_path / "serve.log")
+    answers, _ = _serve(env, rows, tmp_path / "serve.log")
     probability = loaded.predict_proba(rows)[:, 1]
     np.testing.assert_allclose([a["probability"] for a in answers], probability, rtol=1e-9)
     served = np.array([a["prediction"] for a in answers], dtype=float)
@@ -442,7 +442,7 @@ def test_foreign_xgboost_and_pyfunc_models_pass_the_same_gate_are_served_and_not
 
     # Served by the dataset's server (following its champion): the foreign model's answers.
     rows = trained.frame.head(5)[trained.features]
-    answers = _serve(trained.env(), rows, tmp_path / "serve.log")
+    answers, _ = _serve(trained.env(), rows, tmp_path / "serve.log")
     np.testing.assert_allclose([p["probability"] for p in answers],
                                notebook.xgb.predict_proba(rows)[:, 1], rtol=1e-6)
 

@@ -131,11 +131,14 @@ def test_treelite_walks_the_trees_to_scikit_learns_answers_bit_for_bit(trees, ro
     np.testing.assert_array_equal(compiled.predict(X), model.predict(X))
 
 
-def test_a_small_batch_is_walked_by_treelite_and_a_large_one_by_scikit_learn(trees):
+def test_treelite_is_given_scikit_learns_own_codes_of_the_categories(trees):
+    """The trees split on scikit-learn's internal codes of the categorical features (its encoder
+    over them, placed first); the compiled input equals that encoding, odd values included."""
     model, compiled = trees
-    X = np.tile([[3.0, 12.0, 0.1]], (MAX_ROWS + 1, 1))
-    assert compiled.raw(X[:MAX_ROWS]) is not None  # the native walk takes it
-    assert compiled.raw(np.array([[2.5, 12.0, 0.1]])) is None  # a code sklearn truncates: sklearn's call
+    assert compiled.categorical == [0, 1] and compiled.matches_its_preprocessor()
+    X = np.array([[19.0, 59.0, 0.3], [5.0, 3.0, np.nan], [np.nan, -1.0, 1.0], [2.5, 256.0, -0.2]])
+    np.testing.assert_array_equal(compiled._input(X), model._preprocessor.transform(X))
+    assert np.isnan(compiled._input(X)[1, 0])  # 5 was never seen in training: missing to the trees
 
 
 def test_what_does_not_compile_is_served_by_the_pipeline_errors_included():
@@ -155,6 +158,7 @@ def test_what_does_not_compile_is_served_by_the_pipeline_errors_included():
     assert compile_model(LogisticRegression().fit(X[["x"]], y), X[["x"]]) is None  # not a pipeline
     strict = pipeline(OrdinalEncoder())  # handle_unknown="error": an unseen category raises
     assert compile_model(strict, None) is None  # nothing to check it on: not compiled
+    assert compile_model(strict, X.drop(columns=["x"])) is None  # checking it raised: never raises
     compiled = compile_model(strict, X)
     assert compiled is not None
     np.testing.assert_array_equal(compiled.predict_proba(X), strict.predict_proba(X))
