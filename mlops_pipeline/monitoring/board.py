@@ -53,7 +53,7 @@ def parse_serving_metrics(text: str) -> dict[str, Any]:
                 buckets[bound] = buckets.get(bound, 0.0) + sample.value
             elif sample.name == "mlops_predict_requests_total":
                 requests += sample.value
-            elif sample.name == "mlops_errors_total":
+            elif sample.name == "mlops_errors_total" and sample.value:  # kinds that happened
                 errors[sample.labels.get("kind", "?")] = sample.value
             elif sample.name == "mlops_registry_reachable":
                 registry_up = bool(sample.value)

@@ -50,6 +50,17 @@ def _echo(value: Any) -> Any:
     return _printable(value if isinstance(value, str) else str(value))
 
 
+#: Every `kind` a serving process counts in `mlops_errors_total`. Each series is created at zero
+#: when the server starts (`ServingMetrics`): Prometheus' `rate()`/`increase()` see no increase in
+#: a series whose first sample already holds the errors, so a first burst (a capture failure
+#: after a restart, say) would never reach the recording rules or the alerts.
+ERROR_KINDS = (
+    "validation", "bad_json", "bad_request", "body_too_large", "unsupported_media_type", "unauthorized",
+    "forbidden", "not_found", "mismatch", "rollback_refused", "model", "model_input", "capture",
+    "not_ready", "internal", "client_disconnect", "shadow", "capture_shadow",
+)
+
+
 class RequestError(Exception):
     """A request the server refuses: HTTP status, a message and the per-field errors.
 

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from mlops_pipeline.serving.errors import ERROR_KINDS
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1,
                    0.25, 0.5, 1.0, 2.5, 5.0)
 PROBABILITY_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -42,6 +44,8 @@ class ServingMetrics:
             ["model_version", "role"], registry=r,
         )
         self.errors = Counter("mlops_errors", "Errors by kind.", ["kind"], registry=r)
+        for kind in ERROR_KINDS:  # at zero from the start, so rates see the first errors
+            self.errors.labels(kind)
         self.probability = Histogram(
             "mlops_prediction_probability",
             "Probability of the answer: positive class (binary), predicted class (multi-class).",

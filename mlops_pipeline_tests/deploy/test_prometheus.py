@@ -210,6 +210,9 @@ def test_real_prometheus_recording_rules_match_the_prediction_store(served: Any,
     prom.wait("the target scraped", lambda: any(
         float(r["value"][1]) == warm for r in prom.query("mlops_predict_requests_total")), proc, log)
     assert prom.one('up{job="mlops-serving"}') == 1
+    # Every error kind is a series from the start, at zero: the first errors of a kind (a capture
+    # failure after a restart) are an increase that rates and alerts see, not a series born non-zero.
+    assert [float(r["value"][1]) for r in prom.query('mlops_errors_total{kind="capture"}')] == [0.0]
     base_cost = prom.one("sum(mlops_scoring_cost_usd_total)")
     base_records = prom.one("sum(mlops_scored_records_total)")
 
